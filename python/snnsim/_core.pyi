@@ -1,0 +1,116 @@
+"""Typed stub of the native engine module (built from `rust/` by maturin).
+
+This module is an implementation detail: the public API is `snnsim.run`, `snnsim.Stream` and
+`snnsim.load`. Array arguments are C-contiguous numpy arrays; the engine reads them without
+copying and releases the GIL while it works. Every failure is raised as `ValueError` (bad model
+file, bad input, integer overflow) with a message naming the node, field or argument.
+"""
+
+from typing import Literal, TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+class Counts(TypedDict):
+    spikes: npt.NDArray[np.uint64]  # [B, L, T]
+    sops: npt.NDArray[np.uint64]  # [B, L, T]
+    macs: npt.NDArray[np.uint64]  # [B, L, T]
+    aux_ops: npt.NDArray[np.uint64]  # [B, L, T]
+    state_updates: npt.NDArray[np.uint64]  # [B, L, T]
+
+class RawResult(TypedDict):
+    output: npt.NDArray[np.float64]  # [B, n_out], see docs/model-format.md §5
+    output_sum: npt.NDArray[np.float64]  # [B, n_out], sum over steps (membrane for integrate)
+    prediction: npt.NDArray[np.int64]  # [B]
+    counts: Counts
+    record: dict[str, npt.NDArray[np.uint8]]  # name -> [B, T, *node_shape] (torch layout)
+
+class Model:
+    """A network loaded from a snnsim safetensors file and compiled for the engine."""
+
+    @staticmethod
+    def load(path: str) -> Model: ...
+    @staticmethod
+    def from_bytes(data: bytes) -> Model: ...
+    @property
+    def precision(self) -> Literal["float32", "int"]: ...
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+    @property
+    def input_kind(self) -> Literal["static", "events"]: ...
+    @property
+    def input_scale(self) -> float | None: ...
+    @property
+    def node_names(self) -> list[str]: ...  # topological order; the L axis of counts
+    @property
+    def node_ops(self) -> list[str]: ...
+    @property
+    def node_shapes(self) -> list[tuple[int, ...]]: ...
+    @property
+    def output(self) -> str: ...
+    def dense_macs(self) -> npt.NDArray[np.uint64]: ...  # [L]
+    def run_static(
+        self,
+        x: npt.NDArray[np.float32] | npt.NDArray[np.int32],
+        steps: int,
+        record: list[str],
+        threads: int | None = None,
+    ) -> RawResult:
+        """x: [B, *input_shape]; float32 for float precision, int32 in [-128, 127] for int."""
+    def run_frames(
+        self,
+        frames: npt.NDArray[np.float32] | npt.NDArray[np.int32],
+        record: list[str],
+        threads: int | None = None,
+    ) -> RawResult:
+        """frames: [B, T, *input_shape] per-step input (event counts); T = frames.shape[1]."""
+    def run_events(
+        self,
+        x: npt.NDArray[np.int64],
+        y: npt.NDArray[np.int64],
+        p: npt.NDArray[np.int64],
+        t: npt.NDArray[np.int64],
+        offsets: npt.NDArray[np.int64],
+        steps: int,
+        binning: Literal["time", "count"],
+        record: list[str],
+        threads: int | None = None,
+    ) -> RawResult:
+        """Events of sample b are [offsets[b], offsets[b+1]); p already mapped to {0, 1}."""
+    def new_stream(self) -> StreamState: ...
+
+class StreamState:
+    """Neuron state of one sample kept between calls (batch 1)."""
+
+    @property
+    def steps_done(self) -> int: ...
+    def feed_frames(
+        self, frames: npt.NDArray[np.float32] | npt.NDArray[np.int32], record: list[str]
+    ) -> RawResult:
+        """frames: [T, *input_shape]; result covers these T steps only (B = 1); `output` and
+        `prediction` cover all steps fed so far."""
+    def feed_events(
+        self,
+        x: npt.NDArray[np.int64],
+        y: npt.NDArray[np.int64],
+        p: npt.NDArray[np.int64],
+        t: npt.NDArray[np.int64],
+        origin_us: int,
+        dt_us: int,
+        steps: int,
+        record: list[str],
+    ) -> RawResult:
+        """Advance `steps` windows of `dt_us` starting at origin_us + steps_done*dt_us;
+        every event must fall inside them."""
+
+def bin_events(
+    x: npt.NDArray[np.int64],
+    y: npt.NDArray[np.int64],
+    p: npt.NDArray[np.int64],
+    t: npt.NDArray[np.int64],
+    offsets: npt.NDArray[np.int64],
+    shape: tuple[int, int, int],
+    steps: int,
+    binning: Literal["time", "count"],
+) -> npt.NDArray[np.int32]:
+    """Dense frames [B, steps, C, H, W] of event counts (for tests and inspection)."""

@@ -1,0 +1,220 @@
+"""Hypothesis strategies for random spiking networks and inputs.
+
+Public so that users can property-test their own code against snnsim the same way snnsim tests
+itself: ``networks()`` draws a random feed-forward :class:`~snnsim.graph.Graph` (Linear, Conv2d,
+pools, Flatten, residual Add, fixed-point Scale, DSR-IF, DSR-LIF, Dspike-LIF, an integrating or
+spiking output) in float32 or integer precision, together with a matching input batch.
+
+Structure (layer kinds, sizes, neuron types, precision, weight width) is drawn by hypothesis so
+failures shrink to small networks; the bulk numbers (weights, inputs) come from a numpy
+generator seeded by a drawn integer, so a failing example is reproduced from its printed seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from hypothesis import strategies as st
+
+from .graph import NEURON_OPS, Graph
+
+Precision = Literal["float32", "int"]
+
+
+@dataclass
+class NetworkCase:
+    """A drawn network with its input: ``static`` [B, *input_shape] or ``frames``
+    [B, T, *input_shape] (event counts), and the number of ``steps``."""
+
+    graph: Graph
+    steps: int
+    static: np.ndarray | None
+    frames: np.ndarray | None
+    seed: int
+
+    @property
+    def inputs(self) -> np.ndarray:
+        return self.static if self.static is not None else self.frames  # type: ignore[return-value]
+
+
+class _Builder:
+    """Adds layers with parameters that keep firing rates in a useful range."""
+
+    def __init__(self, draw: Any, graph: Graph, rng: np.random.Generator, weight_bits: int, tie_prone: bool):
+        self.draw, self.g, self.rng = draw, graph, rng
+        self.bits = weight_bits
+        self.tie_prone = tie_prone
+        self.count = 0
+        self.int = graph.precision == "int"
+
+    def name(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def weights(self, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
+        if not self.int:
+            return (self.rng.standard_normal(shape) * (1.5 / np.sqrt(fan_in))).astype(np.float32)
+        hi = {4: 7, 8: 127, 16: 32767}[self.bits]
+        lo = -hi - 1
+        if self.tie_prone:  # small integers make exact ties at the fire level frequent
+            hi, lo = min(hi, 3), max(lo, -2)
+        return self.rng.integers(lo, hi + 1, size=shape).astype(np.int16 if self.bits == 16 else np.int8)
+
+    def bias(self, n: int) -> np.ndarray | None:
+        if not self.draw(st.booleans()):
+            return None
+        if self.int:
+            return self.rng.integers(-4, 5, size=n).astype(np.int32)
+        return (self.rng.standard_normal(n) * 0.1).astype(np.float32)
+
+    def current_scale(self, fan_in: int, in_mag: float) -> float:
+        """Typical |current| into a neuron fed by a layer of this fan-in whose inputs have
+        typical magnitude ``in_mag`` (int precision)."""
+        hi = {4: 7, 8: 127, 16: 32767}[self.bits]
+        if self.tie_prone:
+            hi = 3
+        return max(1.0, hi * np.sqrt(fan_in) * 0.5 * in_mag)
+
+    def neuron(self, inp: str, channels: int, fan_in: int, op: str | None = None, in_mag: float = 1.0) -> str:
+        op = op or self.draw(st.sampled_from(NEURON_OPS))
+        name = self.name("sn")
+        per_channel = self.draw(st.booleans())
+        c = channels if per_channel else 1
+        alpha = self.draw(st.sampled_from([0.3, 0.5, 1.0]))
+        if not self.int:
+            theta = self.rng.uniform(0.3, 1.5, size=c).astype(np.float32)
+            fire = (alpha * theta).astype(np.float32)
+            if op == "dsr_if":
+                return self.g.dsr_if(name, inp, theta=theta, fire=fire)
+            leak = self.rng.uniform(0.5, 1.0, size=c).astype(np.float32)
+            if op == "dsr_lif":
+                return self.g.dsr_lif(name, inp, theta=theta, fire=fire, leak=leak, gain=(1 - leak + 0.5).astype(np.float32))
+            return self.g.dspike_lif(name, inp, fire=fire, leak=leak)
+        scale = self.current_scale(fan_in, in_mag)
+        theta = self.rng.integers(1, int(max(2, 2 * scale)) + 1, size=c).astype(np.int32)
+        fire = np.maximum(1, np.round(alpha * theta)).astype(np.int32)
+        f = self.draw(st.integers(1, 16))
+        leak_m = self.rng.integers(0, 2**f + 1, size=c).astype(np.int32)
+        if op == "dsr_if":
+            return self.g.dsr_if(name, inp, theta=theta, fire=fire)
+        if op == "dsr_lif":
+            gain_m = self.rng.integers(1, 2**f + 1, size=c).astype(np.int32)
+            return self.g.dsr_lif(name, inp, theta=theta, fire=fire, leak_m=leak_m, gain_m=gain_m, f=f)
+        return self.g.dspike_lif(name, inp, fire=fire, leak_m=leak_m, f=f)
+
+
+@st.composite
+def networks(
+    draw: Any,
+    precision: Precision | None = None,
+    input_kind: Literal["static", "events"] | None = None,
+    max_steps: int = 32,
+    max_batch: int = 8,
+) -> NetworkCase:
+    """Draw a random network and an input batch (see the module docstring)."""
+    precision = precision or draw(st.sampled_from(["float32", "int"]))
+    input_kind = input_kind or draw(st.sampled_from(["static", "events"]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    spatial = input_kind == "events" or draw(st.booleans())
+    if spatial:
+        c = draw(st.integers(1, 2)) if input_kind == "events" else draw(st.integers(1, 3))
+        h, w = draw(st.integers(3, 8)), draw(st.integers(3, 8))
+        shape: tuple[int, ...] = (c, h, w)
+    else:
+        shape = (draw(st.integers(1, 24)),)
+    bits = draw(st.sampled_from([4, 8, 16])) if precision == "int" else 8
+    tie_prone = precision == "int" and draw(st.booleans())
+    g = Graph(input_shape=shape, precision=precision, input_kind=input_kind,
+              input_scale=(1.0 / 64) if (precision == "int" and input_kind == "static") else None)
+    b = _Builder(draw, g, rng, bits, tie_prone)
+
+    x, cur = "input", shape
+    # typical |input value| seen by the first weighted layer (int precision)
+    in_mag = 1.0 if (input_kind == "events" or precision == "float32") else (2.0 if tie_prone else 64.0)
+    if spatial:
+        for _ in range(draw(st.integers(1, 2))):
+            cin, hh, ww = cur
+            cout = draw(st.integers(1, 4))
+            k = draw(st.integers(1, min(3, hh, ww)))
+            stride = draw(st.integers(1, 2))
+            pad = draw(st.integers(0, k // 2))
+            fan = cin * k * k
+            x = g.conv2d(b.name("conv"), x, b.weights((cout, cin, k, k), fan), b.bias(cout), stride=stride,
+                         padding=pad, weight_bits=bits if precision == "int" else None)
+            cur = g.shapes()[x]
+            x = b.neuron(x, cur[0], fan, in_mag=in_mag)
+            in_mag = 1.0
+            if draw(st.booleans()) and cur[1] >= 2 and cur[2] >= 2:
+                if precision == "int" or draw(st.booleans()):
+                    x = g.sumpool2d(b.name("pool"), x, 2)
+                else:
+                    x = g.avgpool2d(b.name("pool"), x, 2)
+                cur = g.shapes()[x]
+            if draw(st.booleans()):  # residual block: conv-neuron-conv + shortcut, then a neuron
+                cc = cur[0]
+                y = g.conv2d(b.name("conv"), x, b.weights((cc, cc, 3, 3), 9 * cc), None, padding=1,
+                             weight_bits=bits if precision == "int" else None)
+                y = b.neuron(y, cc, 9 * cc)
+                y = g.conv2d(b.name("conv"), y, b.weights((cc, cc, 1, 1), cc), b.bias(cc),
+                             weight_bits=bits if precision == "int" else None)
+                if draw(st.booleans()):  # fixed-point rescale of the residual stream
+                    if precision == "int":
+                        y = g.scale(b.name("scale"), y, m=rng.integers(1, 2**8, size=cc).astype(np.int32),
+                                    f=draw(st.integers(1, 10)))
+                    else:
+                        y = g.scale(b.name("scale"), y, scale=rng.uniform(0.5, 1.5, size=cc).astype(np.float32))
+                x = g.add(b.name("add"), x, y)
+                x = b.neuron(x, cc, 9 * cc)
+        x = g.flatten(b.name("flat"), x)
+        cur = g.shapes()[x]
+    for _ in range(draw(st.integers(0, 2))):
+        fin, fout = cur[0], draw(st.integers(1, 24))
+        x = g.linear(b.name("fc"), x, b.weights((fout, fin), fin), b.bias(fout),
+                     weight_bits=bits if precision == "int" else None)
+        x = b.neuron(x, fout, fin, in_mag=in_mag)
+        in_mag = 1.0
+        cur = (fout,)
+    fin, nout = cur[0], draw(st.integers(2, 10))
+    x = g.linear(b.name("fc"), x, b.weights((nout, fin), fin), b.bias(nout),
+                 weight_bits=bits if precision == "int" else None)
+    if draw(st.booleans()):
+        out = g.integrate(b.name("out"), x)
+    else:
+        out = b.neuron(x, nout, fin, in_mag=in_mag)
+    g.set_output(out)
+    g.validate()
+
+    steps = draw(st.integers(1, max_steps))
+    batch = draw(st.integers(1, max_batch))
+    static = frames = None
+    if input_kind == "static":
+        if precision == "int":
+            static = rng.integers(-128, 128, size=(batch, *shape)).astype(np.int32)
+            if tie_prone:
+                static = rng.integers(-3, 4, size=(batch, *shape)).astype(np.int32)
+        else:
+            static = rng.uniform(-1.0, 1.0, size=(batch, *shape)).astype(np.float32)
+    else:
+        rate = draw(st.sampled_from([0.05, 0.2, 0.5]))
+        counts = rng.binomial(2, rate, size=(batch, steps, *shape))
+        frames = counts.astype(np.int32 if precision == "int" else np.float32)
+    return NetworkCase(graph=g, steps=steps, static=static, frames=frames, seed=seed)
+
+
+@st.composite
+def event_recordings(draw: Any, sensor: tuple[int, int, int] = (2, 8, 8), max_events: int = 200) -> np.ndarray:
+    """A tonic-style structured event array (fields x, y, p, t; t non-decreasing, microseconds)
+    for a sensor of shape (C, H, W)."""
+    c, h, w = sensor
+    n = draw(st.integers(0, max_events))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    ev = np.zeros(n, dtype=[("x", "<i2"), ("y", "<i2"), ("p", "<i1"), ("t", "<i8")])
+    ev["x"] = rng.integers(0, w, n)
+    ev["y"] = rng.integers(0, h, n)
+    ev["p"] = rng.integers(0, 2, n) if c == 2 else 0
+    ev["t"] = np.cumsum(rng.integers(0, draw(st.sampled_from([1, 10, 1000])) + 1, n)) + draw(st.integers(0, 10**6))
+    return ev

@@ -1,0 +1,20 @@
+"""Shared pytest configuration: hypothesis profiles.
+
+``ci`` (set by scripts/test.sh) bounds the number of examples and derandomises the run so CI is
+deterministic; ``dev`` is the default for local runs; ``thorough`` is for long local soaks.
+Failing examples are printed with their seed (``print_blob``).
+"""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_common = dict(
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("ci", max_examples=40, derandomize=True, **_common)
+settings.register_profile("dev", max_examples=60, **_common)
+settings.register_profile("thorough", max_examples=2000, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
