@@ -1,0 +1,53 @@
+"""snnsim: spiking neural networks (DSR, Dspike) run by an event-driven Rust engine and a torch
+reference that agree spike for spike, with exact operation counts and energy estimates.
+
+Quick start::
+
+    import snnsim
+    g = snnsim.Graph(input_shape=(784,))
+    g.linear("fc1", "input", w1)
+    g.dsr_if("sn1", "fc1", theta=1.0, fire=0.5)
+    g.set_output("sn1")
+    snnsim.save(g, "net.snn.safetensors")
+    res = snnsim.run("net.snn.safetensors", images, steps=8)   # Rust engine
+    print(res.summary())
+    print(snnsim.energy(res, g).summary())
+
+The native engine (``snnsim._core``) is imported only when a network is run in it.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+
+from .api import Model, Stream, load, run
+from .energy import CostTable, EnergyReport, ModelInfo, energy
+from .errors import InputError, ModelError, SnnsimError
+from .graph import Graph, Node
+from .model_file import save
+from .result import Counts, RunResult
+
+try:
+    __version__: str = _metadata.version("snnsim")
+except _metadata.PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0.1.0"
+
+__all__ = [
+    "CostTable",
+    "Counts",
+    "EnergyReport",
+    "Graph",
+    "InputError",
+    "Model",
+    "ModelError",
+    "ModelInfo",
+    "Node",
+    "RunResult",
+    "SnnsimError",
+    "Stream",
+    "__version__",
+    "energy",
+    "load",
+    "run",
+    "save",
+]

@@ -1,0 +1,485 @@
+"""The user-facing API: :func:`load`, :func:`run` and :class:`Stream`.
+
+A network runs in one of two executors that agree spike for spike (SPEC.md): the event-driven
+Rust engine (``mode="engine"``, the native module ``snnsim._core``) or the torch reference
+(``mode="reference"``, :mod:`snnsim.reference`). Both receive the same prepared arrays
+(:mod:`snnsim.inputs`, :mod:`snnsim.events`) and return the same :class:`~snnsim.result.RunResult`.
+
+The native module is imported on first use, so everything else (building, saving, loading and
+validating graphs and inputs) works without it.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+
+from . import model_file
+from .errors import InputError, ModelError
+from .events import (bin_events, bin_events_window, check_dt, check_steps, event_columns, flatten_events,
+                     is_event_array, validate_events, window_bins, window_count)
+from .graph import NEURON_OPS, Graph
+from .inputs import frames_for_precision, prepare_frames, prepare_static, to_numpy
+from .result import COUNT_FIELDS, Counts, RunResult
+
+Mode = Literal["engine", "reference"]
+MODES = ("engine", "reference")
+
+
+def _native() -> ModuleType:
+    """The compiled engine module, with a clear message when it has not been built."""
+    try:
+        from . import _core
+    except ImportError as exc:
+        raise ImportError(
+            "snnsim's native engine (snnsim._core) is not built or not importable; build it with "
+            "`maturin develop --release` in the repository, or use mode='reference'") from exc
+    return _core
+
+
+class Model:
+    """A validated network: the :class:`~snnsim.graph.Graph` and, compiled on first use, the
+    engine's ``snnsim._core.Model``.
+
+    Create one with :func:`load` (from a file) or :meth:`from_graph`. Do not modify the graph
+    afterwards: names, shapes and the compiled engine are taken from it once.
+    """
+
+    def __init__(self, graph: Graph, *, path: str | None = None) -> None:
+        self._graph = graph
+        self._path = path
+        self._engine: Any = None
+        order = graph.topological_order()
+        self._names = tuple(n.name for n in order)
+        self._ops = tuple(n.op for n in order)
+        self._shapes = graph.shapes()
+        self._reference_dense: np.ndarray | None = None
+
+    @classmethod
+    def from_graph(cls, graph: Graph) -> "Model":
+        """Validate ``graph`` (``ModelError`` on violations) and wrap it; it is compiled for the
+        engine from its serialised bytes when first run there."""
+        if not isinstance(graph, Graph):
+            raise TypeError(f"expected a Graph, got {type(graph).__name__}")
+        graph.validate()
+        return cls(graph)
+
+    # ---------------------------------------------------------------- description
+    @property
+    def graph(self) -> Graph:
+        return self._graph
+
+    @property
+    def path(self) -> str | None:
+        """The file the model was loaded from (None for an in-memory graph)."""
+        return self._path
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-sample input shape: ``(C, H, W)`` or ``(F,)``."""
+        return tuple(int(d) for d in self._graph.input_shape)
+
+    @property
+    def input_kind(self) -> str:
+        """``"static"`` (analog input repeated every step) or ``"events"``."""
+        return self._graph.input_kind
+
+    @property
+    def input_scale(self) -> float | None:
+        """Quantisation scale of a static input in int precision."""
+        return self._graph.input_scale
+
+    @property
+    def precision(self) -> str:
+        """``"float32"`` or ``"int"``."""
+        return self._graph.precision
+
+    @property
+    def node_names(self) -> list[str]:
+        """Node names in topological order: the layer axis ``L`` of counts."""
+        return list(self._names)
+
+    @property
+    def node_ops(self) -> list[str]:
+        return list(self._ops)
+
+    @property
+    def node_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-sample output shape of every node (and of ``"input"``)."""
+        return dict(self._shapes)
+
+    @property
+    def output(self) -> str:
+        """Name of the output node."""
+        assert self._graph.output is not None
+        return self._graph.output
+
+    @property
+    def n_outputs(self) -> int:
+        return int(np.prod(self._shapes[self.output]))
+
+    @property
+    def engine(self) -> Any:
+        """The compiled ``snnsim._core.Model`` (built on first access)."""
+        if self._engine is None:
+            core = _native()
+            try:
+                if self._path is not None:
+                    self._engine = core.Model.load(self._path)
+                else:
+                    self._engine = core.Model.from_bytes(model_file.to_bytes(self._graph))
+            except ModelError:
+                raise
+            except ValueError as exc:
+                raise ModelError(str(exc)) from exc
+        return self._engine
+
+    def __repr__(self) -> str:
+        src = f", path={self._path!r}" if self._path else ""
+        return (f"Model(input={self.input_kind} {list(self.input_shape)}, precision={self.precision!r}, "
+                f"{len(self._names)} nodes, output={self.output!r}{src})")
+
+    # ---------------------------------------------------------------- results
+    def _result(self, raw: Any, from_engine: bool) -> RunResult:
+        """Wrap an executor's raw result; counts and dense MACs are put in :attr:`node_names`
+        order (the engine may order its layers differently)."""
+        if from_engine:
+            eng = self.engine
+            return RunResult.from_raw(raw, self._names, self._ops, eng.dense_macs(), raw_layer_names=eng.node_names)
+        if self._reference_dense is None:
+            self._reference_dense = _reference().dense_macs(self._graph)
+        return RunResult.from_raw(raw, self._names, self._ops, self._reference_dense)
+
+    def _empty_result(self, record: Sequence[str], output: np.ndarray | None,
+                      output_sum: np.ndarray | None) -> RunResult:
+        """An engine result covering zero steps of one sample (``output`` carried over)."""
+        L = len(self._names)
+        out = np.zeros((1, self.n_outputs)) if output is None else output
+        raw = {
+            "output": out, "prediction": np.argmax(out, axis=1),
+            "output_sum": np.zeros_like(out) if output_sum is None else output_sum,
+            "counts": {f: np.zeros((1, L, 0), dtype=np.uint64) for f in COUNT_FIELDS},
+            "record": {r: np.zeros((1, 0, *self._shapes[r]), dtype=np.uint8) for r in record},
+        }
+        return self._result(raw, True)
+
+
+def load(path: str | os.PathLike[str]) -> Model:
+    """Load a model file (``.snn.safetensors``); ``ModelError`` if it is not a valid snnsim
+    model. The engine compiles it on first run."""
+    p = os.fspath(path)
+    return Model(model_file.load(p), path=p)
+
+
+def _as_model(model: Any) -> Model:
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, Graph):
+        return Model.from_graph(model)
+    if isinstance(model, (str, os.PathLike)):
+        return load(model)
+    raise TypeError(f"model must be a path, a Graph or an snnsim Model, got {type(model).__name__}")
+
+
+# ---------------------------------------------------------------------- argument checks
+def _check_threads(threads: Any) -> int | None:
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {int(threads)}")
+    return int(threads)
+
+
+def _record_names(model: Model, record: str | Iterable[str]) -> list[str]:
+    """Names of the neuron nodes whose spikes to return (a single name may be given as a str)."""
+    names = [record] if isinstance(record, str) else list(record)
+    ops = dict(zip(model.node_names, model.node_ops))
+    for r in names:
+        if not isinstance(r, str):
+            raise TypeError(f"record must hold node names (str), got {type(r).__name__}")
+        if r not in ops:
+            raise InputError(f"record: no node named {r!r}; the model's nodes are {model.node_names}")
+        if ops[r] not in NEURON_OPS:
+            raise InputError(f"record: node {r!r} is a {ops[r]!r} node; only neuron nodes "
+                             f"({', '.join(NEURON_OPS)}) have spikes to record")
+    return list(dict.fromkeys(names))
+
+
+def _event_batch(inputs: Any) -> list[np.ndarray] | None:
+    """The recordings of event input (one structured array or a list of them), else None."""
+    if is_event_array(inputs):
+        return [inputs]
+    if isinstance(inputs, (list, tuple)):
+        if len(inputs) == 0:
+            raise InputError("inputs: the list of recordings is empty")
+        for i, ev in enumerate(inputs):
+            if not is_event_array(ev):
+                raise TypeError(f"inputs: a list must hold event recordings (structured numpy arrays with "
+                                f"fields x, y, p, t); element {i} is {type(ev).__name__}"
+                                + (f" of dtype {ev.dtype}" if isinstance(ev, np.ndarray) else "")
+                                + " (pass a batch of images or frames as one array)")
+        return list(inputs)
+    return None
+
+
+# ---------------------------------------------------------------------- run
+def run(
+    model: Model | Graph | str | os.PathLike[str],
+    inputs: Any,
+    *,
+    steps: int | None = None,
+    mode: Mode = "engine",
+    record: str | Iterable[str] = (),
+    binning: Literal["time", "count"] = "time",
+    dt_us: int | None = None,
+    threads: int | None = None,
+) -> RunResult:
+    """Run a network on a batch of inputs and return outputs, predictions and exact counts.
+
+    ``model``: a path to a model file, a :class:`~snnsim.graph.Graph` (validated and compiled in
+    memory) or a :class:`Model`. ``mode``: ``"engine"`` (Rust, default) or ``"reference"``
+    (torch); the result has the same structure either way. ``record``: names of neuron nodes
+    whose spikes are returned per step. ``threads``: engine worker threads (None: the engine's
+    default; ignored by the reference).
+
+    ``inputs`` by the model's input kind:
+
+    * static models: an array or tensor ``[*input_shape]`` or ``[B, *input_shape]`` applied at
+      every one of ``steps`` (required, >= 1) time steps;
+    * event models, pre-binned frames: a numeric array ``[B, T, *input_shape]`` or
+      ``[T, *input_shape]`` of per-step event counts (``steps`` may be omitted; if given it must
+      equal ``T``);
+    * event models, recordings: a structured event array (fields x, y, p, t; t in microseconds)
+      or a list of them (a batch), binned either into ``steps`` bins by ``binning`` (``"time"``
+      or ``"count"``), or into fixed windows of ``dt_us`` microseconds starting at each
+      recording's first timestamp; with ``dt_us`` and no ``steps``, ``steps`` is the largest
+      ``ceil((t[-1] - t[0] + 1) / dt_us)`` of the batch (shorter recordings get empty trailing
+      windows) and with ``steps`` given, events after the last window are dropped.
+
+    Raises ``TypeError`` for wrong argument types, :class:`~snnsim.errors.InputError` (a
+    ``ValueError``) for inputs that do not fit the model, :class:`~snnsim.errors.ModelError` for
+    an invalid model, and ``ValueError`` from the engine (e.g. integer overflow, naming the node
+    and step).
+    """
+    m = _as_model(model)
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'engine' or 'reference', got {mode!r}")
+    steps = None if steps is None else check_steps(steps)
+    threads = _check_threads(threads)
+    rec = _record_names(m, record)
+    if binning not in ("time", "count"):
+        raise ValueError(f"binning must be 'time' or 'count', got {binning!r}")
+    dt = check_dt(dt_us) if dt_us is not None else None
+
+    recordings = _event_batch(inputs)
+    if recordings is not None:
+        return _run_events(m, recordings, steps, binning, dt, mode, rec, threads)
+    array = to_numpy(inputs)
+    if dt is not None:
+        raise InputError("dt_us applies to event recordings only; this input is a numeric array")
+    if m.input_kind == "events":
+        frames = prepare_frames(array, m.input_shape, m.precision)
+        if steps is not None and steps != frames.shape[1]:
+            raise InputError(f"steps = {steps} does not match the frames' T = {frames.shape[1]} (axis 1)")
+        return _run_arrays(m, mode, rec, threads, frames=frames)
+    if steps is None:
+        raise InputError("static input needs steps >= 1 (the number of time steps to run)")
+    x = prepare_static(array, m.input_shape, m.precision, m.input_scale)
+    return _run_arrays(m, mode, rec, threads, static=x, steps=steps)
+
+
+def _reference() -> ModuleType:
+    from . import reference
+
+    return reference
+
+
+def _run_arrays(m: Model, mode: str, rec: list[str], threads: int | None, *, static: np.ndarray | None = None,
+                steps: int | None = None, frames: np.ndarray | None = None) -> RunResult:
+    """Run prepared arrays: ``static`` [B, *shape] for ``steps`` steps, or ``frames`` [B, T, *shape]."""
+    if mode == "engine":
+        if static is not None:
+            raw = m.engine.run_static(static, steps, rec, threads)
+        else:
+            raw = m.engine.run_frames(frames, rec, threads)
+    else:
+        raw = _reference().run_reference(m.graph, static=static, frames=frames, steps=steps, record=tuple(rec))
+    return m._result(raw, mode == "engine")
+
+
+def _run_events(m: Model, recordings: list[np.ndarray], steps: int | None, binning: str, dt: int | None,
+                mode: str, rec: list[str], threads: int | None) -> RunResult:
+    if m.input_kind != "events":
+        raise InputError("event recordings were given but the model's input kind is 'static' "
+                         f"(input shape {list(m.input_shape)}); pass an array instead")
+    shape = m.input_shape
+    names = [f"events[{b}]" if len(recordings) > 1 else "events" for b in range(len(recordings))]
+    for ev, what in zip(recordings, names):
+        validate_events(ev, shape, what=what)
+    if dt is not None:
+        if steps is None:
+            steps = max(window_count(ev, dt) for ev in recordings)
+            if steps == 0:
+                raise InputError("events: cannot derive steps from dt_us for recordings without events; pass steps")
+        origins = [int(ev["t"][0]) if ev.size else 0 for ev in recordings]
+        frames = np.stack([bin_events_window(ev, shape, o, dt, steps, validate=False)
+                           for ev, o in zip(recordings, origins)])
+        return _run_arrays(m, mode, rec, threads, frames=frames_for_precision(frames, m.precision))
+    if steps is None:
+        raise InputError("event input needs steps (the number of time bins) or dt_us (the window length in "
+                         "microseconds)")
+    if mode == "reference":
+        frames = np.stack([bin_events(ev, shape, steps, binning, validate=False)  # type: ignore[arg-type]
+                           for ev in recordings])
+        return _run_arrays(m, mode, rec, threads, frames=frames_for_precision(frames, m.precision))
+    x, y, p, t, offsets = flatten_events(recordings, shape, validate=False)
+    raw = m.engine.run_events(x, y, p, t, offsets, steps, binning, rec, threads)
+    return m._result(raw, True)
+
+
+# ---------------------------------------------------------------------- streaming
+class Stream:
+    """Run one event stream (batch 1) in the engine incrementally, window by window.
+
+    Time is cut into fixed windows of ``dt_us`` microseconds starting at ``origin_us`` (default:
+    the first event's timestamp); window ``j`` covers ``[origin + j*dt_us, origin + (j+1)*dt_us)``
+    and is one time step. :meth:`feed` runs the windows a chunk completes (a window is complete
+    once an event at or after its end has been seen) and holds back the events of the still-open
+    window; :meth:`flush` runs the open window. Feeding a recording in chunks, split anywhere,
+    then flushing gives exactly ``run(model, events, dt_us=dt_us)``: the same outputs,
+    predictions and per-step counts (concatenated by :meth:`result`).
+
+    :meth:`feed_frames` advances by pre-binned frames instead (``dt_us`` not needed).
+    """
+
+    def __init__(self, model: Model | Graph | str | os.PathLike[str], *, dt_us: int | None = None,
+                 origin_us: int | None = None, record: str | Iterable[str] = ()) -> None:
+        self._model = _as_model(model)
+        self._dt = check_dt(dt_us) if dt_us is not None else None
+        if origin_us is not None:
+            if isinstance(origin_us, bool) or not isinstance(origin_us, (int, np.integer)):
+                raise TypeError(f"origin_us must be an int (microseconds), got {type(origin_us).__name__}")
+            if origin_us < 0:
+                raise InputError(f"origin_us must be >= 0 microseconds, got {int(origin_us)}")
+            origin_us = int(origin_us)
+        self._origin = origin_us
+        self._record = _record_names(self._model, record)
+        self._state = self._model.engine.new_stream()
+        self._held: tuple[np.ndarray, ...] | None = None  # int64 x, y, p, t of the open window
+        self._last_t: int | None = None
+        self._parts: list[RunResult] = []
+        self._output: np.ndarray | None = None
+        self._output_sum: np.ndarray | None = None
+
+    @property
+    def model(self) -> Model:
+        return self._model
+
+    @property
+    def steps_done(self) -> int:
+        """Number of time steps (windows or frames) run so far."""
+        return int(self._state.steps_done)
+
+    @property
+    def origin_us(self) -> int | None:
+        """Start of window 0 in microseconds (None until the first event when not given)."""
+        return self._origin
+
+    def feed(self, events: np.ndarray) -> RunResult:
+        """Feed the next chunk of one recording (a structured event array, timestamps continuing
+        from the previous chunk) and run the windows it completes. Returns the result of those
+        windows only (possibly zero steps); ``output``/``prediction`` cover everything so far."""
+        if self._model.input_kind != "events":
+            raise InputError("Stream.feed needs a model with event input; this model's input kind is 'static'")
+        if self._dt is None:
+            raise InputError("Stream.feed needs dt_us (the window length in microseconds) given to Stream()")
+        validate_events(events, self._model.input_shape, what="events chunk")
+        if events.size == 0:
+            return self._empty()
+        cols: tuple[np.ndarray, ...] = event_columns(events)
+        t = cols[3]
+        if self._last_t is not None and t[0] < self._last_t:
+            raise InputError(f"events chunk: field 't' = {int(t[0])} at index 0 is earlier than the last event fed "
+                             f"(t = {self._last_t}); chunks must continue in time")
+        if self._origin is None:
+            self._origin = int(t[0])
+        if t[0] < self._origin:
+            raise InputError(f"events chunk: field 't' = {int(t[0])} at index 0 lies before origin_us = {self._origin}")
+        first_window = int(window_bins(t[:1], self._origin, self._dt)[0])
+        if first_window < self.steps_done:
+            raise InputError(f"events chunk: field 't' = {int(t[0])} at index 0 falls in window {first_window}, "
+                             f"which has already run ({self.steps_done} steps done)")
+        self._last_t = int(t[-1])
+        if self._held is not None:
+            cols = tuple(np.concatenate([h, c]) for h, c in zip(self._held, cols))
+        j = window_bins(cols[3], self._origin, self._dt)
+        open_window = int(j[-1])
+        ready = j < open_window
+        self._held = tuple(np.ascontiguousarray(c[~ready]) for c in cols)
+        return self._run_windows(tuple(np.ascontiguousarray(c[ready]) for c in cols), open_window - self.steps_done)
+
+    def flush(self) -> RunResult:
+        """Run the open window (the events held back by :meth:`feed`); a result of zero steps
+        if there is none."""
+        if self._held is None:
+            return self._empty()
+        held, self._held = self._held, None
+        assert self._origin is not None and self._dt is not None
+        window = int(window_bins(held[3][-1:], self._origin, self._dt)[0])
+        return self._run_windows(held, window + 1 - self.steps_done)
+
+    def feed_frames(self, frames: Any) -> RunResult:
+        """Advance by pre-binned per-step input ``[T, *input_shape]`` (or ``[1, T, *input_shape]``);
+        returns the result of these ``T`` steps."""
+        if self._held is not None:
+            raise InputError("Stream.feed_frames: events of an open window are held back; call flush() first")
+        f = prepare_frames(frames, self._model.input_shape, self._model.precision)
+        if f.shape[0] != 1:
+            raise InputError(f"Stream.feed_frames: a stream has batch size 1, got frames of shape {list(f.shape)}")
+        raw = self._state.feed_frames(np.ascontiguousarray(f[0]), self._record)
+        return self._keep(self._model._result(raw, True))
+
+    def _run_windows(self, cols: tuple[np.ndarray, ...], steps: int) -> RunResult:
+        if steps <= 0:
+            return self._empty()
+        assert self._origin is not None and self._dt is not None
+        x, y, p, t = cols
+        origin = self._origin  # windows start at origin + steps_done * dt in the engine
+        raw = self._state.feed_events(x, y, p, t, origin, self._dt, steps, self._record)
+        return self._keep(self._model._result(raw, True))
+
+    def _keep(self, res: RunResult) -> RunResult:
+        if res.steps > 0:
+            self._parts.append(res)
+            self._output, self._output_sum = res.output, res.output_sum
+        return res
+
+    def _empty(self) -> RunResult:
+        return self._model._empty_result(self._record, self._output, self._output_sum)
+
+    def result(self) -> RunResult:
+        """Everything run so far as one result: per-step counts and records concatenated,
+        ``output``/``prediction`` over all steps (zeros and 0 before any step has run)."""
+        if not self._parts:
+            return self._empty()
+        last = self._parts[-1]
+        return RunResult(
+            output=last.output, prediction=last.prediction,
+            counts=Counts.concat([r.counts for r in self._parts]),
+            record={k: np.concatenate([r.record[k] for r in self._parts], axis=1) for k in self._record},
+            steps=sum(r.steps for r in self._parts), output_sum=last.output_sum)
+
+    @property
+    def output(self) -> np.ndarray:
+        """float64 ``[1, n_out]`` over all steps so far (zeros before any step has run)."""
+        return self._output if self._output is not None else np.zeros((1, self._model.n_outputs))
+
+    @property
+    def prediction(self) -> np.ndarray:
+        """int64 ``[1]``: argmax of :attr:`output` (first index on ties)."""
+        return np.argmax(self.output, axis=1).astype(np.int64)

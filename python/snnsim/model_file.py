@@ -1,0 +1,179 @@
+"""Reading and writing snnsim model files (docs/model-format.md §1).
+
+A model file is one safetensors file: every tensor a node owns is stored as
+``"{node_name}.{field}"`` and the graph JSON sits in the metadata under ``"snnsim.graph"``
+(with ``"format": "snnsim"``). :func:`save` validates the graph and writes the file atomically;
+:func:`load` reads it back and validates it. Every problem with a file is reported as
+:class:`~snnsim.errors.ModelError` naming what is wrong (never a raw safetensors or JSON error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import struct
+import tempfile
+from typing import Any
+
+import numpy as np
+import safetensors
+import safetensors.numpy
+
+from .errors import ModelError
+from .graph import Graph
+
+FORMAT_KEY = "format"
+FORMAT_VALUE = "snnsim"
+GRAPH_KEY = "snnsim.graph"
+
+# safetensors layout: an 8-byte little-endian header length, the JSON header, then the data.
+_LEN_BYTES = 8
+
+
+def _json_default(obj: Any) -> Any:
+    """JSON encoding of the numpy scalars and arrays a builder may leave in node attributes."""
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"attribute value {obj!r} of type {type(obj).__name__} is not JSON serialisable")
+
+
+def graph_metadata(graph: Graph) -> dict[str, str]:
+    """The safetensors metadata of a graph: the format tag and the graph JSON (a string)."""
+    try:
+        doc = json.dumps(graph.to_json(), default=_json_default, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"graph: cannot encode the graph as JSON: {exc}") from None
+    return {FORMAT_KEY: FORMAT_VALUE, GRAPH_KEY: doc}
+
+
+def to_bytes(graph: Graph) -> bytes:
+    """Validate ``graph`` and serialise it to the bytes of a model file (what :func:`save`
+    writes; what ``snnsim._core.Model.from_bytes`` compiles)."""
+    graph.validate()
+    return safetensors.numpy.save(graph.tensor_dict(), metadata=graph_metadata(graph))
+
+
+def save(graph: Graph, path: str | os.PathLike[str]) -> None:
+    """Validate ``graph`` and write it to ``path`` as one safetensors file.
+
+    The file is written atomically: the bytes go to a temporary file in the destination's
+    directory, which is flushed, fsync'ed and then renamed over ``path`` (``os.replace``). On any
+    error (an invalid graph, a full disk) no partial file is left behind and an existing file at
+    ``path`` is not touched.
+    """
+    data = to_bytes(graph)
+    target = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(target)
+    mode = _file_mode(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _file_mode(target: str) -> int:
+    """Permission bits for the new file: those of the file it replaces, else 0o666 less umask
+    (mkstemp would leave 0o600)."""
+    try:
+        return os.stat(target).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make the rename durable (best effort: not every platform can fsync a directory)."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def load(path: str | os.PathLike[str]) -> Graph:
+    """Read and validate a model file; return its :class:`~snnsim.graph.Graph`.
+
+    Raises :class:`ModelError` for a file that is not a valid snnsim model (truncated, not
+    safetensors, missing or malformed metadata, tensors that do not match the graph) and
+    ``OSError`` (e.g. ``FileNotFoundError``) when the file cannot be read.
+    """
+    p = os.fspath(path)
+    with open(p, "rb") as f:
+        data = f.read()
+    return from_bytes(data, source=p)
+
+
+def from_bytes(data: bytes, *, source: str = "<bytes>") -> Graph:
+    """Parse and validate the bytes of a model file; ``source`` names it in error messages."""
+    metadata = _read_metadata(data, source)
+    fmt = metadata.get(FORMAT_KEY)
+    if fmt != FORMAT_VALUE:
+        raise ModelError(f"{source}: metadata key {FORMAT_KEY!r} must be {FORMAT_VALUE!r}, got {fmt!r} "
+                         "(not an snnsim model file?)")
+    if GRAPH_KEY not in metadata:
+        raise ModelError(f"{source}: metadata key {GRAPH_KEY!r} (the graph JSON) is missing")
+    try:
+        doc = json.loads(metadata[GRAPH_KEY])
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{source}: metadata {GRAPH_KEY!r} is not valid JSON: {exc.msg} at "
+                         f"line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(doc, dict):
+        raise ModelError(f"{source}: metadata {GRAPH_KEY!r} must be a JSON object, got {type(doc).__name__}")
+    try:
+        tensors = safetensors.numpy.load(data)
+    except safetensors.SafetensorError as exc:
+        raise ModelError(f"{source}: corrupt tensor data: {exc}") from None
+    try:
+        graph = Graph.from_json(doc, tensors)
+        graph.validate()
+    except ModelError as exc:
+        raise ModelError(f"{source}: {exc}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        # Values of the wrong JSON type deep inside the graph (e.g. a string where a number is
+        # expected) that the validator does not name field by field.
+        raise ModelError(f"{source}: malformed graph JSON ({type(exc).__name__}: {exc})") from None
+    return graph
+
+
+def _read_metadata(data: bytes, source: str) -> dict[str, str]:
+    """Decode the safetensors header of ``data`` and return its ``__metadata__`` dict, with an
+    error naming the problem for anything that is not a well-formed safetensors header."""
+    if len(data) < _LEN_BYTES:
+        raise ModelError(f"{source}: file is {len(data)} bytes, too short to be a safetensors file")
+    (n,) = struct.unpack("<Q", data[:_LEN_BYTES])
+    if n > len(data) - _LEN_BYTES:
+        raise ModelError(f"{source}: header length {n} exceeds the file size {len(data)} "
+                         "(truncated, or not a safetensors file)")
+    try:
+        header = json.loads(data[_LEN_BYTES:_LEN_BYTES + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelError(f"{source}: the safetensors header is not valid JSON (not a safetensors file?)") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{source}: the safetensors header is not a JSON object (not a safetensors file?)")
+    metadata = header.get("__metadata__")
+    if metadata is None:
+        raise ModelError(f"{source}: the file has no metadata (expected keys {FORMAT_KEY!r} and {GRAPH_KEY!r}; "
+                         "not an snnsim model file?)")
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ModelError(f"{source}: the safetensors metadata must map strings to strings")
+    return metadata
