@@ -120,6 +120,6 @@ def test_dataset_is_marked_synthetic_and_saves_as_nmnist(tmp_path):
 
 
 def test_events_accepted_by_core_validation(images):
-    core = pytest.importorskip("snnsim.events")
+    import snnsim.events as core
     for ev in synthesize_events(images[:2], seed=3):
         core.validate_events(ev, (2, 34, 34))
