@@ -1,0 +1,105 @@
+"""Dspike network architectures (Li et al., NeurIPS 2021), registered by name.
+
+Every factory takes ``T``, ``surrogate`` (``"dspike"``, ``"rect"``, ``"triangle"`` or a
+:class:`~snnsim.train.surrogates.Surrogate`), ``b`` (initial Dspike temperature, 1.0),
+``w`` (Dspike half-width, 0.5), ``a`` (rect/triangle width, 1.0), ``leak`` (LIF leak factor
+``k``, 0.5), ``vth`` (firing level, 0.5), ``alpha`` (tdBN scale, 1.0) and ``num_classes``.
+Spiking layers are ``weights -> tdBN -> Dspike LIF``; the output layer is a linear layer
+integrated without firing (logits = its mean over the ``T`` steps).
+
+=====================  ===================================================================
+``dspike-mnist-cnn``   conv(C,16,3)-tdBN-LIF-AP2-conv(16,32,3)-tdBN-LIF-AP2-FC(.,10)
+                       (small, for CPU runs; static images or event frames; exportable
+                       with :func:`snnsim.train.dspike.to_graph`)
+``dspike-resnet18``    CIFAR ResNet-18: 3-conv stem (3x3, 64 channels), 4 stages of 2
+                       basic blocks (64, 128, 256, 512), average-pool downsampling
+                       shortcuts, global average pool, FC output
+=====================  ===================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from torch import nn
+
+from ..train.dspike import AvgPoolTD, BasicBlockTD, ConvTD, DspikeNet, DspikeNeuron, FlattenTD, LinearTD
+from ..train.surrogates import Surrogate, make_surrogate
+from ..train.tdbn import TdBN
+from .registry import register
+
+__all__ = ["build_surrogate", "dspike_mnist_cnn", "dspike_resnet18"]
+
+
+def build_surrogate(surrogate: str | Surrogate = "dspike", b: float = 1.0, w: float = 0.5, a: float = 1.0) -> Surrogate:
+    if isinstance(surrogate, Surrogate):
+        return surrogate
+    if surrogate == "dspike":
+        return make_surrogate("dspike", b=b, w=w)
+    return make_surrogate(surrogate, a=a)
+
+
+@register("dspike-mnist-cnn")
+def dspike_mnist_cnn(
+    T: int = 4,
+    in_channels: int = 1,
+    image_size: int = 28,
+    channels: Sequence[int] = (16, 32),
+    num_classes: int = 10,
+    static_input: bool = True,
+    surrogate: str | Surrogate = "dspike",
+    b: float = 1.0,
+    w: float = 0.5,
+    a: float = 1.0,
+    leak: float = 0.5,
+    vth: float = 0.5,
+    alpha: float = 1.0,
+) -> DspikeNet:
+    sg = build_surrogate(surrogate, b, w, a)
+    body: list[nn.Module] = []
+    c, s = in_channels, image_size
+    for cout in channels:
+        body += [ConvTD(c, cout, 3, padding=1, bias=False), TdBN(cout, alpha, vth), DspikeNeuron(sg, leak, vth),
+                 AvgPoolTD(2)]
+        c, s = cout, s // 2
+    body += [FlattenTD(), LinearTD(c * s * s, num_classes)]
+    return DspikeNet(body, T, sg, static_input=static_input)
+
+
+@register("dspike-resnet18")
+def dspike_resnet18(
+    T: int = 6,
+    in_channels: int = 3,
+    num_classes: int = 10,
+    stem: Sequence[int] = (64, 64, 64),
+    widths: Sequence[int] = (64, 128, 256, 512),
+    blocks: Sequence[int] = (2, 2, 2, 2),
+    static_input: bool = True,
+    surrogate: str | Surrogate = "dspike",
+    b: float = 1.0,
+    w: float = 0.5,
+    a: float = 1.0,
+    leak: float = 0.5,
+    vth: float = 0.5,
+    alpha: float = 1.0,
+) -> DspikeNet:
+    sg = build_surrogate(surrogate, b, w, a)
+    body: list[nn.Module] = []
+    c = in_channels
+    for cout in stem:
+        body += [ConvTD(c, cout, 3, padding=1, bias=False), TdBN(cout, alpha, vth), DspikeNeuron(sg, leak, vth)]
+        c = cout
+    for stage, (cout, n) in enumerate(zip(widths, blocks)):
+        for j in range(n):
+            stride = 2 if (stage > 0 and j == 0) else 1
+            body.append(BasicBlockTD(c, cout, stride, sg, leak, vth, alpha))
+            c = cout
+    body += [_GlobalAvgPoolTD(), LinearTD(c, num_classes)]
+    return DspikeNet(body, T, sg, static_input=static_input)
+
+
+class _GlobalAvgPoolTD(nn.Module):
+    """Mean over the spatial positions: ``[T', N, C, H, W] -> [T', N, C]``."""
+
+    def forward(self, x: Any) -> Any:
+        return x.mean(dim=(3, 4))

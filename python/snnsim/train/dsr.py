@@ -1,0 +1,330 @@
+"""DSR neurons for training (Meng et al., CVPR 2022): forward = the true SNN over ``T`` steps,
+backward = the spike-representation mapping (``SPEC.md`` §1.1).
+
+The forward pass simulates each neuron layer with the step functions of
+:mod:`snnsim.neurons` (:func:`~snnsim.neurons.dsr_if_step`, :func:`~snnsim.neurons.dsr_lif_step`);
+no autograd graph is built through time. The backward pass differentiates the mapping of Eq. 17,
+
+* IF:  ``r = clamp(I, 0, theta)`` with ``I`` the mean input current over the ``T`` steps;
+* LIF: ``r = clamp(I / tau, 0, theta / dt)`` with ``I`` the lambda-weighted mean current,
+
+and the threshold gradient of Eq. 19 (the upstream gradient where ``I`` exceeds the upper
+bound of the clamp), scaled by ``theta_grad_scale`` (the public code's choice: 1 for IF, ``dt``
+for LIF, where the exact factor ``1/dt`` collapses thresholds).
+
+Two backward forms, selected per network (``mode``):
+
+``"step"`` (:class:`DSRStepFn`, the per-step reference form of the public DSR code)
+    The neuron's forward takes the currents of all steps ``[T*B, ...]`` and returns the value
+    each spike carries (``theta`` for IF, ``theta/dt`` for LIF) at every step. Its backward
+    collapses the upstream gradient over time (``G = sum_t dL/dout_t`` for IF, ``T`` times
+    the lambda-weighted mean for LIF) and spreads ``G * mask / T`` (``/tau`` for LIF) uniformly
+    back over the steps. Autograd keeps every step's input to the linear ops, so memory grows
+    with ``T``.
+
+``"rate"`` (:class:`DSRRateFn`, :class:`AffineRateFn`, :class:`ReadoutRateFn`)
+    The same gradient computed on ``[B, ...]`` tensors: every layer's spikes are simulated
+    under ``torch.no_grad()``, and a parallel graph carries each layer's time-averaged value
+    (the uniform mean over the steps of what flows between layers). The linear ops' backward
+    uses that mean of their input, so what autograd keeps does not grow with ``T``. For
+    networks without batch norm the weight and threshold gradients equal the ``"step"``
+    form's (the upstream gradient of a linear op is constant over time in that form). With
+    batch norm over time, the gradient through the batch variance keeps only its between-sample
+    part (the within-sample temporal variance enters as a constant), see
+    :class:`snnsim.train.layers.BatchNormT`.
+
+Units: currents and thresholds are in the membrane's units; ``dt`` and ``tau`` in the same
+(arbitrary) time unit, ``lambda = exp(-dt/tau)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.autograd import Function
+
+from ..neurons import DsrIFParams, DsrLIFParams, dsr_if_step, dsr_lif_step
+
+__all__ = [
+    "NeuronKind",
+    "DSRNeuronConfig",
+    "dsr_defaults",
+    "lif_weights",
+    "simulate_dsr",
+    "mean_current",
+    "DSRStepFn",
+    "DSRRateFn",
+    "AffineRateFn",
+    "ReadoutRateFn",
+]
+
+NeuronKind = Literal["if", "lif"]
+
+
+# ---------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class DSRNeuronConfig:
+    """Hyperparameters of one DSR neuron layer.
+
+    ``theta0``: initial threshold; ``alpha``: fire at ``U >= alpha*theta``; ``bound``: lower
+    bound kept on the trainable threshold; ``dt``, ``tau``: LIF time step and time constant
+    (unused by IF); ``theta_grad_scale``: factor on the Eq. 19 gradient (``None``: 1 for IF,
+    ``dt`` for LIF, as the public code); ``train_theta``: threshold trainable or fixed.
+    """
+
+    kind: NeuronKind = "if"
+    theta0: float = 6.0
+    alpha: float = 0.5
+    bound: float = 0.01
+    dt: float = 0.05
+    tau: float = 1.0
+    theta_grad_scale: float | None = None
+    train_theta: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("if", "lif"):
+            raise ValueError(f"DSRNeuronConfig.kind must be 'if' or 'lif', got {self.kind!r}")
+        if not self.theta0 > 0 or not self.bound > 0:
+            raise ValueError(f"DSRNeuronConfig: theta0 and bound must be > 0, got {self.theta0}, {self.bound}")
+        if not 0 < self.alpha <= 1:
+            raise ValueError(f"DSRNeuronConfig.alpha must be in (0, 1], got {self.alpha}")
+        if not self.dt > 0 or not self.tau > 0:
+            raise ValueError(f"DSRNeuronConfig: dt and tau must be > 0, got dt={self.dt}, tau={self.tau}")
+
+    @property
+    def grad_scale(self) -> float:
+        if self.theta_grad_scale is not None:
+            return float(self.theta_grad_scale)
+        return 1.0 if self.kind == "if" else float(self.dt)
+
+    @property
+    def leak(self) -> float:
+        """LIF ``lambda = exp(-dt/tau)``."""
+        return math.exp(-self.dt / self.tau)
+
+    def with_(self, **kw: Any) -> "DSRNeuronConfig":
+        return replace(self, **kw)
+
+
+def dsr_defaults(kind: NeuronKind, T: int) -> DSRNeuronConfig:
+    """The paper's defaults by latency (``SPEC.md`` §1.1): IF ``theta0 = 6, alpha = 0.5,
+    bound = 0.01``; LIF ``tau = 1`` and ``T >= 16``: ``theta0 0.3, bound 5e-4, dt 0.05,
+    alpha 0.3``; ``8 <= T <= 15``: as ``T = 20`` with ``alpha 0.4``; ``T <= 7``: ``theta0 0.6,
+    bound 1e-3, dt 0.1, alpha 0.5``."""
+    if T < 1:
+        raise ValueError(f"dsr_defaults: T must be >= 1, got {T}")
+    if kind == "if":
+        return DSRNeuronConfig(kind="if", theta0=6.0, alpha=0.5, bound=0.01)
+    if kind != "lif":
+        raise ValueError(f"dsr_defaults: kind must be 'if' or 'lif', got {kind!r}")
+    if T >= 16:
+        return DSRNeuronConfig(kind="lif", theta0=0.3, alpha=0.3, bound=5e-4, dt=0.05, tau=1.0)
+    if T >= 8:
+        return DSRNeuronConfig(kind="lif", theta0=0.3, alpha=0.4, bound=5e-4, dt=0.05, tau=1.0)
+    return DSRNeuronConfig(kind="lif", theta0=0.6, alpha=0.5, bound=1e-3, dt=0.1, tau=1.0)
+
+
+def lif_weights(T: int, cfg: DSRNeuronConfig, like: Tensor) -> Tensor:
+    """Normalised LIF weights ``w_n = lambda^(T-n) / sum_m lambda^(T-m)``, ``n = 1..T``."""
+    lam = cfg.leak
+    w = torch.tensor([lam ** (T - n) for n in range(1, T + 1)], dtype=torch.float64)
+    return (w / w.sum()).to(device=like.device, dtype=like.dtype)
+
+
+def _time_view(x: Tensor, T: int) -> Tensor:
+    return x.reshape((T, x.shape[0] // T) + tuple(x.shape[1:]))
+
+
+def mean_current(x: Tensor, T: int, static: bool, cfg: DSRNeuronConfig) -> Tensor:
+    """``I`` of the mapping: the mean of the per-step currents ``x`` (``[T*B, ...]``, time-major)
+    for IF, the lambda-weighted mean for LIF; a static current ``[B, ...]`` is its own mean."""
+    if static:
+        return x
+    xt = _time_view(x, T)
+    if cfg.kind == "if":
+        return xt.mean(0)
+    w = lif_weights(T, cfg, x)
+    return torch.tensordot(w, xt, dims=1)
+
+
+def _upper(theta: Tensor, cfg: DSRNeuronConfig) -> Tensor:
+    """Upper bound of the clamp in units of ``I``: ``theta`` (IF), ``theta*tau/dt`` (LIF)."""
+    return theta if cfg.kind == "if" else theta * (cfg.tau / cfg.dt)
+
+
+def spike_value(theta: Tensor, cfg: DSRNeuronConfig) -> Tensor:
+    """The value one spike carries to the next layer: ``theta`` (IF) or ``theta/dt`` (LIF)."""
+    return theta if cfg.kind == "if" else theta / cfg.dt
+
+
+# ---------------------------------------------------------------------- simulation
+@torch.no_grad()
+def simulate_dsr(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static: bool = False) -> Tensor:
+    """Run the DSR neuron over ``T`` steps from a zero membrane and return the value each spike
+    carries at every step, ``[T*B, ...]`` time-major (``spike_value * s``).
+
+    ``x``: the currents ``[T*B, ...]`` (time-major), or with ``static=True`` one current
+    ``[B, ...]`` applied at every step. ``theta``: scalar tensor.
+    """
+    theta = theta.detach().to(dtype=x.dtype)
+    B = x.shape[0] if static else x.shape[0] // T
+    shape = (B,) + tuple(x.shape[1:])
+    fire = cfg.alpha * theta
+    if cfg.kind == "if":
+        p: Any = DsrIFParams(theta=theta, fire=fire)
+        step = dsr_if_step
+    else:
+        leak = torch.tensor(cfg.leak, dtype=x.dtype, device=x.device)
+        p = DsrLIFParams(theta=theta, fire=fire, leak=leak, gain=1.0 - leak)
+        step = dsr_lif_step
+    value = spike_value(theta, cfg)
+    fmt = memory_format_of(x)
+    out = torch.empty((T * B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(memory_format=fmt)
+    v = torch.zeros(shape, dtype=x.dtype, device=x.device).contiguous(memory_format=fmt)
+    for t in range(T):
+        xt = x if static else x[t * B : (t + 1) * B]
+        s, v = step(xt, v, p)
+        torch.mul(s, value, out=out[t * B : (t + 1) * B])
+    return out
+
+
+# ---------------------------------------------------------------------- autograd: per-step form
+def _mask_grads(G: Tensor, I: Tensor, theta: Tensor, cfg: DSRNeuronConfig, need_theta: bool) -> tuple[Tensor, Tensor | None]:
+    """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (SPEC §1.1)."""
+    ub = _upper(theta.detach(), cfg)
+    if cfg.kind == "if":
+        mask = (I >= 0) & (I <= ub)
+        gI = G * mask
+    else:
+        mask = (I > 0) & (I < ub)
+        gI = G * mask / cfg.tau
+    gtheta = None
+    if need_theta:
+        gtheta = (G * (I > ub)).sum() * cfg.grad_scale
+        gtheta = gtheta.reshape(theta.shape).to(theta.dtype)
+    return gI, gtheta
+
+
+class DSRStepFn(Function):
+    """Per-step DSR neuron (the public code's backward). ``apply(x, theta, T, cfg, static)``:
+    ``x`` ``[T*B, ...]`` time-major (or ``[B, ...]`` static), ``theta`` scalar tensor; returns
+    ``[T*B, ...]``: the value carried by each step's spikes. Only ``I`` (``[B, ...]``) is saved."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, theta: Tensor, T: int, cfg: DSRNeuronConfig, static: bool) -> Tensor:  # type: ignore[override]
+        out = simulate_dsr(x, T, theta, cfg, static)
+        I = mean_current(x.detach(), T, static, cfg)
+        ctx.save_for_backward(I, theta)
+        ctx.T, ctx.cfg, ctx.static = T, cfg, static
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        I, theta = ctx.saved_tensors
+        T, cfg, static = ctx.T, ctx.cfg, ctx.static
+        go = _time_view(grad_out, T)
+        if cfg.kind == "if":
+            G = go.sum(0)
+        else:
+            G = torch.tensordot(lif_weights(T, cfg, go), go, dims=1) * T
+        gI, gtheta = _mask_grads(G, I, theta, cfg, ctx.needs_input_grad[1])
+        gx = None
+        if ctx.needs_input_grad[0]:
+            if static:
+                gx = gI  # the same current at every step: sum over t of gI / T
+            else:
+                gx = (gI / T).unsqueeze(0).expand((T,) + tuple(gI.shape)).reshape(grad_out.shape)
+        return gx, gtheta, None, None, None
+
+
+# ---------------------------------------------------------------------- autograd: rate form
+class DSRRateFn(Function):
+    """Rate-graph DSR neuron. ``apply(I_graph, theta, I, r, cfg)``: returns ``r`` (the time mean
+    of the simulated outputs, ``[B, ...]``); backward: ``dL/dI_graph = G*mask`` (``/tau`` LIF)
+    with ``G = dL/dr`` and the mask of ``I`` (the exact mean current of the forward), and
+    ``dL/dtheta`` of Eq. 19. ``I_graph`` only routes the gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, I_graph: Tensor, theta: Tensor, I: Tensor, r: Tensor, cfg: DSRNeuronConfig) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(I, theta)
+        ctx.cfg = cfg
+        return r.clone()
+
+    @staticmethod
+    def backward(ctx: Any, G: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        I, theta = ctx.saved_tensors
+        gI, gtheta = _mask_grads(G, I, theta, ctx.cfg, ctx.needs_input_grad[1])
+        return gI, gtheta, None, None, None
+
+
+class ReadoutRateFn(Function):
+    """Rate-graph readout: returns ``value`` (the logits, e.g. the lambda-weighted LIF
+    representation) and passes ``scale * grad`` to the rate graph ``r``. ``scale = T *
+    sum_t w_t^2`` reproduces the per-step form, where the weighted readout gives
+    ``dL/dout_t = w_t dL/dr`` and the neuron collapses ``T * sum_t w_t dL/dout_t``."""
+
+    @staticmethod
+    def forward(ctx: Any, r: Tensor, value: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+        ctx.scale = scale
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        return g * ctx.scale, None, None
+
+
+class AffineRateFn(Function):
+    """A linear op (``conv2d`` or ``linear``) in the rate graph whose forward value is already
+    known. ``apply(r_in, weight, bias, value, spec)`` returns ``value`` (the time mean of the
+    op's per-step outputs, computed without grad) and back-propagates as ``op(r_in)`` would,
+    keeping only ``r_in`` (``[B, ...]``). ``spec``: ``("linear",)`` or ``("conv2d", stride,
+    padding, dilation, groups)``."""
+
+    @staticmethod
+    def forward(ctx: Any, r_in: Tensor, weight: Tensor, bias: Tensor | None, value: Tensor, spec: tuple) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(r_in, weight)
+        ctx.spec = spec
+        ctx.has_bias = bias is not None
+        ctx.bias_shape = None if bias is None else list(bias.shape)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        r_in, weight = ctx.saved_tensors
+        spec = ctx.spec
+        need_in, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        gin = gw = gb = None
+        if spec[0] == "linear":
+            if need_in:
+                gin = g @ weight
+            if need_w:
+                gw = g.reshape(-1, g.shape[-1]).t() @ r_in.reshape(-1, r_in.shape[-1])
+            if need_b:
+                gb = g.reshape(-1, g.shape[-1]).sum(0)
+        else:
+            _, stride, padding, dilation, groups = spec
+            gin, gw, gb = torch.ops.aten.convolution_backward(
+                g.contiguous(memory_format=memory_format_of(r_in)),
+                r_in,
+                weight,
+                ctx.bias_shape if ctx.has_bias else None,
+                list(stride),
+                list(padding),
+                list(dilation),
+                False,
+                [0, 0],
+                groups,
+                [need_in, need_w, bool(need_b and ctx.has_bias)],
+            )
+        return gin, gw, gb, None, None
+
+
+def memory_format_of(t: Tensor) -> torch.memory_format:
+    """``channels_last`` for a 4-D tensor stored that way, else ``contiguous_format``."""
+    if t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format

@@ -1,0 +1,345 @@
+"""Layers that run a spiking network over ``T`` time steps for DSR training.
+
+Between layers flows a :class:`Seq`: the per-step tensor ``steps`` (``[T*B, ...]``, time-major:
+step ``t`` is rows ``t*B .. t*B+B-1``), or, for a *static* sequence (the same value at every
+step, e.g. the first layer's current for an image), one ``[B, ...]`` tensor; and, in the
+``"rate"`` training mode, ``rate``: the graph tensor ``[B, ...]`` whose value is the uniform
+time mean of ``steps`` and through which the gradient flows (see :mod:`snnsim.train.dsr`).
+
+Every layer also accepts a plain tensor and then acts as the ordinary torch layer, so the same
+model definition with ReLU in place of the neurons is the ANN baseline.
+
+The layers subclass the torch layers (``ConvT`` is an ``nn.Conv2d``, ``BatchNormT`` an
+``nn.BatchNorm2d``...), so their parameters sit where export code expects them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..neurons import DsrIFParams, DsrLIFParams
+from .dsr import (
+    AffineRateFn,
+    DSRNeuronConfig,
+    DSRRateFn,
+    DSRStepFn,
+    ReadoutRateFn,
+    lif_weights,
+    mean_current,
+    simulate_dsr,
+    spike_value,
+)
+
+__all__ = [
+    "Seq",
+    "Flow",
+    "ConvT",
+    "LinearT",
+    "BatchNormT",
+    "BatchNorm1dT",
+    "AvgPoolT",
+    "FlattenT",
+    "DropoutT",
+    "DSRNeuron",
+    "Readout",
+    "add_flows",
+    "time_mean",
+]
+
+
+def time_mean(x: Tensor, T: int) -> Tensor:
+    """Uniform mean over the steps of a time-major ``[T*B, ...]`` tensor."""
+    return x.reshape((T, x.shape[0] // T) + tuple(x.shape[1:])).mean(0)
+
+
+@dataclass
+class Seq:
+    """A sequence of ``T`` tensors flowing between layers (see the module docstring)."""
+
+    steps: Tensor
+    T: int
+    static: bool = False
+    rate: Tensor | None = None
+
+    @property
+    def batch(self) -> int:
+        return self.steps.shape[0] if self.static else self.steps.shape[0] // self.T
+
+    def expanded(self) -> Tensor:
+        """``[T*B, ...]`` even when static."""
+        if not self.static:
+            return self.steps
+        s = self.steps
+        return s.unsqueeze(0).expand((self.T,) + tuple(s.shape)).reshape((self.T * s.shape[0],) + tuple(s.shape[1:]))
+
+    def mean(self) -> Tensor:
+        return self.steps if self.static else time_mean(self.steps, self.T)
+
+    def map(self, fn: Any, rate_fn: Any = None) -> "Seq":
+        """Apply a cheap op to both the steps and (with autograd) the rate graph."""
+        rate = None if self.rate is None else (rate_fn or fn)(self.rate)
+        return Seq(fn(self.steps), self.T, self.static, rate)
+
+
+Flow = Union[Tensor, Seq]
+
+
+# ---------------------------------------------------------------------- linear ops
+class _AffineMixin:
+    def _spec(self) -> tuple:
+        raise NotImplementedError
+
+    def _seq_forward(self, x: Seq, plain: Any) -> Seq:
+        if x.rate is None:
+            return Seq(plain(x.steps), x.T, x.static)
+        with torch.no_grad():
+            steps = plain(x.steps)
+            value = steps if x.static else time_mean(steps, x.T)
+        rate = AffineRateFn.apply(x.rate, self.weight, self.bias, value, self._spec())  # type: ignore[attr-defined]
+        return Seq(steps, x.T, x.static, rate)
+
+
+class ConvT(_AffineMixin, nn.Conv2d):
+    """``nn.Conv2d`` over a :class:`Seq` (a static input is convolved once)."""
+
+    def _spec(self) -> tuple:
+        if isinstance(self.padding, str) or self.padding_mode != "zeros":
+            raise ValueError("ConvT supports numeric zero padding only")
+        return ("conv2d", self.stride, self.padding, self.dilation, self.groups)
+
+    def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+        if isinstance(x, Tensor):
+            return super().forward(x)
+        return self._seq_forward(x, super().forward)
+
+
+class LinearT(_AffineMixin, nn.Linear):
+    """``nn.Linear`` over a :class:`Seq`."""
+
+    def _spec(self) -> tuple:
+        return ("linear",)
+
+    def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+        if isinstance(x, Tensor):
+            return super().forward(x)
+        return self._seq_forward(x, super().forward)
+
+
+# ---------------------------------------------------------------------- batch norm over time
+class _BNTMixin:
+    """Batch norm over time: in training the statistics are taken over the ``T*B`` step
+    tensors together (a static sequence: over ``B``, the same thing). In the rate mode the
+    graph recomputes the normalisation from the time means ``z̄`` with
+    ``var = var_B(z̄) + within`` (the law of total variance; ``within``, the mean temporal
+    variance, enters as a constant), so its value equals the per-step statistics exactly and
+    the gradient flows through the mean and the between-sample variance."""
+
+    def _seq_forward(self, x: Seq, plain: Any) -> Seq:
+        if x.rate is None:
+            return Seq(plain(x.steps), x.T, x.static)
+        z = x.steps
+        dims = [0] + list(range(2, z.ndim))
+        with torch.no_grad():
+            # one pass: normalised steps, batch mean/invstd over T*B, running-stat update
+            momentum = self.momentum  # type: ignore[attr-defined]
+            if self.track_running_stats:  # type: ignore[attr-defined]
+                self.num_batches_tracked.add_(1)  # type: ignore[attr-defined]
+                if momentum is None:
+                    momentum = 1.0 / float(self.num_batches_tracked)  # type: ignore[attr-defined]
+            steps, _, invstd = torch.native_batch_norm(
+                z, self.weight, self.bias, self.running_mean, self.running_var,  # type: ignore[attr-defined]
+                True, 0.0 if momentum is None else momentum, self.eps,  # type: ignore[attr-defined]
+            )
+            var_all = invstd.double().pow(-2).sub(self.eps).float()  # type: ignore[attr-defined]
+        zb = x.rate
+        shape = [1, -1] + [1] * (zb.ndim - 2)
+        mu = zb.mean(dim=dims, keepdim=True)
+        d = zb - mu
+        between = (d * d).mean(dim=dims)
+        within = (var_all - between.detach()).clamp_min(0.0)
+        inv = torch.rsqrt(between + within + self.eps).reshape(shape)  # type: ignore[attr-defined]
+        y = d * inv
+        if self.weight is not None:  # type: ignore[attr-defined]
+            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)  # type: ignore[attr-defined]
+        return Seq(steps, x.T, x.static, y)
+
+
+class BatchNormT(_BNTMixin, nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` over time (statistics over ``T*B``)."""
+
+    def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+        if isinstance(x, Tensor):
+            return super().forward(x)
+        return self._seq_forward(x, super().forward)
+
+
+class BatchNorm1dT(_BNTMixin, nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` over time (statistics over ``T*B``)."""
+
+    def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+        if isinstance(x, Tensor):
+            return super().forward(x)
+        return self._seq_forward(x, super().forward)
+
+
+# ---------------------------------------------------------------------- shape ops
+class AvgPoolT(nn.AvgPool2d):
+    """``nn.AvgPool2d`` applied at every step."""
+
+    def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+        if isinstance(x, Tensor):
+            return super().forward(x)
+        return x.map(super().forward)
+
+
+class FlattenT(nn.Flatten):
+    """``nn.Flatten`` (from dim 1) applied at every step."""
+
+    def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+        if isinstance(x, Tensor):
+            return super().forward(x)
+        return x.map(super().forward)
+
+
+class DropoutT(nn.Module):
+    """Dropout with one mask per sample shared by all ``T`` steps (so a dropped neuron is silent
+    for the whole sequence, and both backward forms see the same network)."""
+
+    def __init__(self, p: float = 0.1) -> None:
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"DropoutT: p must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: Flow) -> Flow:
+        if not self.training or self.p == 0:
+            return x
+        if isinstance(x, Tensor):
+            return F.dropout(x, self.p, True)
+        B = x.batch
+        shape = (B,) + tuple(x.steps.shape[1:])
+        mask = torch.empty(shape, dtype=x.steps.dtype, device=x.steps.device).bernoulli_(1 - self.p) / (1 - self.p)
+        if x.static:
+            steps = x.steps * mask
+        else:
+            steps = (x.steps.reshape((x.T,) + shape) * mask).reshape(x.steps.shape)
+        rate = None if x.rate is None else x.rate * mask
+        return Seq(steps, x.T, x.static, rate)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def add_flows(a: Flow, b: Flow) -> Flow:
+    """Sum of two flows (residual connections)."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        return a + b
+    if not (isinstance(a, Seq) and isinstance(b, Seq)):
+        raise TypeError("add_flows: cannot add a Seq and a plain tensor")
+    if a.static and b.static:
+        steps = a.steps + b.steps
+        static = True
+    else:
+        steps = a.expanded() + b.expanded()
+        static = False
+    rate = None
+    if a.rate is not None or b.rate is not None:
+        ra = a.rate if a.rate is not None else a.mean().detach()
+        rb = b.rate if b.rate is not None else b.mean().detach()
+        rate = ra + rb
+    return Seq(steps, a.T, static, rate)
+
+
+# ---------------------------------------------------------------------- neurons
+class DSRNeuron(nn.Module):
+    """A layer of DSR neurons (IF or LIF) with one trainable threshold ``theta`` (kept
+    ``>= cfg.bound`` before every training forward), firing at ``alpha*theta``.
+
+    Input: a :class:`Seq` of currents. Output: a :class:`Seq` of the value each spike carries
+    (``theta`` IF, ``theta/dt`` LIF) at every step. ``last_rate`` holds the mean firing rate
+    (spikes per neuron per step) of the last forward pass.
+    """
+
+    def __init__(self, cfg: DSRNeuronConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.theta = nn.Parameter(torch.tensor(float(cfg.theta0)), requires_grad=cfg.train_theta)
+        self.last_rate: Tensor | None = None
+
+    @property
+    def alpha(self) -> float:
+        return self.cfg.alpha
+
+    def params(self) -> DsrIFParams | DsrLIFParams:
+        """The neuron's parameters for :mod:`snnsim.neurons` (float), e.g. for export. Note
+        that an exported network must also scale the next layer's weights by the value a spike
+        carries (:meth:`spike_value`)."""
+        th = self.theta.detach()
+        if self.cfg.kind == "if":
+            return DsrIFParams(theta=th, fire=self.cfg.alpha * th)
+        lam = torch.tensor(self.cfg.leak, dtype=th.dtype)
+        return DsrLIFParams(theta=th, fire=self.cfg.alpha * th, leak=lam, gain=1.0 - lam)
+
+    def spike_value(self) -> Tensor:
+        return spike_value(self.theta.detach(), self.cfg)
+
+    def forward(self, x: Flow) -> Seq:
+        if isinstance(x, Tensor):
+            raise TypeError("DSRNeuron needs a Seq input (use ReLU for an ANN)")
+        if self.training:
+            with torch.no_grad():
+                self.theta.clamp_(min=self.cfg.bound)
+        T, cfg = x.T, self.cfg
+        if x.rate is not None:
+            with torch.no_grad():
+                out = simulate_dsr(x.steps, T, self.theta, cfg, x.static)
+                I = mean_current(x.steps, T, x.static, cfg)
+                r = time_mean(out, T)
+            rate = DSRRateFn.apply(x.rate, self.theta, I, r, cfg)
+            y = Seq(out, T, False, rate)
+        elif torch.is_grad_enabled() and (x.steps.requires_grad or self.theta.requires_grad):
+            y = Seq(DSRStepFn.apply(x.steps, self.theta, T, cfg, x.static), T, False)
+        else:
+            y = Seq(simulate_dsr(x.steps, T, self.theta, cfg, x.static), T, False)
+        with torch.no_grad():
+            src = r if x.rate is not None else y.steps  # r is the time mean of the steps
+            self.last_rate = src.sum() / (spike_value(self.theta.detach(), cfg) * src.numel())
+        return y
+
+    def extra_repr(self) -> str:
+        c = self.cfg
+        s = f"kind={c.kind!r}, theta0={c.theta0}, alpha={c.alpha}, bound={c.bound}"
+        if c.kind == "lif":
+            s += f", dt={c.dt}, tau={c.tau}"
+        return s + f", grad_scale={c.grad_scale}, train_theta={c.train_theta}"
+
+
+class Readout(nn.Module):
+    """The last spiking layer's representation as logits: the mean (IF) or lambda-weighted mean
+    (LIF) of the values its spikes carry. Plain tensors pass through (ANN)."""
+
+    def __init__(self, cfg: DSRNeuronConfig | None) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, x: Flow) -> Tensor:
+        if isinstance(x, Tensor):
+            return x
+        T, cfg = x.T, self.cfg
+        if cfg is None or cfg.kind == "if" or x.static:
+            value_fn = lambda s: s if x.static else time_mean(s, T)  # noqa: E731
+            scale = 1.0
+        else:
+            w = lif_weights(T, cfg, x.steps)
+            value_fn = lambda s: torch.tensordot(w, s.reshape((T, -1) + tuple(s.shape[1:])), dims=1)  # noqa: E731
+            scale = float(T * (w.double() ** 2).sum())
+        if x.rate is None:
+            return value_fn(x.steps)
+        with torch.no_grad():
+            value = value_fn(x.steps)
+        return ReadoutRateFn.apply(x.rate, value, scale)

@@ -1,0 +1,122 @@
+"""A trained Dspike CNN exported with ``to_graph`` (tdBN folded, float32) runs in the Rust engine
+with the torch model's spikes: per sample, step and layer, spikes are identical except where the
+torch membrane lies within FLOAT_TOL of the fire level (the float rule of tests/test_parity.py);
+after a sample's first such flip its states legitimately differ and it is not compared further.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import snnsim
+from snnsim.data import load_mnist5k_split
+from snnsim.models import create_model
+from snnsim.train.dspike import DspikeNet, neuron_names, to_graph
+
+FLOAT_TOL = 1e-4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one intra-op thread is faster (and kinder to a shared CPU)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _torch_record(model: DspikeNet, x: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Eval-mode logits and, per neuron layer, spikes and margins ``U - fire`` ``[B, T, ...]``."""
+    model.eval()
+    names = neuron_names(model)
+    layers = [m for m in model.body if hasattr(m, "record")]
+    for m in layers:
+        m.record = True
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for m in layers:
+            m.record = False
+    spikes = {n: torch.stack(m.recorded["spikes"], 1).numpy() for n, m in zip(names, layers)}
+    margins = {n: torch.stack(m.recorded["margins"], 1).numpy() for n, m in zip(names, layers)}
+    return out.numpy(), spikes, margins
+
+
+def _compare(model: DspikeNet, graph: snnsim.Graph, x: torch.Tensor, steps: int | None) -> dict[str, int]:
+    out, spikes, margins = _torch_record(model, x)
+    names = list(spikes)
+    res = snnsim.run(graph, x.numpy(), steps=steps, record=names)
+    stats = {"samples": x.shape[0], "diverged": 0, "flips": 0, "spikes": 0}
+    T = model.T
+    for b in range(x.shape[0]):
+        stats["spikes"] += int(sum(spikes[n][b].sum() for n in names))
+        diverged = False
+        for t in range(T):
+            for n in names:
+                a, e = spikes[n][b, t], res.record[n][b, t]
+                assert a.shape == e.shape
+                diff = a != e
+                if not diff.any():
+                    continue
+                dist = np.abs(margins[n][b, t][diff])
+                assert dist.max() <= FLOAT_TOL, f"sample {b} step {t} layer {n}: |U - fire| = {dist.max():.3g}"
+                stats["flips"] += int(diff.sum())
+                diverged = True
+                break
+            if diverged:
+                stats["diverged"] += 1
+                break
+        if not diverged:
+            np.testing.assert_allclose(res.output[b], out[b], rtol=1e-4, atol=1e-4)
+            assert int(res.prediction[b]) == int(np.argmax(out[b]))
+    return stats
+
+
+def test_trained_mnist_cnn_matches_the_engine() -> None:
+    torch.manual_seed(0)
+    T = 4
+    model = create_model("dspike-mnist-cnn", T=T)
+    xtr, ytr = load_mnist5k_split("train")
+    idx = np.random.RandomState(0).permutation(len(ytr))[:512]
+    x, y = torch.from_numpy(xtr[idx]), torch.from_numpy(ytr[idx])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for i in range(0, 512, 64):
+        loss = F.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    graph = to_graph(model, (1, 28, 28))
+    assert [n.op for n in graph.nodes] == ["conv2d", "dspike_lif", "avgpool2d", "conv2d", "dspike_lif", "avgpool2d",
+                                           "flatten", "linear", "integrate"]
+    xte, _ = load_mnist5k_split("test")
+    xt = torch.from_numpy(xte[::25][:40].copy())
+    stats = _compare(model, graph, xt, steps=T)
+    assert stats["spikes"] > 1000
+    assert stats["diverged"] <= stats["samples"] // 10, stats
+
+
+def test_event_cnn_matches_the_engine() -> None:
+    torch.manual_seed(1)
+    T = 3
+    model = create_model("dspike-mnist-cnn", T=T, in_channels=2, image_size=34, static_input=False)
+    frames = torch.from_numpy(np.random.RandomState(0).poisson(0.3, size=(8, T, 2, 34, 34)).astype(np.float32))
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(frames)  # BN running statistics
+    graph = to_graph(model, (2, 34, 34))
+    assert graph.input_kind == "events"
+    stats = _compare(model, graph, frames, steps=None)
+    assert stats["spikes"] > 100
+    assert stats["diverged"] <= 1, stats
+
+
+def test_to_graph_rejects_non_sequential_models() -> None:
+    net = create_model("dspike-resnet18", T=1)
+    with pytest.raises(ValueError):
+        to_graph(net, (3, 32, 32))

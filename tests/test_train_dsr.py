@@ -1,0 +1,240 @@
+"""DSR training layer (snnsim.train): the IF quantisation law in the training forward, Eq. 19 on
+constructed inputs, equal gradients of the per-step and rate-graph backward forms, convergence of
+the (weighted) firing rate to the clamp mapping (Propositions 1 and 2), and autograd memory that
+does not grow with T in the rate form."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from snnsim.models import create_model
+from snnsim.train.dsr import DSRNeuronConfig, dsr_defaults, lif_weights, simulate_dsr
+from snnsim.train.layers import (
+    AvgPoolT,
+    ConvT,
+    DropoutT,
+    DSRNeuron,
+    FlattenT,
+    LinearT,
+    Seq,
+    time_mean,
+)
+from snnsim.train.net import DSRNet, neuron_config
+
+
+# ---------------------------------------------------------------------- defaults
+def test_paper_defaults_per_T() -> None:
+    c = dsr_defaults("if", 20)
+    assert (c.theta0, c.alpha, c.bound, c.grad_scale) == (6.0, 0.5, 0.01, 1.0)
+    c = dsr_defaults("lif", 20)
+    assert (c.theta0, c.bound, c.dt, c.alpha, c.tau, c.grad_scale) == (0.3, 5e-4, 0.05, 0.3, 1.0, 0.05)
+    assert dsr_defaults("lif", 10).alpha == 0.4 and dsr_defaults("lif", 15).alpha == 0.4
+    c = dsr_defaults("lif", 5)
+    assert (c.theta0, c.bound, c.dt, c.alpha, c.grad_scale) == (0.6, 1e-3, 0.1, 0.5, 0.1)
+    assert neuron_config("if", 5, theta_grad_scale=2.0, alpha=None).grad_scale == 2.0
+    with pytest.raises(ValueError, match="alpha"):
+        DSRNeuronConfig(alpha=0.0)
+
+
+def test_threshold_kept_above_bound_and_trainable_flag() -> None:
+    n = DSRNeuron(neuron_config("if", 3, bound=0.5))
+    with torch.no_grad():
+        n.theta.fill_(-1.0)
+    n.train()
+    n(Seq(torch.ones(2, 4), 3, True))
+    assert float(n.theta.detach()) == 0.5
+    fixed = DSRNeuron(neuron_config("if", 3, train_theta=False))
+    assert not fixed.theta.requires_grad
+
+
+# ---------------------------------------------------------------------- quantisation law (float mode)
+def _count_law(N: int, I: float, theta: float, alpha: float) -> int:
+    return min(max(math.floor(N * I / theta + 1 - alpha), 0), N)
+
+
+@given(
+    N=st.integers(1, 30),
+    alpha=st.sampled_from([0.5, 1.0, 0.3, 0.75]),
+    theta=st.floats(0.1, 8.0),
+    u=st.floats(-0.5, 1.5),
+    mode=st.sampled_from(["rate", "step"]),
+)
+def test_if_quantisation_law_in_training_forward(N: int, alpha: float, theta: float, u: float, mode: str) -> None:
+    I = u * theta
+    x = N * I / theta + 1 - alpha
+    assume(abs(x - round(x)) > 1e-3)  # away from the rounding boundaries
+    cfg = neuron_config("if", N, theta0=theta, alpha=alpha, bound=0.01)
+    net = DSRNet([LinearT(1, 1, bias=False), DSRNeuron(cfg)], cfg, N, mode=mode)
+    with torch.no_grad():
+        net.body[0].weight.fill_(1.0)
+    net.train()
+    xin = torch.full((3, 1), I)
+    r = net(xin)  # the representation theta * count / N
+    count = r.detach() * N / net.body[1].theta.detach()
+    expect = _count_law(N, I, float(net.body[1].theta.detach()), alpha)
+    assert torch.allclose(count, torch.full_like(count, float(expect)), atol=1e-3)
+
+
+# ---------------------------------------------------------------------- Eq. 19 on constructed inputs
+@pytest.mark.parametrize("mode", ["rate", "step"])
+@pytest.mark.parametrize("kind", ["if", "lif"])
+def test_eq19_threshold_and_input_gradients(kind: str, mode: str) -> None:
+    T = 4
+    cfg = neuron_config(kind, T, theta0=0.5, bound=1e-3, theta_grad_scale=None)
+    ub = 0.5 if kind == "if" else 0.5 * cfg.tau / cfg.dt
+    I = torch.tensor([-1.0, 0.0, 0.25 * ub, ub, 1.5 * ub, 3 * ub, 0.75 * ub, 2 * ub])
+    G = torch.tensor([0.3, -0.2, 0.5, 0.7, -1.1, 0.4, 0.9, 2.0])
+    neuron = DSRNeuron(cfg)
+    neuron.train()
+    xin = I.clone().reshape(1, -1).requires_grad_(True)
+    seq = Seq(xin, T, True, xin if mode == "rate" else None)
+    out = neuron(seq)
+    # the loss sees the plain time mean: in the step form dL/dout_t = G/T at every step, which
+    # the neuron collapses (T x the lambda-weighted mean for LIF) back to G
+    r = out.rate if mode == "rate" else time_mean(out.steps, T)
+    (r.reshape(-1) * G).sum().backward()
+    if kind == "if":
+        mask = (I >= 0) & (I <= ub)
+        expect_in = G * mask
+        expect_theta = float((G * (I > ub)).sum())
+    else:
+        mask = (I > 0) & (I < ub)
+        expect_in = G * mask / cfg.tau
+        expect_theta = float((G * (I > ub)).sum()) * cfg.dt  # the public code's x dt
+    assert torch.allclose(xin.grad.reshape(-1), expect_in, atol=1e-6)
+    assert neuron.theta.grad is not None
+    assert float(neuron.theta.grad) == pytest.approx(expect_theta, rel=1e-6, abs=1e-7)
+
+
+def test_theta_grad_scale_is_configurable() -> None:
+    I = torch.tensor([[2.0, 3.0, 0.5]])
+    grads = []
+    for scale in (1.0, 0.25):
+        n = DSRNeuron(neuron_config("if", 2, theta0=1.0, theta_grad_scale=scale))
+        n.train()
+        x = I.clone().requires_grad_(True)
+        n(Seq(x, 2, True, x)).rate.sum().backward()
+        grads.append(float(n.theta.grad))
+    assert grads[0] == pytest.approx(2.0) and grads[1] == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------------- (a) == (b) without BN
+def _net(kind: str, T: int, mode: str, static: bool, seed: int, dropout: float) -> DSRNet:
+    torch.manual_seed(seed)
+    cfg = neuron_config(kind, T, theta0=1.0 if kind == "if" else 0.1, bound=1e-3)
+    body = [
+        ConvT(2, 5, 3, padding=1),
+        DSRNeuron(cfg),
+        AvgPoolT(2),
+        DropoutT(dropout) if dropout > 0 else torch.nn.Identity(),
+        ConvT(5, 6, 3, padding=1, bias=False),
+        DSRNeuron(cfg),
+        FlattenT(),
+        LinearT(6 * 4 * 4, 4),
+        DSRNeuron(cfg),
+    ]
+    return DSRNet(body, cfg, T, mode=mode, static_input=static)
+
+
+@given(
+    kind=st.sampled_from(["if", "lif"]),
+    T=st.integers(1, 7),
+    static=st.booleans(),
+    seed=st.integers(0, 10_000),
+    dropout=st.sampled_from([0.0, 0.3]),
+)
+@settings(max_examples=15)
+def test_step_and_rate_backward_give_equal_gradients(kind: str, T: int, static: bool, seed: int, dropout: float) -> None:
+    g = torch.Generator().manual_seed(seed)
+    scale = 3.0 if kind == "if" else 12.0
+    x = torch.rand((3, 2, 8, 8) if static else (3, T, 2, 8, 8), generator=g) * scale
+    y = torch.randint(0, 4, (3,), generator=g)
+    grads, logits = {}, {}
+    for mode in ("step", "rate"):
+        net = _net(kind, T, mode, static, seed, dropout)
+        net.train()
+        torch.manual_seed(seed + 1)  # the same dropout masks in both forms
+        out = net(x)
+        torch.nn.functional.cross_entropy(out, y).backward()
+        logits[mode] = out.detach()
+        grads[mode] = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    assert torch.equal(logits["step"], logits["rate"])  # the same SNN forward
+    assert grads["step"].keys() == grads["rate"].keys()
+    for name, a in grads["step"].items():
+        b = grads["rate"][name]
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * max(1.0, float(a.abs().max()))), name
+
+
+def test_bn_networks_forward_identically_in_both_forms() -> None:
+    x = torch.rand(4, 1, 28, 28)
+    outs = []
+    for mode in ("step", "rate"):
+        torch.manual_seed(3)
+        net = create_model("dsr-mnist-cnn", neuron="if", T=3, mode=mode, theta0=1.0)
+        net.train()
+        out = net(x)
+        out.sum().backward()
+        outs.append((out.detach(), net.body[1].running_var.clone(), net.body[0].weight.grad.clone()))
+    assert torch.allclose(outs[0][0], outs[1][0], atol=1e-5)
+    assert torch.allclose(outs[0][1], outs[1][1], atol=1e-6)
+    # the static first layer sees no temporal variance: its BN gradient is exact in the rate form
+    assert torch.allclose(outs[0][2], outs[1][2], rtol=1e-3, atol=1e-5)
+
+
+# ---------------------------------------------------------------------- Propositions 1 and 2
+@given(theta=st.floats(0.2, 5.0), alpha=st.sampled_from([0.5, 1.0, 0.3]), seed=st.integers(0, 1000))
+@settings(max_examples=10)
+def test_if_rate_converges_to_clamp(theta: float, alpha: float, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    I = (torch.rand(64, generator=g, dtype=torch.float64) * 1.6 - 0.3) * theta
+    cfg = neuron_config("if", 1, alpha=alpha)
+    target = I.clamp(0, theta)
+    for N in (10, 100, 1000):
+        r = time_mean(simulate_dsr(I, N, torch.tensor(theta, dtype=torch.float64), cfg, static=True), N)
+        assert float((r - target).abs().max()) <= theta / N + 1e-9
+
+
+def test_lif_weighted_rate_converges_to_clamp() -> None:
+    """Proposition 2: with dt = T_total/N (T_total = 8 tau) and a spike value theta/dt = c held
+    fixed, the lambda-weighted rate tends to clamp(I/tau, 0, c) with an O(dt) error."""
+    tau, c, Ttot = 1.0, 2.0, 8.0
+    I = torch.linspace(-0.5, 3.0, 71, dtype=torch.float64)
+    target = (I / tau).clamp(0, c)
+    errs = []
+    for N in (50, 400, 3200):
+        dt = Ttot / N
+        cfg = DSRNeuronConfig(kind="lif", theta0=c * dt, alpha=0.5, bound=1e-9, dt=dt, tau=tau)
+        out = simulate_dsr(I, N, torch.tensor(c * dt, dtype=torch.float64), cfg, static=True)
+        w = lif_weights(N, cfg, out)
+        r = torch.tensordot(w, out.reshape(N, -1), dims=1)
+        errs.append(float((r - target).abs().max()))
+        assert errs[-1] <= 3.0 * c * dt + 0.5 * float(I.abs().max()) * dt + 1e-9
+    assert errs[0] > errs[1] > errs[2]
+
+
+# ---------------------------------------------------------------------- memory flat in T
+def _saved_bytes(mode: str, T: int) -> int:
+    torch.manual_seed(0)
+    net = create_model("dsr-mnist-cnn", neuron="lif", T=T, mode=mode)
+    net.train()
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = net(torch.rand(4, 1, 28, 28))
+    out.sum().backward()
+    return total
+
+
+def test_rate_form_keeps_memory_flat_in_T() -> None:
+    assert _saved_bytes("rate", 2) == _saved_bytes("rate", 12)
+    assert _saved_bytes("step", 12) > 3 * _saved_bytes("step", 2) > 0
