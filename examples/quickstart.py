@@ -71,7 +71,9 @@ def main() -> None:
     acc = float(np.mean(res.prediction == y_test))
     print(f"engine: {len(x_test)} test samples in {dt * 1e3:.0f} ms "
           f"({dt / len(x_test) * 1e6:.0f} us/sample), accuracy {acc:.2%}")
-    print("first predictions:", res.prediction[:12].tolist(), " labels:", y_test[:12].tolist())
+    every = slice(None, None, 100)  # the test split is ordered by class
+    print("predictions (every 100th sample):", res.prediction[every].tolist())
+    print("labels      (every 100th sample):", y_test[every].tolist())
 
     ref = snnsim.run(net, x_test[:100], steps=T, mode="reference", record=["sn1"])
     same = np.count_nonzero(ref.record["sn1"] == res.record["sn1"][:100]) / ref.record["sn1"].size
@@ -83,7 +85,7 @@ def main() -> None:
     print()
     print(res.summary())
     print()
-    print(snnsim.energy(res, model.graph).format())
+    print(snnsim.energy(res, model.graph).summary())
 
 
 if __name__ == "__main__":
