@@ -13,5 +13,8 @@ def test_quickstart_runs_and_reports() -> None:
         capture_output=True, text=True, timeout=300, check=True,
     ).stdout
     assert "accuracy" in out
-    assert "100.0000% identical spikes" in out
+    import re
+
+    same = float(re.search(r"([0-9.]+)% identical spikes", out).group(1))
+    assert same >= 99.9  # float32: flips only near the fire level (see tests/test_parity.py)
     assert "Effective_ACs" in out
