@@ -32,8 +32,19 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.1.0"
 
+
+def __getattr__(name: str):  # noqa: ANN202 - module attribute hook
+    # export() needs torch and the training layer: imported on first use, not with snnsim.
+    if name in ("export", "ExportError"):
+        from . import exporter
+
+        return getattr(exporter, name)
+    raise AttributeError(f"module 'snnsim' has no attribute {name!r}")
+
+
 __all__ = [
     "CostTable",
+    "ExportError",
     "Counts",
     "EnergyReport",
     "Graph",
@@ -47,6 +58,7 @@ __all__ = [
     "Stream",
     "__version__",
     "energy",
+    "export",
     "load",
     "run",
     "save",
