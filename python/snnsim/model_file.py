@@ -9,17 +9,16 @@ A model file is one safetensors file: every tensor a node owns is stored as
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import struct
-import tempfile
 from typing import Any
 
 import numpy as np
 import safetensors
 import safetensors.numpy
 
+from .atomic import atomic_write
 from .errors import ModelError
 from .graph import Graph
 
@@ -67,47 +66,7 @@ def save(graph: Graph, path: str | os.PathLike[str]) -> None:
     ``path`` is not touched.
     """
     data = to_bytes(graph)
-    target = os.path.abspath(os.fspath(path))
-    directory = os.path.dirname(target)
-    mode = _file_mode(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def _file_mode(target: str) -> int:
-    """Permission bits for the new file: those of the file it replaces, else 0o666 less umask
-    (mkstemp would leave 0o600)."""
-    try:
-        return os.stat(target).st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _fsync_dir(directory: str) -> None:
-    """Make the rename durable (best effort: not every platform can fsync a directory)."""
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    atomic_write(path, lambda f: f.write(data))
 
 
 def load(path: str | os.PathLike[str]) -> Graph:
