@@ -1,0 +1,495 @@
+"""NIR (Neuromorphic Intermediate Representation) import and export for float32 graphs.
+
+:func:`to_nir` turns a float32 :class:`~snnsim.graph.Graph` into a ``nir.NIRGraph``;
+:func:`from_nir` turns a ``nir.NIRGraph`` (or a NIR file path) into a Graph. Time is discrete in
+snnsim; NIR's continuous-time neurons are read with forward Euler and step ``dt`` (default 1).
+
+Exact round trip
+----------------
+Every node written by :func:`to_nir` carries ``metadata["snnsim"]``: a JSON string holding the
+snnsim op, its attributes and its small per-channel tensors (neuron and scale parameters);
+weights and biases travel in the NIR node's own float32 arrays. The graph carries
+``metadata["snnsim"]`` too (input kind/scale, node order, output name). :func:`from_nir` reads
+nodes that have this metadata back exactly (same JSON, same tensors, same spikes), also through
+``nir.write``/``nir.read``. NIR nodes without it are read by the native semantics below.
+
+Mapping (snnsim op <-> NIR node)
+--------------------------------
+==============  ===========================  ================================================
+snnsim          NIR                          notes
+==============  ===========================  ================================================
+linear          Affine (bias) / Linear       exact both ways
+conv2d          Conv2d                       exact; NIR bias is mandatory, so a bias-less conv
+                                             is written with a zero bias (metadata drops it
+                                             again); import: groups=1, dilation=1, padding int,
+                                             pair, "valid" or "same" (stride 1, odd kernel)
+sumpool2d       SumPool2d                    exact; padding must be 0
+avgpool2d       AvgPool2d                    exact (mean of the window); padding must be 0
+flatten         Flatten(start_dim=0)         exact; import also accepts start_dim=1 (the
+                                             batch-dimension convention) with end_dim=-1
+scale           Scale                        exact without shift; with a shift on an [F]
+                                             value: Affine(diag(scale), shift); with a shift
+                                             on [C,H,W]: ModelError (NIR has no such node)
+add             Scale(ones), 2+ in-edges     exact: NIR sums incoming edges, times 1.
+                                             Import: any node with 2+ in-edges gets an add
+dspike_lif      LIF / IF                     native: tau = 1/(1-leak), r = tau, v_leak = 0,
+                                             v_threshold = fire, v_reset = 0 (Euler, dt=1:
+                                             v <- (1-1/tau) v + (r/tau) x = leak v + x);
+                                             leak == 1 everywhere: IF(r=1). Strict '>' and
+                                             reset to 0 match NIR. Exact via metadata (the
+                                             float32 round trip leak -> tau -> leak is not)
+dsr_if          IF + metadata                native fields: r=1, v_threshold=fire, v_reset=0.
+                                             A plain NIR reader sees a hard-reset, strict '>'
+                                             IF: NOT the DSR semantics (fire >= fire level,
+                                             subtract theta). Exact only through metadata
+dsr_lif         LIF (IF if leak == 1)        tau = 1/(1-leak), r = gain*tau, v_leak = 0,
+                + metadata                   v_threshold = fire; same caveat as dsr_if
+integrate       I (r=1) + metadata           exact (v <- v + x)
+==============  ===========================  ================================================
+
+Plain NIR import (nodes without snnsim metadata), with step ``dt``:
+
+* ``IF(r, v_threshold, v_reset=0)``: ``v <- v + dt*r*x``; spike if ``v > v_threshold``; reset to
+  0 -> ``dspike_lif`` with ``leak = 1`` and ``fire = v_threshold``, preceded by a ``scale`` node
+  ``{name}_in`` (``dt*r``) unless ``dt*r == 1``.
+* ``LIF(tau, r, v_leak, v_threshold, v_reset=0)``: ``v <- v + (dt/tau)(v_leak - v + r x)``, i.e.
+  ``v <- leak*v + gain*x + bias`` with ``leak = 1 - dt/tau``, ``gain = dt*r/tau``,
+  ``bias = dt*v_leak/tau`` -> ``dspike_lif(leak, fire=v_threshold)`` preceded by
+  ``scale(gain, shift=bias)`` unless gain == 1 and bias == 0. Real-arithmetic equal to Euler;
+  float32 rounding of the refactored form may differ from a simulator evaluating the Euler
+  expression literally (only for membranes within an ulp of the threshold).
+* ``I(r)``: ``integrate`` (after ``scale(dt*r)`` unless 1).
+* NIR's ``v_reset != 0``, ``v_threshold <= 0``, per-element (not per-channel) neuron
+  parameters, ``LI``/``CubaLI``/``CubaLIF`` (leaky integrator without spikes, second state),
+  ``Delay``, ``Threshold``, ``Conv1d``, nested graphs, several inputs/outputs: ModelError.
+* NIR's IF/LIF compare with strict ``>`` and reset to a value: they map to Dspike (hard reset,
+  strict ``>``), never to DSR (``>=``, subtractive reset).
+* Float64 NIR arrays are rounded to float32 (snnsim's float precision).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .graph import NEURON_OPS, Graph, Node
+
+__all__ = ["to_nir", "from_nir"]
+
+_META_KEY = "snnsim"
+_META_VERSION = 1
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_BIG_TENSORS = ("weight", "bias")  # travel as NIR arrays, not in the JSON metadata
+
+
+def _nir():
+    try:
+        import nir  # noqa: PLC0415
+    except ImportError as exc:  # pragma: no cover - nir is a dependency of this module
+        raise ImportError("NIR interchange needs the 'nir' package (pip install nir)") from exc
+    return nir
+
+
+# ---------------------------------------------------------------------- export
+def _full(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Broadcast a per-channel [C] or [1] parameter to the node's full shape (float32)."""
+    a = np.asarray(a, dtype=np.float32).reshape(-1)
+    if a.size == 1:
+        return np.full(shape, a[0], dtype=np.float32)
+    extra = (1,) * (len(shape) - 1)
+    return np.ascontiguousarray(np.broadcast_to(a.reshape((a.size,) + extra), shape), dtype=np.float32)
+
+
+def _node_meta(n: Node) -> str:
+    tensors = {
+        k: {"shape": [int(d) for d in v.shape], "data": [float(x) for x in np.asarray(v, np.float32).reshape(-1)]}
+        for k, v in n.tensors.items() if k not in _BIG_TENSORS
+    }
+    doc = {"version": _META_VERSION, "op": n.op, "attrs": n.attrs, "tensor_keys": list(n.tensors),
+           "tensors": tensors}
+    if n.op in ("dsr_if", "dsr_lif"):
+        doc.update(reset="subtract", compare=">=")
+    elif n.op == "dspike_lif":
+        doc.update(reset="zero", compare=">")
+    return json.dumps(doc)
+
+
+def _tau_from_leak(leak: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (1.0 / (1.0 - leak.astype(np.float64))).astype(np.float32)
+
+
+def to_nir(graph: Graph) -> Any:
+    """Export a float32 graph as a ``nir.NIRGraph`` (see the module docstring for the mapping).
+
+    Raises :class:`~snnsim.errors.ModelError` for int-precision graphs, for an invalid graph and
+    for a ``scale`` with a shift on a ``[C, H, W]`` value (NIR has no per-channel offset node)."""
+    nir = _nir()
+    graph.validate()
+    if graph.precision != "float32":
+        raise ModelError("to_nir: only float32 graphs map to NIR (NIR has no fixed-point semantics); "
+                         f"got precision {graph.precision!r}")
+    shapes = graph.shapes()
+    names = {n.name for n in graph.nodes}
+    nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.array(graph.input_shape)})}
+    edges: list[tuple[str, str]] = []
+    for n in graph.nodes:
+        shape = shapes[n.name]
+        in_shape = shapes[n.inputs[0]]
+        meta = {_META_KEY: _node_meta(n)}
+        t = n.tensors
+        op = n.op
+        if op == "linear":
+            if "bias" in t:
+                node = nir.Affine(weight=t["weight"], bias=t["bias"], metadata=meta)
+            else:
+                node = nir.Linear(weight=t["weight"], metadata=meta)
+        elif op == "conv2d":
+            bias = t["bias"] if "bias" in t else np.zeros(shape[0], dtype=np.float32)
+            node = nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=t["weight"], stride=tuple(n.attrs["stride"]),
+                              padding=tuple(n.attrs["padding"]), dilation=(1, 1), groups=1, bias=bias,
+                              metadata=meta)
+        elif op in ("sumpool2d", "avgpool2d"):
+            cls = nir.SumPool2d if op == "sumpool2d" else nir.AvgPool2d
+            node = cls(kernel_size=np.array(n.attrs["kernel"]), stride=np.array(n.attrs["stride"]),
+                       padding=np.array([0, 0]), metadata=meta)
+        elif op == "flatten":
+            node = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1, metadata=meta)
+        elif op == "add":
+            node = nir.Scale(scale=np.ones(shape, dtype=np.float32), metadata=meta)
+        elif op == "scale":
+            if "shift" in t:
+                if len(shape) != 1:
+                    raise ModelError(f"node {n.name!r}: a scale with a shift on a {list(shape)} value has no NIR "
+                                     "equivalent (NIR Scale has no offset; Affine needs a 1-D input)")
+                node = nir.Affine(weight=np.diag(_full(t["scale"], shape)), bias=_full(t["shift"], shape),
+                                  metadata=meta)
+            else:
+                node = nir.Scale(scale=_full(t["scale"], shape), metadata=meta)
+        elif op == "dsr_if":
+            node = nir.IF(r=np.ones(shape, np.float32), v_threshold=_full(t["fire"], shape),
+                          v_reset=np.zeros(shape, np.float32), metadata=meta)
+        elif op in ("dsr_lif", "dspike_lif"):
+            leak = _full(t["leak"], shape)
+            gain = _full(t["gain"], shape) if op == "dsr_lif" else np.ones(shape, np.float32)
+            fire = _full(t["fire"], shape)
+            zero = np.zeros(shape, np.float32)
+            if np.all(leak == 1.0):
+                node = nir.IF(r=gain, v_threshold=fire, v_reset=zero, metadata=meta)
+            else:
+                tau = _tau_from_leak(leak)
+                node = nir.LIF(tau=tau, r=(gain * tau).astype(np.float32), v_leak=zero, v_threshold=fire,
+                               v_reset=zero, metadata=meta)
+        elif op == "integrate":
+            node = nir.I(r=np.ones(shape, np.float32), metadata=meta)
+        else:  # pragma: no cover - validate() rejects unknown ops
+            raise ModelError(f"node {n.name!r}: op {op!r} has no NIR mapping")
+        nodes[n.name] = node
+        for i in n.inputs:
+            edges.append((i, n.name))
+    out_name = "output"
+    k = 0
+    while out_name in names:
+        out_name = f"output_{k}"
+        k += 1
+    nodes[out_name] = nir.Output(output_type={"output": np.array(shapes[graph.output])})
+    edges.append((graph.output, out_name))
+    gmeta = {"version": _META_VERSION, "input_kind": graph.input_kind, "input_scale": graph.input_scale,
+             "order": [n.name for n in graph.nodes], "output": graph.output}
+    try:
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata={_META_KEY: json.dumps(gmeta)})
+    except (ValueError, AssertionError) as exc:  # pragma: no cover - a bug in the mapping
+        raise ModelError(f"to_nir: NIR rejected the exported graph: {exc}") from exc
+
+
+# ---------------------------------------------------------------------- import
+def _parse_meta(obj: Any) -> dict[str, Any] | None:
+    md = getattr(obj, "metadata", None)
+    if not isinstance(md, dict) or _META_KEY not in md:
+        return None
+    v = md[_META_KEY]
+    if isinstance(v, np.ndarray) and v.shape == ():
+        v = v.item()
+    if isinstance(v, bytes):
+        v = v.decode("utf8")
+    if isinstance(v, dict):
+        return v
+    try:
+        doc = json.loads(v)
+    except (TypeError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _f32(a: Any) -> np.ndarray:
+    return np.asarray(a, dtype=np.float32)
+
+
+class _Importer:
+    def __init__(self, ng: Any, dt: float) -> None:
+        self.nir = _nir()
+        self.ng = ng
+        self.dt = float(dt)
+        self.gmeta = _parse_meta(ng) or {}
+
+    def err(self, name: str, node: Any, why: str) -> ModelError:
+        return ModelError(f"NIR node {name!r} ({type(node).__name__}): {why}")
+
+    def run(self) -> Graph:
+        nir = self.nir
+        ng = self.ng
+        if not isinstance(ng, nir.NIRGraph):
+            raise ModelError(f"from_nir: expected a nir.NIRGraph or a path, got {type(ng).__name__}")
+        inputs = [k for k, v in ng.nodes.items() if isinstance(v, nir.Input)]
+        outputs = [k for k, v in ng.nodes.items() if isinstance(v, nir.Output)]
+        if len(inputs) != 1:
+            raise ModelError(f"from_nir: snnsim graphs have exactly one Input node, got {len(inputs)} ({inputs})")
+        if len(outputs) != 1:
+            raise ModelError(f"from_nir: snnsim graphs have exactly one Output node, got {len(outputs)} ({outputs})")
+        in_key, out_key = inputs[0], outputs[0]
+        preds: dict[str, list[str]] = {k: [] for k in ng.nodes}
+        for a, b in ng.edges:
+            if a not in ng.nodes or b not in ng.nodes:
+                raise ModelError(f"from_nir: edge ({a!r}, {b!r}) names an unknown node")
+            preds[b].append(a)
+        in_shape = tuple(int(d) for d in np.asarray(ng.nodes[in_key].input_type["input"]).reshape(-1))
+        g = Graph(input_shape=in_shape, precision="float32",
+                  input_kind=self.gmeta.get("input_kind", "static"), input_scale=self.gmeta.get("input_scale"))
+        # NIR name -> snnsim name of the value the node produces
+        self.out_of: dict[str, str] = {in_key: "input"}
+        self.used: set[str] = {"input"}
+        self.g = g
+        for key in self._topo(preds, in_key, out_key):
+            node = ng.nodes[key]
+            if isinstance(node, nir.NIRGraph):
+                raise self.err(key, node, "nested NIR subgraphs are not supported (flatten the graph first)")
+            if isinstance(node, nir.Input):
+                continue
+            if not preds[key]:
+                raise self.err(key, node, "has no incoming edge (unreachable from the Input)")
+            srcs = [self.out_of[p] for p in preds[key]]
+            if isinstance(node, nir.Output):
+                if len(srcs) != 1:
+                    raise self.err(key, node, "the Output must have exactly one incoming edge")
+                g.set_output(srcs[0])
+                continue
+            self._convert(key, node, srcs)
+        if g.output is None:
+            raise ModelError(f"from_nir: the Output node {out_key!r} is not reachable from the Input")
+        out = g.node(g.output)
+        if out.op not in NEURON_OPS + ("integrate",):
+            raise ModelError(f"from_nir: the Output node {out_key!r} is fed by {g.output!r} (op {out.op!r}); "
+                             "snnsim's output must be a spiking neuron or an integrator (IF, LIF or I)")
+        order = self.gmeta.get("order")
+        if isinstance(order, list) and sorted(order) == sorted(n.name for n in g.nodes):
+            pos = {name: i for i, name in enumerate(order)}
+            g.nodes.sort(key=lambda n: pos[n.name])
+        g.validate()
+        return g
+
+    def _topo(self, preds: dict[str, list[str]], in_key: str, out_key: str) -> list[str]:
+        keys = list(self.ng.nodes)
+        done: set[str] = set()
+        order: list[str] = []
+        pending = keys
+        while pending:
+            ready = [k for k in pending if all(p in done for p in preds[k])]
+            if not ready:
+                raise ModelError(f"from_nir: the edges form a cycle among {pending} "
+                                 "(recurrent graphs are not supported)")
+            for k in ready:
+                done.add(k)
+                order.append(k)
+            pending = [k for k in pending if k not in done]
+        return order
+
+    # -- helpers
+    def _name(self, want: str) -> str:
+        base = want if _NAME_RE.match(want) and want != "input" else (re.sub(r"[^A-Za-z0-9_.-]", "_", want) or "node")
+        if base == "input":
+            base = "input_"
+        name, k = base, 0
+        while name in self.used:
+            name = f"{base}_{k}"
+            k += 1
+        self.used.add(name)
+        return name
+
+    def _shape(self, name: str) -> tuple[int, ...]:
+        return self.g.shapes()[name]
+
+    def _channel(self, key: str, node: Any, field: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+        """Reduce a NIR parameter (full node shape, [C] or scalar) to snnsim's [C] / [1]."""
+        a = np.asarray(value, dtype=np.float64)
+        if a.size == 1:
+            return a.reshape(1)
+        if a.shape == shape:
+            if len(shape) == 1:
+                return a
+            per_c = a.reshape(shape[0], -1)
+            if not np.all(per_c == per_c[:, :1]):
+                raise self.err(key, node, f"field {field!r} varies within a channel; snnsim neuron and scale "
+                                          "parameters are per channel")
+            return per_c[:, 0].copy()
+        if a.shape == (shape[0],):
+            return a
+        raise self.err(key, node, f"field {field!r} has shape {list(a.shape)}, expected the node shape {list(shape)}")
+
+    def _add_input(self, key: str, srcs: list[str]) -> str:
+        if len(srcs) == 1:
+            return srcs[0]
+        return self.g.add(self._name(f"{key}_sum"), *srcs)
+
+    def _pre_scale(self, key: str, src: str, gain: np.ndarray, bias: np.ndarray | None = None) -> str:
+        if np.all(gain == 1.0) and (bias is None or np.all(bias == 0.0)):
+            return src
+        shift = None if bias is None or np.all(bias == 0.0) else bias
+        return self.g.scale(self._name(f"{key}_in"), src, scale=gain, shift=shift)
+
+    # -- one node
+    def _convert(self, key: str, node: Any, srcs: list[str]) -> None:
+        meta = _parse_meta(node)
+        if meta is not None and "op" in meta:
+            self._convert_meta(key, node, srcs, meta)
+        else:
+            self._convert_plain(key, node, srcs)
+
+    def _convert_meta(self, key: str, node: Any, srcs: list[str], meta: dict[str, Any]) -> None:
+        op = meta["op"]
+        name = self._name(key)
+        keys = set(meta.get("tensor_keys", []))
+        tensors: dict[str, np.ndarray] = {}
+        for k, spec in meta.get("tensors", {}).items():
+            tensors[k] = np.asarray(spec["data"], dtype=np.float32).reshape(spec["shape"])
+        if op in ("linear", "conv2d"):
+            tensors["weight"] = _f32(node.weight)
+            if "bias" in keys:
+                tensors["bias"] = _f32(node.bias)
+        elif op == "scale" and "scale" not in tensors:
+            raise self.err(key, node, "snnsim metadata of a scale lacks its 'scale' tensor")
+        if op != "add" and len(srcs) != 1:
+            raise self.err(key, node, f"snnsim op {op!r} takes one input, the node has {len(srcs)} incoming edges")
+        order = list(meta.get("tensor_keys", tensors))
+        if sorted(order) != sorted(tensors):
+            raise self.err(key, node, f"snnsim metadata lists tensors {order} but holds {sorted(tensors)}")
+        arrays = {k: np.ascontiguousarray(tensors[k]) for k in order}
+        self.g.nodes.append(Node(name=name, op=op, inputs=list(srcs), attrs=dict(meta.get("attrs", {})),
+                                 tensors=arrays))
+        self.out_of[key] = name
+
+    def _convert_plain(self, key: str, node: Any, srcs: list[str]) -> None:
+        nir = self.nir
+        g = self.g
+        src = self._add_input(key, srcs)
+        in_shape = self._shape(src)
+        dt = self.dt
+        if isinstance(node, (nir.Affine, nir.Linear)):
+            w = _f32(node.weight)
+            if w.ndim != 2:
+                raise self.err(key, node, f"weight must be 2-D [out, in], got shape {list(w.shape)}")
+            if len(in_shape) != 1:
+                raise self.err(key, node, f"input has shape {list(in_shape)}; insert a Flatten before an Affine")
+            bias = _f32(node.bias) if isinstance(node, nir.Affine) else None
+            out = g.linear(self._name(key), src, w, bias)
+        elif isinstance(node, nir.Conv2d):
+            if int(np.asarray(node.groups)) != 1:
+                raise self.err(key, node, f"groups={node.groups} is not supported (only 1)")
+            if any(int(d) != 1 for d in np.asarray(node.dilation).reshape(-1)):
+                raise self.err(key, node, f"dilation {node.dilation} is not supported (only 1)")
+            w = _f32(node.weight)
+            kh, kw = int(w.shape[2]), int(w.shape[3])
+            stride = [int(s) for s in np.broadcast_to(np.asarray(node.stride).reshape(-1), (2,))]
+            pad = node.padding
+            if isinstance(pad, bytes):
+                pad = pad.decode()
+            if isinstance(pad, np.ndarray) and pad.dtype.kind in "OSU":
+                pad = str(pad.item() if pad.shape == () else pad[0])
+            if isinstance(pad, str):
+                if pad == "valid":
+                    pad = [0, 0]
+                elif pad == "same" and stride == [1, 1] and kh % 2 == 1 and kw % 2 == 1:
+                    pad = [kh // 2, kw // 2]
+                else:
+                    raise self.err(key, node, f"padding {pad!r} is only supported as 'valid', or 'same' with "
+                                              "stride 1 and odd kernels")
+            else:
+                pad = [int(p) for p in np.broadcast_to(np.asarray(pad).reshape(-1), (2,))]
+            bias = _f32(node.bias) if getattr(node, "bias", None) is not None else None
+            out = g.conv2d(self._name(key), src, w, bias, stride=stride, padding=pad)
+        elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+            if np.any(np.asarray(node.padding) != 0):
+                raise self.err(key, node, f"padding {np.asarray(node.padding).tolist()} is not supported (only 0)")
+            kernel = [int(k) for k in np.broadcast_to(np.asarray(node.kernel_size).reshape(-1), (2,))]
+            stride = [int(s) for s in np.broadcast_to(np.asarray(node.stride).reshape(-1), (2,))]
+            fn = g.sumpool2d if isinstance(node, nir.SumPool2d) else g.avgpool2d
+            out = fn(self._name(key), src, kernel, stride)
+        elif isinstance(node, nir.Flatten):
+            start, end = int(node.start_dim), int(node.end_dim)
+            if len(in_shape) == 1:
+                out = src  # already flat: identity
+                self.out_of[key] = out
+                return
+            if start not in (0, 1) or end not in (-1, len(in_shape) - 1):
+                raise self.err(key, node, f"start_dim={start}, end_dim={end} does not flatten the whole sample; "
+                                          "snnsim flattens [C, H, W] to [C*H*W]")
+            out = g.flatten(self._name(key), src)
+        elif isinstance(node, nir.Scale):
+            s = self._channel(key, node, "scale", node.scale, in_shape)
+            out = g.scale(self._name(key), src, scale=s)
+        elif isinstance(node, (nir.IF, nir.LIF)):
+            shape = in_shape
+            v_reset = self._channel(key, node, "v_reset", node.v_reset, shape)
+            if np.any(v_reset != 0):
+                raise self.err(key, node, "v_reset != 0 is not supported (snnsim's hard-reset neuron resets to 0)")
+            fire = self._channel(key, node, "v_threshold", node.v_threshold, shape)
+            if not np.all(fire > 0):
+                raise self.err(key, node, "v_threshold must be > 0")
+            r = self._channel(key, node, "r", node.r, shape)
+            if isinstance(node, nir.IF):
+                leak = np.ones(1)
+                gain, bias = dt * r, None
+            else:
+                tau = self._channel(key, node, "tau", node.tau, shape)
+                v_leak = self._channel(key, node, "v_leak", node.v_leak, shape)
+                if not np.all(np.isfinite(tau)) or np.any(tau == 0):
+                    raise self.err(key, node, "tau must be finite and nonzero")
+                leak = 1.0 - dt / tau
+                gain = dt * r / tau
+                bias = dt * v_leak / tau
+            src = self._pre_scale(key, src, gain, bias)
+            out = g.dspike_lif(self._name(key), src, fire=fire, leak=leak)
+        elif isinstance(node, nir.I):
+            r = self._channel(key, node, "r", node.r, in_shape)
+            src = self._pre_scale(key, src, dt * r)
+            out = g.integrate(self._name(key), src)
+        else:
+            why = {
+                "LI": "a leaky integrator without spikes has no snnsim op (integrate does not leak)",
+                "CubaLIF": "current-based LIF (synaptic state) is not supported",
+                "CubaLI": "current-based leaky integrator is not supported",
+                "Delay": "delays are not supported",
+                "Threshold": "a stateless threshold is not supported",
+                "Conv1d": "1-D convolution is not supported (only Conv2d)",
+            }.get(type(node).__name__, "node type not supported by snnsim")
+            raise self.err(key, node, why)
+        self.out_of[key] = out
+
+
+def from_nir(nir_graph: Any, *, dt: float = 1.0) -> Graph:
+    """Import a ``nir.NIRGraph`` (or the path of a NIR HDF5 file) as a float32 Graph.
+
+    Nodes carrying snnsim metadata (written by :func:`to_nir`) come back exactly; other nodes are
+    read with the native semantics of the module docstring, discretised with forward Euler and
+    step ``dt``. Anything snnsim cannot represent raises :class:`~snnsim.errors.ModelError`
+    naming the NIR node and the reason. The result is validated."""
+    nir = _nir()
+    if isinstance(nir_graph, (str, os.PathLike)):
+        nir_graph = nir.read(nir_graph)
+    if not (dt > 0 and np.isfinite(dt)):
+        raise ValueError(f"dt must be a finite positive number, got {dt!r}")
+    return _Importer(nir_graph, dt).run()
