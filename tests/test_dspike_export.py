@@ -16,16 +16,10 @@ from snnsim.data import load_mnist5k_split
 from snnsim.models import create_model
 from snnsim.train.dspike import DspikeNet, neuron_names, to_graph
 
-FLOAT_TOL = 1e-4
+from snnsim.testing import FLOAT_TOLERANCE as FLOAT_TOL
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread is faster (and kinder to a shared CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _torch_record(model: DspikeNet, x: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:

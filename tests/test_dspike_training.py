@@ -3,7 +3,6 @@ the temperature search (Algorithm 1), Time Inheritance Training, the model regis
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -25,13 +24,7 @@ from snnsim.train.surrogates import DspikeSurrogate, RectSurrogate
 from snnsim.train.tdbn import TdBN
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread is faster (and kinder to a shared CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(T: int = 3, static: bool = True, seed: int = 0) -> DspikeNet:

@@ -28,17 +28,12 @@ from snnsim.train.configs import get_config
 from snnsim.train.layers import DSRNeuron
 from snnsim.train.trainer import Trainer
 
-FLOAT_TOL = 1e-4
+from snnsim.testing import FLOAT_TOLERANCE as FLOAT_TOL
 T = 5
 N_TEST = 200
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

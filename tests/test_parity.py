@@ -22,11 +22,10 @@ from hypothesis import strategies as st
 import snnsim
 from snnsim.errors import SnnsimError
 from snnsim.graph import NEURON_OPS
-from snnsim.testing import NetworkCase, networks
+from snnsim.testing import FLOAT_TOLERANCE, NetworkCase, networks
 
 COUNT_KINDS = ("spikes", "sops", "macs", "aux_ops", "state_updates")
-# |U - fire| below which float32 spikes may legitimately differ (relative to the fire level).
-FLOAT_TOL = 1e-4
+FLOAT_TOL = FLOAT_TOLERANCE
 
 FLOAT_STATS = {"samples": 0, "diverged": 0, "flips": 0, "spikes": 0}
 

@@ -22,6 +22,10 @@ from .graph import NEURON_OPS, Graph
 
 Precision = Literal["float32", "int"]
 
+#: float32 precision: a spike may differ between two executors only where the membrane lies
+#: within ``FLOAT_TOLERANCE * max(1, |fire|)`` of the fire level (summation order differs).
+FLOAT_TOLERANCE = 1e-4
+
 
 @dataclass
 class NetworkCase:
