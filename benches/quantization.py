@@ -1,7 +1,10 @@
 """Accuracy of exported networks by precision on MNIST-5k (CPU): models trained briefly with the
 project's recipes, exported with ``snnsim.export`` as float32, int16, int8 and int4 (per-layer
 weight scales; int modes also per output channel), run in the Rust engine on the 1000 test
-images. No quantisation-aware fine-tuning (``qat`` false): post-training quantisation only.
+images. Rows with ``qat`` false: post-training quantisation only; rows with ``qat`` true: the
+same trained model fine-tuned for ``qat_epochs`` epoch(s) with fake-quantised weights on the
+export's grid (``snnsim.qat.qat_finetune``, int8 and int4, per layer and per channel) before the
+export; ``acc_before`` is the post-training-quantisation accuracy of that model in that mode.
 
 Models: ``dsr-mlp`` (784-800-10, IF and LIF, T=5, 3 epochs), ``dsr-mnist-cnn`` (IF, T=5,
 2 epochs), ``dspike-mnist-cnn`` (T=4, Adam 2e-3, 3 epochs). Rows: model, neuron, T, epochs,
@@ -11,6 +14,7 @@ mode, per_channel, qat, seed)::
 
     python benches/quantization.py              # seed 0, all models (a few minutes on 2 cores)
     python benches/quantization.py --seeds 0 1 --models dsr-mlp-if
+    python benches/quantization.py --qat --seeds 0 1 2   # QAT rows (DSR MLP IF and CNN by default)
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch  # noqa: E402
 import snnsim  # noqa: E402
 from snnsim.data import load_mnist5k_split  # noqa: E402
 from snnsim.exporter import export  # noqa: E402
+from snnsim.qat import qat_finetune  # noqa: E402
 from snnsim.models import create_model  # noqa: E402
 from snnsim.train.checkpoint import write_json_atomic  # noqa: E402
 from snnsim.train.configs import get_config  # noqa: E402
@@ -47,10 +52,18 @@ MODELS = {
     "dspike-mnist-cnn": ("dsr-mnist5k-cnn-if-t5", 3, "dspike", 4, {},
                          {"optimizer": "adam", "lr": 2e-3, "weight_decay": 0.0, "crop_padding": 0}),
 }
+QAT_MODELS = ["dsr-mlp-if", "dsr-mnist-cnn-if"]
+QAT_MODES = [("int8", False), ("int8", True), ("int4", False), ("int4", True)]
+QAT_LR_FACTOR = 0.1  # fine-tuning lr = the recipe's lr / 10 (cosine to 0)
 MODES = [("float32", False), ("int16", False), ("int8", False), ("int8", True), ("int4", False), ("int4", True)]
 
 
 def train(key: str, seed: int, threads: int) -> tuple[torch.nn.Module, int, int]:
+    model, epochs, T, _ = train_cfg(key, seed, threads)
+    return model, epochs, T
+
+
+def train_cfg(key: str, seed: int, threads: int) -> tuple[torch.nn.Module, int, int, Any]:
     config, epochs, neuron, T, kw, over = MODELS[key]
     cfg = get_config(config).with_(epochs=epochs, seed=seed, num_threads=threads, eval_every=epochs, **over)
     model = None
@@ -59,7 +72,54 @@ def train(key: str, seed: int, threads: int) -> tuple[torch.nn.Module, int, int]
         model = create_model("dspike-mnist-cnn", T=T, **kw)
     tr = Trainer(cfg, progress=False, model=model)
     tr.fit(log=None)
-    return tr.model.eval(), epochs, T
+    return tr.model.eval(), epochs, T, cfg
+
+
+def _acc(model: torch.nn.Module, mode: str, per_channel: bool, calib: Any, xte: Any, T: int) -> Any:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "net.snn.safetensors"
+        export(model, path, mode, input_shape=(1, 28, 28), per_channel=per_channel, calibration=calib)
+        return snnsim.run(str(path), xte, steps=T).prediction
+
+
+def run_qat(args: argparse.Namespace, rows: list[dict[str, Any]], xtr: Any, ytr: Any, xte: Any, yte: Any) -> list[dict[str, Any]]:
+    import copy
+
+    calib = xtr[:512]
+    keys = [k for k in args.models if k in QAT_MODELS] if args.models != list(MODELS) else QAT_MODELS
+    for seed in args.seeds:
+        for key in keys:
+            t0 = time.time()
+            base, epochs, T, cfg = train_cfg(key, seed, args.threads)
+            t_train = time.time() - t0
+            with torch.no_grad():
+                logits = torch.cat([base(torch.from_numpy(xte[i:i + 250])) for i in range(0, len(yte), 250)])
+            want = logits.argmax(1).numpy()
+            torch_acc = float((want == yte).mean())
+            neuron = MODELS[key][2]
+            for mode, per_channel in QAT_MODES:
+                before = float((_acc(base, mode, per_channel, calib, xte, T) == yte).mean())
+                t1 = time.time()
+                model = qat_finetune(copy.deepcopy(base), (xtr, ytr), mode, epochs=args.qat_epochs,
+                                     lr=cfg.lr * QAT_LR_FACTOR, per_channel=per_channel, optimizer=cfg.optimizer,
+                                     momentum=cfg.momentum, batch_size=cfg.batch_size,
+                                     crop_padding=cfg.crop_padding, seed=seed)
+                t_qat = time.time() - t1
+                pred = _acc(model, mode, per_channel, calib, xte, T)
+                row = {"model": key.rsplit("-", 1)[0] if neuron != "dspike" else key, "neuron": neuron, "T": T,
+                       "epochs": epochs, "mode": mode, "per_channel": per_channel, "qat": True, "seed": seed,
+                       "acc": float((pred == yte).mean()), "torch_acc": torch_acc,
+                       "agree": float((pred == want).mean()), "train_s": round(t_train, 1),
+                       "acc_before": before, "qat_epochs": args.qat_epochs,
+                       "qat_lr": cfg.lr * QAT_LR_FACTOR, "qat_s": round(t_qat, 1)}
+                rows = _merge(rows, row)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+def _merge(rows: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
+    key = ("model", "neuron", "mode", "per_channel", "qat", "seed")
+    return [r for r in rows if tuple(r.get(k) for k in key) != tuple(row[k] for k in key)] + [row]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,15 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--qat", action="store_true", help="only the QAT rows (int8/int4 after fine-tuning)")
+    ap.add_argument("--qat-epochs", type=int, default=1)
     args = ap.parse_args(argv)
 
     xte, yte = load_mnist5k_split("test")
-    xtr, _ = load_mnist5k_split("train")
+    xtr, ytr = load_mnist5k_split("train")
     calib = xtr[:512]
     doc: dict[str, Any] = json.loads(OUT.read_text()) if OUT.exists() else {}
     rows: list[dict[str, Any]] = doc.get("rows", [])
     t_start = time.time()
-    for seed in args.seeds:
+    if args.qat:
+        rows = run_qat(args, rows, xtr, ytr, xte, yte)
+    for seed in (args.seeds if not args.qat else []):
         for key in args.models:
             t0 = time.time()
             model, epochs, T = train(key, seed, args.threads)
@@ -100,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(row), flush=True)
     doc = {"description": __doc__.split("\n\n")[0].replace("\n", " "), "n_test": int(len(yte)), "rows": rows,
            "wall_s_last_run": round(time.time() - t_start, 1)}
+    rows.sort(key=lambda r: (bool(r.get("qat")), r["seed"]))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(OUT, doc)
     print(table(rows))
@@ -107,11 +172,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | neuron | T | mode | per-channel | qat | seed | acc | torch acc | agree |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | neuron | T | mode | per-channel | qat | seed | acc | acc before QAT | torch acc | agree |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['neuron']} | {r['T']} | {r['mode']} | {r['per_channel']} | {r['qat']} | "
-                     f"{r['seed']} | {100 * r['acc']:.1f} | {100 * r['torch_acc']:.1f} | {100 * r['agree']:.1f} |")
+                     f"{r['seed']} | {100 * r['acc']:.1f} | "
+                     f"{'' if r.get('acc_before') is None else format(100 * r['acc_before'], '.1f')} | "
+                     f"{100 * r['torch_acc']:.1f} | {100 * r['agree']:.1f} |")
     return "\n".join(lines)
 
 

@@ -44,7 +44,7 @@ from torch import nn
 from .errors import ModelError
 from .graph import Graph
 
-__all__ = ["ExportError", "ExportMode", "export", "export_graph", "neuron_nodes"]
+__all__ = ["ExportError", "ExportMode", "export", "export_graph", "neuron_nodes", "weight_scale"]
 
 ExportMode = Literal["float32", "int8", "int4", "int16"]
 _QMAX = {"int4": 7, "int8": 127, "int16": 32767}
@@ -210,6 +210,18 @@ def _quantise(w: np.ndarray, qmax: int, per_channel: bool) -> tuple[np.ndarray, 
     scale = amax / qmax
     q = np.clip(np.rint(w / scale.reshape((-1,) + (1,) * (w.ndim - 1))), -qmax - 1, qmax)
     return q.astype(np.int64), scale
+
+
+def weight_scale(weight: Any, mode: ExportMode, per_channel: bool = False) -> np.ndarray:
+    """The symmetric quantisation step(s) the integer export uses for ``weight`` (a float array,
+    output channels first, BN and the incoming spike value already folded): ``[out]`` float64,
+    ``max|w|/qmax`` per layer (repeated) or per output channel; the integer weights are
+    ``clip(rint(w/scale), -qmax-1, qmax)``. Public for quantisation-aware training
+    (:mod:`snnsim.qat`); the export itself may still enlarge a scale to keep int32 accumulators
+    in range."""
+    if mode not in _QMAX:
+        raise ExportError(f"weight_scale: mode must be 'int8', 'int4' or 'int16', got {mode!r}")
+    return _quantise(np.asarray(weight, dtype=np.float64), _QMAX[mode], per_channel)[1]
 
 
 def _fixed_point(values: Sequence[float], f: int = 16) -> tuple[list[np.ndarray], int]:
