@@ -109,6 +109,17 @@ pub(crate) struct Buf<V> {
 }
 
 impl<V: Value> Buf<V> {
+    /// After a dense write: a sparse-kind value collects its nonzero list, any other kind is
+    /// marked dirty (to be zeroed before its next sparse write).
+    fn finish(&mut self, kind: Kind) {
+        if kind == Kind::Sparse {
+            kernels::collect_nonzero(&self.d, &mut self.nz);
+            self.dirty = false;
+        } else {
+            self.dirty = true;
+        }
+    }
+
     /// Zeroes the value before a sparse write.
     fn clear_sparse(&mut self) {
         if self.dirty {
@@ -651,13 +662,7 @@ fn run_pool<V: EngineValue>(
             })?;
             *w = V::Wide::default();
         }
-        let out_kind = cx.plan.slot_kind[node.slot];
-        if out_kind == Kind::Sparse {
-            kernels::collect_nonzero(&outb.d, &mut outb.nz);
-            outb.dirty = false;
-        } else {
-            outb.dirty = true;
-        }
+        outb.finish(cx.plan.slot_kind[node.slot]);
     }
     Ok(())
 }
@@ -709,12 +714,7 @@ fn run_add<'b, V: EngineValue>(
     }
     narrow_into(node, cx.g, acc, &mut outb.d)?;
     acc.fill(V::Wide::default());
-    if cx.plan.slot_kind[node.slot] == Kind::Sparse {
-        kernels::collect_nonzero(&outb.d, &mut outb.nz);
-        outb.dirty = false;
-    } else {
-        outb.dirty = true;
-    }
+    outb.finish(cx.plan.slot_kind[node.slot]);
     Ok(())
 }
 
