@@ -39,6 +39,11 @@ def build_surrogate(surrogate: str | Surrogate = "dspike", b: float = 1.0, w: fl
     return make_surrogate(surrogate, a=a)
 
 
+def _conv_bn_neuron(cin: int, cout: int, sg: Surrogate, leak: float, vth: float, alpha: float) -> list[nn.Module]:
+    """3x3 conv (no bias) -> tdBN scaled by alpha*Vth -> Dspike LIF neuron."""
+    return [ConvTD(cin, cout, 3, padding=1, bias=False), TdBN(cout, alpha, vth), DspikeNeuron(sg, leak, vth)]
+
+
 @register("dspike-mnist-cnn")
 def dspike_mnist_cnn(
     T: int = 4,
@@ -59,8 +64,7 @@ def dspike_mnist_cnn(
     body: list[nn.Module] = []
     c, s = in_channels, image_size
     for cout in channels:
-        body += [ConvTD(c, cout, 3, padding=1, bias=False), TdBN(cout, alpha, vth), DspikeNeuron(sg, leak, vth),
-                 AvgPoolTD(2)]
+        body += _conv_bn_neuron(c, cout, sg, leak, vth, alpha) + [AvgPoolTD(2)]
         c, s = cout, s // 2
     body += [FlattenTD(), LinearTD(c * s * s, num_classes)]
     return DspikeNet(body, T, sg, static_input=static_input)
@@ -87,7 +91,7 @@ def dspike_resnet18(
     body: list[nn.Module] = []
     c = in_channels
     for cout in stem:
-        body += [ConvTD(c, cout, 3, padding=1, bias=False), TdBN(cout, alpha, vth), DspikeNeuron(sg, leak, vth)]
+        body += _conv_bn_neuron(c, cout, sg, leak, vth, alpha)
         c = cout
     for stage, (cout, n) in enumerate(zip(widths, blocks)):
         for j in range(n):
