@@ -22,6 +22,7 @@ pub mod model_file;
 pub mod network;
 pub mod neurons;
 pub mod numeric;
+pub mod training;
 
 #[cfg(test)]
 mod testutil;

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from snnsim.models import create_model
-from snnsim.train.dsr import DSRNeuronConfig, dsr_defaults, lif_weights, simulate_dsr
+from snnsim.train import dsr as dsr_module
+from snnsim.train.dsr import DSRNeuronConfig, dsr_defaults, dsr_forward, lif_weights, mean_current, simulate_dsr
 from snnsim.train.layers import (
     AvgPoolT,
     ConvT,
@@ -25,6 +27,75 @@ from snnsim.train.layers import (
     time_mean,
 )
 from snnsim.train.net import DSRNet, neuron_config
+
+
+# ---------------------------------------------------------------------- fused native forward
+@given(
+    kind=st.sampled_from(["if", "lif"]),
+    T=st.integers(1, 12),
+    static=st.booleans(),
+    channels_last=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+@settings(max_examples=25)
+def test_native_forward_spikes_equal_the_torch_steps(kind: str, T: int, static: bool, channels_last: bool, seed: int) -> None:
+    """The CPU float32 fast path (one native pass) fires exactly where the torch step functions
+    fire; the two means agree to rounding (their summation order may differ)."""
+    assert dsr_module._native() is not None, "the native module must provide dsr_forward"
+    g = torch.Generator().manual_seed(seed)
+    cfg = dsr_defaults(kind, T)
+    B = 3
+    x = torch.randn(((B if static else T * B), 4, 5, 3), generator=g) * cfg.theta0
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    theta = torch.tensor(cfg.theta0 * 1.3)
+    f = dsr_forward(x, T, theta, cfg, static)
+    out = simulate_dsr(x, T, theta, cfg, static)
+    assert torch.equal(f.out, out)
+    assert f.out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert int(f.spikes) == int((out != 0).sum())
+    torch.testing.assert_close(f.I, mean_current(x, T, static, cfg), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(f.r, time_mean(out, T), rtol=1e-5, atol=1e-6)
+
+
+def test_native_forward_falls_back_and_rejects_bad_arrays() -> None:
+    """Non-contiguous or float64 currents take the torch path (same result); the native entry
+    point itself rejects mismatched sizes and wrong dtypes with clear errors."""
+    cfg = dsr_defaults("if", 4)
+    x = torch.randn(8, 6, 5) * 6
+    theta = torch.tensor(6.0)
+    ref = simulate_dsr(x, 4, theta, cfg)
+    assert torch.equal(dsr_forward(x.transpose(1, 2).contiguous().transpose(1, 2), 4, theta, cfg).out, ref)
+    assert torch.equal(dsr_forward(x.double(), 4, theta.double(), cfg).out, ref.double())
+    core = dsr_module._native()
+    a = np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match="x"):
+        core.dsr_forward(np.zeros(7, np.float32), a, np.zeros(2, np.float32), np.zeros(2, np.float32), 4, False, "if", 1.0, 0.5, 1.0)
+    with pytest.raises(TypeError, match="float32"):
+        core.dsr_forward(np.zeros(8), a, np.zeros(2, np.float32), np.zeros(2, np.float32), 4, False, "if", 1.0, 0.5, 1.0)
+    with pytest.raises(ValueError, match="kind"):
+        core.dsr_forward(a, a.copy(), np.zeros(2, np.float32), np.zeros(2, np.float32), 4, False, "lif", 1.0, 0.5, 1.0)
+    with pytest.raises(ValueError, match="current_weights"):
+        core.dsr_forward(a, a.copy(), np.zeros(2, np.float32), np.zeros(2, np.float32), 4, False, "lif", 1.0, 0.5,
+                         1.0, leak=0.9, gain=0.1, current_weights=np.ones(3, np.float32))
+
+
+def test_training_step_is_the_same_without_the_native_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One rate-form training step gives the same loss and (to rounding) the same gradients with
+    the native forward and with the torch fallback."""
+    grads = []
+    for native in (True, False):
+        if not native:
+            monkeypatch.setattr(dsr_module, "_NATIVE", None)
+        torch.manual_seed(0)
+        net = create_model("dsr-mnist-cnn", neuron="lif", T=5)
+        net.train()
+        x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+        loss = torch.nn.functional.cross_entropy(net(x), torch.arange(8) % 10)
+        loss.backward()
+        grads.append([loss.detach()] + [p.grad.clone() for p in net.parameters() if p.grad is not None])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 # ---------------------------------------------------------------------- defaults

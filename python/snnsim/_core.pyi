@@ -114,3 +114,24 @@ def bin_events(
     binning: Literal["time", "count"],
 ) -> npt.NDArray[np.int32]:
     """Dense frames [B, steps, C, H, W] of event counts (for tests and inspection)."""
+
+def dsr_forward(
+    x: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32],
+    mean_current: npt.NDArray[np.float32],
+    mean_out: npt.NDArray[np.float32],
+    steps: int,
+    static_input: bool,
+    kind: Literal["if", "lif"],
+    theta: float,
+    fire: float,
+    value: float,
+    leak: float | None = None,
+    gain: float | None = None,
+    current_weights: npt.NDArray[np.float32] | None = None,
+) -> int:
+    """Fused forward of one DSR neuron layer for training (flat 1-D float32 arrays in one memory
+    order): reads the currents `x` (`steps*n` time-major, or `n` when `static_input`), writes
+    the value each spike carries to `out` (`steps*n`), the mean input current to
+    `mean_current` and the time mean of `out` to `mean_out` (`n` each); returns the spike
+    count. `current_weights` (`steps` values) weight the mean current (default: uniform)."""

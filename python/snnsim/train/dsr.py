@@ -55,6 +55,8 @@ __all__ = [
     "dsr_defaults",
     "lif_weights",
     "simulate_dsr",
+    "dsr_forward",
+    "DSRForward",
     "mean_current",
     "DSRStepFn",
     "DSRRateFn",
@@ -192,6 +194,76 @@ def simulate_dsr(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static:
     return out
 
 
+@dataclass(frozen=True)
+class DSRForward:
+    """What one neuron layer's forward produces: ``out`` (``[T*B, ...]``, the value carried at
+    every step), ``I`` (the mean input current of the mapping, ``[B, ...]``), ``r`` (the uniform
+    time mean of ``out``) and ``spikes`` (how many spikes fired, a 0-d tensor)."""
+
+    out: Tensor
+    I: Tensor
+    r: Tensor
+    spikes: Tensor
+
+
+def _native() -> Any:
+    """The native module when it is importable, else ``None`` (torch fallback)."""
+    global _NATIVE
+    if _NATIVE is False:
+        try:
+            from .. import _core
+
+            _NATIVE = _core if hasattr(_core, "dsr_forward") else None
+        except ImportError:
+            _NATIVE = None
+    return _NATIVE
+
+
+_NATIVE: Any = False
+
+
+def _flat(t: Tensor) -> Tensor | None:
+    """A flat view of ``t`` in memory order (contiguous or channels-last), else ``None``."""
+    if t.is_contiguous():
+        return t.view(-1)
+    if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1).reshape(-1)
+    return None
+
+
+@torch.no_grad()
+def dsr_forward(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static: bool = False) -> DSRForward:
+    """One DSR neuron layer's forward: :func:`simulate_dsr`, :func:`mean_current` and the time
+    mean of the outputs together. On the CPU in float32 this is one fused pass in the native
+    core (``snnsim._core.dsr_forward``), bit-identical in its spikes to the torch step
+    functions; elsewhere (CUDA, float64, no native module) it is the torch code."""
+    core = _native()
+    xf = _flat(x) if (core is not None and x.device.type == "cpu" and x.dtype == torch.float32) else None
+    if xf is None:
+        out = simulate_dsr(x, T, theta, cfg, static)
+        r = out.reshape((T, out.shape[0] // T) + tuple(out.shape[1:])).mean(0)
+        return DSRForward(out, mean_current(x, T, static, cfg), r, (out != 0).sum())
+    B = x.shape[0] if static else x.shape[0] // T
+    fmt = memory_format_of(x)
+    out = torch.empty((T * B,) + tuple(x.shape[1:]), dtype=x.dtype).contiguous(memory_format=fmt)
+    I = torch.empty((B,) + tuple(x.shape[1:]), dtype=x.dtype).contiguous(memory_format=fmt)
+    r = torch.empty_like(I)
+    th = theta.detach().to(dtype=x.dtype)
+    fire = cfg.alpha * th  # the same float32 products as simulate_dsr
+    value = spike_value(th, cfg)
+    kw: dict[str, Any] = {}
+    if cfg.kind == "lif":
+        leak = torch.tensor(cfg.leak, dtype=x.dtype)
+        kw = {"leak": float(leak), "gain": float(1.0 - leak)}
+        if not static:
+            kw["current_weights"] = lif_weights(T, cfg, x).numpy()
+    n = core.dsr_forward(
+        xf.numpy(), _flat(out).numpy(), _flat(I).numpy(), _flat(r).numpy(), T, static, cfg.kind,
+        float(th), float(fire), float(value), **kw,
+    )
+    return DSRForward(out, I, r, torch.tensor(float(n)))
+
+
 # ---------------------------------------------------------------------- autograd: per-step form
 def _mask_grads(G: Tensor, I: Tensor, theta: Tensor, cfg: DSRNeuronConfig, need_theta: bool) -> tuple[Tensor, Tensor | None]:
     """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (SPEC §1.1)."""
@@ -216,8 +288,8 @@ class DSRStepFn(Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, theta: Tensor, T: int, cfg: DSRNeuronConfig, static: bool) -> Tensor:  # type: ignore[override]
-        out = simulate_dsr(x, T, theta, cfg, static)
-        I = mean_current(x.detach(), T, static, cfg)
+        fwd = dsr_forward(x.detach(), T, theta, cfg, static)
+        out, I = fwd.out, fwd.I
         ctx.save_for_backward(I, theta)
         ctx.T, ctx.cfg, ctx.static = T, cfg, static
         return out

@@ -30,8 +30,7 @@ from .dsr import (
     DSRStepFn,
     ReadoutRateFn,
     lif_weights,
-    mean_current,
-    simulate_dsr,
+    dsr_forward,
     spike_value,
 )
 
@@ -295,20 +294,22 @@ class DSRNeuron(nn.Module):
             with torch.no_grad():
                 self.theta.clamp_(min=self.cfg.bound)
         T, cfg = x.T, self.cfg
+        n_out = x.steps[0].numel() * x.batch * T
         if x.rate is not None:
-            with torch.no_grad():
-                out = simulate_dsr(x.steps, T, self.theta, cfg, x.static)
-                I = mean_current(x.steps, T, x.static, cfg)
-                r = time_mean(out, T)
-            rate = DSRRateFn.apply(x.rate, self.theta, I, r, cfg)
-            y = Seq(out, T, False, rate)
-        elif torch.is_grad_enabled() and (x.steps.requires_grad or self.theta.requires_grad):
+            fwd = dsr_forward(x.steps, T, self.theta, cfg, x.static)
+            rate = DSRRateFn.apply(x.rate, self.theta, fwd.I, fwd.r, cfg)
+            y = Seq(fwd.out, T, False, rate)
+            self.last_rate = fwd.spikes / n_out
+            return y
+        if torch.is_grad_enabled() and (x.steps.requires_grad or self.theta.requires_grad):
             y = Seq(DSRStepFn.apply(x.steps, self.theta, T, cfg, x.static), T, False)
         else:
-            y = Seq(simulate_dsr(x.steps, T, self.theta, cfg, x.static), T, False)
+            fwd = dsr_forward(x.steps, T, self.theta, cfg, x.static)
+            y = Seq(fwd.out, T, False)
+            self.last_rate = fwd.spikes / n_out
+            return y
         with torch.no_grad():
-            src = r if x.rate is not None else y.steps  # r is the time mean of the steps
-            self.last_rate = src.sum() / (spike_value(self.theta.detach(), cfg) * src.numel())
+            self.last_rate = y.steps.sum() / (spike_value(self.theta.detach(), cfg) * y.steps.numel())
         return y
 
     def extra_repr(self) -> str:

@@ -1,0 +1,343 @@
+//! Fused forward of a DSR neuron layer for training on the CPU.
+//!
+//! Training simulates every neuron layer over all `T` steps of a batch at once (tensors
+//! `[T*B, ...]`, time-major). Written as torch element-wise ops, one layer costs about ten
+//! passes over `T*B*N` floats (add, compare, cast, multiply, subtract, copies, the means); here
+//! one pass does it all: it integrates the currents, fires, resets, writes the value each spike
+//! carries, and accumulates the two time means the DSR backward needs (the mean input current
+//! `I` and the mean output `r`) and the spike count.
+//!
+//! The arithmetic is the float law of `docs/model-format.md` in the same order as the torch
+//! step functions (`snnsim.neurons.dsr_if_step` / `dsr_lif_step`), so the spikes are
+//! bit-identical to theirs:
+//!
+//! * IF:  `U = V + x`
+//! * LIF: `U = leak*V + gain*x` (two rounded products, one rounded sum)
+//! * both: `s = U >= fire`; `V = U - theta*s`; the output is `value*s`.
+//!
+//! Layout: each step's slice of `x` and `out` holds the same `n` elements in the same memory
+//! order as `mean_current` and `mean_out` (any order: the caller flattens contiguous or
+//! channels-last tensors the same way). A static input is one slice applied at every step.
+
+use rayon::prelude::*;
+
+use crate::error::{Result, SnnError};
+
+/// Element block one task integrates through all steps (its membrane stays in cache).
+const BLOCK: usize = 2048;
+
+/// The neuron law and its constants (float32, as computed by torch on the Python side).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DsrLaw {
+    If {
+        theta: f32,
+        fire: f32,
+    },
+    Lif {
+        theta: f32,
+        fire: f32,
+        leak: f32,
+        gain: f32,
+    },
+}
+
+/// Inputs of [`simulate_dsr`].
+#[derive(Debug, Clone, Copy)]
+pub struct DsrForward<'a> {
+    /// Currents: `steps * n` values (time-major) or `n` values when `static_input`.
+    pub x: &'a [f32],
+    pub static_input: bool,
+    pub steps: usize,
+    pub law: DsrLaw,
+    /// What one spike carries to the next layer (`theta`, or `theta/dt` for LIF).
+    pub value: f32,
+    /// Weights of the mean current `I = sum_t w_t x_t` (`steps` values, e.g. the normalised
+    /// `lambda^(T-t)` of LIF); `None`: the uniform mean `(sum_t x_t) / T` (IF). A static
+    /// input is its own mean (`I = x`).
+    pub current_weights: Option<&'a [f32]>,
+}
+
+/// Outputs of [`simulate_dsr`], written in place.
+#[derive(Debug)]
+pub struct DsrOutputs<'a> {
+    /// `steps * n`: the value carried at every step (`value` or 0).
+    pub out: &'a mut [f32],
+    /// `n`: the weighted mean input current `I`.
+    pub mean_current: &'a mut [f32],
+    /// `n`: the uniform time mean of `out`.
+    pub mean_out: &'a mut [f32],
+}
+
+/// A raw pointer that tasks writing disjoint ranges may share.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: every task writes only the elements of its own block (see `simulate_dsr`).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// Through a method, so closures capture the wrapper (not the bare pointer field).
+    fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY (of the callers): offsets stay inside the slice the pointer came from.
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// Runs the neuron over all steps from a zero membrane; returns the number of spikes.
+pub fn simulate_dsr(f: &DsrForward<'_>, o: DsrOutputs<'_>) -> Result<u64> {
+    let n = o.mean_current.len();
+    let bad = |arg: &str, msg: String| {
+        Err(SnnError::Arg {
+            arg: arg.to_string(),
+            msg,
+        })
+    };
+    if f.steps == 0 {
+        return bad("steps", "must be >= 1".into());
+    }
+    let Some(total) = f.steps.checked_mul(n) else {
+        return bad("steps", "steps * elements overflows".into());
+    };
+    let want_x = if f.static_input { n } else { total };
+    if f.x.len() != want_x {
+        return bad("x", format!("{} values, expected {want_x}", f.x.len()));
+    }
+    if o.out.len() != total || o.mean_out.len() != n {
+        return bad(
+            "out",
+            format!(
+                "out has {} values and mean_out {}, expected {total} and {n}",
+                o.out.len(),
+                o.mean_out.len()
+            ),
+        );
+    }
+    if let Some(w) = f.current_weights {
+        if w.len() != f.steps {
+            return bad(
+                "current_weights",
+                format!("{} weights for {} steps", w.len(), f.steps),
+            );
+        }
+    }
+    let out = SharedMut(o.out.as_mut_ptr());
+    let steps_f = f.steps as f32;
+    let count: u64 = o
+        .mean_current
+        .par_chunks_mut(BLOCK)
+        .zip(o.mean_out.par_chunks_mut(BLOCK))
+        .enumerate()
+        .map(|(b, (cur, mo))| {
+            let e0 = b * BLOCK;
+            let len = cur.len();
+            let mut v = [0.0f32; BLOCK];
+            let v = &mut v[..len];
+            mo.fill(0.0);
+            if f.static_input {
+                cur.copy_from_slice(&f.x[e0..e0 + len]);
+            } else {
+                cur.fill(0.0);
+            }
+            let mut spikes = 0u64;
+            for t in 0..f.steps {
+                let xs = if f.static_input {
+                    &f.x[e0..e0 + len]
+                } else {
+                    &f.x[t * n + e0..t * n + e0 + len]
+                };
+                // SAFETY: block `b` covers elements e0..e0+len of every step's slice; blocks
+                // are disjoint and `out` outlives the parallel loop.
+                let os = unsafe { std::slice::from_raw_parts_mut(out.at(t * n + e0), len) };
+                spikes += step_block(f.law, f.value, xs, v, os, mo);
+                if !f.static_input {
+                    match f.current_weights {
+                        Some(w) => cur.iter_mut().zip(xs).for_each(|(c, &x)| *c += w[t] * x),
+                        None => cur.iter_mut().zip(xs).for_each(|(c, &x)| *c += x),
+                    }
+                }
+            }
+            if !f.static_input && f.current_weights.is_none() {
+                cur.iter_mut().for_each(|c| *c /= steps_f);
+            }
+            mo.iter_mut().for_each(|m| *m /= steps_f);
+            spikes
+        })
+        .sum();
+    Ok(count)
+}
+
+/// One step for a block: integrate, fire, reset; adds the outputs to `acc`.
+#[inline]
+fn step_block(
+    law: DsrLaw,
+    value: f32,
+    xs: &[f32],
+    v: &mut [f32],
+    os: &mut [f32],
+    acc: &mut [f32],
+) -> u64 {
+    let mut spikes = 0u32;
+    match law {
+        DsrLaw::If { theta, fire } => {
+            for i in 0..xs.len() {
+                let u = v[i] + xs[i];
+                let s = u >= fire;
+                spikes += s as u32;
+                let o = if s { value } else { 0.0 };
+                os[i] = o;
+                acc[i] += o;
+                v[i] = if s { u - theta } else { u };
+            }
+        }
+        DsrLaw::Lif {
+            theta,
+            fire,
+            leak,
+            gain,
+        } => {
+            for i in 0..xs.len() {
+                let u = leak * v[i] + gain * xs[i];
+                let s = u >= fire;
+                spikes += s as u32;
+                let o = if s { value } else { 0.0 };
+                os[i] = o;
+                acc[i] += o;
+                v[i] = if s { u - theta } else { u };
+            }
+        }
+    }
+    spikes as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        x: &[f32],
+        static_input: bool,
+        steps: usize,
+        law: DsrLaw,
+        value: f32,
+        w: Option<&[f32]>,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>, u64) {
+        let n = if static_input {
+            x.len()
+        } else {
+            x.len() / steps
+        };
+        let (mut out, mut cur, mut mo) = (vec![0.0; steps * n], vec![0.0; n], vec![0.0; n]);
+        let f = DsrForward {
+            x,
+            static_input,
+            steps,
+            law,
+            value,
+            current_weights: w,
+        };
+        let c = simulate_dsr(
+            &f,
+            DsrOutputs {
+                out: &mut out,
+                mean_current: &mut cur,
+                mean_out: &mut mo,
+            },
+        )
+        .unwrap();
+        (out, cur, mo, c)
+    }
+
+    /// The IF law by hand: constant current 0.4, theta 1, fire 0.5 (alpha 0.5).
+    #[test]
+    fn if_static_input_follows_the_law() {
+        let law = DsrLaw::If {
+            theta: 1.0,
+            fire: 0.5,
+        };
+        let (out, cur, mo, c) = run(&[0.4], true, 4, law, 2.0, None);
+        // U: 0.4 (no), 0.8 (fire, V=-0.2), 0.2 (no), 0.6 (fire)
+        assert_eq!(out, vec![0.0, 2.0, 0.0, 2.0]);
+        assert_eq!(cur, vec![0.4]);
+        assert_eq!(mo, vec![1.0]);
+        assert_eq!(c, 2);
+    }
+
+    /// Many elements across blocks: each equals a scalar simulation of its own.
+    #[test]
+    fn blocks_match_a_scalar_loop() {
+        let steps = 3;
+        let n = 2 * BLOCK + 37;
+        let x: Vec<f32> = (0..steps * n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 0.6)
+            .collect();
+        let law = DsrLaw::Lif {
+            theta: 0.6,
+            fire: 0.3,
+            leak: 0.9,
+            gain: 0.1,
+        };
+        let w = [0.2, 0.3, 0.5];
+        let (out, cur, mo, c) = run(&x, false, steps, law, 6.0, Some(&w));
+        let mut count = 0;
+        for e in 0..n {
+            let (mut v, mut acc, mut ic) = (0.0f32, 0.0f32, 0.0f32);
+            for t in 0..steps {
+                let xv = x[t * n + e];
+                let u = 0.9f32 * v + 0.1f32 * xv;
+                let s = u >= 0.3;
+                let o = if s { 6.0 } else { 0.0 };
+                assert_eq!(out[t * n + e], o);
+                count += s as u64;
+                acc += o;
+                ic += w[t] * xv;
+                v = if s { u - 0.6 } else { u };
+            }
+            assert_eq!(mo[e], acc / steps as f32);
+            assert_eq!(cur[e], ic);
+        }
+        assert_eq!(c, count);
+    }
+
+    #[test]
+    fn wrong_sizes_are_errors() {
+        let law = DsrLaw::If {
+            theta: 1.0,
+            fire: 0.5,
+        };
+        let (mut out, mut cur, mut mo) = (vec![0.0; 4], vec![0.0; 2], vec![0.0; 2]);
+        let f = DsrForward {
+            x: &[0.0; 3],
+            static_input: false,
+            steps: 2,
+            law,
+            value: 1.0,
+            current_weights: None,
+        };
+        assert!(simulate_dsr(
+            &f,
+            DsrOutputs {
+                out: &mut out,
+                mean_current: &mut cur,
+                mean_out: &mut mo
+            }
+        )
+        .is_err());
+        let f = DsrForward {
+            x: &[0.0; 4],
+            static_input: false,
+            steps: 2,
+            law,
+            value: 1.0,
+            current_weights: Some(&[0.5; 3]),
+        };
+        assert!(simulate_dsr(
+            &f,
+            DsrOutputs {
+                out: &mut out,
+                mean_current: &mut cur,
+                mean_out: &mut mo
+            }
+        )
+        .is_err());
+    }
+}
