@@ -140,8 +140,10 @@ sys.path.insert(0, sys.argv[4])
 torch.set_num_threads(1)
 from snnsim.models import create_model
 mode, T, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+chunk = int(sys.argv[5]) if sys.argv[5] != "none" else None
 torch.manual_seed(0)
 net = create_model("dsr-mnist-cnn", neuron="if", T=T, mode=mode)
+net.time_chunk = chunk
 net.train()
 opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 x, y = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
@@ -158,21 +160,22 @@ for i in range(2):
     loss = torch.nn.functional.cross_entropy(out, y)
     opt.zero_grad(); loss.backward(); opt.step()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"mode": mode, "T": T, "batch": batch, "autograd_saved_MB": saved / 2**20,
+print(json.dumps({"mode": mode, "time_chunk": chunk, "T": T, "batch": batch, "autograd_saved_MB": saved / 2**20,
                   "peak_rss_increase_MB": (peak - base) / 1024}))
 """
 
 
 def memory_table(Ts: list[int], batch: int = 64) -> list[dict[str, Any]]:
-    """One training step of the MNIST CNN per (mode, T) in a fresh process: bytes autograd keeps
-    for backward, and the increase of the peak resident set over the process after model and
-    data creation (forward transients included)."""
+    """One training step of the MNIST CNN per (mode, time chunk, T) in a fresh process: bytes
+    autograd keeps for backward, and the increase of the peak resident set over the process
+    after model and data creation (forward transients included). The rate form runs once with
+    all steps at once and once time-chunked (5 steps per chunk, :mod:`snnsim.train.chunked`)."""
     import subprocess
 
     rows = []
-    for mode in ("rate", "step"):
+    for mode, chunk in (("rate", "5"), ("rate", "none"), ("step", "none")):
         for T in Ts:
-            outp = subprocess.run([sys.executable, "-c", _MEM_CHILD, mode, str(T), str(batch), str(ROOT / "python")],
+            outp = subprocess.run([sys.executable, "-c", _MEM_CHILD, mode, str(T), str(batch), str(ROOT / "python"), chunk],
                                   capture_output=True, text=True, check=True)
             row = json.loads(outp.stdout.strip().splitlines()[-1])
             print("[memory]", row, flush=True)
@@ -233,10 +236,11 @@ def main() -> int:
 
     if a.memory:
         doc["memory"] = {
-            "description": "one training step of the MNIST CNN (DSR-IF, batch 64) per backward form and T: "
+            "description": "one training step of the MNIST CNN (DSR-IF, batch 64) per backward form, time chunk "
+                           "(steps per chunk of the rate form's chunked forward; null: all steps at once) and T: "
                            "autograd_saved_MB = tensors kept for backward; peak_rss_increase_MB = growth of the "
                            "peak resident set during two steps (forward transients included)",
-            "rows": memory_table([5, 10, 20, 40]),
+            "rows": memory_table([5, 10, 20, 40, 80]),
             "command": " ".join(["python", "benches/train_dsr_mnist.py"] + sys.argv[1:]),
         }
         write_json_atomic(MAIN_JSON, doc)

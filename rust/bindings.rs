@@ -532,7 +532,7 @@ fn f32_flat<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, PyAr
 /// `x`, writes `out`, `mean_current`, `mean_out` in place; returns the spike count.
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
-#[pyo3(signature = (x, out, mean_current, mean_out, steps, static_input, kind, theta, fire, value, leak=None, gain=None, current_weights=None))]
+#[pyo3(signature = (x, out, mean_current, mean_out, steps, static_input, kind, theta, fire, value, leak=None, gain=None, current_weights=None, membrane=None, accumulate=None))]
 fn dsr_forward<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -548,6 +548,8 @@ fn dsr_forward<'py>(
     leak: Option<f32>,
     gain: Option<f32>,
     current_weights: Option<&Bound<'py, PyAny>>,
+    membrane: Option<&Bound<'py, PyAny>>,
+    accumulate: Option<f32>,
 ) -> PyResult<u64> {
     let steps = steps_arg(steps)?;
     let law = match (kind, leak, gain) {
@@ -600,6 +602,12 @@ fn dsr_forward<'py>(
     let mut ow = oa.try_readwrite().map_err(busy("out"))?;
     let mut cw = ca.try_readwrite().map_err(busy("mean_current"))?;
     let mut mw = ma.try_readwrite().map_err(busy("mean_out"))?;
+    let va = membrane.map(|m| f32_flat(m, "membrane")).transpose()?;
+    let mut vw = va
+        .as_ref()
+        .map(|m| m.try_readwrite())
+        .transpose()
+        .map_err(busy("membrane"))?;
     let not_c = |_| PyValueError::new_err("arrays must be C-contiguous");
     let f = DsrForward {
         x: xr.as_slice().map_err(not_c)?,
@@ -611,11 +619,16 @@ fn dsr_forward<'py>(
             Some(w) => Some(w.as_slice().map_err(not_c)?),
             None => None,
         },
+        accumulate,
     };
     let o = DsrOutputs {
         out: ow.as_slice_mut().map_err(not_c)?,
         mean_current: cw.as_slice_mut().map_err(not_c)?,
         mean_out: mw.as_slice_mut().map_err(not_c)?,
+        membrane: match vw.as_mut() {
+            Some(m) => Some(m.as_slice_mut().map_err(not_c)?),
+            None => None,
+        },
     };
     detached(py, || simulate_dsr(&f, o))
 }

@@ -55,6 +55,10 @@ pub struct DsrForward<'a> {
     /// `lambda^(T-t)` of LIF); `None`: the uniform mean `(sum_t x_t) / T` (IF). A static
     /// input is its own mean (`I = x`).
     pub current_weights: Option<&'a [f32]>,
+    /// Time-chunked runs: `Some(scale)` adds this chunk's share to the means instead of
+    /// writing them: `mean_current += sum_t w_t x_t` (weights required, a static input counts
+    /// as `x` at every step) and `mean_out += scale * sum_t out_t`.
+    pub accumulate: Option<f32>,
 }
 
 /// Outputs of [`simulate_dsr`], written in place.
@@ -66,6 +70,9 @@ pub struct DsrOutputs<'a> {
     pub mean_current: &'a mut [f32],
     /// `n`: the uniform time mean of `out`.
     pub mean_out: &'a mut [f32],
+    /// `n`: the membrane, read at the start and written back at the end (time-chunked
+    /// runs); `None`: the run starts from a zero membrane.
+    pub membrane: Option<&'a mut [f32]>,
 }
 
 /// A raw pointer that tasks writing disjoint ranges may share.
@@ -112,6 +119,21 @@ pub fn simulate_dsr(f: &DsrForward<'_>, o: DsrOutputs<'_>) -> Result<u64> {
             ),
         );
     }
+    if f.accumulate.is_some() && f.current_weights.is_none() {
+        return bad(
+            "current_weights",
+            "required when the means are accumulated".into(),
+        );
+    }
+    if o.membrane.as_ref().is_some_and(|m| m.len() != n) {
+        return bad(
+            "membrane",
+            format!(
+                "expected {n} values, got {}",
+                o.membrane.as_ref().map_or(0, |m| m.len())
+            ),
+        );
+    }
     if let Some(w) = f.current_weights {
         if w.len() != f.steps {
             return bad(
@@ -121,6 +143,7 @@ pub fn simulate_dsr(f: &DsrForward<'_>, o: DsrOutputs<'_>) -> Result<u64> {
         }
     }
     let out = SharedMut(o.out.as_mut_ptr());
+    let membrane = o.membrane.map(|m| SharedMut(m.as_mut_ptr()));
     let steps_f = f.steps as f32;
     let count: u64 = o
         .mean_current
@@ -132,11 +155,18 @@ pub fn simulate_dsr(f: &DsrForward<'_>, o: DsrOutputs<'_>) -> Result<u64> {
             let len = cur.len();
             let mut v = [0.0f32; BLOCK];
             let v = &mut v[..len];
-            mo.fill(0.0);
-            if f.static_input {
-                cur.copy_from_slice(&f.x[e0..e0 + len]);
-            } else {
-                cur.fill(0.0);
+            if let Some(m) = membrane {
+                // SAFETY: as for `out` below, this block's own elements only.
+                v.copy_from_slice(unsafe { std::slice::from_raw_parts(m.at(e0), len) });
+            }
+            let mut acc = [0.0f32; BLOCK];
+            let acc = &mut acc[..len];
+            if f.accumulate.is_none() {
+                if f.static_input {
+                    cur.copy_from_slice(&f.x[e0..e0 + len]);
+                } else {
+                    cur.fill(0.0);
+                }
             }
             let mut spikes = 0u64;
             for t in 0..f.steps {
@@ -148,18 +178,32 @@ pub fn simulate_dsr(f: &DsrForward<'_>, o: DsrOutputs<'_>) -> Result<u64> {
                 // SAFETY: block `b` covers elements e0..e0+len of every step's slice; blocks
                 // are disjoint and `out` outlives the parallel loop.
                 let os = unsafe { std::slice::from_raw_parts_mut(out.at(t * n + e0), len) };
-                spikes += step_block(f.law, f.value, xs, v, os, mo);
-                if !f.static_input {
+                spikes += step_block(f.law, f.value, xs, v, os, acc);
+                if !f.static_input || f.accumulate.is_some() {
                     match f.current_weights {
                         Some(w) => cur.iter_mut().zip(xs).for_each(|(c, &x)| *c += w[t] * x),
                         None => cur.iter_mut().zip(xs).for_each(|(c, &x)| *c += x),
                     }
                 }
             }
-            if !f.static_input && f.current_weights.is_none() {
-                cur.iter_mut().for_each(|c| *c /= steps_f);
+            if let Some(m) = membrane {
+                // SAFETY: see above.
+                unsafe { std::slice::from_raw_parts_mut(m.at(e0), len) }.copy_from_slice(v);
             }
-            mo.iter_mut().for_each(|m| *m /= steps_f);
+            match f.accumulate {
+                Some(scale) => mo
+                    .iter_mut()
+                    .zip(acc.iter())
+                    .for_each(|(m, &a)| *m += scale * a),
+                None => {
+                    if !f.static_input && f.current_weights.is_none() {
+                        cur.iter_mut().for_each(|c| *c /= steps_f);
+                    }
+                    mo.iter_mut()
+                        .zip(acc.iter())
+                        .for_each(|(m, &a)| *m = a / steps_f);
+                }
+            }
             spikes
         })
         .sum();
@@ -213,63 +257,73 @@ fn step_block(
 mod tests {
     use super::*;
 
-    fn run(
-        x: &[f32],
-        static_input: bool,
-        steps: usize,
-        law: DsrLaw,
-        value: f32,
-        w: Option<&[f32]>,
-    ) -> (Vec<f32>, Vec<f32>, Vec<f32>, u64) {
+    struct Run {
+        out: Vec<f32>,
+        cur: Vec<f32>,
+        mean: Vec<f32>,
+        spikes: u64,
+    }
+
+    fn run(x: &[f32], static_input: bool, steps: usize, law: DsrLaw, w: Option<&[f32]>) -> Run {
         let n = if static_input {
             x.len()
         } else {
             x.len() / steps
         };
-        let (mut out, mut cur, mut mo) = (vec![0.0; steps * n], vec![0.0; n], vec![0.0; n]);
+        let (mut out, mut cur, mut mean) = (vec![0.0; steps * n], vec![0.0; n], vec![0.0; n]);
         let f = DsrForward {
             x,
             static_input,
             steps,
             law,
-            value,
+            value: 2.0,
             current_weights: w,
+            accumulate: None,
         };
-        let c = simulate_dsr(
-            &f,
-            DsrOutputs {
-                out: &mut out,
-                mean_current: &mut cur,
-                mean_out: &mut mo,
-            },
-        )
-        .unwrap();
-        (out, cur, mo, c)
+        let o = DsrOutputs {
+            out: &mut out,
+            mean_current: &mut cur,
+            mean_out: &mut mean,
+            membrane: None,
+        };
+        let spikes = simulate_dsr(&f, o).unwrap();
+        Run {
+            out,
+            cur,
+            mean,
+            spikes,
+        }
+    }
+
+    fn ramp(len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 0.6)
+            .collect()
     }
 
     /// The IF law by hand: constant current 0.4, theta 1, fire 0.5 (alpha 0.5).
     #[test]
     fn if_static_input_follows_the_law() {
-        let law = DsrLaw::If {
-            theta: 1.0,
-            fire: 0.5,
-        };
-        let (out, cur, mo, c) = run(&[0.4], true, 4, law, 2.0, None);
+        let r = run(
+            &[0.4],
+            true,
+            4,
+            DsrLaw::If {
+                theta: 1.0,
+                fire: 0.5,
+            },
+            None,
+        );
         // U: 0.4 (no), 0.8 (fire, V=-0.2), 0.2 (no), 0.6 (fire)
-        assert_eq!(out, vec![0.0, 2.0, 0.0, 2.0]);
-        assert_eq!(cur, vec![0.4]);
-        assert_eq!(mo, vec![1.0]);
-        assert_eq!(c, 2);
+        assert_eq!(r.out, vec![0.0, 2.0, 0.0, 2.0]);
+        assert_eq!((r.cur, r.mean, r.spikes), (vec![0.4], vec![1.0], 2));
     }
 
     /// Many elements across blocks: each equals a scalar simulation of its own.
     #[test]
     fn blocks_match_a_scalar_loop() {
-        let steps = 3;
-        let n = 2 * BLOCK + 37;
-        let x: Vec<f32> = (0..steps * n)
-            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 0.6)
-            .collect();
+        let (steps, n) = (3, 2 * BLOCK + 37);
+        let x = ramp(steps * n);
         let law = DsrLaw::Lif {
             theta: 0.6,
             fire: 0.3,
@@ -277,7 +331,7 @@ mod tests {
             gain: 0.1,
         };
         let w = [0.2, 0.3, 0.5];
-        let (out, cur, mo, c) = run(&x, false, steps, law, 6.0, Some(&w));
+        let r = run(&x, false, steps, law, Some(&w));
         let mut count = 0;
         for e in 0..n {
             let (mut v, mut acc, mut ic) = (0.0f32, 0.0f32, 0.0f32);
@@ -285,18 +339,76 @@ mod tests {
                 let xv = x[t * n + e];
                 let u = 0.9f32 * v + 0.1f32 * xv;
                 let s = u >= 0.3;
-                let o = if s { 6.0 } else { 0.0 };
-                assert_eq!(out[t * n + e], o);
+                let o = if s { 2.0 } else { 0.0 };
+                assert_eq!(r.out[t * n + e], o);
                 count += s as u64;
                 acc += o;
                 ic += w[t] * xv;
                 v = if s { u - 0.6 } else { u };
             }
-            assert_eq!(mo[e], acc / steps as f32);
-            assert_eq!(cur[e], ic);
+            assert_eq!(r.mean[e], acc / steps as f32);
+            assert_eq!(r.cur[e], ic);
         }
-        assert_eq!(c, count);
+        assert_eq!(r.spikes, count);
+        // IF with the uniform mean: the sum over steps divided by their number
+        let r = run(
+            &x,
+            false,
+            steps,
+            DsrLaw::If {
+                theta: 1.0,
+                fire: 0.5,
+            },
+            None,
+        );
+        assert_eq!(r.cur[5], (x[5] + x[n + 5] + x[2 * n + 5]) / 3.0);
     }
+
+    /// Two chunks with the membrane carried over give the whole run's spikes and means.
+    #[test]
+    fn chunks_with_a_carried_membrane_equal_one_run() {
+        let (steps, n) = (5, BLOCK + 3);
+        let x = ramp(steps * n);
+        let law = DsrLaw::If {
+            theta: 1.0,
+            fire: 0.5,
+        };
+        let w = [0.2f32; 5];
+        let whole = run(&x, false, steps, law, Some(&w));
+        let (mut out, mut cur, mut mean, mut v) = (
+            vec![0.0; steps * n],
+            vec![0.0; n],
+            vec![0.0; n],
+            vec![0.0; n],
+        );
+        let mut spikes = 0;
+        for (t0, t1) in [(0, 2), (2, 5)] {
+            let f = DsrForward {
+                x: &x[t0 * n..t1 * n],
+                static_input: false,
+                steps: t1 - t0,
+                law,
+                value: 2.0,
+                current_weights: Some(&w[t0..t1]),
+                accumulate: Some(0.2),
+            };
+            let o = DsrOutputs {
+                out: &mut out[t0 * n..t1 * n],
+                mean_current: &mut cur,
+                mean_out: &mut mean,
+                membrane: Some(&mut v),
+            };
+            spikes += simulate_dsr(&f, o).unwrap();
+        }
+        assert_eq!(out, whole.out);
+        assert_eq!(spikes, whole.spikes);
+        for e in 0..n {
+            assert!((cur[e] - whole.cur[e]).abs() < 1e-6 && (mean[e] - whole.mean[e]).abs() < 1e-6);
+        }
+    }
+
+    /// x, weights, accumulate, with a membrane, the argument the error names.
+    type BadCase<'a> = (&'a [f32], Option<&'a [f32]>, Option<f32>, bool, &'a str);
 
     #[test]
     fn wrong_sizes_are_errors() {
@@ -304,40 +416,39 @@ mod tests {
             theta: 1.0,
             fire: 0.5,
         };
-        let (mut out, mut cur, mut mo) = (vec![0.0; 4], vec![0.0; 2], vec![0.0; 2]);
-        let f = DsrForward {
-            x: &[0.0; 3],
-            static_input: false,
-            steps: 2,
-            law,
-            value: 1.0,
-            current_weights: None,
-        };
-        assert!(simulate_dsr(
-            &f,
-            DsrOutputs {
+        let (mut out, mut cur, mut mean, mut v) =
+            (vec![0.0; 4], vec![0.0; 2], vec![0.0; 2], vec![0.0; 3]);
+        let cases: [BadCase; 4] = [
+            (&[0.0; 3], None, None, false, "x"),
+            (&[0.0; 4], Some(&[0.5; 3]), None, false, "current_weights"),
+            (&[0.0; 4], None, Some(0.5), false, "current_weights"),
+            (&[0.0; 4], None, None, true, "membrane"),
+        ];
+        for (x, w, accumulate, with_membrane, arg) in cases {
+            let f = DsrForward {
+                x,
+                static_input: false,
+                steps: 2,
+                law,
+                value: 1.0,
+                current_weights: w,
+                accumulate,
+            };
+            let membrane = if with_membrane {
+                Some(&mut v[..])
+            } else {
+                None
+            };
+            let o = DsrOutputs {
                 out: &mut out,
                 mean_current: &mut cur,
-                mean_out: &mut mo
+                mean_out: &mut mean,
+                membrane,
+            };
+            match simulate_dsr(&f, o) {
+                Err(SnnError::Arg { arg: a, .. }) => assert_eq!(a, arg),
+                other => panic!("expected an error on {arg}, got {other:?}"),
             }
-        )
-        .is_err());
-        let f = DsrForward {
-            x: &[0.0; 4],
-            static_input: false,
-            steps: 2,
-            law,
-            value: 1.0,
-            current_weights: Some(&[0.5; 3]),
-        };
-        assert!(simulate_dsr(
-            &f,
-            DsrOutputs {
-                out: &mut out,
-                mean_current: &mut cur,
-                mean_out: &mut mo
-            }
-        )
-        .is_err());
+        }
     }
 }

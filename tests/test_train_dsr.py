@@ -309,3 +309,56 @@ def _saved_bytes(mode: str, T: int) -> int:
 def test_rate_form_keeps_memory_flat_in_T() -> None:
     assert _saved_bytes("rate", 2) == _saved_bytes("rate", 12)
     assert _saved_bytes("step", 12) > 3 * _saved_bytes("step", 2) > 0
+
+
+# ---------------------------------------------------------------------- time-chunked forward
+def _one_step(net: DSRNet, x: torch.Tensor, chunk: int | None) -> tuple[float, list[torch.Tensor], dict, list[torch.Tensor]]:
+    net.time_chunk = chunk
+    net.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.cross_entropy(net(x), torch.arange(x.shape[0]) % 10)
+    loss.backward()
+    grads = [p.grad.clone() for p in net.parameters() if p.grad is not None]
+    stats = [b.clone() for n, b in net.named_buffers() if "running" in n]
+    return float(loss.detach()), grads, net.firing_rates(), stats
+
+
+@pytest.mark.parametrize(
+    "name, kw, shape",
+    [
+        ("dsr-mnist-cnn", {"neuron": "if", "T": 5}, (12, 1, 28, 28)),
+        ("dsr-mnist-cnn", {"neuron": "lif", "T": 7}, (12, 1, 28, 28)),
+        ("dsr-vgg11", {"neuron": "if", "T": 3, "image_size": 16, "dropout": 0.1}, (4, 3, 2, 16, 16)),
+        ("dsr-mlp", {"neuron": "lif", "T": 6}, (12, 784)),
+    ],
+)
+@pytest.mark.parametrize("chunk", [1, 2, 4])
+def test_time_chunked_forward_equals_the_whole_run(name: str, kw: dict, shape: tuple, chunk: int) -> None:
+    """Running the steps a chunk at a time (membranes carried over, batch-norm statistics from
+    extra passes) gives the whole run's loss, gradients, firing rates and running statistics
+    (to float rounding), for static images, event-frame sequences with dropout, IF and LIF."""
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(3))
+    results = []
+    for c in (None, chunk):
+        torch.manual_seed(0)
+        net = create_model(name, **kw)
+        net.train()
+        results.append(_one_step(net, x, c))
+    (l0, g0, r0, s0), (l1, g1, r1, s1) = results
+    assert l1 == pytest.approx(l0, rel=1e-5)
+    assert r1 == pytest.approx(r0, rel=1e-6, abs=1e-7)
+    for a, b in zip(g1, g0, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * float(b.abs().max()) + 1e-9)
+    for a, b in zip(s1, s0, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_time_chunk_refuses_residual_bodies_and_bad_values() -> None:
+    net = create_model("dsr-mnist-cnn", neuron="if", T=4)
+    with pytest.raises(ValueError, match="positive int"):
+        net.time_chunk = 0
+    res = create_model("dsr-preresnet20", neuron="if", T=2)
+    with pytest.raises(ValueError, match="not supported by the time-chunked"):
+        res.time_chunk = 2
+    net.time_chunk = 8  # larger than T: the whole run at once
+    net.train()
+    net(torch.rand(2, 1, 28, 28)).sum().backward()

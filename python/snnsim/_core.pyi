@@ -129,9 +129,14 @@ def dsr_forward(
     leak: float | None = None,
     gain: float | None = None,
     current_weights: npt.NDArray[np.float32] | None = None,
+    membrane: npt.NDArray[np.float32] | None = None,
+    accumulate: float | None = None,
 ) -> int:
     """Fused forward of one DSR neuron layer for training (flat 1-D float32 arrays in one memory
     order): reads the currents `x` (`steps*n` time-major, or `n` when `static_input`), writes
     the value each spike carries to `out` (`steps*n`), the mean input current to
     `mean_current` and the time mean of `out` to `mean_out` (`n` each); returns the spike
-    count. `current_weights` (`steps` values) weight the mean current (default: uniform)."""
+    count. `current_weights` (`steps` values) weight the mean current (default: uniform).
+    Time-chunked runs: `membrane` (`n`) is read at the start and written back at the end, and
+    `accumulate=scale` adds to the means (`mean_current += sum_t w_t x_t`, weights required;
+    `mean_out += scale * sum_t out_t`) instead of writing them."""

@@ -51,6 +51,7 @@ class TrainConfig:
     device: str = "auto"
     num_threads: int = 2
     channels_last: bool = False
+    time_chunk: int | None = None  # DSR rate form: steps per chunk (peak memory flat in T)
     data_root: str | None = None
     requires_gpu: bool = False
     note: str = ""

@@ -56,6 +56,7 @@ __all__ = [
     "lif_weights",
     "simulate_dsr",
     "dsr_forward",
+    "dsr_forward_chunk",
     "DSRForward",
     "mean_current",
     "DSRStepFn",
@@ -262,6 +263,67 @@ def dsr_forward(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static: 
         float(th), float(fire), float(value), **kw,
     )
     return DSRForward(out, I, r, torch.tensor(float(n)))
+
+
+@torch.no_grad()
+def dsr_forward_chunk(
+    x: Tensor,
+    steps: int,
+    theta: Tensor,
+    cfg: DSRNeuronConfig,
+    static: bool,
+    membrane: Tensor,
+    I_acc: Tensor,
+    r_acc: Tensor,
+    current_weights: Tensor,
+    T: int,
+) -> tuple[Tensor, int]:
+    """Steps ``t0 .. t0+steps-1`` of a layer whose whole run has ``T`` steps (time-chunked
+    training): continues from ``membrane`` (``[B, ...]``, updated in place), adds this chunk's
+    share of the means to ``I_acc`` (``sum_t w_t x_t`` with ``current_weights``, the chunk's
+    slice of the whole run's weights) and ``r_acc`` (``sum_t out_t / T``). Returns the chunk's
+    outputs ``[steps*B, ...]`` and its spike count. The spikes are those of one whole run."""
+    core = _native()
+    flats = [_flat(t) for t in (x, membrane, I_acc, r_acc)] if core is not None else [None]
+    B = x.shape[0] if static else x.shape[0] // steps
+    fmt = memory_format_of(x)
+    out = torch.empty((steps * B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(memory_format=fmt)
+    th = theta.detach().to(dtype=x.dtype)
+    fire = cfg.alpha * th
+    value = spike_value(th, cfg)
+    usable = (core is not None and x.device.type == "cpu" and x.dtype == torch.float32
+              and all(f is not None for f in flats) and _flat(out) is not None
+              and all(memory_format_of(t) == fmt for t in (membrane, I_acc, r_acc)))
+    if usable:
+        kw: dict[str, Any] = {}
+        if cfg.kind == "lif":
+            leak = torch.tensor(cfg.leak, dtype=x.dtype)
+            kw = {"leak": float(leak), "gain": float(1.0 - leak)}
+        xf, vf, cf, rf = flats
+        n = core.dsr_forward(
+            xf.numpy(), _flat(out).numpy(), cf.numpy(), rf.numpy(), steps, static, cfg.kind,
+            float(th), float(fire), float(value), current_weights=current_weights.to(torch.float32).numpy(),
+            membrane=vf.numpy(), accumulate=1.0 / T, **kw,
+        )
+        return out, int(n)
+    if cfg.kind == "if":
+        p: Any = DsrIFParams(theta=th, fire=fire)
+        step = dsr_if_step
+    else:
+        leak_t = torch.tensor(cfg.leak, dtype=x.dtype, device=x.device)
+        p = DsrLIFParams(theta=th, fire=fire, leak=leak_t, gain=1.0 - leak_t)
+        step = dsr_lif_step
+    v = membrane
+    n = 0
+    for t in range(steps):
+        xt = x if static else x[t * B : (t + 1) * B]
+        s, v = step(xt, v, p)
+        torch.mul(s, value, out=out[t * B : (t + 1) * B])
+        I_acc.add_(xt * current_weights[t].to(x.dtype))
+        r_acc.add_(out[t * B : (t + 1) * B] / T)
+        n += int(s.sum())
+    membrane.copy_(v)
+    return out, n
 
 
 # ---------------------------------------------------------------------- autograd: per-step form

@@ -142,20 +142,41 @@ class _BNTMixin:
         if x.rate is None:
             return Seq(plain(x.steps), x.T, x.static)
         z = x.steps
-        dims = [0] + list(range(2, z.ndim))
         with torch.no_grad():
             # one pass: normalised steps, batch mean/invstd over T*B, running-stat update
-            momentum = self.momentum  # type: ignore[attr-defined]
-            if self.track_running_stats:  # type: ignore[attr-defined]
-                self.num_batches_tracked.add_(1)  # type: ignore[attr-defined]
-                if momentum is None:
-                    momentum = 1.0 / float(self.num_batches_tracked)  # type: ignore[attr-defined]
+            momentum = self._momentum_now()
             steps, _, invstd = torch.native_batch_norm(
                 z, self.weight, self.bias, self.running_mean, self.running_var,  # type: ignore[attr-defined]
                 True, 0.0 if momentum is None else momentum, self.eps,  # type: ignore[attr-defined]
             )
             var_all = invstd.double().pow(-2).sub(self.eps).float()  # type: ignore[attr-defined]
-        zb = x.rate
+        return Seq(steps, x.T, x.static, self.rate_graph(x.rate, var_all))
+
+    def _momentum_now(self) -> float | None:
+        """Counts the batch (when running statistics are tracked) and returns the momentum."""
+        momentum = self.momentum  # type: ignore[attr-defined]
+        if self.track_running_stats:  # type: ignore[attr-defined]
+            self.num_batches_tracked.add_(1)  # type: ignore[attr-defined]
+            if momentum is None:
+                momentum = 1.0 / float(self.num_batches_tracked)  # type: ignore[attr-defined]
+        return momentum
+
+    @torch.no_grad()
+    def update_running(self, mean: Tensor, var: Tensor, count: int) -> None:
+        """The running-statistics update of one training batch whose statistics over ``count``
+        values per channel are ``mean`` and the biased ``var`` (as ``native_batch_norm``)."""
+        momentum = self._momentum_now()
+        if not self.track_running_stats or self.running_mean is None:  # type: ignore[attr-defined]
+            return
+        m = 0.0 if momentum is None else momentum
+        unbiased = var * (count / max(count - 1, 1))
+        self.running_mean.mul_(1 - m).add_(mean.to(self.running_mean.dtype), alpha=m)  # type: ignore[attr-defined]
+        self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)  # type: ignore[attr-defined]
+
+    def rate_graph(self, zb: Tensor, var_all: Tensor) -> Tensor:
+        """The normalisation on the rate graph ``zb`` (time means, ``[B, C, ...]``) given the
+        per-channel variance over all ``T*B`` step values (see the class docstring)."""
+        dims = [0] + list(range(2, zb.ndim))
         shape = [1, -1] + [1] * (zb.ndim - 2)
         mu = zb.mean(dim=dims, keepdim=True)
         d = zb - mu
@@ -165,7 +186,7 @@ class _BNTMixin:
         y = d * inv
         if self.weight is not None:  # type: ignore[attr-defined]
             y = y * self.weight.reshape(shape) + self.bias.reshape(shape)  # type: ignore[attr-defined]
-        return Seq(steps, x.T, x.static, y)
+        return y
 
 
 class BatchNormT(_BNTMixin, nn.BatchNorm2d):

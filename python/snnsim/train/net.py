@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .dsr import DSRNeuronConfig, NeuronKind, dsr_defaults
+from .chunked import check_chunkable, chunked_rate_forward
 from .layers import DSRNeuron, Flow, Readout, Seq
 
 __all__ = ["Mode", "DSRNet", "neuron_config", "make_neuron"]
@@ -45,7 +46,10 @@ class DSRNet(nn.Module):
     per-step reference backward); ``static_input``: images (``[B, C, H, W]``, the first
     layer's current is computed once and applied at every step) or sequences
     (``[B, T, C, H, W]``, e.g. event frames); ``channels_last``: store 4-D activations
-    channels-last (often faster on CPU).
+    channels-last (often faster on CPU); ``time_chunk``: in the rate form, run the steps
+    through the network this many at a time so the peak training memory does not grow with
+    ``T`` (:mod:`snnsim.train.chunked`; flat bodies only; costs one extra partial forward per
+    batch norm on a time-varying input). ``None``: all steps at once.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class DSRNet(nn.Module):
         mode: Mode = "rate",
         static_input: bool = True,
         channels_last: bool = False,
+        time_chunk: int | None = None,
     ) -> None:
         super().__init__()
         if T < 1:
@@ -69,6 +74,19 @@ class DSRNet(nn.Module):
         self.mode: Mode = mode
         self.static_input = static_input
         self.channels_last = channels_last
+        self.time_chunk = time_chunk
+
+    @property
+    def time_chunk(self) -> int | None:
+        return self._time_chunk
+
+    @time_chunk.setter
+    def time_chunk(self, chunk: int | None) -> None:
+        if chunk is not None:
+            if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+                raise ValueError(f"DSRNet.time_chunk must be a positive int or None, got {chunk!r}")
+            check_chunkable(self.body)
+        self._time_chunk = chunk
 
     @property
     def is_ann(self) -> bool:
@@ -94,6 +112,8 @@ class DSRNet(nn.Module):
             return self.readout(self.body(x))
         rate_mode = self.mode == "rate" and self.training and torch.is_grad_enabled()
         T = self.T
+        if rate_mode and self.time_chunk is not None and self.time_chunk < T:
+            return self._chunked(x)
         if self.static_input:
             flow: Flow = Seq(x, T, True, x if rate_mode else None)
         else:
@@ -104,3 +124,19 @@ class DSRNet(nn.Module):
                 steps = steps.contiguous(memory_format=torch.channels_last)
             flow = Seq(steps, T, False, x.mean(1) if rate_mode else None)
         return self.readout(self.body(flow))
+
+    def _chunked(self, x: Tensor) -> Tensor:
+        T, chunk = self.T, self.time_chunk
+        assert chunk is not None
+        if self.static_input:
+            return chunked_rate_forward(self.body, lambda t0, t1: Seq(x, t1 - t0, True), x, T, chunk, self.cfg)
+        if x.ndim < 3 or x.shape[1] != T:
+            raise ValueError(f"DSRNet: a sequence input must be [B, T={T}, ...], got {list(x.shape)}")
+
+        def source(t0: int, t1: int) -> Seq:
+            steps = x[:, t0:t1].transpose(0, 1).reshape(((t1 - t0) * x.shape[0],) + tuple(x.shape[2:]))
+            if self.channels_last and steps.ndim == 4:
+                steps = steps.contiguous(memory_format=torch.channels_last)
+            return Seq(steps, t1 - t0, False)
+
+        return chunked_rate_forward(self.body, source, x.mean(1), T, chunk, self.cfg)

@@ -186,6 +186,10 @@ class Trainer:
             if cfg.channels_last:
                 kw.setdefault("channels_last", True)
             model = create_model(cfg.model, **kw)
+        if cfg.time_chunk is not None:
+            if not hasattr(model, "time_chunk"):
+                raise ValueError(f"time_chunk: model {cfg.model!r} ({type(model).__name__}) has no time-chunked forward")
+            model.time_chunk = cfg.time_chunk
         self.model = model.to(self.device)
         train_ds, test_ds = datasets if datasets is not None else load_datasets(cfg)
         self.train_batches = _Batches(train_ds, cfg.batch_size, self.device, shuffle=True)
