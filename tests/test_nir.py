@@ -292,3 +292,87 @@ def test_output_must_be_a_neuron():
     ng = _single(nir.Linear(weight=np.ones((3, 3), np.float32)))
     with pytest.raises(ModelError, match="spiking neuron or an integrator"):
         from_nir(ng)
+
+
+@pytest.mark.parametrize("dt", [1.0, 1e-4, 1e-3])
+def test_export_dt_scales_time_constants(dt):
+    """to_nir(dt): Euler with step dt reproduces the discrete update; reading the native fields
+    back with the same dt gives the same network (no spurious scale nodes)."""
+    rng = np.random.default_rng(6)
+    g = snnsim.Graph(input_shape=(6,))
+    g.linear("fc1", "input", rng.normal(size=(8, 6)))
+    g.dspike_lif("s1", "fc1", fire=0.5, leak=0.75)
+    g.linear("fc2", "s1", rng.normal(size=(8, 8)))
+    g.dspike_lif("s2", "fc2", fire=0.25, leak=1.0)
+    g.linear("fc3", "s2", rng.normal(size=(3, 8)))
+    g.integrate("out", "fc3")
+    g.set_output("out")
+    ng = to_nir(g, dt=dt)
+    assert np.allclose(ng.nodes["s1"].tau, 4 * dt) and np.allclose(ng.nodes["s1"].r, 4.0)
+    assert np.allclose(ng.nodes["s2"].r, 1 / dt) and np.allclose(ng.nodes["out"].r, 1 / dt)
+    assert json.loads(ng.metadata["snnsim"])["dt"] == dt
+    _assert_same_graph(g, from_nir(ng))  # metadata: exact whatever dt
+    h = from_nir(_strip(ng), dt=dt)
+    assert [n.op for n in h.nodes] == ["linear", "dspike_lif", "linear", "dspike_lif", "linear", "integrate"]
+    assert np.all(h.node("s1").tensors["leak"] == np.float32(0.75))
+    _assert_same_run(g, h, rng.uniform(0, 1, size=(3, 6)).astype(np.float32))
+
+
+def _strip(ng):
+    for node in ng.nodes.values():
+        node.metadata = {}
+    ng.metadata = {}
+    return ng
+
+
+@pytest.mark.parametrize("dt", [0.0, -1.0, float("nan"), float("inf")])
+def test_export_rejects_bad_dt(dt):
+    with pytest.raises(ValueError, match="dt must be a finite positive number"):
+        to_nir(_mlp(np.random.default_rng(0)), dt=dt)
+
+
+def test_input_with_batch_dimension_is_dropped():
+    """nirtorch's extract_nir_graph (Norse's exporter) writes the Input as [1, *shape]."""
+    w = np.eye(3, dtype=np.float32)
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([1, 3])}),
+        "fc": nir.Affine(weight=w, bias=np.zeros(3, np.float32)),
+        "if": nir.IF(r=np.ones(3, np.float32), v_threshold=np.full(3, 0.5, np.float32)),
+        "output": nir.Output(output_type={"output": np.array([1, 3])}),
+    }
+    ng = nir.NIRGraph(nodes=nodes, edges=[("input", "fc"), ("fc", "if"), ("if", "output")], type_check=False)
+    g = from_nir(ng)
+    assert g.input_shape == (3,)
+    conv = nir.Conv2d(input_shape=(4, 4), weight=np.ones((2, 1, 3, 3), np.float32), stride=1, padding=1,
+                      dilation=1, groups=1, bias=np.zeros(2, np.float32))
+    nodes = {"input": nir.Input(input_type={"input": np.array([1, 1, 4, 4])}), "c": conv,
+             "if": nir.IF(r=np.ones((2, 4, 4), np.float32), v_threshold=np.ones((2, 4, 4), np.float32)),
+             "output": nir.Output(output_type={"output": np.array([2, 4, 4])})}
+    ng = nir.NIRGraph(nodes=nodes, edges=[("input", "c"), ("c", "if"), ("if", "output")], type_check=False)
+    assert from_nir(ng).input_shape == (1, 4, 4)
+    # a leading 1 the consumer does expect stays
+    nodes = {"input": nir.Input(input_type={"input": np.array([1, 4, 4])}), "c": conv,
+             "if": nir.IF(r=np.ones((2, 4, 4), np.float32), v_threshold=np.ones((2, 4, 4), np.float32)),
+             "output": nir.Output(output_type={"output": np.array([2, 4, 4])})}
+    ng = nir.NIRGraph(nodes=nodes, edges=[("input", "c"), ("c", "if"), ("if", "output")], type_check=False)
+    assert from_nir(ng).input_shape == (1, 4, 4)
+
+
+def test_gain_within_float32_rounding_of_one_adds_no_scale():
+    """snnTorch writes tau = 1e-4/(1-beta) and r = tau/1e-4 in float32: dt*r/tau is 1 +- 1e-8 in
+    float64 but exactly 1 in float32, so no scale node is inserted."""
+    tau = np.float32(1e-4 / 0.25) * np.ones(3, np.float32)
+    r = (tau / np.float32(1e-4)).astype(np.float32)
+    lif = nir.LIF(tau=tau, r=r, v_leak=np.zeros(3, np.float32), v_threshold=np.ones(3, np.float32),
+                  v_reset=np.zeros(3, np.float32))
+    g = from_nir(_single(lif), dt=1e-4)
+    assert [n.op for n in g.nodes] == ["dspike_lif"]
+    assert np.all(g.node("n").tensors["leak"] == np.float32(0.75))
+
+
+def test_input_kind_override():
+    ng = _strip(to_nir(_conv(np.random.default_rng(0))))
+    assert from_nir(ng).input_kind == "static"
+    assert from_nir(ng, input_kind="events").input_kind == "events"
+    with pytest.raises(ValueError, match="input_kind"):
+        from_nir(ng, input_kind="frames")

@@ -32,19 +32,21 @@ scale           Scale                        exact without shift; with a shift o
                                              on [C,H,W]: ModelError (NIR has no such node)
 add             Scale(ones), 2+ in-edges     exact: NIR sums incoming edges, times 1.
                                              Import: any node with 2+ in-edges gets an add
-dspike_lif      LIF / IF                     native: tau = 1/(1-leak), r = tau, v_leak = 0,
-                                             v_threshold = fire, v_reset = 0 (Euler, dt=1:
-                                             v <- (1-1/tau) v + (r/tau) x = leak v + x);
-                                             leak == 1 everywhere: IF(r=1). Strict '>' and
-                                             reset to 0 match NIR. Exact via metadata (the
-                                             float32 round trip leak -> tau -> leak is not)
-dsr_if          IF + metadata                native fields: r=1, v_threshold=fire, v_reset=0.
-                                             A plain NIR reader sees a hard-reset, strict '>'
-                                             IF: NOT the DSR semantics (fire >= fire level,
-                                             subtract theta). Exact only through metadata
-dsr_lif         LIF (IF if leak == 1)        tau = 1/(1-leak), r = gain*tau, v_leak = 0,
-                + metadata                   v_threshold = fire; same caveat as dsr_if
-integrate       I (r=1) + metadata           exact (v <- v + x)
+dspike_lif      LIF / IF                     native (step dt, default 1): tau = dt/(1-leak),
+                                             r = 1/(1-leak), v_leak = 0, v_threshold = fire,
+                                             v_reset = 0 (Euler: v <- (1-dt/tau) v +
+                                             (dt r/tau) x = leak v + x); leak == 1
+                                             everywhere: IF(r=1/dt). Strict '>' and reset to
+                                             0 match NIR. Exact via metadata (the float32
+                                             round trip leak -> tau -> leak is not always)
+dsr_if          IF + metadata                native fields: r=1/dt, v_threshold=fire,
+                                             v_reset=0. A plain NIR reader sees a hard-reset,
+                                             strict '>' IF: NOT the DSR semantics (fire >=
+                                             fire level, subtract theta). Exact only through
+                                             metadata
+dsr_lif         LIF (IF if leak == 1)        tau = dt/(1-leak), r = gain/(1-leak), v_leak =
+                + metadata                   0, v_threshold = fire; same caveat as dsr_if
+integrate       I (r=1/dt) + metadata        exact (v <- v + x)
 ==============  ===========================  ================================================
 
 Plain NIR import (nodes without snnsim metadata), with step ``dt``:
@@ -64,7 +66,19 @@ Plain NIR import (nodes without snnsim metadata), with step ``dt``:
   ``Delay``, ``Threshold``, ``Conv1d``, nested graphs, several inputs/outputs: ModelError.
 * NIR's IF/LIF compare with strict ``>`` and reset to a value: they map to Dspike (hard reset,
   strict ``>``), never to DSR (``>=``, subtractive reset).
-* Float64 NIR arrays are rounded to float32 (snnsim's float precision).
+* Float64 NIR arrays are rounded to float32 (snnsim's float precision). Derived leaks and gains
+  are computed in float64 and rounded once; a gain within 4 float32 ulps of 1 is read as 1 (tau
+  and r stored separately in float32 cannot say "exactly 1" more precisely).
+* An Input of shape ``[1, *shape]`` whose consumers expect ``shape`` (a traced batch dimension)
+  is read as ``shape``. NIR has no input kind: ``from_nir(..., input_kind="events")`` sets it.
+
+Time step
+---------
+NIR time is continuous (seconds by convention); snnsim's is a step count. ``to_nir(g, dt=d)``
+writes time constants for a step of ``d`` (default 1: time in steps) and ``from_nir(ng, dt=d)``
+reads them with Euler step ``d``. snnTorch and SpikingJelly use ``d = 1e-4``. The behaviour of
+snnTorch, SpikingJelly and Norse on these files (threshold comparison, reset, tau) is tested
+in ``tests/test_nir_peers.py`` and summarised in ``docs/nir.md``.
 """
 
 from __future__ import annotations
@@ -120,16 +134,34 @@ def _node_meta(n: Node) -> str:
 
 
 def _tau_from_leak(leak: np.ndarray) -> np.ndarray:
+    """Time constant in steps, 1/(1-leak), in float64 (rounded to float32 by the caller)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (1.0 / (1.0 - leak.astype(np.float64))).astype(np.float32)
+        return 1.0 / (1.0 - leak.astype(np.float64))
 
 
-def to_nir(graph: Graph) -> Any:
+def _per_dt(a: np.ndarray, dt: float) -> np.ndarray:
+    """A per-step factor as a NIR rate: a/dt, computed in float64, stored as float32."""
+    return (np.asarray(a, np.float64) / dt).astype(np.float32)
+
+
+def to_nir(graph: Graph, *, dt: float = 1.0) -> Any:
     """Export a float32 graph as a ``nir.NIRGraph`` (see the module docstring for the mapping).
 
+    ``dt`` is the length of one snnsim time step in NIR's (continuous) time unit, seconds by
+    NIR's convention: the neurons' ``tau`` and ``r`` are written so that forward Euler with
+    step ``dt`` reproduces the discrete update (IF ``r = gain/dt``; LIF ``tau = dt/(1-leak)``,
+    ``r = gain/(1-leak)``; I ``r = 1/dt``). The default 1 keeps time in steps; snnTorch and
+    SpikingJelly read NIR with a fixed step of 1e-4 s, so files meant for them need
+    ``dt=1e-4``. Read such a file back with ``from_nir(..., dt=dt)`` when its snnsim metadata
+    is gone (with the metadata the round trip is exact whatever ``dt``).
+
     Raises :class:`~snnsim.errors.ModelError` for int-precision graphs, for an invalid graph and
-    for a ``scale`` with a shift on a ``[C, H, W]`` value (NIR has no per-channel offset node)."""
+    for a ``scale`` with a shift on a ``[C, H, W]`` value (NIR has no per-channel offset node);
+    ``ValueError`` for a ``dt`` that is not a finite positive number."""
     nir = _nir()
+    if not (isinstance(dt, (int, float, np.floating)) and np.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be a finite positive number, got {dt!r}")
+    dt = float(dt)
     graph.validate()
     if graph.precision != "float32":
         raise ModelError("to_nir: only float32 graphs map to NIR (NIR has no fixed-point semantics); "
@@ -172,7 +204,7 @@ def to_nir(graph: Graph) -> Any:
             else:
                 node = nir.Scale(scale=_full(t["scale"], shape), metadata=meta)
         elif op == "dsr_if":
-            node = nir.IF(r=np.ones(shape, np.float32), v_threshold=_full(t["fire"], shape),
+            node = nir.IF(r=_per_dt(np.ones(shape), dt), v_threshold=_full(t["fire"], shape),
                           v_reset=np.zeros(shape, np.float32), metadata=meta)
         elif op in ("dsr_lif", "dspike_lif"):
             leak = _full(t["leak"], shape)
@@ -180,13 +212,13 @@ def to_nir(graph: Graph) -> Any:
             fire = _full(t["fire"], shape)
             zero = np.zeros(shape, np.float32)
             if np.all(leak == 1.0):
-                node = nir.IF(r=gain, v_threshold=fire, v_reset=zero, metadata=meta)
+                node = nir.IF(r=_per_dt(gain, dt), v_threshold=fire, v_reset=zero, metadata=meta)
             else:
-                tau = _tau_from_leak(leak)
-                node = nir.LIF(tau=tau, r=(gain * tau).astype(np.float32), v_leak=zero, v_threshold=fire,
-                               v_reset=zero, metadata=meta)
+                steps = _tau_from_leak(leak)  # tau in steps, float64
+                node = nir.LIF(tau=(steps * dt).astype(np.float32), r=(gain * steps).astype(np.float32),
+                               v_leak=zero, v_threshold=fire, v_reset=zero, metadata=meta)
         elif op == "integrate":
-            node = nir.I(r=np.ones(shape, np.float32), metadata=meta)
+            node = nir.I(r=_per_dt(np.ones(shape), dt), metadata=meta)
         else:  # pragma: no cover - validate() rejects unknown ops
             raise ModelError(f"node {n.name!r}: op {op!r} has no NIR mapping")
         nodes[n.name] = node
@@ -200,7 +232,7 @@ def to_nir(graph: Graph) -> Any:
     nodes[out_name] = nir.Output(output_type={"output": np.array(shapes[graph.output])})
     edges.append((graph.output, out_name))
     gmeta = {"version": _META_VERSION, "input_kind": graph.input_kind, "input_scale": graph.input_scale,
-             "order": [n.name for n in graph.nodes], "output": graph.output}
+             "order": [n.name for n in graph.nodes], "output": graph.output, "dt": dt}
     try:
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata={_META_KEY: json.dumps(gmeta)})
     except (ValueError, AssertionError) as exc:  # pragma: no cover - a bug in the mapping
@@ -230,11 +262,25 @@ def _f32(a: Any) -> np.ndarray:
     return np.asarray(a, dtype=np.float32)
 
 
+_UNIT_GAIN_TOL = 4 * 2.0**-24  # a few float32 ulps of 1
+
+
+def _unit_gain(gain: np.ndarray) -> np.ndarray:
+    """A derived input gain (dt*r/tau, dt*r) as float32, read as exactly 1 where it is within a
+    few float32 ulps of 1: writers store tau and r separately in float32 (snnTorch: tau =
+    dt/(1-beta), r = tau/dt; snnsim: tau = dt/(1-leak), r = 1/(1-leak)), so a gain meant to be 1
+    comes back within a couple of ulps of 1. Reading it as 1 adds no scale node and keeps dyadic
+    networks exact; the change is of the order of float32's own rounding of tau and r."""
+    g = np.asarray(gain, dtype=np.float64)
+    return np.where(np.abs(g - 1.0) <= _UNIT_GAIN_TOL, 1.0, g).astype(np.float32)
+
+
 class _Importer:
-    def __init__(self, ng: Any, dt: float) -> None:
+    def __init__(self, ng: Any, dt: float, input_kind: str | None = None) -> None:
         self.nir = _nir()
         self.ng = ng
         self.dt = float(dt)
+        self.input_kind = input_kind
         self.gmeta = _parse_meta(ng) or {}
 
     def err(self, name: str, node: Any, why: str) -> ModelError:
@@ -257,9 +303,10 @@ class _Importer:
             if a not in ng.nodes or b not in ng.nodes:
                 raise ModelError(f"from_nir: edge ({a!r}, {b!r}) names an unknown node")
             preds[b].append(a)
-        in_shape = tuple(int(d) for d in np.asarray(ng.nodes[in_key].input_type["input"]).reshape(-1))
-        g = Graph(input_shape=in_shape, precision="float32",
-                  input_kind=self.gmeta.get("input_kind", "static"), input_scale=self.gmeta.get("input_scale"))
+        in_shape = self._input_shape(in_key, [b for a, b in ng.edges if a == in_key])
+        kind = self.input_kind or self.gmeta.get("input_kind", "static")
+        g = Graph(input_shape=in_shape, precision="float32", input_kind=kind,
+                  input_scale=self.gmeta.get("input_scale"))
         # NIR name -> snnsim name of the value the node produces
         self.out_of: dict[str, str] = {in_key: "input"}
         self.used: set[str] = {"input"}
@@ -291,6 +338,32 @@ class _Importer:
             g.nodes.sort(key=lambda n: pos[n.name])
         g.validate()
         return g
+
+    def _input_shape(self, in_key: str, consumers: list[str]) -> tuple[int, ...]:
+        """The Input's per-sample shape. Exporters that trace a batched sample (nirtorch's
+        ``extract_nir_graph``, used by Norse) write ``[1, *shape]``: a leading 1 is dropped when
+        every consumer of the Input expects the shape without it (its declared input type, or an
+        Affine/Linear's ``in`` features, or a Conv2d's input channels)."""
+        node = self.ng.nodes[in_key]
+        shape = tuple(int(d) for d in np.asarray(node.input_type["input"]).reshape(-1))
+        if len(shape) < 2 or shape[0] != 1 or not consumers:
+            return shape
+        rest = shape[1:]
+        if all(self._expects(self.ng.nodes[c], rest) for c in consumers):
+            return rest
+        return shape
+
+    def _expects(self, node: Any, shape: tuple[int, ...]) -> bool:
+        nir = self.nir
+        declared = getattr(node, "input_type", None) or {}
+        want = declared.get("input") if isinstance(declared, dict) else None
+        if want is not None and np.asarray(want).size > 0:
+            return tuple(int(d) for d in np.asarray(want).reshape(-1)) == shape
+        if isinstance(node, (nir.Affine, nir.Linear)):
+            return len(shape) == 1 and np.asarray(node.weight).shape[-1] == shape[0]
+        if isinstance(node, nir.Conv2d):
+            return len(shape) == 3 and np.asarray(node.weight).shape[1] == shape[0]
+        return False
 
     def _topo(self, preds: dict[str, list[str]], in_key: str, out_key: str) -> list[str]:
         keys = list(self.ng.nodes)
@@ -452,20 +525,21 @@ class _Importer:
             r = self._channel(key, node, "r", node.r, shape)
             if isinstance(node, nir.IF):
                 leak = np.ones(1)
-                gain, bias = dt * r, None
+                gain, bias = _unit_gain(dt * r), None
             else:
                 tau = self._channel(key, node, "tau", node.tau, shape)
                 v_leak = self._channel(key, node, "v_leak", node.v_leak, shape)
                 if not np.all(np.isfinite(tau)) or np.any(tau == 0):
                     raise self.err(key, node, "tau must be finite and nonzero")
-                leak = 1.0 - dt / tau
-                gain = dt * r / tau
-                bias = dt * v_leak / tau
+                # float64, then rounded once to snnsim's float32
+                leak = _f32(1.0 - dt / tau)
+                gain = _unit_gain(dt * r / tau)
+                bias = _f32(dt * v_leak / tau)
             src = self._pre_scale(key, src, gain, bias)
             out = g.dspike_lif(self._name(key), src, fire=fire, leak=leak)
         elif isinstance(node, nir.I):
             r = self._channel(key, node, "r", node.r, in_shape)
-            src = self._pre_scale(key, src, dt * r)
+            src = self._pre_scale(key, src, _unit_gain(dt * r))
             out = g.integrate(self._name(key), src)
         else:
             why = {
@@ -480,16 +554,22 @@ class _Importer:
         self.out_of[key] = out
 
 
-def from_nir(nir_graph: Any, *, dt: float = 1.0) -> Graph:
+def from_nir(nir_graph: Any, *, dt: float = 1.0, input_kind: str | None = None) -> Graph:
     """Import a ``nir.NIRGraph`` (or the path of a NIR HDF5 file) as a float32 Graph.
 
     Nodes carrying snnsim metadata (written by :func:`to_nir`) come back exactly; other nodes are
     read with the native semantics of the module docstring, discretised with forward Euler and
-    step ``dt``. Anything snnsim cannot represent raises :class:`~snnsim.errors.ModelError`
-    naming the NIR node and the reason. The result is validated."""
+    step ``dt`` (NIR's time unit, seconds by convention: pass the step the writer used, e.g.
+    ``1e-4`` for files written by snnTorch and SpikingJelly). ``input_kind`` (``"static"`` or
+    ``"events"``) overrides the input kind, which NIR does not record (default: the snnsim
+    metadata's, else ``"static"``). Anything snnsim cannot represent raises
+    :class:`~snnsim.errors.ModelError` naming the NIR node and the reason. The result is
+    validated."""
     nir = _nir()
     if isinstance(nir_graph, (str, os.PathLike)):
         nir_graph = nir.read(nir_graph)
     if not (dt > 0 and np.isfinite(dt)):
         raise ValueError(f"dt must be a finite positive number, got {dt!r}")
-    return _Importer(nir_graph, dt).run()
+    if input_kind not in (None, "static", "events"):
+        raise ValueError(f"input_kind must be None, 'static' or 'events', got {input_kind!r}")
+    return _Importer(nir_graph, dt, input_kind).run()
