@@ -750,9 +750,7 @@ fn infer_node(
             if int {
                 if let Some(f) = ctx.int_opt("f")? {
                     if !(1..=31).contains(&f) {
-                        return Err(ctx.err(format!(
-                            "attribute 'f' = {f} is out of range [1, 31]"
-                        )));
+                        return Err(ctx.err(format!("attribute 'f' = {f} is out of range [1, 31]")));
                     }
                     a.f = f as u32;
                 }

@@ -31,7 +31,7 @@ Integer modes (``"int8"``, ``"int4"``, ``"int16"``, SPEC §2):
 * the branches of an ``add`` are brought to one integer grid (per channel, the finest of the
   branches' scales unless int32 bounds need a coarser one) by fixed-point ``scale`` nodes
   ``(m*x + 2^(f-1)) >> f``; batch norm on a residual stream is a fixed-point ``scale`` with a
-  shift onto a grid where the next threshold is near 2^12;
+  shift onto a grid where the next threshold is near 2^16 units;
 * biases int32 in the accumulator scale; thresholds ``theta_q = max(1, round(theta/s))`` and
   ``fire_q = max(1, round(alpha*theta_q))``; Dspike ``fire_q = max(1, round(vth/s))``;
 * LIF leak ``lambda`` and input factor ``(1-lambda)`` as fixed-point ``(m, f)`` pairs; the DSR
@@ -67,6 +67,7 @@ _QMAX = {"int4": 7, "int8": 127, "int16": 32767}
 _BITS = {"int4": 4, "int8": 8, "int16": 16}
 _I32 = 2**31 - 1
 _THETA_TARGET = 2.0**12  # membrane resolution sought for DSR neurons (theta_q near this)
+_STREAM_GRID = 2.0**16  # int: units per threshold of a neuron fed by batch norm on a residual stream
 _READOUT_GAIN = 4096  # int LIF readout: integer value of one spike entering the leaky integrator
 _READOUT_F = 16  # fixed-point fraction bits of the readout leak
 
@@ -383,7 +384,7 @@ class _Emitter:
 
     def affine(self, v: _Val, sc: np.ndarray, sh: np.ndarray, theta: float, where: str) -> _Val:
         """Batch norm on a stream: ``y = sc*x + sh`` as a ``scale`` node. Int: onto the grid
-        ``theta / 2^12`` of the neuron it feeds (coarser if int32 bounds need it)."""
+        ``theta / 2^16`` of the neuron it feeds (coarser if int32 bounds need it)."""
         c = v.shape[0]
         if sc.shape != (c,):
             raise ExportError(f"module {where!r}: batch norm over {sc.shape[0]} channels on a value with {c}")
@@ -392,7 +393,7 @@ class _Emitter:
                                 shift=sh.astype(np.float32))
             return _Val(node, v.shape, np.ones(c), 0.0)
         true_bound = float(np.max(np.abs(sc) * v.carry * v.bound + np.abs(sh)))
-        s_out = max(theta / 2.0**16, true_bound * (self.T + 2) / _I32 * 1.01)
+        s_out = max(theta / _STREAM_GRID, true_bound * (self.T + 2) / _I32 * 1.01)
         m, f = _ratio_fixed_point(sc * v.carry / s_out, where)
         shift = np.rint(sh / s_out).astype(np.int64)
         node = self.g.scale(self.name("scale"), v.node, m=_chan(m), shift=_chan(shift), f=f)
