@@ -768,3 +768,84 @@ fn add_of_a_static_and_a_sparse_value() {
         assert_eq!(aux[t], spk[t]);
     }
 }
+
+#[test]
+fn leaky_integrate_matches_the_reference() {
+    // int: per-channel leak on a [C, H, W] membrane (channels-last inside the engine) and a
+    // per-feature leak on a flat output, against the reference
+    let mut rng = Rng::new(21);
+    let mut nb = NetBuilder::new(true, &[2, 4, 3], "static");
+    nb.conv(
+        "c1",
+        "input",
+        3,
+        [3, 3],
+        [1, 1],
+        [1, 1],
+        rng.ints(3 * 2 * 9, -3, 4),
+        Some(rng.ints(3, -2, 2)),
+    );
+    nb.leaky_integrate("li", "c1", vec![3, 1, 4], 2);
+    nb.dsr_if("n1", "li", vec![40], vec![20]);
+    nb.flatten("f", "n1");
+    let n_f = nb.shape_of("f")[0];
+    nb.linear("fc", "f", 4, rng.ints(4 * n_f, -2, 3), None);
+    nb.scale("s", "fc", vec![64], None, 1);
+    nb.leaky_integrate("out", "s", vec![1000, 2000, 3000, 4096], 12);
+    let m = nb.model();
+    let x: Vec<i32> = (0..3 * 24).map(|_| rng.int(-30, 30) as i32).collect();
+    let rec = spiking_names(&nb);
+    let steps = 6;
+    let r = m.run_static(Data::I32(&x), steps, &rec, None).unwrap();
+    for b in 0..3 {
+        let xi: Vec<i64> = x[b * 24..(b + 1) * 24].iter().map(|&v| v as i64).collect();
+        let refo = reference(&nb, &[xi], steps);
+        check_against_reference(&nb, &r, b, &refo);
+    }
+    assert!(spike_totals(&r)[2] > 0);
+
+    // float: V = leak*V + x, one product then one sum
+    let mut nb = NetBuilder::new(false, &[3], "static");
+    nb.linear("fc", "input", 3, vec![0; 9], Some(vec![0; 3]));
+    nb.leaky_integrate("out", "fc", vec![1], 0);
+    let (g, tensors) = nb.parts();
+    let (leak, bias) = (0.83f32, [0.1f32, -0.7, 0.33]);
+    let tensors: Vec<_> = tensors
+        .into_iter()
+        .map(|(k, mut t)| {
+            if k == "out.leak" {
+                t.data = crate::graph::TensorData::F32(vec![leak]);
+            } else if k == "fc.bias" {
+                t.data = crate::graph::TensorData::F32(bias.to_vec());
+            }
+            (k, t)
+        })
+        .collect();
+    let bytes = crate::model_file::write_bytes(&g.to_string(), &tensors).unwrap();
+    let m = Model::from_bytes(&bytes).unwrap();
+    let r = m.run_static(Data::F32(&[0.0; 3]), 5, &[], None).unwrap();
+    for (k, &c) in bias.iter().enumerate() {
+        let mut v = 0.0f32;
+        for _ in 0..5 {
+            let a = leak * v;
+            v = a + c;
+        }
+        assert_eq!(r.output_sum[k], v as f64);
+    }
+}
+
+#[test]
+fn leaky_integrate_needs_f_in_int_precision() {
+    let mut nb = NetBuilder::new(true, &[3], "static");
+    nb.linear("fc", "input", 3, vec![1; 9], None);
+    nb.leaky_integrate("out", "fc", vec![3], 2);
+    let (mut g, tensors) = nb.parts();
+    g["nodes"][1].as_object_mut().unwrap().remove("f");
+    let bytes = crate::model_file::write_bytes(&g.to_string(), &tensors).unwrap();
+    let e = Model::from_bytes(&bytes).unwrap_err().to_string();
+    assert!(e.contains("'out'") && e.contains("'f'"), "{e}");
+    g["nodes"][1]["f"] = serde_json::json!(0);
+    let bytes = crate::model_file::write_bytes(&g.to_string(), &tensors).unwrap();
+    let e = Model::from_bytes(&bytes).unwrap_err().to_string();
+    assert!(e.contains("'f'") && e.contains("[1, 31]"), "{e}");
+}

@@ -744,7 +744,20 @@ fn infer_node(
             }
             x.to_vec()
         }
-        OpKind::DsrIf | OpKind::Integrate => x.to_vec(),
+        OpKind::Integrate => {
+            // Optional leak: int precision gives it as `leak_m` with this `f` (required with
+            // `leak_m`, checked with the tensors in `take_params`).
+            if int {
+                if let Some(f) = ctx.int_opt("f")? {
+                    if !(1..=31).contains(&f) {
+                        return Err(ctx.err(format!("attribute 'f' = {f} is out of range [1, 31]")));
+                    }
+                    a.f = f as u32;
+                }
+            }
+            x.to_vec()
+        }
+        OpKind::DsrIf => x.to_vec(),
     };
     Ok((shape, a))
 }
@@ -846,7 +859,12 @@ fn field_specs(op: OpKind, precision: Precision) -> Vec<FieldSpec> {
             fs("bias", false, Role::Bias, Check::None),
         ],
         OpKind::AvgPool2d | OpKind::SumPool2d | OpKind::Flatten | OpKind::Add => vec![],
-        OpKind::Integrate => vec![],
+        OpKind::Integrate => vec![fs(
+            if int { "leak_m" } else { "leak" },
+            false,
+            Role::Channel,
+            if int { Check::NonNegative } else { Check::None },
+        )],
         OpKind::Scale => vec![
             fs(
                 if int { "m" } else { "scale" },
@@ -907,6 +925,17 @@ pub fn take_params(graph: &Graph, mut tensors: HashMap<String, Tensor>) -> Resul
                     params.fields.push((spec.name, t));
                 }
             }
+        }
+        if node.op == OpKind::Integrate
+            && graph.precision == Precision::Int
+            && params.get("leak_m").is_some()
+            && node.attrs.f == 0
+        {
+            return Err(SnnError::node(
+                &node.name,
+                node.op.as_str(),
+                "a leaky integrate (tensor 'leak_m') needs the integer attribute 'f' in [1, 31]",
+            ));
         }
         out.push(params);
     }

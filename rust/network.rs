@@ -550,7 +550,13 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
                         let (leak, _) = ex(if int { "leak_m" } else { "leak" })?;
                         (NeuronParams::Dspike { fire, leak, f: a.f }, p)
                     }
-                    _ => (NeuronParams::Integrate, len.max(1)),
+                    _ => match vec_of(if int { "leak_m" } else { "leak" })? {
+                        Some(l) => {
+                            let (leak, p) = expand_param(&l, &layout, len);
+                            (NeuronParams::LeakyIntegrate { leak, f: a.f }, p)
+                        }
+                        None => (NeuronParams::Integrate, len.max(1)),
+                    },
                 };
                 Op::Neuron(NeuronOp { params, period })
             }

@@ -28,6 +28,8 @@ pub trait NeuronMath: Value {
     fn dspike_elem(v: &mut Self, x: Self, leak: Self, fire: Self, f: u32) -> (bool, bool);
     /// `integrate`: `V = V + x`; returns overflow.
     fn integrate_elem(v: &mut Self, x: Self) -> bool;
+    /// Leaky `integrate`: `V = leak*V + x` (int: `fx(leak_m, V, f) + x`); returns overflow.
+    fn leaky_integrate_elem(v: &mut Self, x: Self, leak: Self, f: u32) -> bool;
 }
 
 impl NeuronMath for f32 {
@@ -66,6 +68,12 @@ impl NeuronMath for f32 {
     #[inline(always)]
     fn integrate_elem(v: &mut f32, x: f32) -> bool {
         *v += x;
+        false
+    }
+    #[inline(always)]
+    fn leaky_integrate_elem(v: &mut f32, x: f32, leak: f32, _f: u32) -> bool {
+        let a = leak * *v;
+        *v = a + x;
         false
     }
 }
@@ -123,6 +131,12 @@ impl NeuronMath for i32 {
         *v = u;
         o
     }
+    #[inline(always)]
+    fn leaky_integrate_elem(v: &mut i32, x: i32, leak: i32, f: u32) -> bool {
+        let u = fx(leak as i64, *v as i64, f) + x as i64;
+        *v = u as i32;
+        out_of_i32(u)
+    }
 }
 
 /// Which neuron a node runs, with its per-channel parameters expanded to one period
@@ -146,6 +160,11 @@ pub enum NeuronParams<V> {
         f: u32,
     },
     Integrate,
+    /// `integrate` with a leak (`leak_m` with `f` in int precision).
+    LeakyIntegrate {
+        leak: Vec<V>,
+        f: u32,
+    },
 }
 
 /// The loops run over `period`-long chunks, so the parameter slices are walked in lockstep
@@ -226,6 +245,14 @@ fn step_impl<V: NeuronMath>(
         NeuronParams::Integrate => {
             for (vv, &xx) in v.iter_mut().zip(x) {
                 bad |= V::integrate_elem(vv, xx);
+            }
+        }
+        NeuronParams::LeakyIntegrate { leak, f } => {
+            let f = *f;
+            for (vc, xc) in v.chunks_exact_mut(period).zip(x.chunks_exact(period)) {
+                for ((vv, &xx), &lk) in vc.iter_mut().zip(xc).zip(leak) {
+                    bad |= V::leaky_integrate_elem(vv, xx, lk, f);
+                }
             }
         }
     }
@@ -331,6 +358,31 @@ mod tests {
         assert_eq!(v, -2);
         let mut v = i32::MAX;
         assert!(i32::integrate_elem(&mut v, 1));
+    }
+
+    #[test]
+    fn leaky_integrate_float_and_int() {
+        let mut v = 2.0f32;
+        assert!(!f32::leaky_integrate_elem(&mut v, 1.0, 0.5, 0));
+        assert_eq!(v, 2.0);
+        // fx(3, 10, 2) = (30 + 2) >> 2 = 8 ; + 5
+        let mut v = 10i32;
+        assert!(!i32::leaky_integrate_elem(&mut v, 5, 3, 2));
+        assert_eq!(v, 13);
+        // fx(3, -10, 2) = (-30 + 2) >> 2 = -7 (floor) ; + 0
+        let mut v = -10i32;
+        assert!(!i32::leaky_integrate_elem(&mut v, 0, 3, 2));
+        assert_eq!(v, -7);
+        let mut v = i32::MAX;
+        assert!(i32::leaky_integrate_elem(&mut v, 1, 1 << 2, 2));
+        // per-channel leak over a channels-last value: 2 channels, 2 positions
+        let p = NeuronParams::LeakyIntegrate {
+            leak: vec![0.5f32, 1.0],
+            f: 0,
+        };
+        let mut v = vec![4.0f32, 4.0, 2.0, 2.0];
+        assert!(step(&p, 2, &mut v, &[1.0, 1.0, 0.0, 0.0], &mut []));
+        assert_eq!(v, vec![3.0, 5.0, 1.0, 2.0]);
     }
 
     #[test]

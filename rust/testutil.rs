@@ -82,7 +82,11 @@ pub enum ROp {
         leak: Vec<i64>,
         f: u32,
     },
-    Integrate,
+    /// `leak`: `None` for the plain integrator.
+    Integrate {
+        leak: Option<Vec<i64>>,
+        f: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -267,7 +271,21 @@ impl NetBuilder {
 
     pub fn integrate(&mut self, name: &str, inp: &str) -> &mut Self {
         let sh = self.shape_of(inp);
-        self.push(name, ROp::Integrate, &[inp], sh)
+        self.push(name, ROp::Integrate { leak: None, f: 0 }, &[inp], sh)
+    }
+
+    /// `V = leak*V + x` (int: `fx(leak, V, f) + x`).
+    pub fn leaky_integrate(&mut self, name: &str, inp: &str, leak: Vec<i64>, f: u32) -> &mut Self {
+        let sh = self.shape_of(inp);
+        self.push(
+            name,
+            ROp::Integrate {
+                leak: Some(leak),
+                f,
+            },
+            &[inp],
+            sh,
+        )
     }
 
     fn wt(&self, v: &[i64], shape: Vec<usize>) -> Tensor {
@@ -390,8 +408,14 @@ impl NetBuilder {
                     t("fire", self.pt(fire));
                     t(if int { "leak_m" } else { "leak" }, self.pt(leak));
                 }
-                ROp::Integrate => {
+                ROp::Integrate { leak, f } => {
                     o.insert("op".into(), json!("integrate"));
+                    if let Some(leak) = leak {
+                        if int {
+                            o.insert("f".into(), json!(f));
+                        }
+                        t(if int { "leak_m" } else { "leak" }, self.pt(leak));
+                    }
                 }
             }
             nodes.push(j);
@@ -490,7 +514,7 @@ pub fn reference(b: &NetBuilder, inputs: &[Vec<i64>], steps: usize) -> RefOut {
                     RK::Dense
                 }
             }
-            ROp::Integrate => RK::Dense,
+            ROp::Integrate { .. } => RK::Dense,
             _ => RK::Sparse,
         };
     }
@@ -724,10 +748,16 @@ pub fn reference(b: &NetBuilder, inputs: &[Vec<i64>], steps: usize) -> RefOut {
                         })
                         .collect()
                 }
-                ROp::Integrate => {
+                ROp::Integrate { leak, f } => {
                     let v = &mut mem[i];
                     for k in 0..x.len() {
-                        v[k] += x[k];
+                        v[k] = match leak {
+                            None => v[k] + x[k],
+                            Some(l) => {
+                                assert!(b.int, "reference leaky integrate is int only");
+                                fx(chan(&ish, k, l), v[k], *f) + x[k]
+                            }
+                        };
                     }
                     v.clone()
                 }
@@ -743,13 +773,13 @@ pub fn reference(b: &NetBuilder, inputs: &[Vec<i64>], steps: usize) -> RefOut {
                         }
                     }
                 }
-                ROp::Integrate => out.counts[su][i][t] = y.len() as u64,
+                ROp::Integrate { .. } => out.counts[su][i][t] = y.len() as u64,
                 _ => {}
             }
             vals[i] = y;
         }
     }
-    out.output_sum = if matches!(b.nodes[oi].op, ROp::Integrate) {
+    out.output_sum = if matches!(b.nodes[oi].op, ROp::Integrate { .. }) {
         mem[oi].clone()
     } else {
         out_cnt

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import snnsim
+from _trained import train_dspike_mnist
 from snnsim.data import load_mnist5k_split
 from snnsim.models import create_model
 from snnsim.train.dspike import DspikeNet, neuron_names, to_graph
@@ -71,19 +71,9 @@ def _compare(model: DspikeNet, graph: snnsim.Graph, x: torch.Tensor, steps: int 
 
 
 def test_trained_mnist_cnn_matches_the_engine() -> None:
-    torch.manual_seed(0)
     T = 4
-    model = create_model("dspike-mnist-cnn", T=T)
     xtr, ytr = load_mnist5k_split("train")
-    idx = np.random.RandomState(0).permutation(len(ytr))[:512]
-    x, y = torch.from_numpy(xtr[idx]), torch.from_numpy(ytr[idx])
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for i in range(0, 512, 64):
-        loss = F.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    model = train_dspike_mnist(torch.from_numpy(xtr), torch.from_numpy(ytr).long(), T=T)
     graph = to_graph(model, (1, 28, 28))
     assert [n.op for n in graph.nodes] == ["conv2d", "dspike_lif", "avgpool2d", "conv2d", "dspike_lif", "avgpool2d",
                                            "flatten", "linear", "integrate"]

@@ -369,3 +369,40 @@ def test_bad_output(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         model_file.load(tmp_path / "nope.safetensors")
+
+
+def test_leaky_integrate_round_trip_and_validation(tmp_path: Path) -> None:
+    """An optional leak on `integrate`: float `leak`, int `leak_m` with `f`; files without it
+    keep the plain integrator, and both executors agree with the formula."""
+    import snnsim
+
+    g = Graph(input_shape=(3,), precision="int", input_scale=1.0)
+    g.linear("fc", "input", np.eye(3, dtype=np.int8))
+    g.integrate("out", "fc", leak_m=np.array([3, 2, 4], dtype=np.int32), f=2)
+    g.set_output("out")
+    path = tmp_path / "li.snn.safetensors"
+    model_file.save(g, path)
+    back = model_file.load(path)
+    assert back.node("out").attrs == {"f": 2}
+    np.testing.assert_array_equal(back.node("out").tensors["leak_m"], [3, 2, 4])
+    x = np.array([[5, -5, 1]], dtype=np.int32)
+    want = np.zeros(3, dtype=np.int64)
+    for _ in range(4):
+        want = ((np.array([3, 2, 4]) * want + 2) >> 2) + x[0]
+    for mode in ("engine", "reference"):
+        res = snnsim.run(str(path), x, steps=4, mode=mode)
+        np.testing.assert_array_equal(res.output_sum[0], want)
+
+    bad = Graph(input_shape=(3,), precision="int", input_scale=1.0)
+    bad.linear("fc", "input", np.eye(3, dtype=np.int8))
+    bad.integrate("out", "fc", leak_m=np.array([3], dtype=np.int32))
+    bad.set_output("out")
+    with pytest.raises(ModelError, match=r"'out'.*'f'"):
+        bad.validate()
+
+    fg = Graph(input_shape=(2,), precision="float32")
+    fg.linear("fc", "input", np.eye(2))
+    fg.integrate("out", "fc", leak=np.float32(0.5))
+    fg.set_output("out")
+    res = snnsim.run(fg, np.array([[1.0, 2.0]], dtype=np.float32), steps=3, mode="engine")
+    np.testing.assert_array_equal(res.output_sum[0], [1.75, 3.5])

@@ -1,14 +1,22 @@
 """Export of trained networks (DSR and Dspike) to snnsim network files (docs/model-format.md).
 
 :func:`export` (and :func:`export_graph`, which returns the :class:`~snnsim.graph.Graph` without
-writing it) turns a trained sequential network into a float32 or an integer-exact graph:
+writing it) turns a trained network into a float32 or an integer-exact graph. Supported: the
+sequential :class:`~snnsim.train.net.DSRNet` and :class:`~snnsim.train.dspike.DspikeNet`
+models, the DSR pre-activation ResNets (:class:`~snnsim.models.dsr_nets.PreActBlock`, the DSR
+head) and the Dspike ResNet (:class:`~snnsim.train.dspike.BasicBlockTD`, global average pool):
 
-* batch norm (over time, evaluation statistics) is folded into the preceding conv/linear;
+* batch norm (over time, evaluation statistics) directly after a conv/linear is folded into it;
+  batch norm on a residual stream (pre-activation blocks, the DSR head) becomes a per-channel
+  ``scale`` node (``x*scale + shift``) in front of its neuron;
 * the value a spike carries (``theta`` for DSR IF, ``theta/dt`` for DSR LIF, 1 for Dspike) is
-  folded into the next weighted layer, so the engine moves unit events; ``alpha`` sets the fire
-  level ``fire = alpha*theta`` while the reset subtracts ``theta``;
-* the DSR readout (the last neuron layer's representation) is the graph's output neuron (its
-  spike count), the Dspike output layer ``linear -> integrate``.
+  folded into the next weighted layer, so the engine moves unit events (where spikes reach a
+  neuron through a pool, a float ``scale`` node multiplies them first, as torch does); ``alpha``
+  sets the fire level ``fire = alpha*theta`` while the reset subtracts ``theta``;
+* residual connections are ``add`` nodes;
+* the DSR readout: the last neuron layer's spike count (IF) or, for LIF, whose readout weights
+  step ``n`` by ``lambda^(T-n)``, a leaky ``integrate`` (leak ``lambda``) of its spikes — the
+  same argmax; the Dspike output layer is ``linear -> integrate``.
 
 Integer modes (``"int8"``, ``"int4"``, ``"int16"``, SPEC §2):
 
@@ -16,18 +24,26 @@ Integer modes (``"int8"``, ``"int4"``, ``"int16"``, SPEC §2):
   ``per_channel=True``, per output channel (the output layer of a Dspike network keeps one scale
   so its logits stay comparable); every weighted layer's accumulator scale is its weight scale
   times the scale of the integers it receives (``input_scale`` for the static input, the folded
-  spike value for spikes, ``1/k^2`` after a pool);
-* average pools become ``sumpool2d`` with ``1/k^2`` folded into the next layer's weights;
+  spike value for spikes, ``1/k^2`` after a pool); a layer's scale is enlarged where its
+  worst-case accumulator over ``T + 1`` steps would leave int32;
+* average pools become ``sumpool2d`` with ``1/k^2`` folded into what follows (a pool feeding a
+  neuron gets an exact integer gain in front of the neuron instead);
+* the branches of an ``add`` are brought to one integer grid (per channel, the finest of the
+  branches' scales unless int32 bounds need a coarser one) by fixed-point ``scale`` nodes
+  ``(m*x + 2^(f-1)) >> f``; batch norm on a residual stream is a fixed-point ``scale`` with a
+  shift onto a grid where the next threshold is near 2^16 units;
 * biases int32 in the accumulator scale; thresholds ``theta_q = max(1, round(theta/s))`` and
   ``fire_q = max(1, round(alpha*theta_q))``; Dspike ``fire_q = max(1, round(vth/s))``;
 * LIF leak ``lambda`` and input factor ``(1-lambda)`` as fixed-point ``(m, f)`` pairs; the DSR
   LIF input factor also carries a gain ``G >= 1`` that puts the membrane on a finer grid
-  (``theta_q`` near 2^12) where the int32 range allows it;
+  (``theta_q`` near 2^12) where the int32 range allows it; the LIF readout integrates
+  ``4096*s`` with ``leak_m = round(lambda*2^16)``;
 * the static input is quantised with ``input_scale`` (given; else ``max|calibration|/127``;
   else 1/127, right for inputs in [0, 1]).
 
-Anything else (residual blocks, ReLU ANNs, pools with padding, grouped convs, a neuron not
-preceded by a conv/linear...) raises :class:`ExportError` naming the module and the reason.
+Anything else (ReLU ANNs, pools with padding, grouped convs, a neuron not fed by a conv/linear,
+batch norm, pool or residual add...) raises :class:`ExportError` naming the module and the
+reason.
 """
 
 from __future__ import annotations
@@ -50,14 +66,17 @@ ExportMode = Literal["float32", "int8", "int4", "int16"]
 _QMAX = {"int4": 7, "int8": 127, "int16": 32767}
 _BITS = {"int4": 4, "int8": 8, "int16": 16}
 _I32 = 2**31 - 1
-_THETA_TARGET = 2.0**12  # membrane resolution sought for DSR LIF layers (theta_q near this)
+_THETA_TARGET = 2.0**12  # membrane resolution sought for DSR neurons (theta_q near this)
+_STREAM_GRID = 2.0**16  # int: units per threshold of a neuron fed by batch norm on a residual stream
+_READOUT_GAIN = 4096  # int LIF readout: integer value of one spike entering the leaky integrator
+_READOUT_F = 16  # fixed-point fraction bits of the readout leak
 
 
 class ExportError(ModelError):
     """A network cannot be exported: the message names the module and the reason."""
 
 
-# ---------------------------------------------------------------------- intermediate form
+# ---------------------------------------------------------------------- parsed modules
 @dataclass
 class _Weighted:
     where: str
@@ -83,8 +102,16 @@ class _Pool:
 
 
 @dataclass
-class _Flatten:
-    where: str
+class _Val:
+    """A value of the graph being built: its node, per-sample shape, ``carry`` (per channel,
+    the true value of one unit of the graph value), ``bound`` (largest |graph value|, for the
+    int32 checks) and whether it holds a neuron's unit spikes."""
+
+    node: str
+    shape: tuple[int, ...]
+    carry: np.ndarray
+    bound: float
+    spikes: bool = False
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -117,89 +144,82 @@ def _weighted(where: str, m: nn.Module) -> _Weighted:
     return _Weighted(where, "linear", w, b)
 
 
+def _bn_affine(where: str, m: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation-mode batch norm as ``y = scale*x + shift`` per channel (float64)."""
+    from .train.tdbn import TdBN
+
+    if isinstance(m, TdBN):
+        sc, sh = m.fold()
+        return sc.detach().double().cpu().numpy(), sh.detach().double().cpu().numpy()
+    if m.running_mean is None or m.running_var is None:  # type: ignore[union-attr]
+        raise ExportError(f"module {where!r} ({type(m).__name__}): batch norm without running statistics")
+    inv = 1.0 / np.sqrt(m.running_var.detach().double().cpu().numpy() + m.eps)  # type: ignore[union-attr,operator]
+    g = m.weight.detach().double().cpu().numpy() if m.weight is not None else np.ones_like(inv)  # type: ignore[union-attr]
+    bt = m.bias.detach().double().cpu().numpy() if m.bias is not None else np.zeros_like(inv)  # type: ignore[union-attr]
+    sc = g * inv
+    return sc, bt - m.running_mean.detach().double().cpu().numpy() * sc  # type: ignore[union-attr]
+
+
 def _fold_bn(st: _Weighted, scale: np.ndarray, shift: np.ndarray) -> None:
+    scale = np.broadcast_to(scale, st.bias.shape)
+    shift = np.broadcast_to(shift, st.bias.shape)
     st.weight = st.weight * scale.reshape((-1,) + (1,) * (st.weight.ndim - 1))
     st.bias = st.bias * scale + shift
 
 
-def _parse(model: nn.Module) -> tuple[str, list[Any], str, int, str]:
-    """``(family, stages, input_kind, T, output_kind)`` of a supported model; ExportError else."""
-    from .train.dspike import AvgPoolTD, ConvTD, DspikeNet, DspikeNeuron, FlattenTD, LinearTD
+def _classes() -> dict[str, Any]:
+    from .models.dsr_nets import PreActBlock
+    from .train.dspike import AvgPoolTD, BasicBlockTD, ConvTD, DspikeNet, DspikeNeuron, FlattenTD, LinearTD
     from .train.layers import AvgPoolT, BatchNorm1dT, BatchNormT, ConvT, DropoutT, DSRNeuron, FlattenT, LinearT
     from .train.net import DSRNet
     from .train.tdbn import TdBN
 
-    if isinstance(model, DSRNet):
-        if model.is_ann:
-            raise ExportError("model (DSRNet): an ANN (ReLU in place of the neurons) has no spiking network to export")
-        family = "dsr"
-    elif isinstance(model, DspikeNet):
-        family = "dspike"
-    else:
-        raise ExportError(f"model ({type(model).__name__}): only DSRNet and DspikeNet models can be exported")
-    stages: list[Any] = []
-    for name, m in model.body.named_children():
-        where = f"body.{name}"
-        if isinstance(m, (ConvT, LinearT, ConvTD, LinearTD)):
-            stages.append(_weighted(where, m))
-        elif isinstance(m, (BatchNormT, BatchNorm1dT, TdBN)):
-            if not stages or not isinstance(stages[-1], _Weighted):
-                raise ExportError(f"module {where!r} ({type(m).__name__}): batch norm must directly follow a "
-                                  f"conv/linear layer to be folded")
-            if isinstance(m, TdBN):
-                sc, sh = m.fold()
-                sc, sh = sc.double().numpy(), sh.double().numpy()
-            else:
-                if m.running_mean is None or m.running_var is None:
-                    raise ExportError(f"module {where!r} ({type(m).__name__}): batch norm without running statistics")
-                inv = 1.0 / np.sqrt(m.running_var.detach().double().numpy() + m.eps)
-                g = m.weight.detach().double().numpy() if m.weight is not None else 1.0
-                bt = m.bias.detach().double().numpy() if m.bias is not None else 0.0
-                sc = g * inv
-                sh = bt - m.running_mean.detach().double().numpy() * sc
-            _fold_bn(stages[-1], np.broadcast_to(sc, stages[-1].bias.shape), np.broadcast_to(sh, stages[-1].bias.shape))
-        elif isinstance(m, (DSRNeuron, DspikeNeuron)):
-            if not stages or not isinstance(stages[-1], _Weighted):
-                raise ExportError(f"module {where!r} ({type(m).__name__}): a neuron must be fed by a conv/linear "
-                                  f"layer (optionally through batch norm)")
-            kind = "dspike_lif" if isinstance(m, DspikeNeuron) else ("dsr_if" if m.cfg.kind == "if" else "dsr_lif")
-            if kind != "dspike_lif" and not float(m.theta.detach()) > 0:
-                raise ExportError(f"module {where!r} (DSRNeuron): threshold theta = {float(m.theta.detach()):.4g} is "
-                                  f"not > 0 (training clamps it to cfg.bound before each forward; clamp it too)")
-            stages.append(_Neuron(where, kind, m))
-        elif isinstance(m, (AvgPoolT, AvgPoolTD)):
-            stages.append(_check_pool(where, m))
-        elif isinstance(m, (FlattenT, FlattenTD)):
-            if isinstance(m, nn.Flatten) and (m.start_dim != 1 or m.end_dim != -1):
-                raise ExportError(f"module {where!r} (Flatten): only flattening of each whole sample is supported")
-            stages.append(_Flatten(where))
-        elif isinstance(m, (DropoutT, nn.Dropout)):
-            continue  # identity at inference
-        else:
-            raise ExportError(f"module {where!r} ({type(m).__name__}): not supported by export (sequential "
-                              f"conv/linear, batch norm, DSR/Dspike neurons, average pools and flatten only)")
-    if family == "dsr":
-        if not stages or not isinstance(stages[-1], _Neuron):
-            last = stages[-1].where if stages else "body"
-            raise ExportError(f"module {last!r}: a DSR network must end with its readout neuron layer")
-        out_kind = "neuron"
-    else:
-        if not stages or not isinstance(stages[-1], _Weighted):
-            last = stages[-1].where if stages else "body"
-            raise ExportError(f"module {last!r}: a Dspike network must end with its output linear layer")
-        out_kind = "integrate"
-    kind = "static" if model.static_input else "events"
-    return family, stages, kind, int(model.T), out_kind
+    return {
+        "weighted": (ConvT, LinearT, ConvTD, LinearTD),
+        "bn": (BatchNormT, BatchNorm1dT, TdBN),
+        "neuron": (DSRNeuron, DspikeNeuron),
+        "dspike_neuron": DspikeNeuron,
+        "pool": (AvgPoolT, AvgPoolTD),
+        "flatten": (FlattenT, FlattenTD),
+        "dropout": (DropoutT, nn.Dropout),
+        "preact": PreActBlock,
+        "basic": BasicBlockTD,
+        "DSRNet": DSRNet,
+        "DspikeNet": DspikeNet,
+    }
+
+
+def _neuron(where: str, m: nn.Module) -> _Neuron:
+    cls = _classes()
+    if isinstance(m, cls["dspike_neuron"]):
+        return _Neuron(where, "dspike_lif", m)
+    kind = "dsr_if" if m.cfg.kind == "if" else "dsr_lif"  # type: ignore[union-attr]
+    theta = float(m.theta.detach())  # type: ignore[union-attr,operator]
+    if not theta > 0:
+        raise ExportError(f"module {where!r} (DSRNeuron): threshold theta = {theta:.4g} is not > 0 (training "
+                          f"clamps it to cfg.bound before each forward; clamp it too)")
+    return _Neuron(where, kind, m)
+
+
+def _is_global_pool(m: nn.Module) -> bool:
+    from .models.dspike_nets import _GlobalAvgPoolTD
+
+    return isinstance(m, _GlobalAvgPoolTD)
 
 
 # ---------------------------------------------------------------------- helpers
 def _spike_value(n: _Neuron) -> float:
-    """What one spike carries to the next layer (folded into its weights)."""
-    m = n.module
+    """What one spike carries to the next layer (folded into its weights): the float32 value
+    the training simulation multiplies the spikes by."""
     if n.kind == "dspike_lif":
         return 1.0
-    theta = float(m.theta.detach())
-    return theta if n.kind == "dsr_if" else theta / float(m.cfg.dt)
+    return float(n.module.spike_value().float())
+
+
+def _theta_in(n: _Neuron) -> float:
+    """The neuron's threshold in units of its input current."""
+    m = n.module
+    return float(m.vth) if n.kind == "dspike_lif" else float(m.theta.detach())
 
 
 def _quantise(w: np.ndarray, qmax: int, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -234,9 +254,333 @@ def _fixed_point(values: Sequence[float], f: int = 16) -> tuple[list[np.ndarray]
         f -= 1
 
 
+def _ratio_fixed_point(r: np.ndarray, where: str) -> tuple[np.ndarray, int]:
+    """``(m, f)`` with ``m / 2^f ~ r`` and the largest ``f <= 31`` for which ``|m|`` fits int32."""
+    rmax = float(np.abs(r).max())
+    if rmax >= 2.0**30:
+        raise ExportError(f"{where}: rescale factor {rmax:.3g} does not fit a fixed-point multiplier")
+    f = 31 if rmax == 0 else int(min(31, math.floor(math.log2(_I32 / rmax))))
+    m = np.rint(r * 2.0**f)
+    while f > 1 and np.abs(m).max() > _I32:
+        f -= 1
+        m = np.rint(r * 2.0**f)
+    return m.astype(np.int64), f
+
+
 def _bound(wq: np.ndarray, xmax: float, bq: np.ndarray) -> float:
     """Largest |accumulator| a layer can produce for inputs bounded by ``xmax``."""
     return float((np.abs(wq.reshape(wq.shape[0], -1)).sum(axis=1) * xmax + np.abs(bq)).max())
+
+
+def _chan(a: np.ndarray) -> np.ndarray:
+    """A per-channel int parameter, ``[1]`` when all channels agree."""
+    a = np.asarray(a, dtype=np.int64).reshape(-1)
+    return a[:1] if np.all(a == a[0]) else a
+
+
+def _chan_f(a: np.ndarray) -> np.ndarray:
+    """A per-channel float32 parameter, ``[1]`` when all channels agree."""
+    a = np.asarray(a, dtype=np.float32).reshape(-1)
+    return a[:1] if np.all(a == a[0]) else a
+
+
+# ---------------------------------------------------------------------- graph emission
+class _Emitter:
+    """Builds the graph value by value (see :class:`_Val`); one method per kind of step."""
+
+    def __init__(self, g: Graph, mode: str, per_channel: bool, T: int) -> None:
+        self.g = g
+        self.integer = mode != "float32"
+        self.qmax = _QMAX.get(mode, 0)
+        self.bits = _BITS.get(mode, 8)
+        self.per_channel = per_channel
+        self.T = T
+        self.counter: dict[str, int] = {}
+
+    def name(self, kind: str) -> str:
+        self.counter[kind] = self.counter.get(kind, 0) + 1
+        return f"{kind}{self.counter[kind]}"
+
+    # ------------------------------------------------------------------ layers
+    def weighted(self, v: _Val, st: _Weighted, is_out: bool = False) -> _Val:
+        if (st.kind == "linear") != (len(v.shape) == 1):
+            raise ExportError(f"module {st.where!r}: a {st.kind} layer cannot take a "
+                              f"{'flat' if len(v.shape) == 1 else '[C, H, W]'} input (flatten first)")
+        cin = st.weight.shape[1]
+        if v.shape[0] != cin:
+            raise ExportError(f"module {st.where!r}: expects {cin} input channels/features, gets {v.shape[0]}")
+        w = st.weight * v.carry.reshape((1, -1) + (1,) * (st.weight.ndim - 2))
+        kw: dict[str, Any] = {}
+        if st.kind == "conv2d":
+            kw = {"stride": st.stride, "padding": st.padding}
+            nm = self.name("conv")
+        else:
+            nm = self.name("fc")
+        g = self.g
+        if not self.integer:
+            node = getattr(g, st.kind)(nm, v.node, w.astype(np.float32), st.bias.astype(np.float32), **kw)
+            return _Val(node, tuple(g.shapes()[node]), np.ones(w.shape[0]), 0.0)
+        qmax = self.qmax
+        wq, s = _quantise(w, qmax, self.per_channel and not is_out)
+        bq = np.rint(st.bias / s)
+        bound = _bound(wq, v.bound, bq) * (self.T + 1)
+        if bound > _I32:  # keep the accumulators and membranes inside int32
+            s = s * (bound / _I32) * 1.01
+            wq = np.clip(np.rint(w / s.reshape((-1,) + (1,) * (w.ndim - 1))), -qmax - 1, qmax).astype(np.int64)
+            bq = np.rint(st.bias / s)
+        node = getattr(g, st.kind)(nm, v.node, wq, bq.astype(np.int64), weight_bits=self.bits, **kw)
+        return _Val(node, tuple(g.shapes()[node]), s, _bound(wq, v.bound, bq))
+
+    def pool(self, v: _Val, st: _Pool) -> _Val:
+        if len(v.shape) != 3:
+            raise ExportError(f"module {st.where!r}: a pool needs a [C, H, W] input")
+        kh, kw = st.kernel
+        if v.shape[1] < kh or v.shape[2] < kw:
+            raise ExportError(f"module {st.where!r}: pool kernel {list(st.kernel)} larger than its input "
+                              f"{list(v.shape[1:])}")
+        if self.integer:
+            node = self.g.sumpool2d(self.name("pool"), v.node, st.kernel, st.stride)
+            return _Val(node, tuple(self.g.shapes()[node]), v.carry / (kh * kw), v.bound * kh * kw)
+        node = self.g.avgpool2d(self.name("pool"), v.node, st.kernel, st.stride)
+        return _Val(node, tuple(self.g.shapes()[node]), v.carry, v.bound)
+
+    def flatten(self, v: _Val) -> _Val:
+        if len(v.shape) == 1:
+            return v
+        c, h, w = v.shape
+        node = self.g.flatten(self.name("flat"), v.node)
+        return _Val(node, (c * h * w,), np.repeat(v.carry, h * w), v.bound, v.spikes)
+
+    def unit(self, v: _Val) -> _Val:
+        """Float: the value with carry 1 (a ``scale`` node multiplying by the carry if needed)."""
+        if self.integer or np.all(v.carry == 1.0):
+            return v
+        node = self.g.scale(self.name("scale"), v.node, scale=_chan_f(v.carry))
+        return _Val(node, v.shape, np.ones_like(v.carry), v.bound)
+
+    def rescale(self, v: _Val, target: np.ndarray, where: str) -> _Val:
+        """Int: the value on the grid ``target`` (per channel), by a fixed-point ``scale``."""
+        target = np.broadcast_to(np.asarray(target, dtype=np.float64), v.carry.shape)
+        if np.allclose(v.carry, target, rtol=1e-12, atol=0.0):
+            return v
+        m, f = _ratio_fixed_point(v.carry / target, where)
+        node = self.g.scale(self.name("scale"), v.node, m=_chan(m), f=f)
+        return _Val(node, v.shape, target.copy(), float(np.abs(m).max()) * v.bound / 2.0**f + 1.0)
+
+    def gain(self, v: _Val, theta: float) -> _Val:
+        """Int: an exact integer gain ``G`` (``fx(2G, x, 1) = G*x``) in front of a neuron fed by a
+        pool, so that its threshold is resolved near 2^12 units (int32 bounds allowing)."""
+        if not self.integer:
+            return v
+        units = float(np.min(theta / v.carry))
+        G = 2 ** max(0, int(math.floor(math.log2(max(_THETA_TARGET / max(units, 1e-30), 1.0)))))
+        G = min(G, 2**29)
+        while G > 1 and (v.bound * G) * (self.T + 2) > _I32:
+            G //= 2
+        if G == 1:
+            return v
+        node = self.g.scale(self.name("scale"), v.node, m=np.array([2 * G]), f=1)
+        return _Val(node, v.shape, v.carry / G, v.bound * G)
+
+    def affine(self, v: _Val, sc: np.ndarray, sh: np.ndarray, theta: float, where: str) -> _Val:
+        """Batch norm on a stream: ``y = sc*x + sh`` as a ``scale`` node. Int: onto the grid
+        ``theta / 2^16`` of the neuron it feeds (coarser if int32 bounds need it)."""
+        c = v.shape[0]
+        if sc.shape != (c,):
+            raise ExportError(f"module {where!r}: batch norm over {sc.shape[0]} channels on a value with {c}")
+        if not self.integer:
+            node = self.g.scale(self.name("scale"), v.node, scale=(sc * v.carry).astype(np.float32),
+                                shift=sh.astype(np.float32))
+            return _Val(node, v.shape, np.ones(c), 0.0)
+        true_bound = float(np.max(np.abs(sc) * v.carry * v.bound + np.abs(sh)))
+        s_out = max(theta / _STREAM_GRID, true_bound * (self.T + 2) / _I32 * 1.01)
+        m, f = _ratio_fixed_point(sc * v.carry / s_out, where)
+        shift = np.rint(sh / s_out).astype(np.int64)
+        node = self.g.scale(self.name("scale"), v.node, m=_chan(m), shift=_chan(shift), f=f)
+        bound = float(np.abs(m).max()) * v.bound / 2.0**f + 1.0 + float(np.abs(shift).max())
+        return _Val(node, v.shape, np.full(c, s_out), bound)
+
+    def add(self, vals: list[_Val], where: str) -> _Val:
+        shape = vals[0].shape
+        if any(x.shape != shape for x in vals):
+            raise ExportError(f"module {where!r}: residual branches of shapes {[list(x.shape) for x in vals]} "
+                              f"cannot be added")
+        if not self.integer:
+            vals = [self.unit(x) for x in vals]
+            node = self.g.add(self.name("add"), *[x.node for x in vals])
+            return _Val(node, shape, np.ones(shape[0]), 0.0)
+        target = np.min(np.stack([x.carry for x in vals]), axis=0)
+        true_bound = sum(x.carry * x.bound for x in vals)
+        target = np.maximum(target, true_bound * (self.T + 2) / _I32 * 1.01)
+        vals = [self.rescale(x, target, where) for x in vals]
+        node = self.g.add(self.name("add"), *[x.node for x in vals])
+        return _Val(node, shape, target, float(sum(x.bound for x in vals)))
+
+    # ------------------------------------------------------------------ neurons
+    def neuron(self, v: _Val, st: _Neuron) -> _Val:
+        g, m = self.g, st.module
+        nm = self.name("sn")
+        if not self.integer:
+            v = self.unit(v)
+            if st.kind == "dspike_lif":
+                node = g.dspike_lif(nm, v.node, fire=np.float32(m.vth), leak=np.float32(m.leak))
+            else:
+                cfg = m.cfg
+                theta_t = m.theta.detach().float().cpu()
+                fire_t = cfg.alpha * theta_t  # as the training simulation computes it (float32)
+                if st.kind == "dsr_if":
+                    node = g.dsr_if(nm, v.node, theta=theta_t.numpy(), fire=fire_t.numpy())
+                else:
+                    leak_t = torch.tensor(cfg.leak, dtype=torch.float32)
+                    node = g.dsr_lif(nm, v.node, theta=theta_t.numpy(), fire=fire_t.numpy(), leak=leak_t.numpy(),
+                                     gain=(1.0 - leak_t).numpy())
+        else:
+            node = self._int_neuron(nm, v, st)
+        return _Val(node, v.shape, np.full(v.shape[0], _spike_value(st)), 1.0, spikes=True)
+
+    def _int_neuron(self, nm: str, v: _Val, st: _Neuron) -> str:
+        g, m, s = self.g, st.module, v.carry
+        if st.kind == "dspike_lif":
+            fire = np.maximum(1, np.rint(m.vth / s)).astype(np.int64)
+            (leak_m,), f = _fixed_point([m.leak])
+            return g.dspike_lif(nm, v.node, fire=_chan(fire), leak_m=leak_m.reshape(1), f=f)
+        cfg = m.cfg
+        theta = float(m.theta.detach().float())
+        if st.kind == "dsr_if":
+            theta_q = np.maximum(1, np.rint(theta / s))
+            fire_q = np.maximum(1, np.rint(cfg.alpha * theta_q))
+            return g.dsr_if(nm, v.node, theta=_chan(theta_q), fire=_chan(fire_q))
+        lam = float(cfg.leak)
+        T = self.T
+        # Membrane gain G: theta_q near 2^12 where the int32 range allows (U <= G * |I| at most).
+        base = float(np.min(theta / s))
+        G = max(1.0, _THETA_TARGET / max(base, 1e-30))
+        G = max(1.0, min(G, _I32 / max(4.0 * v.bound * max(T, 1), 1.0)))
+        theta_q = np.maximum(1, np.rint(theta * G / s))
+        fire_q = np.maximum(1, np.rint(cfg.alpha * theta_q))
+        (leak_m, gain_m), f = _fixed_point([lam, (1.0 - lam) * G])
+        return g.dsr_lif(nm, v.node, theta=_chan(theta_q), fire=_chan(fire_q), leak_m=leak_m.reshape(1),
+                         gain_m=gain_m.reshape(1), f=f)
+
+    def lif_readout(self, v: _Val, lam: float) -> _Val:
+        """A leaky integrator of the output spikes: ``V = lambda*V + s`` (int: ``4096*s`` into
+        ``fx(round(lambda*2^16), V, 16)``), the DSR LIF readout up to a positive factor."""
+        g = self.g
+        if not self.integer:
+            node = g.integrate("out", v.node, leak=np.float32(lam))
+        else:
+            x = g.scale(self.name("scale"), v.node, m=np.array([2 * _READOUT_GAIN]), f=1)
+            leak_m = int(round(lam * 2.0**_READOUT_F))
+            node = g.integrate("out", x, leak_m=np.array([leak_m]), f=_READOUT_F)
+        return _Val(node, v.shape, v.carry, 0.0)
+
+
+# ---------------------------------------------------------------------- walking the model
+class _Walker:
+    """Emits a model's modules in order (look-ahead for batch norm folding and for pools that
+    feed a neuron)."""
+
+    def __init__(self, em: _Emitter, family: str) -> None:
+        self.em = em
+        self.family = family
+        self.cls = _classes()
+
+    def run(self, items: list[tuple[str, nn.Module]], v: _Val, last_is_out: bool = False) -> _Val:
+        cls, em = self.cls, self.em
+        items = [(w, m) for w, m in items if not isinstance(m, cls["dropout"])]  # identity at inference
+        i = 0
+        while i < len(items):
+            where, m = items[i]
+            nxt = items[i + 1][1] if i + 1 < len(items) else None
+            if isinstance(m, cls["weighted"]):
+                st = _weighted(where, m)
+                if nxt is not None and isinstance(nxt, cls["bn"]):
+                    _fold_bn(st, *_bn_affine(items[i + 1][0], nxt))
+                    i += 1
+                is_out = last_is_out and i == len(items) - 1
+                v = em.weighted(v, st, is_out=is_out)
+            elif isinstance(m, cls["bn"]):
+                if nxt is None or not isinstance(nxt, cls["neuron"]):
+                    raise ExportError(f"module {where!r} ({type(m).__name__}): batch norm must directly follow a "
+                                      f"conv/linear layer (folded) or directly precede a neuron (a scale node)")
+                sn = _neuron(items[i + 1][0], nxt)
+                v = em.affine(v, *_bn_affine(where, m), theta=_theta_in(sn), where=where)
+            elif isinstance(m, cls["neuron"]):
+                v = em.neuron(v, _neuron(where, m))
+            elif isinstance(m, cls["pool"]) or _is_global_pool(m):
+                st = _check_pool(where, m) if isinstance(m, cls["pool"]) else self._global(where, v)
+                feeds_neuron = nxt is not None and isinstance(nxt, cls["neuron"])
+                if feeds_neuron:
+                    v = em.unit(v)  # float: torch pools the values the spikes carry
+                v = em.pool(v, st)
+                if _is_global_pool(m):
+                    v = em.flatten(v)
+                if feeds_neuron:
+                    v = em.gain(v, _theta_in(_neuron(items[i + 1][0], nxt)))
+            elif isinstance(m, cls["flatten"]):
+                if isinstance(m, nn.Flatten) and (m.start_dim != 1 or m.end_dim != -1):
+                    raise ExportError(f"module {where!r} (Flatten): only flattening of each whole sample is supported")
+                v = em.flatten(v)
+            elif type(m) is cls["preact"]:
+                v = self.preact(where, m, v)
+            elif type(m) is cls["basic"]:
+                v = self.basic(where, m, v)
+            else:
+                what = ("conv/linear, batch norm, DSR/Dspike neurons, average pools, flatten, dropout, "
+                        "PreActBlock and BasicBlockTD")
+                raise ExportError(f"module {where!r} ({type(m).__name__}): not supported by export ({what} only)")
+            i += 1
+        return v
+
+    @staticmethod
+    def _global(where: str, v: _Val) -> _Pool:
+        if len(v.shape) != 3:
+            raise ExportError(f"module {where!r}: a global average pool needs a [C, H, W] input")
+        return _Pool(where, (v.shape[1], v.shape[2]), (v.shape[1], v.shape[2]))
+
+    def preact(self, where: str, blk: nn.Module, x: _Val) -> _Val:
+        """``BN -> neuron -> (conv -> BN -> neuron -> conv) + shortcut``; the shortcut is the
+        input stream or a conv of the first neuron's spikes."""
+        cls = self.cls
+        for name in ("bn1", "bn2"):
+            if not isinstance(getattr(blk, name), nn.BatchNorm2d):
+                raise ExportError(f"module {where}.{name!r}: expected a batch norm")
+        for name in ("sn1", "sn2"):
+            if not isinstance(getattr(blk, name), cls["neuron"]):
+                raise ExportError(f"module '{where}.{name}' ({type(getattr(blk, name)).__name__}): a spiking "
+                                  f"neuron is needed (an ANN block has no spiking network to export)")
+        o1 = self.run([(f"{where}.bn1", blk.bn1), (f"{where}.sn1", blk.sn1)], x)
+        sc = x if blk.shortcut is None else self.run([(f"{where}.shortcut", blk.shortcut)], o1)
+        y = self.run([(f"{where}.conv1", blk.conv1), (f"{where}.bn2", blk.bn2), (f"{where}.sn2", blk.sn2),
+                      (f"{where}.conv2", blk.conv2)], o1)
+        return self.em.add([y, sc], where)
+
+    def basic(self, where: str, blk: nn.Module, x: _Val) -> _Val:
+        """``neuron((conv-BN-neuron-conv-BN) + shortcut)``; the shortcut is the input spikes or
+        ``[pool ->] conv1x1 -> BN`` of them."""
+        y = self.run([(f"{where}.conv1", blk.conv1), (f"{where}.bn1", blk.bn1), (f"{where}.sn1", blk.sn1),
+                      (f"{where}.conv2", blk.conv2), (f"{where}.bn2", blk.bn2)], x)
+        sc = self.run([(f"{where}.shortcut.{n}", m) for n, m in blk.shortcut.named_children()], x)
+        return self.run([(f"{where}.sn2", blk.sn2)], self.em.add([y, sc], where))
+
+
+def _family(model: nn.Module) -> str:
+    cls = _classes()
+    if isinstance(model, cls["DSRNet"]):
+        if model.is_ann:
+            raise ExportError("model (DSRNet): an ANN (ReLU in place of the neurons) has no spiking network to export")
+        return "dsr"
+    if isinstance(model, cls["DspikeNet"]):
+        return "dspike"
+    raise ExportError(f"model ({type(model).__name__}): only DSRNet and DspikeNet models can be exported")
+
+
+def _first_weighted(model: nn.Module) -> nn.Module | None:
+    cls = _classes()
+    for m in model.body.modules():
+        if isinstance(m, cls["weighted"]):
+            return m
+    return None
 
 
 # ---------------------------------------------------------------------- export
@@ -249,8 +593,9 @@ def export_graph(
     calibration: Any = None,
     input_scale: float | None = None,
 ) -> Graph:
-    """The :class:`~snnsim.graph.Graph` of a trained ``model`` (a sequential
-    :class:`~snnsim.train.net.DSRNet` or :class:`~snnsim.train.dspike.DspikeNet`), validated.
+    """The :class:`~snnsim.graph.Graph` of a trained ``model`` (a
+    :class:`~snnsim.train.net.DSRNet` or :class:`~snnsim.train.dspike.DspikeNet`: sequential,
+    or the registry's residual networks), validated.
 
     ``mode``: ``"float32"`` or an integer width (``"int8"``, ``"int4"``, ``"int16"``).
     ``input_shape``: per sample, ``(C, H, W)`` or ``(F,)``; inferred from ``calibration`` (a batch
@@ -260,7 +605,9 @@ def export_graph(
     """
     if mode not in ("float32", "int8", "int4", "int16"):
         raise ExportError(f"export: mode must be 'float32', 'int8', 'int4' or 'int16', got {mode!r}")
-    family, stages, in_kind, T, out_kind = _parse(model)
+    family = _family(model)
+    in_kind = "static" if model.static_input else "events"
+    T = int(model.T)
     calib = None
     if calibration is not None:
         calib = calibration.detach().cpu().numpy() if isinstance(calibration, torch.Tensor) else np.asarray(calibration)
@@ -268,17 +615,13 @@ def export_graph(
         if calib is not None:
             input_shape = calib.shape[1:] if in_kind == "static" else calib.shape[2:]
         else:
-            first = next(s for s in stages if not isinstance(s, _Flatten))
-            if not (isinstance(first, _Weighted) and first.kind == "linear"):
-                raise ExportError(f"module {first.where!r}: give input_shape (e.g. (1, 28, 28)) for a network "
+            first = _first_weighted(model)
+            if first is None or not isinstance(first, nn.Linear):
+                where = next((n for n, m in model.body.named_modules() if m is first), "body")
+                raise ExportError(f"module {'body.' + where!r}: give input_shape (e.g. (1, 28, 28)) for a network "
                                   f"starting with a convolution")
-            input_shape = (first.weight.shape[1],)
+            input_shape = (first.in_features,)
     input_shape = tuple(int(d) for d in input_shape)
-    if family == "dspike" and mode == "float32":
-        from .train.dspike import to_graph  # the Dspike float export lives with its training code
-
-        return to_graph(model, input_shape)  # type: ignore[arg-type]
-
     integer = mode != "float32"
     if integer and in_kind == "static":
         if input_scale is None:
@@ -290,117 +633,31 @@ def export_graph(
             raise ExportError(f"export: input_scale must be a finite positive float, got {input_scale!r}")
     g = Graph(input_shape=input_shape, precision="int" if integer else "float32", input_kind=in_kind,
               input_scale=float(input_scale) if (integer and in_kind == "static") else None)
-    counter: dict[str, int] = {}
-
-    def name(kind: str) -> str:
-        counter[kind] = counter.get(kind, 0) + 1
-        return f"{kind}{counter[kind]}"
-
-    prev = "input"
-    # Value flowing between nodes: true value = carry * (the graph's value), per element.
+    em = _Emitter(g, mode, per_channel, T)
+    # Carry of the input: its quantisation step (int static), else 1; bound: int8 input, event counts.
     carry = float(input_scale) if (integer and in_kind == "static") else 1.0
-    # Bound on |graph value| of an element (int overflow checks): int8 input, spikes, event counts.
-    xmax = 128.0 if in_kind == "static" else 16.0
-    acc_scale: np.ndarray | None = None  # accumulator scale of the last weighted layer, per channel
-    acc_bound = 0.0
-    qmax = _QMAX.get(mode, 0)
-    ndim = len(input_shape)
-    for i, st in enumerate(stages):
-        if isinstance(st, _Flatten):
-            if ndim > 1:
-                prev = g.flatten(name("flat"), prev)
-                ndim = 1
-        elif isinstance(st, _Pool):
-            if ndim != 3:
-                raise ExportError(f"module {st.where!r}: a pool needs a [C, H, W] input")
-            if integer:
-                prev = g.sumpool2d(name("pool"), prev, st.kernel, st.stride)
-                carry /= st.kernel[0] * st.kernel[1]
-                xmax *= st.kernel[0] * st.kernel[1]
-            else:
-                prev = g.avgpool2d(name("pool"), prev, st.kernel, st.stride)
-        elif isinstance(st, _Weighted):
-            if (st.kind == "linear") != (ndim == 1):
-                raise ExportError(f"module {st.where!r}: a {st.kind} layer cannot take a "
-                                  f"{'flat' if ndim == 1 else '[C, H, W]'} input (flatten first)")
-            is_out = out_kind == "integrate" and i == len(stages) - 1
-            w = st.weight * carry
-            kw: dict[str, Any] = {}
-            if st.kind == "conv2d":
-                kw = {"stride": st.stride, "padding": st.padding}
-                nm = name("conv")
-            else:
-                nm = name("fc")
-            if integer:
-                wq, s = _quantise(w, qmax, per_channel and not is_out)
-                bq = np.rint(st.bias / s)
-                bound = _bound(wq, xmax, bq) * (T + 1)
-                if bound > _I32:  # keep the accumulators and membranes inside int32
-                    s = s * (bound / _I32) * 1.01
-                    wq = np.clip(np.rint(w / s.reshape((-1,) + (1,) * (w.ndim - 1))), -qmax - 1, qmax).astype(np.int64)
-                    bq = np.rint(st.bias / s)
-                prev = getattr(g, st.kind)(nm, prev, wq, bq.astype(np.int64), weight_bits=_BITS[mode], **kw)
-                acc_scale, acc_bound = s, _bound(wq, xmax, bq)
-            else:
-                w32, b32 = w.astype(np.float32), st.bias.astype(np.float32)
-                prev = getattr(g, st.kind)(nm, prev, w32, b32, **kw)
-            if is_out:
-                prev = g.integrate("out", prev)
-            ndim = 1 if st.kind == "linear" else 3
-        elif isinstance(st, _Neuron):
-            prev = _emit_neuron(g, name("sn"), prev, st, integer, acc_scale, acc_bound, T)
-            carry = _spike_value(st)
-            xmax = 1.0
-    g.set_output(prev)
+    c0 = input_shape[0]
+    x = _Val("input", input_shape, np.full(c0, carry), 128.0 if in_kind == "static" else 16.0)
+    items = [(f"body.{n}", m) for n, m in model.body.named_children()]
+    v = _Walker(em, family).run(items, x, last_is_out=(family == "dspike"))
+    out_node = g.node(v.node) if v.node != "input" else None
+    if family == "dsr":
+        if out_node is None or out_node.op not in ("dsr_if", "dsr_lif"):
+            last = items[-1][0] if items else "body"
+            raise ExportError(f"module {last!r}: a DSR network must end with its readout neuron layer")
+        if out_node.op == "dsr_lif":
+            v = em.lif_readout(v, float(model.cfg.leak))
+    else:
+        if out_node is None or out_node.op not in ("linear",):
+            last = items[-1][0] if items else "body"
+            raise ExportError(f"module {last!r}: a Dspike network must end with its output linear layer")
+        v = _Val(g.integrate("out", v.node), v.shape, v.carry, 0.0)
+    g.set_output(v.node)
     try:
         g.validate()
     except ModelError as exc:  # pragma: no cover - a bug of this module
         raise ExportError(f"export produced an invalid graph: {exc}") from exc
     return g
-
-
-def _emit_neuron(g: Graph, nm: str, prev: str, st: _Neuron, integer: bool, s: np.ndarray | None,
-                 acc_bound: float, T: int) -> str:
-    m = st.module
-    if st.kind == "dspike_lif":
-        if not integer:
-            return g.dspike_lif(nm, prev, fire=np.float32(m.vth), leak=np.float32(m.leak))
-        assert s is not None
-        fire = np.maximum(1, np.rint(m.vth / s)).astype(np.int64)
-        (leak_m,), f = _fixed_point([m.leak])
-        return g.dspike_lif(nm, prev, fire=_chan(fire), leak_m=leak_m.reshape(1), f=f)
-    cfg = m.cfg
-    theta_t = m.theta.detach().float().cpu()
-    if not integer:
-        fire_t = cfg.alpha * theta_t  # as the training simulation computes it (float32)
-        if st.kind == "dsr_if":
-            return g.dsr_if(nm, prev, theta=theta_t.numpy(), fire=fire_t.numpy())
-        leak_t = torch.tensor(cfg.leak, dtype=torch.float32)
-        gain_t = 1.0 - leak_t
-        return g.dsr_lif(nm, prev, theta=theta_t.numpy(), fire=fire_t.numpy(), leak=leak_t.numpy(),
-                         gain=gain_t.numpy())
-    assert s is not None
-    theta = float(theta_t)
-    if st.kind == "dsr_if":
-        theta_q = np.maximum(1, np.rint(theta / s))
-        fire_q = np.maximum(1, np.rint(cfg.alpha * theta_q))
-        return g.dsr_if(nm, prev, theta=_chan(theta_q), fire=_chan(fire_q))
-    lam = float(cfg.leak)
-    # Membrane gain G: theta_q near 2^12 where the int32 range allows (U <= G * |I| at most).
-    base = float(np.min(theta / s))
-    G = max(1.0, _THETA_TARGET / max(base, 1e-30))
-    G = max(1.0, min(G, _I32 / max(4.0 * acc_bound * max(T, 1), 1.0)))
-    theta_q = np.maximum(1, np.rint(theta * G / s))
-    fire_q = np.maximum(1, np.rint(cfg.alpha * theta_q))
-    (leak_m, gain_m), f = _fixed_point([lam, (1.0 - lam) * G])
-    return g.dsr_lif(nm, prev, theta=_chan(theta_q), fire=_chan(fire_q), leak_m=leak_m.reshape(1),
-                     gain_m=gain_m.reshape(1), f=f)
-
-
-def _chan(a: np.ndarray) -> np.ndarray:
-    """A per-channel int parameter, ``[1]`` when all channels agree."""
-    a = np.asarray(a, dtype=np.int64).reshape(-1)
-    return a[:1] if np.all(a == a[0]) else a
 
 
 def export(

@@ -51,6 +51,8 @@ _TENSORS: dict[tuple[str, str], tuple[tuple[str, bool], ...]] = {
     ("dsr_lif", "int"): (("theta", True), ("fire", True), ("leak_m", True), ("gain_m", True)),
     ("dspike_lif", "float32"): (("fire", True), ("leak", True)),
     ("dspike_lif", "int"): (("fire", True), ("leak_m", True)),
+    ("integrate", "float32"): (("leak", False),),
+    ("integrate", "int"): (("leak_m", False),),
 }
 
 
@@ -300,8 +302,15 @@ class Graph:
         i = self._int_or_float
         return self._add(name, "dspike_lif", [inp], {"f": f}, {"fire": i(fire), "leak_m": i(leak_m)})
 
-    def integrate(self, name: str, inp: str) -> str:
-        return self._add(name, "integrate", [inp])
+    def integrate(self, name: str, inp: str, *, leak: Any = None, leak_m: Any = None, f: int | None = None) -> str:
+        """Non-firing integrator ``V = V + x``; with a leak ``V = leak*V + x`` (float: ``leak``
+        ``[C]`` or ``[1]``; int: ``leak_m`` with the fixed-point shift ``f``,
+        ``V = fx(leak_m, V, f) + x``)."""
+        if self.precision == "float32":
+            return self._add(name, "integrate", [inp], {}, {"leak": leak})
+        if leak_m is None:
+            return self._add(name, "integrate", [inp])
+        return self._add(name, "integrate", [inp], {"f": f}, {"leak_m": self._int_or_float(leak_m)})
 
     def set_output(self, name: str) -> None:
         self.output = name
@@ -373,6 +382,8 @@ def _check_tensors(n: Node, precision: str) -> None:
             if k in n.tensors and not np.all(n.tensors[k] >= 0):
                 raise ModelError(f"node {n.name!r}: tensor {k!r} must be >= 0")
         if n.op in ("dsr_lif", "dspike_lif", "scale") or (n.op == "avgpool2d"):
+            _int_attr(n, "f", 1, 31)
+        if n.op == "integrate" and ("leak_m" in n.tensors or n.attrs.get("f") is not None):
             _int_attr(n, "f", 1, 31)
         if n.op == "avgpool2d":
             _int_attr(n, "m", 0, 2**31 - 1)

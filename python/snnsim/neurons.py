@@ -18,7 +18,8 @@ The equations are those of ``docs/model-format.md`` §2 ("Neurons") and ``SPEC.m
   ``s = U >= fire``; ``V = U - theta*s``.
 * ``dspike_lif``: ``U = leak*V + x`` (int: ``fx(leak_m, V, f) + x``); ``s = U > fire``
   (strict); ``V = 0`` after a spike, ``U`` otherwise.
-* ``integrate``: ``V = V + x``; never spikes.
+* ``integrate``: ``V = V + x``, or with a leak ``V = leak*V + x`` (int:
+  ``fx(leak_m, V, f) + x``); never spikes.
 
 Float variants (``*_step``) compute in the dtype of ``x`` (float32 for the engine contract) in
 exactly the order of the document: for the LIF, two products then one sum, never a fused
@@ -53,6 +54,8 @@ __all__ = [
     "DsrLIFIntParams",
     "DspikeLIFParams",
     "DspikeLIFIntParams",
+    "IntegrateParams",
+    "IntegrateIntParams",
     "channel_param",
     "check_int32",
     "as_int64",
@@ -135,6 +138,22 @@ class DspikeLIFIntParams:
     to 0."""
 
     fire: ParamLike
+    leak_m: ParamLike
+    f: int
+
+
+@dataclass(frozen=True)
+class IntegrateParams:
+    """Leaky integrator, float: ``V = leak*V + x`` (one product, then one sum); never spikes.
+    Without parameters (``None``) the integrator is ``V = V + x``."""
+
+    leak: ParamLike
+
+
+@dataclass(frozen=True)
+class IntegrateIntParams:
+    """Leaky integrator, int precision: ``V = fx(leak_m, V, f) + x``."""
+
     leak_m: ParamLike
     f: int
 
@@ -266,9 +285,15 @@ def dspike_lif_step(x: Tensor, v: Tensor, p: DspikeLIFParams, *, spike_fn: Spike
     return s, u * (1 - s)
 
 
-def integrate_step(x: Tensor, v: Tensor, p: Any = None) -> tuple[Tensor, Tensor]:
-    """Non-firing integrator: ``V = V + x``. Returns ``(zeros, V)`` (it never spikes)."""
-    u = v + x
+def integrate_step(x: Tensor, v: Tensor, p: IntegrateParams | None = None) -> tuple[Tensor, Tensor]:
+    """Non-firing integrator: ``V = V + x``, or ``V = leak*V + x`` with
+    :class:`IntegrateParams` (two rounded operations, no fused multiply-add). Returns
+    ``(zeros, V)`` (it never spikes)."""
+    if p is None:
+        u = v + x
+    else:
+        a = channel_param(p.leak, x) * v
+        u = a + x
     return torch.zeros_like(u), u
 
 
@@ -324,10 +349,18 @@ def dspike_lif_step_int(x: Tensor, v: Tensor, p: DspikeLIFIntParams, *, where: s
     return sb.to(x.dtype), vn.to(x.dtype)
 
 
-def integrate_step_int(x: Tensor, v: Tensor, p: Any = None, *, where: str = "") -> tuple[Tensor, Tensor]:
-    """Integrator, int precision: ``V = V + x`` in int64, within int32. Returns ``(zeros, V)``."""
+def integrate_step_int(x: Tensor, v: Tensor, p: IntegrateIntParams | None = None, *,
+                       where: str = "") -> tuple[Tensor, Tensor]:
+    """Integrator, int precision: ``V = V + x``, or ``V = fx(leak_m, V, f) + x`` with
+    :class:`IntegrateIntParams`, in int64, within int32. Returns ``(zeros, V)``."""
     w = _where(where)
-    u = as_int64(v, f"{w}: membrane") + as_int64(x, f"{w}: input")
+    vi, xi = as_int64(v, f"{w}: membrane"), as_int64(x, f"{w}: input")
+    if p is None:
+        u = vi + xi
+    else:
+        f = _check_f(p.f)
+        check_int32(vi, f"{w}: membrane")
+        u = _fx(_int_param(p.leak_m, xi, f"{w}: leak_m"), vi, f) + xi
     check_int32(u, f"{w}: membrane")
     return torch.zeros_like(x), u.to(x.dtype)
 
@@ -436,9 +469,12 @@ class DspikeLIF(_NeuronModule):
 
 
 class Integrate(_NeuronModule):
-    """Non-firing integrator (the Dspike output layer): ``V = V + x``."""
+    """Non-firing integrator (the Dspike output layer): ``V = V + x``; with ``params``
+    (:class:`IntegrateParams` float, :class:`IntegrateIntParams` int) the leaky
+    ``V = leak*V + x``."""
 
     op = "integrate"
 
-    def __init__(self, precision: Precision = "float32") -> None:
-        super().__init__(None, precision)
+    def __init__(self, precision: Precision = "float32",
+                 params: IntegrateParams | IntegrateIntParams | None = None) -> None:
+        super().__init__(params, precision)

@@ -35,6 +35,8 @@ from .neurons import (
     DsrIFParams,
     DsrLIFIntParams,
     DsrLIFParams,
+    IntegrateIntParams,
+    IntegrateParams,
     channel_param,
     check_int32,
     neuron_step,
@@ -240,7 +242,9 @@ class _NodeOp(torch.nn.Module):
     def neuron_params(self) -> Any:
         a, op = self.node.attrs, self.op
         if op == "integrate":
-            return None
+            if self.precision == "float32":
+                return IntegrateParams(leak=self.leak) if "leak" in self.node.tensors else None
+            return IntegrateIntParams(leak_m=self.leak_m, f=int(a["f"])) if "leak_m" in self.node.tensors else None
         if op == "dsr_if":
             return DsrIFParams(theta=self.theta, fire=self.fire)
         if self.precision == "float32":

@@ -2,8 +2,8 @@
 
 Public so that users can property-test their own code against snnsim the same way snnsim tests
 itself: ``networks()`` draws a random feed-forward :class:`~snnsim.graph.Graph` (Linear, Conv2d,
-pools, Flatten, residual Add, fixed-point Scale, DSR-IF, DSR-LIF, Dspike-LIF, an integrating or
-spiking output) in float32 or integer precision, together with a matching input batch.
+pools, Flatten, residual Add, fixed-point Scale, DSR-IF, DSR-LIF, Dspike-LIF, an integrating
+(plain or leaky) or spiking output) in float32 or integer precision, together with a matching input batch.
 
 Structure (layer kinds, sizes, neuron types, precision, weight width) is drawn by hypothesis so
 failures shrink to small networks; the bulk numbers (weights, inputs) come from a numpy
@@ -108,6 +108,18 @@ class _Builder:
             return self.g.dsr_lif(name, inp, theta=theta, fire=fire, leak_m=leak_m, gain_m=gain_m, f=f)
         return self.g.dspike_lif(name, inp, fire=fire, leak_m=leak_m, f=f)
 
+    def integrate(self, inp: str, channels: int) -> str:
+        """An output integrator, plain or leaky (per-channel or shared leak)."""
+        name = self.name("out")
+        if not self.draw(st.booleans()):
+            return self.g.integrate(name, inp)
+        c = channels if self.draw(st.booleans()) else 1
+        if not self.int:
+            return self.g.integrate(name, inp, leak=self.rng.uniform(0.5, 1.0, size=c).astype(np.float32))
+        f = self.draw(st.integers(1, 16))
+        leak_m = self.rng.integers(0, 2**f + 1, size=c).astype(np.int32)
+        return self.g.integrate(name, inp, leak_m=leak_m, f=f)
+
 
 @st.composite
 def networks(
@@ -185,7 +197,7 @@ def networks(
     x = g.linear(b.name("fc"), x, b.weights((nout, fin), fin), b.bias(nout),
                  weight_bits=bits if precision == "int" else None)
     if draw(st.booleans()):
-        out = g.integrate(b.name("out"), x)
+        out = b.integrate(x, nout)
     else:
         out = b.neuron(x, nout, fin, in_mag=in_mag)
     g.set_output(out)

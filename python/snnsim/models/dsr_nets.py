@@ -218,11 +218,13 @@ def _preresnet(
 @register("dsr-preresnet18")
 def dsr_preresnet18(
     num_classes: int = 10, in_channels: int = 3, image_size: int = 32, neuron: str = "if", T: int = 20,
-    mode: Mode = "rate", channels_last: bool = False, **kw: Any,
+    mode: Mode = "rate", channels_last: bool = False, widths: Sequence[int] = (64, 128, 256, 512), **kw: Any,
 ) -> DSRNet:
     """PreAct-ResNet-18 (stem conv 3x3 -> 64, stages of 2 blocks at 64/128/256/512) with the DSR
-    head (average pooling only)."""
-    return _preresnet((64, 128, 256, 512), (2, 2, 2, 2), num_classes, in_channels, image_size, neuron, T, mode,
+    head (average pooling only). ``widths``: the four stage widths (smaller for quick runs)."""
+    if len(widths) != 4:
+        raise ValueError(f"dsr-preresnet18: widths needs 4 stage widths, got {list(widths)}")
+    return _preresnet(tuple(widths), (2, 2, 2, 2), num_classes, in_channels, image_size, neuron, T, mode,
                       channels_last, kw)
 
 
@@ -234,13 +236,16 @@ def _register_cifar_preresnet(depth: int) -> None:
     @register(f"dsr-preresnet{depth}")
     def factory(
         num_classes: int = 10, in_channels: int = 3, image_size: int = 32, neuron: str = "if", T: int = 20,
-        mode: Mode = "rate", channels_last: bool = False, **kw: Any,
+        mode: Mode = "rate", channels_last: bool = False, widths: Sequence[int] = (16, 32, 64), **kw: Any,
     ) -> DSRNet:
-        return _preresnet((16, 32, 64), (n, n, n), num_classes, in_channels, image_size, neuron, T, mode,
+        if len(widths) != 3:
+            raise ValueError(f"dsr-preresnet{depth}: widths needs 3 stage widths, got {list(widths)}")
+        return _preresnet(tuple(widths), (n, n, n), num_classes, in_channels, image_size, neuron, T, mode,
                           channels_last, kw)
 
     factory.__name__ = f"dsr_preresnet{depth}"
-    factory.__doc__ = f"PreAct-ResNet-{depth} ({n} blocks per stage at 16/32/64 channels) with the DSR head."
+    factory.__doc__ = (f"PreAct-ResNet-{depth} ({n} blocks per stage at 16/32/64 channels, ``widths`` to "
+                       f"change them) with the DSR head.")
 
 
 for _depth in (20, 32, 44, 56, 110):
