@@ -263,7 +263,7 @@ def _single(node, shape=(3,)):
 @pytest.mark.parametrize(
     "node, pattern",
     [
-        (nir.LI(tau=np.ones(3), r=np.ones(3), v_leak=np.zeros(3)), "'n' \\(LI\\).*leaky integrator"),
+        (nir.CubaLI(tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3)), "'n' \\(CubaLI\\)"),
         (nir.CubaLIF(tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3),
                      v_threshold=np.ones(3)), "'n' \\(CubaLIF\\)"),
         (nir.Delay(delay=np.ones(3)), "'n' \\(Delay\\).*delays"),
@@ -271,7 +271,7 @@ def _single(node, shape=(3,)):
         (nir.LIF(tau=np.full(3, 2.0), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.full(3, -1.0)),
          "'n' \\(LIF\\).*v_threshold"),
     ],
-    ids=["LI", "CubaLIF", "Delay", "IF-v_reset", "LIF-negative-threshold"],
+    ids=["CubaLI", "CubaLIF", "Delay", "IF-v_reset", "LIF-negative-threshold"],
 )
 def test_unsupported_nodes_raise_model_error(node, pattern):
     with pytest.raises(ModelError, match=pattern):
@@ -376,3 +376,164 @@ def test_input_kind_override():
     assert from_nir(ng, input_kind="events").input_kind == "events"
     with pytest.raises(ValueError, match="input_kind"):
         from_nir(ng, input_kind="frames")
+
+
+# ---------------------------------------------------------------- leaky integrate <-> NIR LI
+def _leaky_readout(rng: np.random.Generator, leak) -> snnsim.Graph:
+    g = snnsim.Graph(input_shape=(6,))
+    g.linear("fc1", "input", rng.normal(size=(8, 6)), rng.normal(size=8) * 0.1)
+    g.dspike_lif("s1", "fc1", fire=0.5, leak=0.75)
+    g.linear("head", "s1", rng.normal(size=(5, 8)))
+    g.integrate("out", "head", leak=leak)
+    g.set_output("out")
+    return g
+
+
+@pytest.mark.parametrize("mode", ["engine", "reference"])
+@pytest.mark.parametrize("via_file", [False, True], ids=["memory", "file"])
+def test_leaky_integrate_round_trip_is_exact(mode, via_file, tmp_path):
+    """A per-channel leak (one channel with leak 1: tau = r = inf natively) comes back bit-exact
+    through the snnsim metadata, and so do the engine's and the reference's outputs."""
+    rng = np.random.default_rng(7)
+    leak = rng.uniform(0.3, 0.95, 5).astype(np.float32)
+    leak[2] = 1.0
+    g = _leaky_readout(rng, leak)
+    ng = to_nir(g, dt=1e-3)
+    assert type(ng.nodes["out"]).__name__ == "LI"
+    if via_file:
+        nir.write(tmp_path / "li.nir", ng)
+        ng = nir.read(tmp_path / "li.nir")
+        assert type(ng.nodes["out"]).__name__ == "LI"
+    h = from_nir(ng)
+    _assert_same_graph(g, h)
+    assert np.array_equal(h.node("out").tensors["leak"], leak)
+    x = rng.uniform(0, 1, size=(4, 6)).astype(np.float32)
+    ra = snnsim.run(g, x, steps=STEPS, mode=mode, record=["s1"])
+    rb = snnsim.run(h, x, steps=STEPS, mode=mode, record=["s1"])
+    assert ra.record["s1"].sum() > 0
+    assert np.array_equal(ra.record["s1"], rb.record["s1"])
+    assert np.array_equal(ra.output, rb.output)
+    # the leak matters: the same network without it gives another output
+    plain = _leaky_readout(np.random.default_rng(7), None)
+    assert not np.array_equal(snnsim.run(plain, x, steps=STEPS, mode=mode).output, ra.output)
+    # the leak-1 channel has tau = r = inf: no native reading without the metadata
+    with pytest.raises(ModelError, match="'out' \\(LI\\).*tau must be finite"):
+        from_nir(_strip(ng))
+
+
+@pytest.mark.parametrize("dt", [1.0, 1e-4])
+def test_leaky_integrate_native_fields(dt):
+    """LI: tau = dt/(1-leak), r = 1/(1-leak), v_leak = 0, so Euler with step dt is
+    v <- leak*v + x; the plain reading (metadata stripped) gives the leaks back, no scale node.
+    A leak of exactly 1 everywhere stays an I."""
+    rng = np.random.default_rng(8)
+    leak = np.array([0.5, 0.75, 0.875, 0.5, 0.75], np.float32)
+    g = _leaky_readout(rng, leak)
+    ng = to_nir(g, dt=dt)
+    li = ng.nodes["out"]
+    assert type(li).__name__ == "LI" and li.tau.shape == li.r.shape == li.v_leak.shape == (5,)
+    steps = 1 / (1 - leak.astype(np.float64))
+    assert np.allclose(li.tau, steps * dt, rtol=1e-7) and np.allclose(li.r, steps, rtol=1e-7)
+    assert np.all(li.v_leak == 0)
+    assert np.allclose(1 - dt / li.tau.astype(np.float64), leak) and np.allclose(dt * li.r / li.tau, 1.0)
+    h = from_nir(_strip(ng), dt=dt)
+    assert [n.op for n in h.nodes] == ["linear", "dspike_lif", "linear", "integrate"]
+    assert np.array_equal(h.node("out").tensors["leak"], leak)
+    _assert_same_run(g, h, rng.uniform(0, 1, size=(3, 6)).astype(np.float32))
+
+    one = to_nir(_leaky_readout(rng, 1.0), dt=dt)
+    assert type(one.nodes["out"]).__name__ == "I" and np.allclose(one.nodes["out"].r, 1 / dt)
+    assert np.array_equal(from_nir(one).node("out").tensors["leak"], np.ones(1, np.float32))
+
+
+def test_int_leaky_integrate_is_rejected():
+    g = snnsim.Graph(input_shape=(4,), precision="int", input_scale=0.1)
+    g.linear("fc", "input", np.ones((2, 4), np.int8))
+    g.integrate("out", "fc", leak_m=np.array([3, 2], np.int32), f=2)
+    g.set_output("out")
+    with pytest.raises(ModelError, match="float32"):
+        to_nir(g)
+
+
+def _euler_li(v, x, p, dt=1.0):
+    """NIR LI, forward Euler: v += dt/tau*(v_leak - v + r*x)."""
+    return v + dt / p["tau"] * (p["v_leak"] - v + p["r"] * x)
+
+
+@pytest.mark.parametrize("dt", [1.0, 0.5])
+def test_plain_nir_li_output_matches_numpy(dt, tmp_path):
+    """Affine -> LI -> Output: integrate(leak = 1 - dt/tau) after scale(dt*r/tau); the output
+    V[T]/T for T = 1..STEPS is the Euler membrane at every step."""
+    rng = np.random.default_rng(9)
+    w = (rng.integers(-8, 9, size=(4, 5)) / 8).astype(np.float32)
+    b = (rng.integers(-4, 5, size=4) / 16).astype(np.float32)
+    p = {"tau": np.array([2.0, 4.0, 8.0, 1.0]) * dt, "r": np.array([2.0, 2.0, 8.0, 1.0]), "v_leak": np.zeros(4)}
+    nodes = {
+        "in": nir.Input(input_type={"input": np.array([5])}),
+        "fc": nir.Affine(weight=w, bias=b),
+        "li": nir.LI(**{k: np.asarray(v, np.float32) for k, v in p.items()}),
+        "out": nir.Output(output_type={"output": np.array([4])}),
+    }
+    nir.write(tmp_path / "li.nir", nir.NIRGraph(nodes=nodes, edges=[("in", "fc"), ("fc", "li"), ("li", "out")]))
+    g = from_nir(tmp_path / "li.nir", dt=dt)
+    assert [n.op for n in g.nodes] == ["linear", "scale", "integrate"] and g.output == "li"
+    assert np.array_equal(g.node("li").tensors["leak"], np.array([0.5, 0.75, 0.875, 0.0], np.float32))
+    assert np.array_equal(g.node("li_in").tensors["scale"], np.array([1.0, 0.5, 1.0, 1.0], np.float32))
+    x = (rng.integers(0, 5, size=(3, 5)) / 4).astype(np.float32)
+    v = np.zeros((3, 4))
+    for t in range(1, STEPS + 1):
+        v = _euler_li(v, x.astype(np.float64) @ w.T.astype(np.float64) + b, p, dt)
+        for mode in ("engine", "reference"):
+            out = snnsim.run(g, x, steps=t, mode=mode).output * t
+            assert np.allclose(out, v, rtol=1e-6, atol=1e-6), (t, mode)
+    assert np.abs(v).max() > 0.5
+
+
+def test_plain_nir_hidden_li_with_v_leak_matches_numpy():
+    """An LI feeding another node is a hidden (dense) integrate, as an I is; v_leak != 0 becomes
+    the shift of its input scale (bias dt*v_leak/tau), as for LIF. Dyadic values: exact spikes."""
+    rng = np.random.default_rng(10)
+    w1 = (rng.integers(-8, 9, size=(6, 5)) / 8).astype(np.float32)
+    w2 = (rng.integers(-8, 9, size=(3, 6)) / 4).astype(np.float32)
+    li = {"tau": np.full(6, 2.0), "r": np.full(6, 1.0), "v_leak": np.full(6, 0.25)}
+    lif = {"tau": np.full(3, 2.0), "r": np.full(3, 2.0), "v_leak": np.zeros(3), "v_threshold": np.full(3, 0.5)}
+    nodes = {
+        "in": nir.Input(input_type={"input": np.array([5])}),
+        "fc1": nir.Linear(weight=w1),
+        "li": nir.LI(**{k: np.asarray(v, np.float32) for k, v in li.items()}),
+        "fc2": nir.Linear(weight=w2),
+        "lif": nir.LIF(**{k: np.asarray(v, np.float32) for k, v in lif.items()}),
+        "out": nir.Output(output_type={"output": np.array([3])}),
+    }
+    edges = [("in", "fc1"), ("fc1", "li"), ("li", "fc2"), ("fc2", "lif"), ("lif", "out")]
+    g = from_nir(nir.NIRGraph(nodes=nodes, edges=edges))
+    assert [n.op for n in g.nodes] == ["linear", "scale", "integrate", "linear", "dspike_lif"]
+    assert np.array_equal(g.node("li_in").tensors["shift"], np.full(6, 0.125, np.float32))
+    x = (rng.integers(0, 5, size=(4, 5)) / 4).astype(np.float32)
+    for mode in ("engine", "reference"):
+        res = snnsim.run(g, x, steps=STEPS, mode=mode, record=["lif"])
+        for bi in range(x.shape[0]):
+            v1, v2 = np.zeros(6), np.zeros(3)
+            for t in range(STEPS):
+                v1 = _euler_li(v1, w1.astype(np.float64) @ x[bi], li)
+                v2, s = _euler_lif(v2, w2.astype(np.float64) @ v1, lif)
+                assert np.array_equal(res.record["lif"][bi, t], s), (mode, bi, t)
+        assert 0 < res.record["lif"].sum() < res.record["lif"].size
+
+
+@pytest.mark.parametrize(
+    "fields, pattern",
+    [
+        (dict(tau=np.zeros(3)), "'n' \\(LI\\).*tau"),
+        (dict(tau=np.full(3, np.inf)), "'n' \\(LI\\).*tau"),
+        (dict(v_leak=np.full((3, 2, 2), 0.5) * np.arange(4).reshape(1, 2, 2)), "'n' \\(LI\\).*'v_leak'.*channel"),
+    ],
+    ids=["tau-zero", "tau-inf", "v_leak-per-element"],
+)
+def test_plain_nir_li_errors_name_the_node(fields, pattern):
+    shape = (3, 2, 2) if "v_leak" in fields else (3,)
+    p = {"tau": np.full(shape, 2.0), "r": np.ones(shape), "v_leak": np.zeros(shape)}
+    p.update(fields)
+    node = nir.LI(**{k: np.broadcast_to(np.asarray(v, np.float32), shape).copy() for k, v in p.items()})
+    with pytest.raises(ModelError, match=pattern):
+        from_nir(_single(node, shape))

@@ -522,6 +522,44 @@ def test_norse_export_with_default_step_writes_tau_times_dt():
     assert np.all(from_nir(ng, dt=dt).node("1").tensors["leak"] < 0)
 
 
+def test_norse_export_of_leaky_integrator_readout_is_identical():
+    """Norse LIBoxCell (dt=1) -> NIR LI(tau = dt/tau_mem_inv, r = 1, v_leak) -> snnsim: a leaky
+    integrate (leak 1 - dt/tau) after scale(dt/tau, shift dt*v_leak/tau). Norse's membrane
+    ``v += dt*tau_mem_inv*((v_leak - v) + x)`` is its output; snnsim's output is V[T]/T. Norse
+    starts the membrane at v_leak, snnsim (and NIR's reading here) at 0: the two differ by
+    exactly leak**T * v_leak, i.e. they are equal for every T where v_leak = 0. Norse reads no
+    NIR LI (it only writes it): its importer drops the node without a word."""
+    nt, norse_to_nir, norse_from_nir = _norse()
+    rng = np.random.default_rng(33)
+    net = _norse_net(rng, tau_mem_inv=0.5, second="if", dt=1.0)
+    net[3] = nt.LIBoxCell(nt.LIBoxParameters(tau_mem_inv=torch.tensor([0.5, 0.25, 0.5]),
+                                             v_leak=torch.tensor([0.0, 0.25, -0.5])), dt=1.0)
+    x = _dyadic(rng, (B, 6), 4)
+    with torch.no_grad():
+        ng = norse_to_nir(net, torch.zeros(1, 6), dt=1.0)
+    assert isinstance(ng.nodes["3"], nir.LI)
+    g = from_nir(ng, dt=1.0)
+    assert [n.op for n in g.nodes] == ["linear", "scale", "dspike_lif", "linear", "scale", "integrate"]
+    assert np.array_equal(g.node("3").tensors["leak"], np.array([0.5, 0.75, 0.5], np.float32))
+    peer = _norse_forward(net, x)  # "1": LIF spikes, "3": LI membrane, [B, T, n]
+    assert np.abs(peer["3"]).max() > 0.5 and peer["1"].sum() > 0
+    leak, v_leak = np.array([0.5, 0.75, 0.5]), np.array([0.0, 0.25, -0.5])
+    for t in range(1, T + 1):
+        offset = leak**t * v_leak  # Norse's initial v_leak, decayed (exact: dyadic)
+        for mode in MODES:
+            res = snnsim.run(g, x, steps=t, mode=mode, record=["1"])
+            assert np.array_equal(res.record["1"], peer["1"][:, :t]), (mode, t)
+            assert np.array_equal(res.output, (peer["3"][:, t - 1].astype(np.float64) - offset) / t), (mode, t)
+            assert np.array_equal(res.output[:, 0], peer["3"][:, t - 1, 0].astype(np.float64) / t), (mode, t)
+            assert not np.array_equal(res.output[:, 1:], peer["3"][:, t - 1, 1:].astype(np.float64) / t)
+
+    h = snnsim.Graph(input_shape=(3,))
+    h.linear("fc", "input", np.eye(3))
+    h.integrate("out", "fc", leak=0.5)
+    h.set_output("out")
+    assert "out" not in dict(norse_from_nir(to_nir(h), dt=1.0).named_children())
+
+
 def _norse_run_imported(m, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
     """nirtorch's executor keeps every node's latest output in ``state.cache``."""
     state = None

@@ -46,7 +46,13 @@ dsr_if          IF + metadata                native fields: r=1/dt, v_threshold=
                                              metadata
 dsr_lif         LIF (IF if leak == 1)        tau = dt/(1-leak), r = gain/(1-leak), v_leak =
                 + metadata                   0, v_threshold = fire; same caveat as dsr_if
-integrate       I (r=1/dt) + metadata        exact (v <- v + x)
+integrate       I (r=1/dt) + metadata        exact (v <- v + x); also with a leak of 1
+                                             everywhere
+integrate with  LI + metadata                native: tau = dt/(1-leak), r = 1/(1-leak),
+leak != 1                                    v_leak = 0 (Euler: v <- (1-dt/tau) v +
+                                             (dt r/tau) x = leak v + x); a channel with leak
+                                             1 gets tau = r = inf (no native reading). Exact
+                                             via metadata
 ==============  ===========================  ================================================
 
 Plain NIR import (nodes without snnsim metadata), with step ``dt``:
@@ -61,8 +67,14 @@ Plain NIR import (nodes without snnsim metadata), with step ``dt``:
   float32 rounding of the refactored form may differ from a simulator evaluating the Euler
   expression literally (only for membranes within an ulp of the threshold).
 * ``I(r)``: ``integrate`` (after ``scale(dt*r)`` unless 1).
+* ``LI(tau, r, v_leak)``: ``v <- v + (dt/tau)(v_leak - v + r x)``, i.e. ``v <- leak*v + gain*x +
+  bias`` with ``leak``, ``gain``, ``bias`` as for LIF -> ``integrate(leak)`` preceded by
+  ``scale(gain, shift=bias)`` unless gain == 1 and bias == 0 (a leak that rounds to 1 gives the
+  plain ``integrate``). Like ``I``, it may be the output or feed other nodes (a dense value).
+  Same float32 rounding caveat as LIF. The membrane starts at 0 (Norse starts its LI at
+  ``v_leak``).
 * NIR's ``v_reset != 0``, ``v_threshold <= 0``, per-element (not per-channel) neuron
-  parameters, ``LI``/``CubaLI``/``CubaLIF`` (leaky integrator without spikes, second state),
+  parameters, non-finite or zero ``tau``, ``CubaLI``/``CubaLIF`` (second state),
   ``Delay``, ``Threshold``, ``Conv1d``, nested graphs, several inputs/outputs: ModelError.
 * NIR's IF/LIF compare with strict ``>`` and reset to a value: they map to Dspike (hard reset,
   strict ``>``), never to DSR (``>=``, subtractive reset).
@@ -150,10 +162,11 @@ def to_nir(graph: Graph, *, dt: float = 1.0) -> Any:
     ``dt`` is the length of one snnsim time step in NIR's (continuous) time unit, seconds by
     NIR's convention: the neurons' ``tau`` and ``r`` are written so that forward Euler with
     step ``dt`` reproduces the discrete update (IF ``r = gain/dt``; LIF ``tau = dt/(1-leak)``,
-    ``r = gain/(1-leak)``; I ``r = 1/dt``). The default 1 keeps time in steps; snnTorch and
-    SpikingJelly read NIR with a fixed step of 1e-4 s, so files meant for them need
-    ``dt=1e-4``. Read such a file back with ``from_nir(..., dt=dt)`` when its snnsim metadata
-    is gone (with the metadata the round trip is exact whatever ``dt``).
+    ``r = gain/(1-leak)``; I ``r = 1/dt``; LI, the leaky integrate, ``tau = dt/(1-leak)``,
+    ``r = 1/(1-leak)``). The default 1 keeps time in steps; snnTorch and SpikingJelly read NIR
+    with a fixed step of 1e-4 s, so files meant for them need ``dt=1e-4``. Read such a file
+    back with ``from_nir(..., dt=dt)`` when its snnsim metadata is gone (with the metadata the
+    round trip is exact whatever ``dt``).
 
     Raises :class:`~snnsim.errors.ModelError` for int-precision graphs, for an invalid graph and
     for a ``scale`` with a shift on a ``[C, H, W]`` value (NIR has no per-channel offset node);
@@ -218,7 +231,14 @@ def to_nir(graph: Graph, *, dt: float = 1.0) -> Any:
                 node = nir.LIF(tau=(steps * dt).astype(np.float32), r=(gain * steps).astype(np.float32),
                                v_leak=zero, v_threshold=fire, v_reset=zero, metadata=meta)
         elif op == "integrate":
-            node = nir.I(r=_per_dt(np.ones(shape), dt), metadata=meta)
+            leak = _full(t["leak"], shape) if "leak" in t else np.ones(shape, np.float32)
+            if np.all(leak == 1.0):
+                node = nir.I(r=_per_dt(np.ones(shape), dt), metadata=meta)
+            else:
+                # Euler: v <- v + (dt/tau)(0 - v + r x) = (1 - dt/tau) v + (dt r/tau) x = leak v + x
+                steps = _tau_from_leak(leak)  # tau in steps, float64
+                node = nir.LI(tau=(steps * dt).astype(np.float32), r=steps.astype(np.float32),
+                              v_leak=np.zeros(shape, np.float32), metadata=meta)
         else:  # pragma: no cover - validate() rejects unknown ops
             raise ModelError(f"node {n.name!r}: op {op!r} has no NIR mapping")
         nodes[n.name] = node
@@ -541,9 +561,18 @@ class _Importer:
             r = self._channel(key, node, "r", node.r, in_shape)
             src = self._pre_scale(key, src, _unit_gain(dt * r))
             out = g.integrate(self._name(key), src)
+        elif isinstance(node, nir.LI):
+            r = self._channel(key, node, "r", node.r, in_shape)
+            tau = self._channel(key, node, "tau", node.tau, in_shape)
+            v_leak = self._channel(key, node, "v_leak", node.v_leak, in_shape)
+            if not np.all(np.isfinite(tau)) or np.any(tau == 0):
+                raise self.err(key, node, "tau must be finite and nonzero")
+            # v <- v + (dt/tau)(v_leak - v + r x) = leak*v + (gain*x + bias), float64 then float32
+            leak = _f32(1.0 - dt / tau)
+            src = self._pre_scale(key, src, _unit_gain(dt * r / tau), _f32(dt * v_leak / tau))
+            out = g.integrate(self._name(key), src, leak=None if np.all(leak == 1.0) else leak)
         else:
             why = {
-                "LI": "a leaky integrator without spikes has no snnsim op (integrate does not leak)",
                 "CubaLIF": "current-based LIF (synaptic state) is not supported",
                 "CubaLI": "current-based leaky integrator is not supported",
                 "Delay": "delays are not supported",
