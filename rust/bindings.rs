@@ -17,7 +17,7 @@ use crate::error::SnnError;
 use crate::events::{Binning, EventBatch, Events};
 use crate::model::{Model, RunResult, StreamState};
 use crate::numeric::Precision;
-use crate::training::{simulate_dsr, DsrForward, DsrLaw, DsrOutputs};
+use crate::training::{simulate_dsr, DsrForward, DsrLaw, DsrOutputs, Pool};
 
 fn to_py(e: SnnError) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -532,7 +532,7 @@ fn f32_flat<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, PyAr
 /// `x`, writes `out`, `mean_current`, `mean_out` in place; returns the spike count.
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
-#[pyo3(signature = (x, out, mean_current, mean_out, steps, static_input, kind, theta, fire, value, leak=None, gain=None, current_weights=None, membrane=None, accumulate=None))]
+#[pyo3(signature = (x, out, mean_current, mean_out, steps, static_input, kind, theta, fire, value, leak=None, gain=None, current_weights=None, membrane=None, accumulate=None, pool=None))]
 fn dsr_forward<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -550,6 +550,7 @@ fn dsr_forward<'py>(
     current_weights: Option<&Bound<'py, PyAny>>,
     membrane: Option<&Bound<'py, PyAny>>,
     accumulate: Option<f32>,
+    pool: Option<(usize, usize, usize, usize, bool)>,
 ) -> PyResult<u64> {
     let steps = steps_arg(steps)?;
     let law = match (kind, leak, gain) {
@@ -620,6 +621,13 @@ fn dsr_forward<'py>(
             None => None,
         },
         accumulate,
+        pool: pool.map(|(k, channels, height, width, channels_last)| Pool {
+            k,
+            channels,
+            height,
+            width,
+            channels_last,
+        }),
     };
     let o = DsrOutputs {
         out: ow.as_slice_mut().map_err(not_c)?,

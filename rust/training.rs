@@ -41,6 +41,27 @@ pub enum DsrLaw {
     },
 }
 
+/// A non-overlapping average pool (`kernel == stride == k`, no padding) applied to the
+/// outputs before they are written (a neuron layer followed by a pool), so the full-size
+/// outputs are never stored. The layout of one step's slice: `[B, C, H, W]` (`channels_last:
+/// false`) or `[B, H, W, C]`; `H` and `W` must be multiples of `k`. Each window is summed row by
+/// row, then divided by `k*k` (the order of torch's `avg_pool2d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub k: usize,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels_last: bool,
+}
+
+impl Pool {
+    /// Elements of one band of `k` input rows (the unit a block is made of).
+    fn band(&self) -> usize {
+        self.k * self.width * if self.channels_last { self.channels } else { 1 }
+    }
+}
+
 /// Inputs of [`simulate_dsr`].
 #[derive(Debug, Clone, Copy)]
 pub struct DsrForward<'a> {
@@ -59,12 +80,14 @@ pub struct DsrForward<'a> {
     /// writing them: `mean_current += sum_t w_t x_t` (weights required, a static input counts
     /// as `x` at every step) and `mean_out += scale * sum_t out_t`.
     pub accumulate: Option<f32>,
+    /// Pool the outputs before writing them (`out` then holds `steps * n / k^2` values).
+    pub pool: Option<Pool>,
 }
 
 /// Outputs of [`simulate_dsr`], written in place.
 #[derive(Debug)]
 pub struct DsrOutputs<'a> {
-    /// `steps * n`: the value carried at every step (`value` or 0).
+    /// `steps * n`: the value carried at every step (`value` or 0); pooled: `steps * n / k^2`.
     pub out: &'a mut [f32],
     /// `n`: the weighted mean input current `I`.
     pub mean_current: &'a mut [f32],
@@ -109,13 +132,35 @@ pub fn simulate_dsr(f: &DsrForward<'_>, o: DsrOutputs<'_>) -> Result<u64> {
     if f.x.len() != want_x {
         return bad("x", format!("{} values, expected {want_x}", f.x.len()));
     }
-    if o.out.len() != total || o.mean_out.len() != n {
+    let (block, band, shrink) = match f.pool {
+        None => (BLOCK, 1, 1),
+        Some(p) => {
+            let plane = p.channels * p.height * p.width;
+            if p.k == 0 || plane == 0 || p.height % p.k != 0 || p.width % p.k != 0 || n % plane != 0
+            {
+                return bad(
+                    "pool",
+                    format!(
+                        "a {k}x{k} pool needs H and W divisible by {k} and whole samples, got C={} H={} W={} for {n} values",
+                        p.channels,
+                        p.height,
+                        p.width,
+                        k = p.k
+                    ),
+                );
+            }
+            let band = p.band();
+            (band * (BLOCK / band).max(1), band, p.k * p.k)
+        }
+    };
+    if o.out.len() != total / shrink || o.mean_out.len() != n {
         return bad(
             "out",
             format!(
-                "out has {} values and mean_out {}, expected {total} and {n}",
+                "out has {} values and mean_out {}, expected {} and {n}",
                 o.out.len(),
-                o.mean_out.len()
+                o.mean_out.len(),
+                total / shrink
             ),
         );
     }
@@ -145,22 +190,23 @@ pub fn simulate_dsr(f: &DsrForward<'_>, o: DsrOutputs<'_>) -> Result<u64> {
     let out = SharedMut(o.out.as_mut_ptr());
     let membrane = o.membrane.map(|m| SharedMut(m.as_mut_ptr()));
     let steps_f = f.steps as f32;
+    let pool = f.pool;
+    let (n_out, area) = (n / shrink, shrink as f32);
     let count: u64 = o
         .mean_current
-        .par_chunks_mut(BLOCK)
-        .zip(o.mean_out.par_chunks_mut(BLOCK))
+        .par_chunks_mut(block)
+        .zip(o.mean_out.par_chunks_mut(block))
         .enumerate()
         .map(|(b, (cur, mo))| {
-            let e0 = b * BLOCK;
+            let e0 = b * block;
             let len = cur.len();
-            let mut v = [0.0f32; BLOCK];
-            let v = &mut v[..len];
+            let mut v = vec![0.0f32; len];
             if let Some(m) = membrane {
                 // SAFETY: as for `out` below, this block's own elements only.
                 v.copy_from_slice(unsafe { std::slice::from_raw_parts(m.at(e0), len) });
             }
-            let mut acc = [0.0f32; BLOCK];
-            let acc = &mut acc[..len];
+            let mut acc = vec![0.0f32; len];
+            let mut full = vec![0.0f32; if pool.is_some() { len } else { 0 }];
             if f.accumulate.is_none() {
                 if f.static_input {
                     cur.copy_from_slice(&f.x[e0..e0 + len]);
@@ -175,10 +221,19 @@ pub fn simulate_dsr(f: &DsrForward<'_>, o: DsrOutputs<'_>) -> Result<u64> {
                 } else {
                     &f.x[t * n + e0..t * n + e0 + len]
                 };
-                // SAFETY: block `b` covers elements e0..e0+len of every step's slice; blocks
-                // are disjoint and `out` outlives the parallel loop.
-                let os = unsafe { std::slice::from_raw_parts_mut(out.at(t * n + e0), len) };
-                spikes += step_block(f.law, f.value, xs, v, os, acc);
+                // SAFETY: block `b` covers elements e0..e0+len of every step's slice (pooled:
+                // its whole windows, e0/k^2 .. (e0+len)/k^2); blocks are disjoint and `out`
+                // outlives the parallel loop.
+                let os = unsafe {
+                    std::slice::from_raw_parts_mut(out.at(t * n_out + e0 / shrink), len / shrink)
+                };
+                match &pool {
+                    None => spikes += step_block(f.law, f.value, xs, &mut v, os, &mut acc),
+                    Some(p) => {
+                        spikes += step_block(f.law, f.value, xs, &mut v, &mut full, &mut acc);
+                        pool_bands(p, &full, os, band, shrink, area);
+                    }
+                }
                 if !f.static_input || f.accumulate.is_some() {
                     match f.current_weights {
                         Some(w) => cur.iter_mut().zip(xs).for_each(|(c, &x)| *c += w[t] * x),
@@ -188,7 +243,7 @@ pub fn simulate_dsr(f: &DsrForward<'_>, o: DsrOutputs<'_>) -> Result<u64> {
             }
             if let Some(m) = membrane {
                 // SAFETY: see above.
-                unsafe { std::slice::from_raw_parts_mut(m.at(e0), len) }.copy_from_slice(v);
+                unsafe { std::slice::from_raw_parts_mut(m.at(e0), len) }.copy_from_slice(&v);
             }
             match f.accumulate {
                 Some(scale) => mo
@@ -210,9 +265,65 @@ pub fn simulate_dsr(f: &DsrForward<'_>, o: DsrOutputs<'_>) -> Result<u64> {
     Ok(count)
 }
 
-/// One step for a block: integrate, fire, reset; adds the outputs to `acc`.
-#[inline]
-fn step_block(
+/// Average-pools whole bands of `full` into `pooled`: each window summed row by row (the
+/// order of torch's `avg_pool2d`), then divided by `area = k*k`.
+#[inline(always)]
+fn pool_bands_impl(
+    p: &Pool,
+    full: &[f32],
+    pooled: &mut [f32],
+    band: usize,
+    shrink: usize,
+    area: f32,
+) {
+    let (k, w) = (p.k, p.width);
+    pooled.fill(0.0);
+    for (src, dst) in full
+        .chunks_exact(band)
+        .zip(pooled.chunks_exact_mut(band / shrink))
+    {
+        if p.channels_last {
+            // band: [k rows][W][C] -> [W/k][C]; the inner loop runs over contiguous channels
+            let c = p.channels;
+            for row in src.chunks_exact(w * c) {
+                for (j, d) in dst.chunks_exact_mut(c).enumerate() {
+                    for dx in 0..k {
+                        let s = &row[(j * k + dx) * c..(j * k + dx + 1) * c];
+                        d.iter_mut().zip(s).for_each(|(a, &x)| *a += x);
+                    }
+                }
+            }
+        } else {
+            // band: [k rows][W] -> [W/k]
+            for row in src.chunks_exact(w) {
+                for (d, win) in dst.iter_mut().zip(row.chunks_exact(k)) {
+                    for &x in win {
+                        *d += x;
+                    }
+                }
+            }
+        }
+    }
+    pooled.iter_mut().for_each(|q| *q /= area);
+}
+
+crate::kernels::dispatch! {
+    /// One step for a block: integrate, fire, reset; adds the outputs to `acc` (AVX2 when the
+    /// CPU has it: same IEEE operations, wider vectors).
+    pub fn step_block[](law: DsrLaw, value: f32, xs: &[f32], v: &mut [f32], os: &mut [f32], acc: &mut [f32]) -> u64
+        => step_block_impl, step_block_avx2
+    where []
+}
+
+crate::kernels::dispatch! {
+    /// [`pool_bands_impl`], AVX2 when available.
+    pub fn pool_bands[](p: &Pool, full: &[f32], pooled: &mut [f32], band: usize, shrink: usize, area: f32)
+        => pool_bands_impl, pool_bands_avx2
+    where []
+}
+
+#[inline(always)]
+fn step_block_impl(
     law: DsrLaw,
     value: f32,
     xs: &[f32],
@@ -223,14 +334,19 @@ fn step_block(
     let mut spikes = 0u32;
     match law {
         DsrLaw::If { theta, fire } => {
-            for i in 0..xs.len() {
-                let u = v[i] + xs[i];
+            for (((&x, v), o), a) in xs
+                .iter()
+                .zip(v.iter_mut())
+                .zip(os.iter_mut())
+                .zip(acc.iter_mut())
+            {
+                let u = *v + x;
                 let s = u >= fire;
                 spikes += s as u32;
-                let o = if s { value } else { 0.0 };
-                os[i] = o;
-                acc[i] += o;
-                v[i] = if s { u - theta } else { u };
+                let out = if s { value } else { 0.0 };
+                *o = out;
+                *a += out;
+                *v = if s { u - theta } else { u };
             }
         }
         DsrLaw::Lif {
@@ -239,14 +355,19 @@ fn step_block(
             leak,
             gain,
         } => {
-            for i in 0..xs.len() {
-                let u = leak * v[i] + gain * xs[i];
+            for (((&x, v), o), a) in xs
+                .iter()
+                .zip(v.iter_mut())
+                .zip(os.iter_mut())
+                .zip(acc.iter_mut())
+            {
+                let u = leak * *v + gain * x;
                 let s = u >= fire;
                 spikes += s as u32;
-                let o = if s { value } else { 0.0 };
-                os[i] = o;
-                acc[i] += o;
-                v[i] = if s { u - theta } else { u };
+                let out = if s { value } else { 0.0 };
+                *o = out;
+                *a += out;
+                *v = if s { u - theta } else { u };
             }
         }
     }
@@ -279,6 +400,7 @@ mod tests {
             value: 2.0,
             current_weights: w,
             accumulate: None,
+            pool: None,
         };
         let o = DsrOutputs {
             out: &mut out,
@@ -391,6 +513,7 @@ mod tests {
                 value: 2.0,
                 current_weights: Some(&w[t0..t1]),
                 accumulate: Some(0.2),
+                pool: None,
             };
             let o = DsrOutputs {
                 out: &mut out[t0 * n..t1 * n],
@@ -405,6 +528,102 @@ mod tests {
         for e in 0..n {
             assert!((cur[e] - whole.cur[e]).abs() < 1e-6 && (mean[e] - whole.mean[e]).abs() < 1e-6);
         }
+    }
+
+    /// Pooling inside the kernel equals pooling the full outputs (both layouts, k = 2 and 3).
+    #[test]
+    fn pooled_outputs_equal_pooling_afterwards() {
+        let (steps, b, c, h, w) = (3, 2, 3, 6, 12);
+        let n = b * c * h * w;
+        let x = ramp(steps * n);
+        let law = DsrLaw::If {
+            theta: 1.0,
+            fire: 0.5,
+        };
+        let whole = run(&x, false, steps, law, None);
+        for k in [2usize, 3] {
+            for channels_last in [false, true] {
+                let pool = Pool {
+                    k,
+                    channels: c,
+                    height: h,
+                    width: w,
+                    channels_last,
+                };
+                let (ho, wo) = (h / k, w / k);
+                let mut out = vec![0.0; steps * n / (k * k)];
+                let (mut cur, mut mean) = (vec![0.0; n], vec![0.0; n]);
+                let f = DsrForward {
+                    x: &x,
+                    static_input: false,
+                    steps,
+                    law,
+                    value: 2.0,
+                    current_weights: None,
+                    accumulate: None,
+                    pool: Some(pool),
+                };
+                let o = DsrOutputs {
+                    out: &mut out,
+                    mean_current: &mut cur,
+                    mean_out: &mut mean,
+                    membrane: None,
+                };
+                assert_eq!(simulate_dsr(&f, o).unwrap(), whole.spikes);
+                assert_eq!((&cur, &mean), (&whole.cur, &whole.mean));
+                let idx = |bb: usize, cc: usize, y: usize, xx: usize, hh: usize, ww: usize| {
+                    if channels_last {
+                        ((bb * hh + y) * ww + xx) * c + cc
+                    } else {
+                        ((bb * c + cc) * hh + y) * ww + xx
+                    }
+                };
+                for t in 0..steps {
+                    for (bb, cc, y, xx) in (0..b).flat_map(|bb| {
+                        (0..c).flat_map(move |cc| {
+                            (0..ho).flat_map(move |y| (0..wo).map(move |xx| (bb, cc, y, xx)))
+                        })
+                    }) {
+                        let mut sum = 0.0f32;
+                        for dy in 0..k {
+                            for dx in 0..k {
+                                sum +=
+                                    whole.out[t * n + idx(bb, cc, y * k + dy, xx * k + dx, h, w)];
+                            }
+                        }
+                        assert_eq!(
+                            out[t * n / (k * k) + idx(bb, cc, y, xx, ho, wo)],
+                            sum / (k * k) as f32
+                        );
+                    }
+                }
+            }
+        }
+        let bad = Pool {
+            k: 4,
+            channels: c,
+            height: h,
+            width: w,
+            channels_last: false,
+        };
+        let (mut out, mut cur, mut mean) = (vec![0.0; steps * n], vec![0.0; n], vec![0.0; n]);
+        let f = DsrForward {
+            x: &x,
+            static_input: false,
+            steps,
+            law,
+            value: 2.0,
+            current_weights: None,
+            accumulate: None,
+            pool: Some(bad),
+        };
+        let o = DsrOutputs {
+            out: &mut out,
+            mean_current: &mut cur,
+            mean_out: &mut mean,
+            membrane: None,
+        };
+        assert!(matches!(simulate_dsr(&f, o), Err(SnnError::Arg { arg, .. }) if arg == "pool"));
     }
 
     /// x, weights, accumulate, with a membrane, the argument the error names.
@@ -433,6 +652,7 @@ mod tests {
                 value: 1.0,
                 current_weights: w,
                 accumulate,
+                pool: None,
             };
             let membrane = if with_membrane {
                 Some(&mut v[..])

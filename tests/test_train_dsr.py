@@ -362,3 +362,81 @@ def test_time_chunk_refuses_residual_bodies_and_bad_values() -> None:
     net.time_chunk = 8  # larger than T: the whole run at once
     net.train()
     net(torch.rand(2, 1, 28, 28)).sum().backward()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_rate_batch_norm_kernel_equals_its_autograd_definition(channels_last: bool) -> None:
+    """The rate-graph batch norm (one forward kernel + torch's batch-norm backward with the
+    total-variance invstd) equals the plain autograd formula: values and gradients for input,
+    weight and bias, including channels whose step variance is below the between-sample one."""
+    from snnsim.train.layers import BatchNorm1dT, BatchNormT
+
+    torch.manual_seed(0)
+    for bn, shape in ((BatchNormT(8), (16, 8, 5, 5)), (BatchNorm1dT(10), (16, 10))):
+        with torch.no_grad():
+            bn.weight.uniform_(0.5, 2.0)
+            bn.bias.uniform_(-1.0, 1.0)
+        z = torch.randn(shape) * 3 + 1
+        if channels_last and z.ndim == 4:
+            z = z.contiguous(memory_format=torch.channels_last)
+        z.requires_grad_(True)
+        dims = [0] + list(range(2, z.ndim))
+        var_all = z.detach().var(dim=dims, unbiased=False) * torch.linspace(0.5, 2.0, shape[1])
+        g = torch.randn(shape)
+        results = []
+        for f in (bn.rate_graph, bn.rate_graph_reference):
+            z.grad = bn.weight.grad = bn.bias.grad = None
+            y = f(z, var_all)
+            (y * g).sum().backward()
+            results.append((y.detach(), z.grad.clone(), bn.weight.grad.clone(), bn.bias.grad.clone()))
+        for a, b in zip(*results, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["if", "lif"])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("static", [False, True])
+def test_pooling_inside_the_neuron_forward_is_exact(kind: str, channels_last: bool, static: bool) -> None:
+    """``dsr_forward(pool=k)`` returns exactly ``avg_pool2d`` of the full outputs (k = 2, 3),
+    and a whole network whose neuron layers pool inside their forward trains exactly like the
+    same layers applied one by one (loss, gradients, firing rates, eval outputs)."""
+    cfg = dsr_defaults(kind, 6)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(((3 if static else 18), 4, 6, 12), generator=g) * cfg.theta0
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    theta = torch.tensor(cfg.theta0 * 1.2)
+    full = simulate_dsr(x, 6, theta, cfg, static)
+    for k in (2, 3):
+        f = dsr_forward(x, 6, theta, cfg, static, pool=k)
+        assert torch.equal(f.out, torch.nn.functional.avg_pool2d(full, k))
+        assert int(f.spikes) == int((full != 0).sum())
+
+    import snnsim.train.net as net_module
+    from snnsim.train.layers import run_layers
+
+    def one_by_one(layers: torch.nn.Sequential, flow: object) -> object:
+        for m in layers.children():
+            flow = m(flow)
+        return flow
+
+    results = []
+    for runner in (one_by_one, run_layers):
+        net_module.run_layers = runner
+        try:
+            torch.manual_seed(0)
+            net = create_model("dsr-mnist-cnn", neuron=kind, T=4, channels_last=channels_last)
+            net.train()
+            xb = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+            loss = torch.nn.functional.cross_entropy(net(xb), torch.arange(6))
+            loss.backward()
+            net.eval()
+            with torch.no_grad():
+                ev = net(xb)
+            results.append((loss.detach(), [p.grad for p in net.parameters()], net.firing_rates(), ev))
+        finally:
+            net_module.run_layers = run_layers
+    (l0, g0, r0, e0), (l1, g1, r1, e1) = results
+    assert torch.equal(l0, l1) and r0 == r1 and torch.equal(e0, e1)
+    for a, b in zip(g0, g1, strict=True):
+        assert torch.equal(a, b)

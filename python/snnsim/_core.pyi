@@ -131,6 +131,7 @@ def dsr_forward(
     current_weights: npt.NDArray[np.float32] | None = None,
     membrane: npt.NDArray[np.float32] | None = None,
     accumulate: float | None = None,
+    pool: tuple[int, int, int, int, bool] | None = None,
 ) -> int:
     """Fused forward of one DSR neuron layer for training (flat 1-D float32 arrays in one memory
     order): reads the currents `x` (`steps*n` time-major, or `n` when `static_input`), writes
@@ -139,4 +140,6 @@ def dsr_forward(
     count. `current_weights` (`steps` values) weight the mean current (default: uniform).
     Time-chunked runs: `membrane` (`n`) is read at the start and written back at the end, and
     `accumulate=scale` adds to the means (`mean_current += sum_t w_t x_t`, weights required;
-    `mean_out += scale * sum_t out_t`) instead of writing them."""
+    `mean_out += scale * sum_t out_t`) instead of writing them. `pool=(k, C, H, W,
+    channels_last)`: `out` receives the k x k average pool (stride k) of each step's outputs
+    (`steps*n/k^2` values), summed row by row and divided by k*k as torch's avg_pool2d."""

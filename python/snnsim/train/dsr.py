@@ -233,20 +233,35 @@ def _flat(t: Tensor) -> Tensor | None:
 
 
 @torch.no_grad()
-def dsr_forward(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static: bool = False) -> DSRForward:
+def dsr_forward(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static: bool = False,
+                pool: int | None = None) -> DSRForward:
     """One DSR neuron layer's forward: :func:`simulate_dsr`, :func:`mean_current` and the time
     mean of the outputs together. On the CPU in float32 this is one fused pass in the native
     core (``snnsim._core.dsr_forward``), bit-identical in its spikes to the torch step
-    functions; elsewhere (CUDA, float64, no native module) it is the torch code."""
+    functions; elsewhere (CUDA, float64, no native module) it is the torch code.
+
+    ``pool=k``: the outputs go through a ``k x k`` average pool (stride ``k``, no padding, as
+    ``nn.AvgPool2d(k)``) before they are returned, so ``out`` is the pooled ``[T*B, C, H/k,
+    W/k]``; natively the full-size outputs are never stored. ``I`` and ``r`` stay full size."""
     core = _native()
     xf = _flat(x) if (core is not None and x.device.type == "cpu" and x.dtype == torch.float32) else None
-    if xf is None:
+    poolable = pool is not None and x.ndim == 4 and x.shape[2] % pool == 0 and x.shape[3] % pool == 0
+    if xf is None or (pool is not None and not poolable):
         out = simulate_dsr(x, T, theta, cfg, static)
         r = out.reshape((T, out.shape[0] // T) + tuple(out.shape[1:])).mean(0)
-        return DSRForward(out, mean_current(x, T, static, cfg), r, (out != 0).sum())
+        spikes = (out != 0).sum()
+        if pool is not None:
+            out = torch.nn.functional.avg_pool2d(out, pool)
+        return DSRForward(out, mean_current(x, T, static, cfg), r, spikes)
     B = x.shape[0] if static else x.shape[0] // T
     fmt = memory_format_of(x)
-    out = torch.empty((T * B,) + tuple(x.shape[1:]), dtype=x.dtype).contiguous(memory_format=fmt)
+    out_shape = tuple(x.shape[1:])
+    native_pool = None
+    if pool is not None:
+        C, H, W = x.shape[1:]
+        out_shape = (C, H // pool, W // pool)
+        native_pool = (pool, C, H, W, fmt == torch.channels_last)
+    out = torch.empty((T * B,) + out_shape, dtype=x.dtype).contiguous(memory_format=fmt)
     I = torch.empty((B,) + tuple(x.shape[1:]), dtype=x.dtype).contiguous(memory_format=fmt)
     r = torch.empty_like(I)
     th = theta.detach().to(dtype=x.dtype)
@@ -260,7 +275,7 @@ def dsr_forward(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static: 
             kw["current_weights"] = lif_weights(T, cfg, x).numpy()
     n = core.dsr_forward(
         xf.numpy(), _flat(out).numpy(), _flat(I).numpy(), _flat(r).numpy(), T, static, cfg.kind,
-        float(th), float(fire), float(value), **kw,
+        float(th), float(fire), float(value), pool=native_pool, **kw,
     )
     return DSRForward(out, I, r, torch.tensor(float(n)))
 

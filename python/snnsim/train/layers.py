@@ -47,6 +47,7 @@ __all__ = [
     "DSRNeuron",
     "Readout",
     "add_flows",
+    "run_layers",
     "time_mean",
 ]
 
@@ -175,7 +176,13 @@ class _BNTMixin:
 
     def rate_graph(self, zb: Tensor, var_all: Tensor) -> Tensor:
         """The normalisation on the rate graph ``zb`` (time means, ``[B, C, ...]``) given the
-        per-channel variance over all ``T*B`` step values (see the class docstring)."""
+        per-channel variance over all ``T*B`` step values (see the class docstring); one
+        fused forward and one batch-norm backward kernel (:class:`_RateBatchNormFn`)."""
+        return _RateBatchNormFn.apply(zb, var_all, self.weight, self.bias, self.eps)  # type: ignore[attr-defined]
+
+    def rate_graph_reference(self, zb: Tensor, var_all: Tensor) -> Tensor:
+        """:meth:`rate_graph` written as plain autograd ops (the definition it is tested
+        against)."""
         dims = [0] + list(range(2, zb.ndim))
         shape = [1, -1] + [1] * (zb.ndim - 2)
         mu = zb.mean(dim=dims, keepdim=True)
@@ -187,6 +194,40 @@ class _BNTMixin:
         if self.weight is not None:  # type: ignore[attr-defined]
             y = y * self.weight.reshape(shape) + self.bias.reshape(shape)  # type: ignore[attr-defined]
         return y
+
+
+class _RateBatchNormFn(torch.autograd.Function):
+    """``y = (zb - mu) * rsqrt(between + within + eps) * w + b`` with ``mu``, ``between`` the
+    batch mean and (biased) variance of ``zb`` and ``within = max(var_all - between, 0)`` a
+    constant. Because ``within`` is constant, the gradient is exactly the standard batch-norm
+    backward evaluated with ``invstd = rsqrt(between + within + eps)``, so torch's own kernel
+    computes it (instead of ~15 element-wise autograd ops)."""
+
+    @staticmethod
+    def forward(ctx: Any, zb: Tensor, var_all: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:  # type: ignore[override]
+        dims = [0] + list(range(2, zb.ndim))
+        between, mu = torch.var_mean(zb, dim=dims, correction=0)
+        var = torch.maximum(var_all.to(between.dtype), between)
+        invstd = torch.rsqrt(var + eps)
+        ctx.save_for_backward(zb, weight, mu, invstd)
+        ctx.eps = eps
+        return F.batch_norm(zb, mu, var, weight, bias, False, 0.0, eps)
+
+    @staticmethod
+    def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        zb, weight, mu, invstd = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        gz, gw, gb = torch.ops.aten.native_batch_norm_backward(
+            gy.contiguous(memory_format=_memory_format(zb)), zb, weight, None, None, mu, invstd, True, ctx.eps,
+            [need[0], weight is not None and need[2], weight is not None and need[3]],
+        )
+        return gz, None, gw, gb, None
+
+
+def _memory_format(t: Tensor) -> torch.memory_format:
+    if t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 class BatchNormT(_BNTMixin, nn.BatchNorm2d):
@@ -210,6 +251,21 @@ class BatchNorm1dT(_BNTMixin, nn.BatchNorm1d):
 # ---------------------------------------------------------------------- shape ops
 class AvgPoolT(nn.AvgPool2d):
     """``nn.AvgPool2d`` applied at every step."""
+
+    @property
+    def window(self) -> int | None:
+        """``k`` for a plain non-overlapping ``k x k`` pool (what a neuron layer can pool
+        inside its own forward, :meth:`DSRNeuron.forward_pooled`), else ``None``."""
+        k, st, pad = self.kernel_size, self.stride, self.padding
+        if isinstance(k, tuple):
+            if len(set(k)) != 1:
+                return None
+            k = k[0]
+        st = st[0] if isinstance(st, tuple) and len(set(st)) == 1 else st
+        pad = pad[0] if isinstance(pad, tuple) and len(set(pad)) == 1 else pad
+        if st != k or pad != 0 or self.ceil_mode or self.divisor_override is not None:
+            return None
+        return int(k)
 
     def forward(self, x: Flow) -> Flow:  # type: ignore[override]
         if isinstance(x, Tensor):
@@ -253,6 +309,23 @@ class DropoutT(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def run_layers(layers: nn.Sequential, x: Flow) -> Flow:
+    """Apply ``layers`` in order; a DSR neuron layer followed by a plain average pool pools
+    inside its own forward (:meth:`DSRNeuron.forward_pooled`)."""
+    mods = list(layers.children())
+    i = 0
+    while i < len(mods):
+        m = mods[i]
+        nxt = mods[i + 1] if i + 1 < len(mods) else None
+        if isinstance(m, DSRNeuron) and isinstance(nxt, AvgPoolT) and isinstance(x, Seq):
+            x = m.forward_pooled(x, nxt)
+            i += 2
+        else:
+            x = m(x)
+            i += 1
+    return x
 
 
 def add_flows(a: Flow, b: Flow) -> Flow:
@@ -309,6 +382,18 @@ class DSRNeuron(nn.Module):
         return spike_value(self.theta.detach(), self.cfg)
 
     def forward(self, x: Flow) -> Seq:
+        return self._forward(x, None)
+
+    def forward_pooled(self, x: Flow, pool: AvgPoolT) -> Seq:
+        """``pool(self(x))``, with the pooling done inside the neuron's native forward where it
+        can be (rate form or no autograd; the full-size spikes are then never stored)."""
+        k = pool.window
+        if k is None or (isinstance(x, Seq) and x.rate is None and torch.is_grad_enabled()
+                         and (x.steps.requires_grad or self.theta.requires_grad)):
+            return pool(self(x))
+        return self._forward(x, pool)
+
+    def _forward(self, x: Flow, pool: AvgPoolT | None) -> Seq:
         if isinstance(x, Tensor):
             raise TypeError("DSRNeuron needs a Seq input (use ReLU for an ANN)")
         if self.training:
@@ -316,12 +401,19 @@ class DSRNeuron(nn.Module):
                 self.theta.clamp_(min=self.cfg.bound)
         T, cfg = x.T, self.cfg
         n_out = x.steps[0].numel() * x.batch * T
+        k = None if pool is None else pool.window
         if x.rate is not None:
-            fwd = dsr_forward(x.steps, T, self.theta, cfg, x.static)
+            fwd = dsr_forward(x.steps, T, self.theta, cfg, x.static, pool=k)
             rate = DSRRateFn.apply(x.rate, self.theta, fwd.I, fwd.r, cfg)
+            if pool is not None:
+                rate = nn.AvgPool2d.forward(pool, rate)
             y = Seq(fwd.out, T, False, rate)
             self.last_rate = fwd.spikes / n_out
             return y
+        if pool is not None:
+            fwd = dsr_forward(x.steps, T, self.theta, cfg, x.static, pool=k)
+            self.last_rate = fwd.spikes / n_out
+            return Seq(fwd.out, T, False)
         if torch.is_grad_enabled() and (x.steps.requires_grad or self.theta.requires_grad):
             y = Seq(DSRStepFn.apply(x.steps, self.theta, T, cfg, x.static), T, False)
         else:

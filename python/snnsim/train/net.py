@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .dsr import DSRNeuronConfig, NeuronKind, dsr_defaults
 from .chunked import check_chunkable, chunked_rate_forward
-from .layers import DSRNeuron, Flow, Readout, Seq
+from .layers import DSRNeuron, Flow, Readout, Seq, run_layers
 
 __all__ = ["Mode", "DSRNet", "neuron_config", "make_neuron"]
 
@@ -123,7 +123,7 @@ class DSRNet(nn.Module):
             if self.channels_last and steps.ndim == 4:
                 steps = steps.contiguous(memory_format=torch.channels_last)
             flow = Seq(steps, T, False, x.mean(1) if rate_mode else None)
-        return self.readout(self.body(flow))
+        return self.readout(run_layers(self.body, flow))
 
     def _chunked(self, x: Tensor) -> Tensor:
         T, chunk = self.T, self.time_chunk
