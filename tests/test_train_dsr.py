@@ -322,6 +322,17 @@ def _one_step(net: DSRNet, x: torch.Tensor, chunk: int | None) -> tuple[float, l
     return float(loss.detach()), grads, net.firing_rates(), stats
 
 
+def _biases_before_bn(net: DSRNet) -> list[bool]:
+    """Per parameter with a gradient (in ``net.parameters()`` order): whether it is the bias of
+    a conv/linear layer directly followed by a batch norm (VGG-11, as the public code), whose
+    exact gradient is zero: the normalisation removes any per-channel constant."""
+    mods = list(net.body.children())
+    flagged = {id(m.bias) for m, nxt in zip(mods, mods[1:])
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None
+               and isinstance(nxt, torch.nn.modules.batchnorm._BatchNorm)}
+    return [id(p) in flagged for p in net.parameters() if p.grad is not None]
+
+
 @pytest.mark.parametrize(
     "name, kw, shape",
     [
@@ -346,7 +357,12 @@ def test_time_chunked_forward_equals_the_whole_run(name: str, kw: dict, shape: t
     (l0, g0, r0, s0), (l1, g1, r1, s1) = results
     assert l1 == pytest.approx(l0, rel=1e-5)
     assert r1 == pytest.approx(r0, rel=1e-6, abs=1e-7)
-    for a, b in zip(g1, g0, strict=True):
+    # gradients that are zero in exact arithmetic hold only rounding noise in both runs
+    noise = 1e-5 * max(float(g.abs().max()) for g in g0)
+    for a, b, zero in zip(g1, g0, _biases_before_bn(net), strict=True):
+        if zero:
+            assert float(a.abs().max()) <= noise and float(b.abs().max()) <= noise
+            continue
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * float(b.abs().max()) + 1e-9)
     for a, b in zip(s1, s0, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
@@ -440,3 +456,48 @@ def test_pooling_inside_the_neuron_forward_is_exact(kind: str, channels_last: bo
     assert torch.equal(l0, l1) and r0 == r1 and torch.equal(e0, e1)
     for a, b in zip(g0, g1, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_rate_form_gradients_equal_the_step_form_with_batch_norm(chunk: int | None) -> None:
+    """With batch norm over time and ``exact_bn_grad``, the rate form adds the producing op's
+    weight-gradient term of the steps' temporal deviations (computed in the forward, weight-sized): for IF networks its
+    gradients then equal the per-step form's (the public DSR code's), also time-chunked. For
+    LIF the lambda-weighted collapse of the per-step input gradients is not reproduced (the
+    remaining approximation, documented in snnsim.train.layers)."""
+    x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    grads = {}
+    for mode in ("step", "rate"):
+        torch.manual_seed(0)
+        net = create_model("dsr-mnist-cnn", neuron="if", T=5, mode=mode)
+        net.train()
+        if mode == "rate":
+            net.time_chunk = chunk
+            net.exact_bn_grad = True
+        torch.nn.functional.cross_entropy(net(x), torch.arange(8) % 10).backward()
+        grads[mode] = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    assert grads["step"].keys() == grads["rate"].keys()
+    for name, g in grads["step"].items():
+        torch.testing.assert_close(grads["rate"][name], g, rtol=1e-4, atol=1e-5 * float(g.abs().max()) + 1e-9,
+                                   msg=lambda m, name=name: f"{name}: {m}")
+    # without the term (the between-sample-only gradient) the conv weights differ
+    torch.manual_seed(0)
+    net = create_model("dsr-mnist-cnn", neuron="if", T=5, mode="rate")
+    net.train()
+    assert not net.exact_bn_grad  # the default
+    torch.nn.functional.cross_entropy(net(x), torch.arange(8) % 10).backward()
+    w = dict(net.named_parameters())["body.4.weight"].grad
+    assert not torch.allclose(w, grads["step"]["body.4.weight"], rtol=1e-3, atol=1e-6)
+
+
+def test_forward_hooks_still_see_every_neuron_layer() -> None:
+    """A forward hook on a neuron layer that a pool follows still receives its full-size spikes
+    (the fused neuron+pool forward steps aside while hooks are registered)."""
+    net = create_model("dsr-mnist-cnn", neuron="if", T=3)
+    net.eval()
+    seen: dict[str, tuple[int, ...]] = {}
+    for name, m in net.neurons():
+        m.register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, tuple(out.steps.shape)))
+    with torch.no_grad():
+        net(torch.rand(2, 1, 28, 28))
+    assert seen == {"body.2": (6, 32, 28, 28), "body.6": (6, 64, 14, 14), "body.11": (6, 10)}

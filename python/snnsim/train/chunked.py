@@ -68,6 +68,11 @@ class _Pass:
         self.r: dict[int, Tensor] = {}
         self.spikes: dict[int, int] = {}
         self.values: dict[int, Tensor] = {}
+        # exact batch-norm weight gradient (see layers._RateBatchNormFn): per linear op feeding
+        # a batch norm from time-varying input, sum_{b,t} z (x) in and the input's time mean
+        self.k_raw: dict[int, Tensor] = {}
+        self.in_mean: dict[int, Tensor] = {}
+        self.exact: set[int] = set()
 
 
 def _time_sum(steps: Tensor, n: int) -> Tensor:
@@ -86,6 +91,11 @@ def _apply(i: int, m: nn.Module, flow: Seq, st: _Pass, stats: dict[int, tuple[Te
             else:
                 part = _time_sum(out.steps, n) / T
                 st.values[i] = part if i not in st.values else st.values[i].add_(part)
+                if i in st.exact:
+                    k = m.weight_grad(out.steps, flow.steps)
+                    st.k_raw[i] = k if i not in st.k_raw else st.k_raw[i].add_(k)
+                    mi = _time_sum(flow.steps, n) / T
+                    st.in_mean[i] = mi if i not in st.in_mean else st.in_mean[i].add_(mi)
         return out
     if isinstance(m, _BN):
         mean, var = stats[i]
@@ -188,6 +198,8 @@ def chunked_rate_forward(body: nn.Sequential, source: Callable[[int, int], Seq],
 
     # the full pass: outputs, means, spikes, readout value
     st = _Pass(True)
+    st.exact = {i for i, m in enumerate(mods[:-1]) if isinstance(m, _AFFINE) and isinstance(mods[i + 1], _BN)
+                and mods[i + 1].exact_rate_grad}
     readout_value: Tensor | None = None
     rw = lif_weights(T, readout_cfg, like) if (readout_cfg is not None and readout_cfg.kind == "lif") else None
     last_static = False
@@ -212,7 +224,12 @@ def chunked_rate_forward(body: nn.Sequential, source: Callable[[int, int], Seq],
         if isinstance(m, _AFFINE):
             rate = AffineRateFn.apply(rate, m.weight, m.bias, st.values[i], m._spec())
         elif isinstance(m, _BN):
-            rate = m.rate_graph(rate, var_all[i])
+            cov = None
+            if i - 1 in st.k_raw:  # K = sum z (x) in - T * zbar (x) inbar (the bias cancels)
+                op = mods[i - 1]
+                K = st.k_raw[i - 1] - T * op.weight_grad(st.values[i - 1], st.in_mean[i - 1])
+                cov = (op.weight, K, T)
+            rate = m.rate_graph(rate, var_all[i], cov)
         elif isinstance(m, _SHAPE):
             rate = _PLAIN[type(m)](m, rate)
         elif isinstance(m, DropoutT):

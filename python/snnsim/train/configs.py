@@ -54,6 +54,7 @@ class TrainConfig:
     num_threads: int = 2
     channels_last: bool = False
     time_chunk: int | None = None  # DSR rate form: steps per chunk (peak memory flat in T)
+    exact_bn_grad: bool = False  # DSR rate form: batch norms' temporal-deviation weight-gradient term
     data_root: str | None = None
     requires_gpu: bool = False
     note: str = ""

@@ -65,6 +65,9 @@ class Seq:
     T: int
     static: bool = False
     rate: Tensor | None = None
+    # rate form: the linear op that produced ``steps`` from time-varying input steps (``(op,
+    # input steps)``), for the exact batch-norm weight gradient (see :class:`_RateBatchNormFn`)
+    producer: tuple[Any, Tensor] | None = None
 
     @property
     def batch(self) -> int:
@@ -101,7 +104,19 @@ class _AffineMixin:
             steps = plain(x.steps)
             value = steps if x.static else time_mean(steps, x.T)
         rate = AffineRateFn.apply(x.rate, self.weight, self.bias, value, self._spec())  # type: ignore[attr-defined]
-        return Seq(steps, x.T, x.static, rate)
+        return Seq(steps, x.T, x.static, rate, None if x.static else (self, x.steps))
+
+    @torch.no_grad()
+    def weight_grad(self, grad_out: Tensor, inp: Tensor) -> Tensor:
+        """``dL/dweight`` of this op for ``grad_out`` at its output and input ``inp``."""
+        spec = self._spec()
+        if spec[0] == "linear":
+            return grad_out.reshape(-1, grad_out.shape[-1]).t() @ inp.reshape(-1, inp.shape[-1])
+        _, stride, padding, dilation, groups = spec
+        return torch.ops.aten.convolution_backward(
+            grad_out.contiguous(memory_format=_memory_format(inp)), inp, self.weight, None,  # type: ignore[attr-defined]
+            list(stride), list(padding), list(dilation), False, [0, 0], groups, [False, True, False],
+        )[1]
 
 
 class ConvT(_AffineMixin, nn.Conv2d):
@@ -137,7 +152,15 @@ class _BNTMixin:
     graph recomputes the normalisation from the time means ``z̄`` with
     ``var = var_B(z̄) + within`` (the law of total variance; ``within``, the mean temporal
     variance, enters as a constant), so its value equals the per-step statistics exactly and
-    the gradient flows through the mean and the between-sample variance."""
+    the gradient flows through the mean and the between-sample variance.
+
+    ``exact_rate_grad`` (default off, set per network by :attr:`DSRNet.exact_bn_grad`): also
+    give the producing linear op the weight-gradient term of the steps' temporal deviations, so
+    the rate form's gradients equal the per-step form's for IF networks (see
+    :class:`_RateBatchNormFn`); costs one weight-gradient op over the ``T*B`` steps in the
+    forward."""
+
+    exact_rate_grad: bool = False
 
     def _seq_forward(self, x: Seq, plain: Any) -> Seq:
         if x.rate is None:
@@ -151,7 +174,13 @@ class _BNTMixin:
                 True, 0.0 if momentum is None else momentum, self.eps,  # type: ignore[attr-defined]
             )
             var_all = invstd.double().pow(-2).sub(self.eps).float()  # type: ignore[attr-defined]
-        return Seq(steps, x.T, x.static, self.rate_graph(x.rate, var_all))
+            cov = None
+            if self.exact_rate_grad and x.producer is not None and not x.static:
+                op, inp = x.producer
+                T = x.T
+                d = (z.reshape((T, -1) + tuple(z.shape[1:])) - time_mean(z, T)).reshape(z.shape)
+                cov = (op.weight, op.weight_grad(d, inp), T)
+        return Seq(steps, x.T, x.static, self.rate_graph(x.rate, var_all, cov))
 
     def _momentum_now(self) -> float | None:
         """Counts the batch (when running statistics are tracked) and returns the momentum."""
@@ -174,11 +203,14 @@ class _BNTMixin:
         self.running_mean.mul_(1 - m).add_(mean.to(self.running_mean.dtype), alpha=m)  # type: ignore[attr-defined]
         self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)  # type: ignore[attr-defined]
 
-    def rate_graph(self, zb: Tensor, var_all: Tensor) -> Tensor:
+    def rate_graph(self, zb: Tensor, var_all: Tensor, cov: tuple[Tensor, Tensor, int] | None = None) -> Tensor:
         """The normalisation on the rate graph ``zb`` (time means, ``[B, C, ...]``) given the
         per-channel variance over all ``T*B`` step values (see the class docstring); one
-        fused forward and one batch-norm backward kernel (:class:`_RateBatchNormFn`)."""
-        return _RateBatchNormFn.apply(zb, var_all, self.weight, self.bias, self.eps)  # type: ignore[attr-defined]
+        fused forward and one batch-norm backward kernel (:class:`_RateBatchNormFn`).
+        ``cov = (W, K, T)``: the producing op's weight and the weight gradient of the steps'
+        deviations from their time means, for the exact weight gradient."""
+        w_op, K, T = cov if cov is not None else (None, None, 1)
+        return _RateBatchNormFn.apply(zb, var_all, self.weight, self.bias, self.eps, w_op, K, T)  # type: ignore[attr-defined]
 
     def rate_graph_reference(self, zb: Tensor, var_all: Tensor) -> Tensor:
         """:meth:`rate_graph` written as plain autograd ops (the definition it is tested
@@ -201,27 +233,45 @@ class _RateBatchNormFn(torch.autograd.Function):
     batch mean and (biased) variance of ``zb`` and ``within = max(var_all - between, 0)`` a
     constant. Because ``within`` is constant, the gradient is exactly the standard batch-norm
     backward evaluated with ``invstd = rsqrt(between + within + eps)``, so torch's own kernel
-    computes it (instead of ~15 element-wise autograd ops)."""
+    computes it (instead of ~15 element-wise autograd ops).
+
+    Exact weight gradient of the producing op. With per-step statistics the batch norm's
+    gradient at step ``t`` is ``(s/T)(g_b - mean(g) - xhat_{b,t} m2)`` (``g = dL/dy * w``,
+    ``m2 = mean(g * xbar_hat)``): its last term varies over the steps, and the linear op's
+    weight gradient sums it against each step's input. The rate graph sees only the time
+    means, so it misses ``-(s^2 m2 / T) K`` with ``K = sum_{b,t} (z_{b,t} - zbar_b) * in_{b,t}``
+    (the op's weight gradient of the deviations, computed in the forward while the steps are
+    alive: weight-sized, flat in ``T``). With it (``w_op``, ``K`` given) the rate form's weight
+    gradients equal the per-step form's (the public code's) on networks with batch norm too."""
 
     @staticmethod
-    def forward(ctx: Any, zb: Tensor, var_all: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, zb: Tensor, var_all: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float,  # type: ignore[override]
+                w_op: Tensor | None = None, K: Tensor | None = None, T: int = 1) -> Tensor:
         dims = [0] + list(range(2, zb.ndim))
         between, mu = torch.var_mean(zb, dim=dims, correction=0)
         var = torch.maximum(var_all.to(between.dtype), between)
         invstd = torch.rsqrt(var + eps)
-        ctx.save_for_backward(zb, weight, mu, invstd)
-        ctx.eps = eps
+        ctx.save_for_backward(zb, weight, mu, invstd, K)
+        ctx.eps, ctx.T = eps, T
         return F.batch_norm(zb, mu, var, weight, bias, False, 0.0, eps)
 
     @staticmethod
     def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        zb, weight, mu, invstd = ctx.saved_tensors
+        zb, weight, mu, invstd, K = ctx.saved_tensors
         need = ctx.needs_input_grad
         gz, gw, gb = torch.ops.aten.native_batch_norm_backward(
             gy.contiguous(memory_format=_memory_format(zb)), zb, weight, None, None, mu, invstd, True, ctx.eps,
             [need[0], weight is not None and need[2], weight is not None and need[3]],
         )
-        return gz, None, gw, gb, None
+        g_op = None
+        if K is not None and need[5]:
+            shape = [1, -1] + [1] * (zb.ndim - 2)
+            g = gy if weight is None else gy * weight.reshape(shape)
+            dims = [0] + list(range(2, zb.ndim))
+            m2 = (g * (zb - mu.reshape(shape))).mean(dims) * invstd  # mean(g * xbar_hat)
+            coef = -(invstd * invstd * m2) / ctx.T
+            g_op = K * coef.reshape([-1] + [1] * (K.ndim - 1))
+        return gz, None, gw, gb, None, g_op, None, None
 
 
 def _memory_format(t: Tensor) -> torch.memory_format:
@@ -386,12 +436,21 @@ class DSRNeuron(nn.Module):
 
     def forward_pooled(self, x: Flow, pool: AvgPoolT) -> Seq:
         """``pool(self(x))``, with the pooling done inside the neuron's native forward where it
-        can be (rate form or no autograd; the full-size spikes are then never stored)."""
+        can be (rate form or no autograd, and no forward hooks that want the full-size spikes;
+        these are then never stored)."""
         k = pool.window
-        if k is None or (isinstance(x, Seq) and x.rate is None and torch.is_grad_enabled()
-                         and (x.steps.requires_grad or self.theta.requires_grad)):
+        if k is None or self._hooked() or (isinstance(x, Seq) and x.rate is None and torch.is_grad_enabled()
+                                           and (x.steps.requires_grad or self.theta.requires_grad)):
             return pool(self(x))
         return self._forward(x, pool)
+
+    def _hooked(self) -> bool:
+        """Whether forward hooks (this module's or global ones) expect to see the full-size
+        spikes: then the neuron and the pool run as two modules."""
+        from torch.nn.modules import module as _m
+
+        return bool(self._forward_hooks or self._forward_pre_hooks or _m._global_forward_hooks
+                    or _m._global_forward_pre_hooks)
 
     def _forward(self, x: Flow, pool: AvgPoolT | None) -> Seq:
         if isinstance(x, Tensor):

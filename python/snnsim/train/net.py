@@ -49,7 +49,10 @@ class DSRNet(nn.Module):
     channels-last (often faster on CPU); ``time_chunk``: in the rate form, run the steps
     through the network this many at a time so the peak training memory does not grow with
     ``T`` (:mod:`snnsim.train.chunked`; flat bodies only; costs one extra partial forward per
-    batch norm on a time-varying input). ``None``: all steps at once.
+    batch norm on a time-varying input). ``None``: all steps at once. ``exact_bn_grad``: in
+    the rate form, add the batch norms' temporal-deviation weight-gradient term so the
+    gradients equal the per-step form's for IF networks (one extra weight-gradient op over the
+    steps per conv/linear + batch norm; off: the between-sample gradient only).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class DSRNet(nn.Module):
         static_input: bool = True,
         channels_last: bool = False,
         time_chunk: int | None = None,
+        exact_bn_grad: bool = False,
     ) -> None:
         super().__init__()
         if T < 1:
@@ -75,6 +79,18 @@ class DSRNet(nn.Module):
         self.static_input = static_input
         self.channels_last = channels_last
         self.time_chunk = time_chunk
+        self.exact_bn_grad = exact_bn_grad
+
+    @property
+    def exact_bn_grad(self) -> bool:
+        return self._exact_bn_grad
+
+    @exact_bn_grad.setter
+    def exact_bn_grad(self, on: bool) -> None:
+        self._exact_bn_grad = bool(on)
+        for m in self.modules():
+            if hasattr(m, "exact_rate_grad"):
+                m.exact_rate_grad = self._exact_bn_grad
 
     @property
     def time_chunk(self) -> int | None:

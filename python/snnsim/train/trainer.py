@@ -186,6 +186,10 @@ class Trainer:
             if cfg.channels_last:
                 kw.setdefault("channels_last", True)
             model = create_model(cfg.model, **kw)
+        if cfg.exact_bn_grad:
+            if not hasattr(model, "exact_bn_grad"):
+                raise ValueError(f"exact_bn_grad: model {cfg.model!r} ({type(model).__name__}) is not a DSR network")
+            model.exact_bn_grad = True
         if cfg.time_chunk is not None:
             if not hasattr(model, "time_chunk"):
                 raise ValueError(f"time_chunk: model {cfg.model!r} ({type(model).__name__}) has no time-chunked forward")
