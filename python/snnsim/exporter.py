@@ -13,7 +13,11 @@ head) and the Dspike ResNet (:class:`~snnsim.train.dspike.BasicBlockTD`, global 
   folded into the next weighted layer, so the engine moves unit events (where spikes reach a
   neuron through a pool, a float ``scale`` node multiplies them first, as torch does); ``alpha``
   sets the fire level ``fire = alpha*theta`` while the reset subtracts ``theta``;
-* residual connections are ``add`` nodes;
+* residual connections are ``add`` nodes; a branch of unit spikes (the identity shortcut of a
+  pre-activation block or of the Dspike block) is scaled by the value its spikes carry (float)
+  or rescaled onto the other branch's grid (int) first;
+* conv/linear biases (the pre-activation blocks' convs and shortcut convs, the classifier) are
+  kept: folded with a following batch norm, or added to the accumulator;
 * the DSR readout: the last neuron layer's spike count (IF) or, for LIF, whose readout weights
   step ``n`` by ``lambda^(T-n)``, a leaky ``integrate`` (leak ``lambda``) of its spikes — the
   same argmax; the Dspike output layer is ``linear -> integrate``.
@@ -539,8 +543,10 @@ class _Walker:
         return _Pool(where, (v.shape[1], v.shape[2]), (v.shape[1], v.shape[2]))
 
     def preact(self, where: str, blk: nn.Module, x: _Val) -> _Val:
-        """``BN -> neuron -> (conv -> BN -> neuron -> conv) + shortcut``; the shortcut is the
-        input stream or a conv of the first neuron's spikes."""
+        """``s = neuron(BN(x))``, then ``(conv -> BN -> neuron -> conv)(s) + shortcut(s)``: the
+        shortcut is the first neuron's spikes themselves (identity) or a conv of them, so the
+        ``add`` sums spikes (float: times the value they carry; int: put on the conv branch's
+        grid by a fixed-point ``scale``) and currents, as in the Dspike ResNet."""
         cls = self.cls
         for name in ("bn1", "bn2"):
             if not isinstance(getattr(blk, name), nn.BatchNorm2d):
@@ -549,10 +555,16 @@ class _Walker:
             if not isinstance(getattr(blk, name), cls["neuron"]):
                 raise ExportError(f"module '{where}.{name}' ({type(getattr(blk, name)).__name__}): a spiking "
                                   f"neuron is needed (an ANN block has no spiking network to export)")
-        o1 = self.run([(f"{where}.bn1", blk.bn1), (f"{where}.sn1", blk.sn1)], x)
-        sc = x if blk.shortcut is None else self.run([(f"{where}.shortcut", blk.shortcut)], o1)
-        y = self.run([(f"{where}.conv1", blk.conv1), (f"{where}.bn2", blk.bn2), (f"{where}.sn2", blk.sn2),
-                      (f"{where}.conv2", blk.conv2)], o1)
+        if blk.shortcut is not None and not isinstance(blk.shortcut, cls["weighted"]):
+            raise ExportError(f"module '{where}.shortcut' ({type(blk.shortcut).__name__}): expected a conv or "
+                              f"no shortcut (identity)")
+        s = self.run([(f"{where}.bn1", blk.bn1), (f"{where}.sn1", blk.sn1)], x)
+        sc = s if blk.shortcut is None else self.run([(f"{where}.shortcut", blk.shortcut)], s)
+        inner = [(f"{where}.conv1", blk.conv1), (f"{where}.bn2", blk.bn2), (f"{where}.sn2", blk.sn2)]
+        drop = getattr(blk, "dropout", None)
+        if drop is not None:
+            inner.append((f"{where}.dropout", drop))
+        y = self.run(inner + [(f"{where}.conv2", blk.conv2)], s)
         return self.em.add([y, sc], where)
 
     def basic(self, where: str, blk: nn.Module, x: _Val) -> _Val:
