@@ -4,6 +4,8 @@ reference bit for bit; float32: the torch model's spikes up to near-threshold fl
 
 from __future__ import annotations
 
+import copy
+
 from typing import Any
 
 import numpy as np
@@ -79,7 +81,10 @@ def torch_record(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, l
     """Eval-mode logits and, per neuron layer in module order, the spikes and the margins
     ``U - fire`` ``[B, T, ...]`` of the torch model, and each layer's fire level. DSR layers are
     re-simulated from their recorded input currents with the training arithmetic (and checked
-    against the spikes the model produced); Dspike layers record their own."""
+    against the spikes the model produced); Dspike layers record their own. A model trained on
+    a GPU is compared through a CPU copy (the export's float32 arithmetic is the CPU's)."""
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        model = copy.deepcopy(model).cpu()
     model.eval()
     if isinstance(model, DspikeNet):
         layers = [m for m in model.modules() if isinstance(m, DspikeNeuron)]

@@ -163,7 +163,8 @@ def test_int8_accuracy_close_to_float(mlp_if, cnn, data) -> None:
     x, y = data[2].numpy(), data[3]
     for model, n in ((mlp_if, N_TEST), (cnn, 100)):
         with torch.no_grad():
-            acc_f = float((model(data[2][:n]).argmax(1).numpy() == y[:n]).mean())
+            dev = next(model.parameters()).device  # the fixture trains on CUDA when there is one
+            acc_f = float((model(data[2][:n].to(dev)).argmax(1).cpu().numpy() == y[:n]).mean())
         g = export_graph(model, "int8", input_shape=(1, 28, 28), calibration=data[0][:256])
         acc_q = float((snnsim.run(g, x[:n], steps=T).prediction == y[:n]).mean())
         print(f"float {acc_f:.3f} int8 {acc_q:.3f}")

@@ -89,7 +89,7 @@ def test_qat_int8_exact_and_int4_not_worse(setup) -> None:
         w = m.weight.detach().double()
         if bn is not None:  # the exporter quantises the BN-folded weight
             w = w * _bn_fold_scale(bn).double().reshape((-1,) + (1,) * (w.ndim - 1))
-        w = w.numpy()
+        w = w.cpu().numpy()
         r = w / weight_scale(w, "int4").reshape((-1,) + (1,) * (w.ndim - 1))
         np.testing.assert_allclose(r, np.rint(r), atol=1e-5)
     m8 = qat_finetune(copy.deepcopy(base), train, "int8", epochs=1, lr=5e-3, batch_size=100, seed=0)

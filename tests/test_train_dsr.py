@@ -363,7 +363,7 @@ def test_time_chunked_forward_equals_the_whole_run(name: str, kw: dict, shape: t
         if zero:
             assert float(a.abs().max()) <= noise and float(b.abs().max()) <= noise
             continue
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * float(b.abs().max()) + 1e-9)
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5 * float(b.abs().max()) + 1e-9)
     for a, b in zip(s1, s0, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 

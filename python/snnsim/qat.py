@@ -232,6 +232,8 @@ def qat_finetune(
                 for g in opt.param_groups:
                     g["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * step / total))
                 xb = _augment(xb, crop_padding, gen)
+                dev = next(model.parameters()).device  # train where the model lives (CPU or CUDA)
+                xb, yb = xb.to(dev), yb.to(dev)
                 with parametrize.cached():
                     out = model(xb)
                     loss = F.cross_entropy(out, yb)
