@@ -105,17 +105,21 @@ def common(cfg) -> dict[str, Any]:
 
 def summarise(doc: dict[str, Any]) -> None:
     ann = {(r["lr"], r["seed"], r["epochs"]): r["ann_acc"] for r in doc.get("ann_rows", [])}
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, int, str, bool], list[dict[str, Any]]] = {}
     for r in doc.get("rows", []):
         r["ann_acc"] = ann.get((r["lr"], r["seed"], r["epochs"]))
-        groups.setdefault((r["neuron"], r["T"]), []).append(r)
+        r.setdefault("mode", "rate")
+        r.setdefault("exact_bn_grad", False)
+        groups.setdefault((r["neuron"], r["T"], r["mode"], r["exact_bn_grad"]), []).append(r)
     summary = []
-    for (neuron, T), rows in sorted(groups.items()):
+    for (neuron, T, mode, exact), rows in sorted(groups.items()):
         accs = [r["snn_acc"] for r in rows]
         anns = [r["ann_acc"] for r in rows if r["ann_acc"] is not None]
         s = {
             "neuron": neuron,
             "T": T,
+            "mode": mode,
+            "exact_bn_grad": exact,
             "seeds": sorted(r["seed"] for r in rows),
             "mean_snn_acc": sum(accs) / len(accs),
             "mean_ann_acc": sum(anns) / len(anns) if anns else None,
@@ -165,6 +169,26 @@ print(json.dumps({"mode": mode, "time_chunk": chunk, "T": T, "batch": batch, "au
 """
 
 
+def speed_table(Ts: list[int], neurons: list[str], repeats: int, threads: int) -> list[dict[str, Any]]:
+    rows = []
+    for T in Ts:
+        for neuron in neurons:
+            for variant, kw in (("rate", {}), ("rate+exact_bn_grad", {"exact_bn_grad": True}), ("step", {"mode": "step"})):
+                cfg = get_config(f"dsr-mnist5k-cnn-{neuron}-t{T}").with_(epochs=1, num_threads=threads, **kw)
+                load_avg = os.getloadavg()[0]
+                secs = []
+                for _ in range(repeats):
+                    tr = Trainer(cfg, out_dir=None, progress=False)
+                    secs.append(tr.train_epoch().seconds)
+                secs.sort()
+                row = {"neuron": neuron, "T": T, "variant": variant, "sec_per_epoch": secs[len(secs) // 2],
+                       "runs": secs, "load_avg_at_start": load_avg, "threads": threads,
+                       "target_sec": TARGETS.get(T, {}).get("sec")}
+                print("[speed]", row, flush=True)
+                rows.append(row)
+    return rows
+
+
 def memory_table(Ts: list[int], batch: int = 64) -> list[dict[str, Any]]:
     """One training step of the MNIST CNN per (mode, time chunk, T) in a fresh process: bytes
     autograd keeps for backward, and the increase of the peak resident set over the process
@@ -191,12 +215,18 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--mode", default="rate", choices=["rate", "step"])
+    p.add_argument("--exact-bn-grad", action="store_true",
+                   help="rate form with the batch norms' exact weight-gradient term (DSRNet.exact_bn_grad)")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every k epochs (always after the last)")
     p.add_argument("--variants", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
     p.add_argument("--ann", action="store_true", help="also train the ANN baselines needed by these rows")
     p.add_argument("--no-main", action="store_true", help="skip the SNN rows")
     p.add_argument("--ablation", action="store_true", help="run the Table 3 ablation at T = 5 (neurons given)")
     p.add_argument("--memory", action="store_true", help="measure training memory vs T (rate and step forms)")
+    p.add_argument("--speed", action="store_true",
+                   help="seconds per training epoch (median of --repeats one-epoch runs, no evaluation) per T, "
+                        "form and option; run it on an otherwise idle machine")
+    p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -205,7 +235,7 @@ def main() -> int:
     doc["description"] = (__doc__ or "").split("\n\n")[0]
     doc.setdefault("rows", [])
     doc.setdefault("ann_rows", [])
-    keys = ("model", "neuron", "T", "seed", "epochs", "lr")
+    keys = ("model", "neuron", "T", "seed", "epochs", "lr", "mode", "exact_bn_grad")
 
     if a.ann:
         lrs = sorted({get_config(f"dsr-mnist5k-cnn-if-t{T}").lr for T in a.T})
@@ -226,10 +256,12 @@ def main() -> int:
             for neuron in a.neurons:
                 for seed in a.seeds:
                     cfg = get_config(f"dsr-mnist5k-cnn-{neuron}-t{T}").with_(
-                        seed=seed, epochs=a.epochs, num_threads=a.threads, mode=a.mode, eval_every=a.eval_every)
+                        seed=seed, epochs=a.epochs, num_threads=a.threads, mode=a.mode, eval_every=a.eval_every,
+                        exact_bn_grad=a.exact_bn_grad)
                     res = run_one(cfg, f"[{neuron} T={T} seed={seed}]")
                     row = {"model": "dsr-mnist-cnn", "neuron": neuron, "T": T, "seed": seed, "snn_acc": res.pop("acc"),
-                           "ann_acc": None, **res, **common(cfg), "mode": a.mode}
+                           "ann_acc": None, **res, **common(cfg), "mode": a.mode,
+                           "exact_bn_grad": a.exact_bn_grad}
                     doc["rows"] = merge(doc["rows"], row, keys)
                     summarise(doc)
                     write_json_atomic(MAIN_JSON, doc)
@@ -242,6 +274,17 @@ def main() -> int:
                            "peak resident set during two steps (forward transients included)",
             "rows": memory_table([5, 10, 20, 40, 80]),
             "command": " ".join(["python", "benches/train_dsr_mnist.py"] + sys.argv[1:]),
+        }
+        write_json_atomic(MAIN_JSON, doc)
+
+    if a.speed:
+        doc["speed"] = {
+            "description": "wall seconds of one training epoch (63 batches of 64, augmentation, no evaluation) of "
+                           "the MNIST CNN, median of `repeats` one-epoch runs in this process; variants: the rate "
+                           "form (default), the rate form with exact_bn_grad, the per-step form; load_avg_at_start "
+                           "shows whether the machine was idle",
+            "command": " ".join(["python", "benches/train_dsr_mnist.py"] + sys.argv[1:]),
+            "rows": speed_table(a.T, a.neurons, a.repeats, a.threads),
         }
         write_json_atomic(MAIN_JSON, doc)
 
