@@ -29,8 +29,9 @@ from .dsr import (
     DSRRateFn,
     DSRStepFn,
     ReadoutRateFn,
-    lif_weights,
     dsr_forward,
+    lif_weights,
+    memory_format_of,
     spike_value,
 )
 
@@ -114,7 +115,7 @@ class _AffineMixin:
             return grad_out.reshape(-1, grad_out.shape[-1]).t() @ inp.reshape(-1, inp.shape[-1])
         _, stride, padding, dilation, groups = spec
         return torch.ops.aten.convolution_backward(
-            grad_out.contiguous(memory_format=_memory_format(inp)), inp, self.weight, None,  # type: ignore[attr-defined]
+            grad_out.contiguous(memory_format=memory_format_of(inp)), inp, self.weight, None,  # type: ignore[attr-defined]
             list(stride), list(padding), list(dilation), False, [0, 0], groups, [False, True, False],
         )[1]
 
@@ -260,7 +261,7 @@ class _RateBatchNormFn(torch.autograd.Function):
         zb, weight, mu, invstd, K = ctx.saved_tensors
         need = ctx.needs_input_grad
         gz, gw, gb = torch.ops.aten.native_batch_norm_backward(
-            gy.contiguous(memory_format=_memory_format(zb)), zb, weight, None, None, mu, invstd, True, ctx.eps,
+            gy.contiguous(memory_format=memory_format_of(zb)), zb, weight, None, None, mu, invstd, True, ctx.eps,
             [need[0], weight is not None and need[2], weight is not None and need[3]],
         )
         g_op = None
@@ -272,12 +273,6 @@ class _RateBatchNormFn(torch.autograd.Function):
             coef = -(invstd * invstd * m2) / ctx.T
             g_op = K * coef.reshape([-1] + [1] * (K.ndim - 1))
         return gz, None, gw, gb, None, g_op, None, None
-
-
-def _memory_format(t: Tensor) -> torch.memory_format:
-    if t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 class BatchNormT(_BNTMixin, nn.BatchNorm2d):
