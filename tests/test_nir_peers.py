@@ -25,14 +25,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+import nir
 import numpy as np
 import pytest
+import torch
 
 import snnsim
 from snnsim.nir_interop import from_nir, to_nir
-
-torch = pytest.importorskip("torch")
-nir = pytest.importorskip("nir")
 
 T = 10  # time steps
 B = 4  # samples
@@ -122,7 +121,7 @@ def _hooked_forward(net: Any, modules: dict[str, Any], step: Callable[[Any], Non
 
 # ====================================================================== snnTorch
 def _snntorch_net(rng: np.random.Generator, reset: str, beta1: float = 0.75):
-    snn = pytest.importorskip("snntorch")
+    import snntorch as snn
     lin1 = torch.nn.Linear(32, 16)
     lin1.weight.data = torch.tensor(_dyadic(rng, (16, 32), 8))
     lin1.bias.data = torch.tensor(_dyadic(rng, 16, 16))
@@ -220,7 +219,7 @@ def test_snntorch_export_subtract_reset_is_written_as_zero_reset():
 def test_snntorch_export_scalar_parameters_fail_type_inference():
     """A Leaky with a scalar beta/threshold (snnTorch's usual way) exports 0-d NIR parameters, and
     snnTorch's own ``infer_types`` then rejects the graph: the exporter needs per-neuron vectors."""
-    snn = pytest.importorskip("snntorch")
+    import snntorch as snn
     net = torch.nn.Sequential(torch.nn.Linear(6, 5), snn.Leaky(beta=0.75, init_hidden=True, output=True))
     from snntorch.export_nir import export_to_nir  # noqa: PLC0415
 
@@ -251,7 +250,7 @@ def _snntorch_import(ng):
 def _snntorch_run_imported(m, x, names):
     """snnTorch's importer maps NIR Flatten(start_dim=0) to torch Flatten(0), which would also
     flatten a batch: run the samples one at a time, resetting the neurons' state in between."""
-    snn = pytest.importorskip("snntorch")
+    import snntorch as snn
     mods = {k: getattr(m, k) for k in names}
     assert all(isinstance(mod, snn.Leaky) for mod in mods.values())
     per_sample = []
@@ -327,7 +326,7 @@ def test_snntorch_import_of_dsr_neurons_sees_plain_nir():
 
 # ====================================================================== SpikingJelly
 def _sj():
-    pytest.importorskip("spikingjelly")
+    import spikingjelly  # noqa: F401  (the peer under test; pinned in the test extra)
     from spikingjelly.activation_based import functional, neuron  # noqa: PLC0415
     from spikingjelly.activation_based.nir_exchange import export_to_nir, import_from_nir  # noqa: PLC0415
 
@@ -431,7 +430,7 @@ def test_spikingjelly_import_needs_uniform_parameters_and_matching_dt():
 
 # ====================================================================== Norse
 def _norse():
-    nt = pytest.importorskip("norse.torch")
+    import norse.torch as nt
     from norse.torch.utils.export_nir import to_nir as norse_to_nir  # noqa: PLC0415
     from norse.torch.utils.import_nir import from_nir as norse_from_nir  # noqa: PLC0415
 
