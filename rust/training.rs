@@ -135,9 +135,23 @@ pub fn simulate_dsr(f: &DsrForward<'_>, o: DsrOutputs<'_>) -> Result<u64> {
     let (block, band, shrink) = match f.pool {
         None => (BLOCK, 1, 1),
         Some(p) => {
-            let plane = p.channels * p.height * p.width;
-            if p.k == 0 || plane == 0 || p.height % p.k != 0 || p.width % p.k != 0 || n % plane != 0
-            {
+            let plane = p
+                .channels
+                .checked_mul(p.height)
+                .and_then(|v| v.checked_mul(p.width));
+            let band_ok =
+                p.k.checked_mul(p.width)
+                    .and_then(|v| v.checked_mul(p.channels))
+                    .is_some();
+            let fits = |plane: usize| {
+                p.k > 0
+                    && plane > 0
+                    && band_ok
+                    && p.height % p.k == 0
+                    && p.width % p.k == 0
+                    && n % plane == 0
+            };
+            if !plane.is_some_and(fits) {
                 return bad(
                     "pool",
                     format!(

@@ -78,6 +78,10 @@ def test_native_forward_falls_back_and_rejects_bad_arrays() -> None:
     with pytest.raises(ValueError, match="current_weights"):
         core.dsr_forward(a, a.copy(), np.zeros(2, np.float32), np.zeros(2, np.float32), 4, False, "lif", 1.0, 0.5,
                          1.0, leak=0.9, gain=0.1, current_weights=np.ones(3, np.float32))
+    for pool in ((2, 2**62, 2**62, 4, False), (0, 1, 2, 1, False), (2, 1, 3, 1, False)):  # overflow, k=0, odd H
+        with pytest.raises(ValueError, match="pool"):
+            core.dsr_forward(a, a.copy(), np.zeros(2, np.float32), np.zeros(2, np.float32), 4, False, "if", 1.0, 0.5,
+                             1.0, pool=pool)
 
 
 def test_training_step_is_the_same_without_the_native_path(monkeypatch: pytest.MonkeyPatch) -> None:
