@@ -137,6 +137,37 @@ fn slice_of<'a>(a: &'a PyReadonlyArrayDyn<'_, i64>, arg: &str) -> PyResult<&'a [
         .map_err(|_| PyValueError::new_err(format!("{arg}: the array must be C-contiguous")))
 }
 
+/// The int64 arrays `x, y, p, t, offsets` of a batch of recordings, read-only from numpy.
+struct EventArrays<'py>([PyReadonlyArrayDyn<'py, i64>; 5]);
+
+impl<'py> EventArrays<'py> {
+    const NAMES: [&'static str; 5] = ["x", "y", "p", "t", "offsets"];
+
+    fn read(objs: [&Bound<'py, PyAny>; 5]) -> PyResult<Self> {
+        let [x, y, p, t, o] = objs;
+        let n = Self::NAMES;
+        Ok(Self([
+            i64_array(x, n[0])?,
+            i64_array(y, n[1])?,
+            i64_array(p, n[2])?,
+            i64_array(t, n[3])?,
+            i64_array(o, n[4])?,
+        ]))
+    }
+
+    fn batch(&self) -> PyResult<EventBatch<'_>> {
+        let [x, y, p, t, o] = &self.0;
+        let n = Self::NAMES;
+        Ok(EventBatch {
+            x: slice_of(x, n[0])?,
+            y: slice_of(y, n[1])?,
+            p: slice_of(p, n[2])?,
+            t: slice_of(t, n[3])?,
+            offsets: slice_of(o, n[4])?,
+        })
+    }
+}
+
 fn steps_arg(steps: i64) -> PyResult<usize> {
     if steps < 1 {
         return Err(PyValueError::new_err(format!(
@@ -344,20 +375,8 @@ impl PyModel {
         let steps = steps_arg(steps)?;
         let threads = threads_arg(threads)?;
         let binning = Binning::parse(binning).map_err(to_py)?;
-        let (xa, ya, pa, ta, oa) = (
-            i64_array(x, "x")?,
-            i64_array(y, "y")?,
-            i64_array(p, "p")?,
-            i64_array(t, "t")?,
-            i64_array(offsets, "offsets")?,
-        );
-        let ev = EventBatch {
-            x: slice_of(&xa, "x")?,
-            y: slice_of(&ya, "y")?,
-            p: slice_of(&pa, "p")?,
-            t: slice_of(&ta, "t")?,
-            offsets: slice_of(&oa, "offsets")?,
-        };
+        let arrays = EventArrays::read([x, y, p, t, offsets])?;
+        let ev = arrays.batch()?;
         let model = &self.inner;
         let r = detached(py, || {
             model.run_events(&ev, steps, binning, &record, threads)
@@ -494,21 +513,9 @@ fn bin_events<'py>(
         )));
     }
     let shape = [c as usize, h as usize, w as usize];
-    let (xa, ya, pa, ta, oa) = (
-        i64_array(x, "x")?,
-        i64_array(y, "y")?,
-        i64_array(p, "p")?,
-        i64_array(t, "t")?,
-        i64_array(offsets, "offsets")?,
-    );
-    let ev = EventBatch {
-        x: slice_of(&xa, "x")?,
-        y: slice_of(&ya, "y")?,
-        p: slice_of(&pa, "p")?,
-        t: slice_of(&ta, "t")?,
-        offsets: slice_of(&oa, "offsets")?,
-    };
-    let b = oa.len().saturating_sub(1);
+    let arrays = EventArrays::read([x, y, p, t, offsets])?;
+    let ev = arrays.batch()?;
+    let b = ev.offsets.len().saturating_sub(1);
     let frames = detached(py, || crate::model::bin_events(&ev, shape, steps, binning))?;
     nd(py, vec![b, steps, shape[0], shape[1], shape[2]], frames)
 }
