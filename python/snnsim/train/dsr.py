@@ -165,6 +165,26 @@ def spike_value(theta: Tensor, cfg: DSRNeuronConfig) -> Tensor:
 
 
 # ---------------------------------------------------------------------- simulation
+def _torch_law(theta: Tensor, cfg: DSRNeuronConfig, like: Tensor) -> tuple[Any, Any]:
+    """The step function of :mod:`snnsim.neurons` and its parameters for ``theta`` (already in
+    ``like``'s dtype): firing at ``alpha*theta``, LIF leak ``lambda`` and gain ``1 - lambda``."""
+    fire = cfg.alpha * theta
+    if cfg.kind == "if":
+        return DsrIFParams(theta=theta, fire=fire), dsr_if_step
+    leak = torch.tensor(cfg.leak, dtype=like.dtype, device=like.device)
+    return DsrLIFParams(theta=theta, fire=fire, leak=leak, gain=1.0 - leak), dsr_lif_step
+
+
+def _native_law(theta: Tensor, cfg: DSRNeuronConfig) -> dict[str, Any]:
+    """The law's constants for ``snnsim._core.dsr_forward``, the same float32 values as
+    :func:`_torch_law` computes (``theta`` already float32)."""
+    p, _ = _torch_law(theta, cfg, theta)
+    kw = {"theta": float(theta), "fire": float(p.fire), "value": float(spike_value(theta, cfg))}
+    if cfg.kind == "lif":
+        kw.update(leak=float(p.leak), gain=float(p.gain))
+    return kw
+
+
 @torch.no_grad()
 def simulate_dsr(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static: bool = False) -> Tensor:
     """Run the DSR neuron over ``T`` steps from a zero membrane and return the value each spike
@@ -176,14 +196,7 @@ def simulate_dsr(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static:
     theta = theta.detach().to(dtype=x.dtype)
     B = x.shape[0] if static else x.shape[0] // T
     shape = (B,) + tuple(x.shape[1:])
-    fire = cfg.alpha * theta
-    if cfg.kind == "if":
-        p: Any = DsrIFParams(theta=theta, fire=fire)
-        step = dsr_if_step
-    else:
-        leak = torch.tensor(cfg.leak, dtype=x.dtype, device=x.device)
-        p = DsrLIFParams(theta=theta, fire=fire, leak=leak, gain=1.0 - leak)
-        step = dsr_lif_step
+    p, step = _torch_law(theta, cfg, x)
     value = spike_value(theta, cfg)
     fmt = memory_format_of(x)
     out = torch.empty((T * B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(memory_format=fmt)
@@ -264,18 +277,12 @@ def dsr_forward(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static: 
     out = torch.empty((T * B,) + out_shape, dtype=x.dtype).contiguous(memory_format=fmt)
     I = torch.empty((B,) + tuple(x.shape[1:]), dtype=x.dtype).contiguous(memory_format=fmt)
     r = torch.empty_like(I)
-    th = theta.detach().to(dtype=x.dtype)
-    fire = cfg.alpha * th  # the same float32 products as simulate_dsr
-    value = spike_value(th, cfg)
-    kw: dict[str, Any] = {}
-    if cfg.kind == "lif":
-        leak = torch.tensor(cfg.leak, dtype=x.dtype)
-        kw = {"leak": float(leak), "gain": float(1.0 - leak)}
-        if not static:
-            kw["current_weights"] = lif_weights(T, cfg, x).numpy()
+    kw = _native_law(theta.detach().to(dtype=x.dtype), cfg)
+    if cfg.kind == "lif" and not static:
+        kw["current_weights"] = lif_weights(T, cfg, x).numpy()
     n = core.dsr_forward(
         xf.numpy(), _flat(out).numpy(), _flat(I).numpy(), _flat(r).numpy(), T, static, cfg.kind,
-        float(th), float(fire), float(value), pool=native_pool, **kw,
+        pool=native_pool, **kw,
     )
     return DSRForward(out, I, r, torch.tensor(float(n)))
 
@@ -304,30 +311,19 @@ def dsr_forward_chunk(
     fmt = memory_format_of(x)
     out = torch.empty((steps * B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(memory_format=fmt)
     th = theta.detach().to(dtype=x.dtype)
-    fire = cfg.alpha * th
-    value = spike_value(th, cfg)
     usable = (core is not None and x.device.type == "cpu" and x.dtype == torch.float32
               and all(f is not None for f in flats) and _flat(out) is not None
               and all(memory_format_of(t) == fmt for t in (membrane, I_acc, r_acc)))
     if usable:
-        kw: dict[str, Any] = {}
-        if cfg.kind == "lif":
-            leak = torch.tensor(cfg.leak, dtype=x.dtype)
-            kw = {"leak": float(leak), "gain": float(1.0 - leak)}
         xf, vf, cf, rf = flats
         n = core.dsr_forward(
             xf.numpy(), _flat(out).numpy(), cf.numpy(), rf.numpy(), steps, static, cfg.kind,
-            float(th), float(fire), float(value), current_weights=current_weights.to(torch.float32).numpy(),
-            membrane=vf.numpy(), accumulate=1.0 / T, **kw,
+            current_weights=current_weights.to(torch.float32).numpy(), membrane=vf.numpy(), accumulate=1.0 / T,
+            **_native_law(th, cfg),
         )
         return out, int(n)
-    if cfg.kind == "if":
-        p: Any = DsrIFParams(theta=th, fire=fire)
-        step = dsr_if_step
-    else:
-        leak_t = torch.tensor(cfg.leak, dtype=x.dtype, device=x.device)
-        p = DsrLIFParams(theta=th, fire=fire, leak=leak_t, gain=1.0 - leak_t)
-        step = dsr_lif_step
+    p, step = _torch_law(th, cfg, x)
+    value = spike_value(th, cfg)
     v = membrane
     n = 0
     for t in range(steps):
