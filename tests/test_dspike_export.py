@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import snnsim
-from _trained import train_dspike_mnist
+from _trained import torch_record, train_dspike_mnist
 from snnsim.data import load_mnist5k_split
 from snnsim.models import create_model
 from snnsim.train.dspike import DspikeNet, neuron_names, to_graph
@@ -22,27 +22,11 @@ from snnsim.testing import FLOAT_TOLERANCE as FLOAT_TOL
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _torch_record(model: DspikeNet, x: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Eval-mode logits and, per neuron layer, spikes and margins ``U - fire`` ``[B, T, ...]``."""
-    model.eval()
-    names = neuron_names(model)
-    layers = [m for m in model.body if hasattr(m, "record")]
-    for m in layers:
-        m.record = True
-    try:
-        with torch.no_grad():
-            out = model(x)
-    finally:
-        for m in layers:
-            m.record = False
-    spikes = {n: torch.stack(m.recorded["spikes"], 1).numpy() for n, m in zip(names, layers)}
-    margins = {n: torch.stack(m.recorded["margins"], 1).numpy() for n, m in zip(names, layers)}
-    return out.numpy(), spikes, margins
-
-
 def _compare(model: DspikeNet, graph: snnsim.Graph, x: torch.Tensor, steps: int | None) -> dict[str, int]:
-    out, spikes, margins = _torch_record(model, x)
-    names = list(spikes)
+    out, spike_list, margin_list, _ = torch_record(model, x)
+    names = neuron_names(model)
+    assert len(names) == len(spike_list)
+    spikes, margins = dict(zip(names, spike_list)), dict(zip(names, margin_list))
     res = snnsim.run(graph, x.numpy(), steps=steps, record=names)
     stats = {"samples": x.shape[0], "diverged": 0, "flips": 0, "spikes": 0}
     T = model.T
