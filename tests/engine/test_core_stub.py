@@ -6,7 +6,7 @@ from pathlib import Path
 
 import snnsim._core as core
 
-STUB = Path(__file__).parents[1] / "python" / "snnsim" / "_core.pyi"
+STUB = Path(__file__).parents[2] / "python" / "snnsim" / "_core.pyi"
 
 
 def _declared() -> dict[str, set[str]]:

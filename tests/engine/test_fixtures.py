@@ -10,7 +10,7 @@ import pytest
 
 import snnsim
 
-HERE = Path(__file__).parent / "fixtures"
+HERE = Path(__file__).parents[1] / "fixtures"
 _spec = importlib.util.spec_from_file_location("make_fixtures", HERE / "make_fixtures.py")
 make_fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make_fixtures)  # type: ignore[union-attr]
