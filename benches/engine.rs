@@ -4,8 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
-use snnsim::graph::{Tensor, TensorData};
-use snnsim::model_file::write_bytes;
+use snnsim::{write_model_bytes as write_bytes, Tensor, TensorData};
 use snnsim::{Data, Model};
 
 const SIZES: [usize; 4] = [784, 800, 800, 10];

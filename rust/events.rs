@@ -275,7 +275,7 @@ pub fn bin_events(
     let frame = c
         .checked_mul(h)
         .and_then(|v| v.checked_mul(w))
-        .filter(|&v| v <= crate::graph::MAX_ELEMS)
+        .filter(|&v| v <= crate::format::MAX_ELEMS)
         .ok_or_else(|| SnnError::arg("shape", "is too large"))?;
     let total = frame
         .checked_mul(steps)

@@ -1,28 +1,28 @@
 //! snnsim: an event-driven spiking neural network engine.
 //!
 //! The crate is plain Rust; the Python extension `snnsim._core` (feature `python`) is a thin
-//! layer in [`bindings`]. File format and semantics: `docs/model-format.md`.
+//! layer in `bindings`. File format and semantics: `docs/model-format.md`.
 //!
 //! ```text
-//! model_file (safetensors) -> graph (parse, validate) -> network (compile)
-//!     -> model (batches, streams) -> engine (one sample) -> kernels / neurons
+//! format (the file: safetensors container, graph JSON, tensor rules)
+//!     -> engine::compile (a Network for one precision)
+//!     -> engine::model / batch / stream (runs) -> engine::step (one sample, chunks of steps)
+//!     -> engine::ops (one file per op family) -> kernels (scatter loops, SIMD choice)
+//!                                             -> neurons (the neuron law, also used by training)
+//! events (binning of event recordings)   training (the fused DSR forward of the torch layers)
 //! ```
 //!
 //! Numbers are generic over the value type (`f32`, `i32`) and the weight type (`f32`, `i8`,
-//! `i16`), see [`numeric`].
+//! `i16`), see `numeric`.
 
-pub mod buffer;
-pub mod engine;
-pub mod error;
-pub mod events;
-pub mod graph;
-pub mod kernels;
-pub mod model;
-pub mod model_file;
-pub mod network;
-pub mod neurons;
-pub mod numeric;
-pub mod training;
+mod engine;
+mod error;
+mod events;
+mod format;
+mod kernels;
+mod neurons;
+mod numeric;
+mod training;
 
 #[cfg(test)]
 mod testutil;
@@ -30,8 +30,9 @@ mod testutil;
 #[cfg(feature = "python")]
 mod bindings;
 
-pub use engine::Data;
+pub use engine::{Counts, Data, Model, ModelInfo, Recording, RunResult, StreamState};
 pub use error::{Result, SnnError};
-pub use events::{Binning, EventBatch, Events};
-pub use model::{bin_events, Counts, Model, ModelInfo, Recording, RunResult, StreamState};
+pub use events::{bin_events, Binning, EventBatch, Events};
+pub use format::{write_bytes as write_model_bytes, InputKind, Tensor, TensorData};
 pub use numeric::Precision;
+pub use training::{simulate_dsr, DsrForward, DsrLaw, DsrOutputs, Pool};

@@ -5,7 +5,7 @@
 //! FMA). Int: int64 intermediates, fixed-point `fx`, and every new value checked against the
 //! int32 range.
 
-use crate::kernels::dispatch;
+use crate::kernels::simd::dispatch;
 use crate::numeric::{fx, Value};
 
 /// Per-element neuron equations. Each returns `(spike, overflow)`; float never overflows.

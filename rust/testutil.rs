@@ -7,8 +7,8 @@
 
 use serde_json::{json, Value as Json};
 
-use crate::graph::{Tensor, TensorData};
-use crate::model_file::write_bytes;
+use crate::format::write_bytes;
+use crate::format::{Tensor, TensorData};
 use crate::numeric::fx;
 
 /// Small deterministic generator (xorshift).
@@ -439,8 +439,8 @@ impl NetBuilder {
         write_bytes(&g.to_string(), &t).expect("serialise")
     }
 
-    pub fn model(&self) -> crate::model::Model {
-        crate::model::Model::from_bytes(&self.bytes()).expect("model loads")
+    pub fn model(&self) -> crate::engine::Model {
+        crate::engine::Model::from_bytes(&self.bytes()).expect("model loads")
     }
 }
 

@@ -1,0 +1,137 @@
+//! `snnsim._core.dsr_forward`: the fused DSR neuron forward of the training layers.
+
+use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use super::arrays::{dtype_of, steps_arg};
+use super::detached;
+use crate::training::{simulate_dsr, DsrForward, DsrLaw, DsrOutputs, Pool};
+
+fn f32_flat<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let a = obj.cast::<PyArray1<f32>>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{arg}: expected a 1-D numpy float32 array, got {}",
+            dtype_of(obj)
+        ))
+    })?;
+    if !a.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "{arg}: the array must be C-contiguous"
+        )));
+    }
+    Ok(a.clone())
+}
+
+/// Fused forward of a DSR neuron layer for training (see `training.rs`): reads the currents
+/// `x`, writes `out`, `mean_current`, `mean_out` in place; returns the spike count.
+#[allow(clippy::too_many_arguments)]
+#[pyfunction]
+#[pyo3(signature = (x, out, mean_current, mean_out, steps, static_input, kind, theta, fire, value, leak=None, gain=None, current_weights=None, membrane=None, accumulate=None, pool=None))]
+pub(super) fn dsr_forward<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    out: &Bound<'py, PyAny>,
+    mean_current: &Bound<'py, PyAny>,
+    mean_out: &Bound<'py, PyAny>,
+    steps: i64,
+    static_input: bool,
+    kind: &str,
+    theta: f32,
+    fire: f32,
+    value: f32,
+    leak: Option<f32>,
+    gain: Option<f32>,
+    current_weights: Option<&Bound<'py, PyAny>>,
+    membrane: Option<&Bound<'py, PyAny>>,
+    accumulate: Option<f32>,
+    pool: Option<(usize, usize, usize, usize, bool)>,
+) -> PyResult<u64> {
+    let steps = steps_arg(steps)?;
+    let law = match (kind, leak, gain) {
+        ("if", None, None) => DsrLaw::If { theta, fire },
+        ("lif", Some(leak), Some(gain)) => DsrLaw::Lif {
+            theta,
+            fire,
+            leak,
+            gain,
+        },
+        ("if" | "lif", _, _) => {
+            return Err(PyValueError::new_err(format!(
+                "kind: '{kind}' takes leak and gain {} ",
+                if kind == "lif" {
+                    "(both required)"
+                } else {
+                    "never"
+                }
+            )))
+        }
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "kind: expected 'if' or 'lif', got '{kind}'"
+            )))
+        }
+    };
+    let xa = f32_flat(x, "x")?;
+    let wa = current_weights
+        .map(|w| f32_flat(w, "current_weights"))
+        .transpose()?;
+    let (oa, ca, ma) = (
+        f32_flat(out, "out")?,
+        f32_flat(mean_current, "mean_current")?,
+        f32_flat(mean_out, "mean_out")?,
+    );
+    let busy = |arg: &str| {
+        let arg = arg.to_string();
+        move |_| {
+            PyValueError::new_err(format!(
+                "{arg}: the array is shared or being used elsewhere"
+            ))
+        }
+    };
+    let xr = xa.try_readonly().map_err(busy("x"))?;
+    let wr = wa
+        .as_ref()
+        .map(|w| w.try_readonly())
+        .transpose()
+        .map_err(busy("current_weights"))?;
+    let mut ow = oa.try_readwrite().map_err(busy("out"))?;
+    let mut cw = ca.try_readwrite().map_err(busy("mean_current"))?;
+    let mut mw = ma.try_readwrite().map_err(busy("mean_out"))?;
+    let va = membrane.map(|m| f32_flat(m, "membrane")).transpose()?;
+    let mut vw = va
+        .as_ref()
+        .map(|m| m.try_readwrite())
+        .transpose()
+        .map_err(busy("membrane"))?;
+    let not_c = |_| PyValueError::new_err("arrays must be C-contiguous");
+    let f = DsrForward {
+        x: xr.as_slice().map_err(not_c)?,
+        static_input,
+        steps,
+        law,
+        value,
+        current_weights: match &wr {
+            Some(w) => Some(w.as_slice().map_err(not_c)?),
+            None => None,
+        },
+        accumulate,
+        pool: pool.map(|(k, channels, height, width, channels_last)| Pool {
+            k,
+            channels,
+            height,
+            width,
+            channels_last,
+        }),
+    };
+    let o = DsrOutputs {
+        out: ow.as_slice_mut().map_err(not_c)?,
+        mean_current: cw.as_slice_mut().map_err(not_c)?,
+        mean_out: mw.as_slice_mut().map_err(not_c)?,
+        membrane: match vw.as_mut() {
+            Some(m) => Some(m.as_slice_mut().map_err(not_c)?),
+            None => None,
+        },
+    };
+    detached(py, || simulate_dsr(&f, o))
+}

@@ -1,0 +1,26 @@
+//! The engine: a validated file compiled into a [`network::Network`] ([`compile`]), run one
+//! sample at a time over chunks of steps ([`step`], one file per op family in [`ops`]) on a
+//! per-sample [`state`], batches in parallel ([`batch`]), streams ([`stream`]).
+//!
+//! From `snnsim.run` to a neuron update: `Model::run_static` ([`model`]) -> `run_batch`
+//! ([`batch`]) -> `run_steps` -> `run_node` ([`step`]) -> `ops::neuron::run_neuron` ->
+//! `neurons::step`.
+
+pub(crate) mod batch;
+pub(crate) mod compile;
+pub(crate) mod model;
+pub(crate) mod network;
+pub(crate) mod ops;
+pub(crate) mod result;
+pub(crate) mod state;
+pub(crate) mod step;
+pub(crate) mod stream;
+pub(crate) mod value;
+
+pub use model::{Model, ModelInfo};
+pub use result::{Counts, Recording, RunResult};
+pub use stream::StreamState;
+pub use value::Data;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! The ops of a compiled network, one file per family, each running one node over the steps
+//! of a chunk (linear) or one step (the others); and the helpers they share: the active inputs
+//! of a step, the int32 bound that picks the fast or the checked accumulation, overflow errors.
+
+pub(crate) mod add;
+pub(crate) mod conv;
+pub(crate) mod linear;
+pub(crate) mod neuron;
+pub(crate) mod pool;
+pub(crate) mod scale;
+
+use super::network::{Kind, Node};
+use super::state::Buf;
+use crate::error::{Result, SnnError};
+use crate::kernels;
+use crate::numeric::{Precision, Value};
+
+pub(crate) fn overflow<V>(node: &Node<V>, step: usize, msg: impl Into<String>) -> SnnError {
+    SnnError::Overflow {
+        node: node.name.clone(),
+        op: node.kind.as_str().to_string(),
+        step,
+        sample: String::new(),
+        msg: msg.into(),
+    }
+}
+
+/// The active input elements of a weighted node: their indices, their values (in `xs`,
+/// unless all are 1), whether all are 1, and max |x|. Spike inputs (0/1 by construction) are
+/// used in place, without a scan.
+pub(crate) fn gather_active<'a, V: Value>(
+    inb: &'a Buf<V>,
+    kind: Kind,
+    binary: bool,
+    rows: &'a mut Vec<u32>,
+    xs: &mut Vec<V>,
+) -> (&'a [u32], bool, i64) {
+    xs.clear();
+    if kind == Kind::Sparse && binary {
+        return (&inb.nz, true, 1);
+    }
+    let rows: &'a [u32] = if kind == Kind::Sparse {
+        &inb.nz
+    } else {
+        kernels::collect_nonzero(&inb.d, rows);
+        rows
+    };
+    let mut unit = true;
+    let mut max_abs = 0i64;
+    for &r in rows.iter() {
+        let v = inb.d[r as usize];
+        unit &= v == V::ONE;
+        max_abs = max_abs.max(v.abs_i64());
+        xs.push(v);
+    }
+    (rows, unit, max_abs)
+}
+
+/// The part of the i32 bound check shared by linear and conv: can `sum |w| * max|x| + |b|`
+/// exceed int32? (Never for float.)
+pub(crate) fn needs_wide<V: Value>(w_abs: i64, max_x: i64, bias_abs: i64) -> bool {
+    if V::PRECISION == Precision::Float32 {
+        return false;
+    }
+    let bound = (w_abs as i128) * (max_x as i128) + bias_abs as i128;
+    bound > i32::MAX as i128
+}
+
+/// Finishes a wide (checked) accumulation: narrows `acc_w[..n]` into `out`.
+pub(crate) fn narrow_into<V: Value>(
+    node: &Node<V>,
+    g: usize,
+    acc_w: &[V::Wide],
+    out: &mut [V],
+) -> Result<()> {
+    for (k, (o, &w)) in out.iter_mut().zip(acc_w).enumerate() {
+        *o = V::narrow(w).ok_or_else(|| {
+            overflow(
+                node,
+                g,
+                format!("output element {k} = {w:?} does not fit in int32"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+pub(crate) fn wide_bias<V: Value>(acc_w: &mut [V::Wide], bias: Option<&[V]>, n: usize) {
+    let acc = &mut acc_w[..n];
+    match bias {
+        Some(b) if !b.is_empty() => {
+            for ch in acc.chunks_exact_mut(b.len()) {
+                for (a, &v) in ch.iter_mut().zip(b) {
+                    *a = v.wide();
+                }
+            }
+        }
+        _ => acc.fill(V::Wide::default()),
+    }
+}

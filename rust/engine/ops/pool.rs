@@ -1,0 +1,92 @@
+//! Average and sum pools: window sums scattered from the nonzero inputs or computed densely.
+
+use super::overflow;
+use crate::engine::network::{Kind, Node, PoolOp};
+use crate::engine::state::{Buf, SampleOut, Scratch};
+use crate::engine::step::StepCtx;
+use crate::engine::value::EngineValue;
+use crate::error::Result;
+use crate::kernels::{self};
+use crate::numeric::Value;
+
+pub(crate) fn pool_value<V: Value>(op: &PoolOp, w: V::Wide) -> Option<V> {
+    if op.avg {
+        V::avg_elem(w, (op.g.kh * op.g.kw) as u32, op.m, op.f)
+    } else {
+        V::narrow(w)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_pool<V: EngineValue>(
+    cx: &StepCtx<'_, V>,
+    node: &Node<V>,
+    op: &PoolOp,
+    inb: &Buf<V>,
+    in_kind: Kind,
+    outb: &mut Buf<V>,
+    sc: &mut Scratch<V>,
+    so: &mut SampleOut<'_>,
+    li: usize,
+) -> Result<()> {
+    let n = node.len;
+    if in_kind == Kind::Sparse {
+        let c = op.g.c;
+        so.aux[li] += inb
+            .nz
+            .iter()
+            .map(|&i| op.fanout[i as usize / c] as u64)
+            .sum::<u64>();
+        outb.clear_sparse();
+        sc.touched.clear();
+        kernels::pool_scatter_sums::<V>(
+            &inb.d,
+            &inb.nz,
+            &op.g,
+            &mut sc.acc_w,
+            &mut sc.mark,
+            &mut sc.touched,
+        );
+        sc.touched.sort_unstable();
+        let mut bad = None;
+        for &o in &sc.touched {
+            let o = o as usize;
+            let w = sc.acc_w[o];
+            sc.acc_w[o] = V::Wide::default();
+            sc.mark[o] = false;
+            match pool_value::<V>(op, w) {
+                Some(v) => {
+                    outb.d[o] = v;
+                    if v.is_nonzero() {
+                        outb.nz.push(o as u32);
+                    }
+                }
+                None => {
+                    bad.get_or_insert((o, w));
+                }
+            }
+        }
+        if let Some((o, w)) = bad {
+            return Err(overflow(
+                node,
+                cx.g,
+                format!("output element {o}: window sum {w:?} gives a value outside int32"),
+            ));
+        }
+    } else {
+        so.aux[li] += node.fanout_total;
+        kernels::pool_dense_sums::<V>(&inb.d, &op.g, &mut sc.acc_w[..n]);
+        for (k, (o, w)) in outb.d.iter_mut().zip(sc.acc_w[..n].iter_mut()).enumerate() {
+            *o = pool_value::<V>(op, *w).ok_or_else(|| {
+                overflow(
+                    node,
+                    cx.g,
+                    format!("output element {k}: window sum {w:?} gives a value outside int32"),
+                )
+            })?;
+            *w = V::Wide::default();
+        }
+        outb.finish(cx.plan.slot_kind[node.slot]);
+    }
+    Ok(())
+}

@@ -1,0 +1,852 @@
+//! Network-level tests of the engine against the independent reference in `testutil`.
+
+#![allow(clippy::needless_range_loop)]
+
+use super::*;
+use crate::engine::model::*;
+use crate::engine::result::*;
+use crate::events::{bin_events, Binning, EventBatch, Events};
+use crate::testutil::{reference, NetBuilder, Rng};
+
+fn res_counts(r: &RunResult, b: usize) -> [Vec<Vec<u64>>; 5] {
+    let (l, t) = (r.n_nodes, r.steps);
+    let get = |v: &Vec<u64>| -> Vec<Vec<u64>> {
+        (0..l)
+            .map(|i| v[(b * l + i) * t..(b * l + i + 1) * t].to_vec())
+            .collect()
+    };
+    let c = &r.counts;
+    [
+        get(&c.spikes),
+        get(&c.sops),
+        get(&c.macs),
+        get(&c.aux_ops),
+        get(&c.state_updates),
+    ]
+}
+
+/// Compares an engine result (sample b) with the reference: spikes of every spiking node,
+/// all counts, output sums.
+fn check_against_reference(
+    nb: &NetBuilder,
+    r: &RunResult,
+    b: usize,
+    refo: &crate::testutil::RefOut,
+) {
+    let names: Vec<&str> = nb.nodes.iter().map(|n| n.name.as_str()).collect();
+    let counts = res_counts(r, b);
+    let what = ["spikes", "sops", "macs", "aux_ops", "state_updates"];
+    for (k, w) in what.iter().enumerate() {
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(
+                counts[k][i], refo.counts[k][i],
+                "{w} of node {name}, sample {b}"
+            );
+        }
+    }
+    for rec in &r.record {
+        let i = names.iter().position(|n| *n == rec.name).unwrap();
+        let per: usize = rec.shape.iter().product();
+        for t in 0..r.steps {
+            let got = &rec.data[(b * r.steps + t) * per..(b * r.steps + t + 1) * per];
+            assert_eq!(
+                got,
+                refo.spikes[i][t].as_slice(),
+                "spikes of {} at step {t}, sample {b}",
+                rec.name
+            );
+        }
+    }
+    let n = r.n_out;
+    let got: Vec<i64> = r.output_sum[b * n..(b + 1) * n]
+        .iter()
+        .map(|&v| v as i64)
+        .collect();
+    assert_eq!(got, refo.output_sum, "output_sum, sample {b}");
+    for k in 0..n {
+        assert_eq!(
+            r.output[b * n + k],
+            r.output_sum[b * n + k] / r.steps as f64
+        );
+    }
+}
+
+fn spiking_names(nb: &NetBuilder) -> Vec<String> {
+    nb.nodes
+        .iter()
+        .filter(|n| {
+            matches!(
+                n.op,
+                crate::testutil::ROp::If { .. }
+                    | crate::testutil::ROp::Lif { .. }
+                    | crate::testutil::ROp::Dspike { .. }
+            )
+        })
+        .map(|n| n.name.clone())
+        .collect()
+}
+
+/// A conv network using every op. `int`: integer precision (LIF/dspike included).
+fn conv_net(rng: &mut Rng, int: bool, c_in: usize, kind: &'static str) -> NetBuilder {
+    let mut nb = NetBuilder::new(int, &[c_in, 7, 6], kind);
+    let co = 4;
+    let w = rng.ints(co * c_in * 9, -3, 4);
+    nb.conv(
+        "c1",
+        "input",
+        co,
+        [3, 3],
+        [1, 1],
+        [1, 1],
+        w,
+        Some(rng.ints(co, -2, 2)),
+    );
+    nb.dsr_if("n1", "c1", rng.ints(co, 4, 8), rng.ints(co, 2, 4));
+    if int {
+        nb.pool("p1", "n1", true, [2, 2], [2, 2], 3, 2); // 0.75 * sum
+    } else {
+        nb.pool("p1", "n1", false, [2, 2], [2, 2], 0, 0);
+    }
+    nb.conv(
+        "c2",
+        "p1",
+        3,
+        [2, 2],
+        [1, 1],
+        [0, 0],
+        rng.ints(3 * co * 4, -2, 3),
+        None,
+    );
+    if int {
+        nb.dsr_lif("n2", "c2", vec![5], vec![3], vec![3], vec![4], 2);
+    } else {
+        nb.dsr_if("n2", "c2", vec![5], vec![3]);
+    }
+    nb.flatten("f2", "n2");
+    let n_f = nb.shape_of("f2")[0]; // 3 * 2 * 2
+    nb.linear("fc_skip", "f2", n_f, rng.ints(n_f * n_f, -1, 2), None);
+    nb.add("a1", &["f2", "fc_skip"]);
+    nb.scale(
+        "s1",
+        "a1",
+        rng.ints(n_f, 1, 3),
+        Some(rng.ints(n_f, -1, 1)),
+        1,
+    );
+    if int {
+        nb.dspike("n3", "s1", rng.ints(n_f, 1, 3), vec![2], 2);
+    } else {
+        nb.dsr_if("n3", "s1", rng.ints(n_f, 2, 3), vec![1]);
+    }
+    nb.linear(
+        "fc3",
+        "n3",
+        5,
+        rng.ints(5 * n_f, -2, 3),
+        Some(rng.ints(5, -1, 1)),
+    );
+    nb.dsr_if("n4", "fc3", vec![3], vec![2]);
+    nb.linear("fc4", "n4", 3, rng.ints(15, -3, 3), None);
+    nb.integrate("out", "fc4");
+    nb
+}
+
+/// Total spikes per spiking node of a result (all samples, steps).
+fn spike_totals(r: &RunResult) -> Vec<u64> {
+    let (l, t) = (r.n_nodes, r.steps);
+    (0..l)
+        .map(|i| {
+            (0..r.batch)
+                .map(|b| {
+                    r.counts.spikes[(b * l + i) * t..(b * l + i + 1) * t]
+                        .iter()
+                        .sum::<u64>()
+                })
+                .sum()
+        })
+        .collect()
+}
+
+#[test]
+fn int_conv_network_static_input_matches_reference() {
+    let mut active = vec![0u64; 14];
+    for seed in 0..6 {
+        let mut rng = Rng::new(seed);
+        let c_in = 1 + (seed as usize % 2);
+        let nb = conv_net(&mut rng, true, c_in, "static");
+        let mut m = nb.model();
+        m.set_chunk([1, 2, 4, 32][seed as usize % 4]);
+        let n_in = c_in * 42;
+        let batch = 3;
+        let x: Vec<i32> = (0..batch * n_in)
+            .map(|_| {
+                if rng.next() % 3 == 0 {
+                    0
+                } else {
+                    rng.int(-128, 127) as i32 / 16
+                }
+            })
+            .collect();
+        let steps = 6;
+        let r = m
+            .run_static(Data::I32(&x), steps, &spiking_names(&nb), None)
+            .unwrap();
+        for b in 0..batch {
+            let xi: Vec<i64> = x[b * n_in..(b + 1) * n_in]
+                .iter()
+                .map(|&v| v as i64)
+                .collect();
+            let refo = reference(&nb, &[xi], steps);
+            check_against_reference(&nb, &r, b, &refo);
+        }
+        for (a, s) in active.iter_mut().zip(spike_totals(&r)) {
+            *a += s;
+        }
+    }
+    // every spiking node (n1, n2, n3, n4) fired somewhere: the comparison is not vacuous
+    for i in [1usize, 4, 9, 11] {
+        assert!(active[i] > 0, "node {i} never fired: {active:?}");
+    }
+}
+
+#[test]
+fn int_and_float_conv_network_frames_match_reference() {
+    for seed in 0..6 {
+        for int in [true, false] {
+            let mut rng = Rng::new(100 + seed);
+            let c_in = 1 + (seed as usize % 2);
+            let nb = conv_net(&mut rng, int, c_in, "events");
+            let mut m = nb.model();
+            m.set_chunk([3, 1, 32, 2][seed as usize % 4]);
+            let n_in = c_in * 42;
+            let (batch, steps) = (2, 5);
+            let fr: Vec<i64> = (0..batch * steps * n_in)
+                .map(|_| {
+                    if rng.next() % 4 == 0 {
+                        rng.int(1, 2)
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let r = if int {
+                let v: Vec<i32> = fr.iter().map(|&x| x as i32).collect();
+                m.run_frames(Data::I32(&v), batch, steps, &spiking_names(&nb), Some(2))
+            } else {
+                let v: Vec<f32> = fr.iter().map(|&x| x as f32).collect();
+                m.run_frames(Data::F32(&v), batch, steps, &spiking_names(&nb), Some(2))
+            }
+            .unwrap();
+            for b in 0..batch {
+                let ins: Vec<Vec<i64>> = (0..steps)
+                    .map(|t| fr[(b * steps + t) * n_in..(b * steps + t + 1) * n_in].to_vec())
+                    .collect();
+                let refo = reference(&nb, &ins, steps);
+                check_against_reference(&nb, &r, b, &refo);
+            }
+        }
+    }
+}
+
+#[test]
+fn float_flatten_permutation_matches_chw_flatten() {
+    // conv (3 channels) -> flatten -> linear -> integrate with non-integer weights: the engine
+    // keeps HWC order and permutes the linear's columns; compare with a naive CHW computation.
+    let mut rng = Rng::new(5);
+    let (c, h, w, co) = (2usize, 5usize, 4usize, 3usize);
+    let mut nb = NetBuilder::new(false, &[c, h, w], "static");
+    nb.conv(
+        "c1",
+        "input",
+        co,
+        [3, 3],
+        [1, 1],
+        [1, 1],
+        rng.ints(co * c * 9, -3, 3),
+        None,
+    );
+    nb.flatten("f", "c1");
+    nb.linear("fc", "f", 4, rng.ints(4 * co * h * w, -5, 5), None);
+    nb.integrate("out", "fc");
+    // replace the integer weights of fc by non-integer floats in the file
+    let (g, mut tensors) = nb.parts();
+    let fc_w: Vec<f32> = (0..4 * co * h * w).map(|_| rng.uniform() - 0.5).collect();
+    for (name, t) in tensors.iter_mut() {
+        if name == "fc.weight" {
+            t.data = crate::format::TensorData::F32(fc_w.clone());
+        }
+    }
+    let bytes = crate::format::write_bytes(&g.to_string(), &tensors).unwrap();
+    let m = Model::from_bytes(&bytes).unwrap();
+    let x: Vec<f32> = (0..c * h * w).map(|_| rng.int(-3, 3) as f32).collect();
+    let r = m.run_static(Data::F32(&x), 1, &[], Some(1)).unwrap();
+    // naive: conv in torch layout (integers: exact), flatten CHW, linear in f64
+    let xi: Vec<i64> = x.iter().map(|&v| v as i64).collect();
+    let mut nb2 = nb.clone();
+    nb2.nodes.truncate(1);
+    nb2.integrate("o", "c1");
+    let conv_out = reference(&nb2, &[xi], 1).output_sum; // [co, h, w] flattened CHW
+    for o in 0..4 {
+        let want: f64 = (0..co * h * w)
+            .map(|k| fc_w[o * co * h * w + k] as f64 * conv_out[k] as f64)
+            .sum();
+        assert!(
+            (r.output_sum[o] - want).abs() < 1e-3,
+            "out {o}: {} vs {want}",
+            r.output_sum[o]
+        );
+    }
+}
+
+#[test]
+fn stream_in_chunks_equals_one_shot() {
+    for int in [false, true] {
+        let mut rng = Rng::new(77);
+        let nb = conv_net(&mut rng, int, 2, "events");
+        let mut m = nb.model();
+        m.set_chunk(if int { 2 } else { 4 });
+        let n_in = 2 * 42;
+        let steps = 9;
+        let fr: Vec<i64> = (0..steps * n_in)
+            .map(|_| if rng.next() % 3 == 0 { 1 } else { 0 })
+            .collect();
+        let rec = spiking_names(&nb);
+        let conv = |v: &[i64]| -> (Vec<f32>, Vec<i32>) {
+            (
+                v.iter().map(|&x| x as f32).collect(),
+                v.iter().map(|&x| x as i32).collect(),
+            )
+        };
+        let (ff, fi) = conv(&fr);
+        let data = |a: usize, b: usize| {
+            if int {
+                Data::I32(&fi[a * n_in..b * n_in])
+            } else {
+                Data::F32(&ff[a * n_in..b * n_in])
+            }
+        };
+        let one = m.run_frames(data(0, steps), 1, steps, &rec, None).unwrap();
+        let mut st = m.new_stream();
+        let mut parts = Vec::new();
+        for (a, b) in [(0, 2), (2, 3), (3, 7), (7, 9)] {
+            parts.push(st.feed_frames(data(a, b), &rec).unwrap());
+        }
+        assert_eq!(st.steps_done(), steps);
+        let last = parts.last().unwrap();
+        assert_eq!(last.output_sum, one.output_sum);
+        assert_eq!(last.output, one.output);
+        assert_eq!(last.prediction, one.prediction);
+        // counts and record concatenated over the chunks
+        let l = one.n_nodes;
+        for i in 0..l {
+            let mut t0 = 0;
+            for p in &parts {
+                for t in 0..p.steps {
+                    assert_eq!(
+                        p.counts.spikes[i * p.steps + t],
+                        one.counts.spikes[i * steps + t0 + t]
+                    );
+                    assert_eq!(
+                        p.counts.sops[i * p.steps + t],
+                        one.counts.sops[i * steps + t0 + t]
+                    );
+                    assert_eq!(
+                        p.counts.aux_ops[i * p.steps + t],
+                        one.counts.aux_ops[i * steps + t0 + t]
+                    );
+                    assert_eq!(
+                        p.counts.macs[i * p.steps + t],
+                        one.counts.macs[i * steps + t0 + t]
+                    );
+                }
+                t0 += p.steps;
+            }
+        }
+        for (ri, rec1) in one.record.iter().enumerate() {
+            let per: usize = rec1.shape.iter().product();
+            let mut cat = Vec::new();
+            for p in &parts {
+                cat.extend_from_slice(&p.record[ri].data);
+            }
+            assert_eq!(cat.len(), steps * per);
+            assert_eq!(cat, rec1.data);
+        }
+    }
+}
+
+#[test]
+fn events_runs_equal_frames_of_binned_events() {
+    let mut rng = Rng::new(9);
+    let nb = conv_net(&mut rng, false, 2, "events");
+    let m = nb.model();
+    // two samples of events on a [2, 7, 6] sensor
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    let mut p = Vec::new();
+    let mut t = Vec::new();
+    let mut offsets = vec![0i64];
+    for _b in 0..2 {
+        let e = rng.int(5, 60) as usize;
+        let mut tt = 1000i64;
+        for _ in 0..e {
+            x.push(rng.int(0, 5));
+            y.push(rng.int(0, 6));
+            p.push(rng.int(0, 1));
+            tt += rng.int(0, 40);
+            t.push(tt);
+        }
+        offsets.push(x.len() as i64);
+    }
+    let ev = EventBatch {
+        x: &x,
+        y: &y,
+        p: &p,
+        t: &t,
+        offsets: &offsets,
+    };
+    let rec = spiking_names(&nb);
+    for binning in [Binning::Time, Binning::Count] {
+        let steps = 7;
+        let r = m.run_events(&ev, steps, binning, &rec, None).unwrap();
+        let frames = bin_events(&ev, [2, 7, 6], steps, binning).unwrap();
+        let ff: Vec<f32> = frames.iter().map(|&v| v as f32).collect();
+        let r2 = m.run_frames(Data::F32(&ff), 2, steps, &rec, None).unwrap();
+        assert_eq!(r, r2);
+        // the first conv sees sparse input: SOPs, no MACs
+        assert!(r.counts.sops[0..steps].iter().sum::<u64>() > 0);
+        assert_eq!(r.counts.macs[0..steps].iter().sum::<u64>(), 0);
+    }
+    // stream with fixed windows == run_frames of the same windows
+    let s0 = ev.sample(0);
+    let dt = 50;
+    let origin = 1000;
+    let n_win = ((s0.t.last().unwrap() - origin) / dt + 1) as usize;
+    let mut st = m.new_stream();
+    let half =
+        s0.t.iter()
+            .position(|&tt| tt >= origin + 2 * dt)
+            .unwrap_or(s0.t.len());
+    let a = Events {
+        x: &s0.x[..half],
+        y: &s0.y[..half],
+        p: &s0.p[..half],
+        t: &s0.t[..half],
+    };
+    let b = Events {
+        x: &s0.x[half..],
+        y: &s0.y[half..],
+        p: &s0.p[half..],
+        t: &s0.t[half..],
+    };
+    st.feed_events(&a, origin, dt, 2, &[]).unwrap();
+    let last = st
+        .feed_events(&b, origin, dt, n_win.max(2) - 2 + 1, &[])
+        .unwrap();
+    // frames by hand
+    let total = n_win.max(2) + 1;
+    let mut fr = vec![0f32; total * 84];
+    for i in 0..s0.x.len() {
+        let j = ((s0.t[i] - origin) / dt) as usize;
+        fr[j * 84 + (s0.p[i] as usize * 7 + s0.y[i] as usize) * 6 + s0.x[i] as usize] += 1.0;
+    }
+    let one = m.run_frames(Data::F32(&fr), 1, total, &[], None).unwrap();
+    assert_eq!(last.output_sum, one.output_sum);
+    // an event outside the windows is an error
+    assert!(st.feed_events(&a, origin, dt, 1, &[]).is_err());
+}
+
+#[test]
+fn if_law_is_exact_in_int_mode() {
+    // constant input I* to an IF neuron: count = clamp(floor(N*I/theta + 1 - alpha), 0, N)
+    // with alpha = fire/theta, i.e. floor((N*I + theta - fire) / theta).
+    let currents: Vec<i64> = (-20..=40).collect();
+    let n_f = currents.len();
+    for &(theta, fire) in &[(6i64, 3i64), (6, 6), (7, 4), (10, 5), (1, 1), (9, 2)] {
+        let mut nb = NetBuilder::new(true, &[n_f], "static");
+        let mut w = vec![0i64; n_f * n_f];
+        for k in 0..n_f {
+            w[k * n_f + k] = 1;
+        }
+        nb.linear("fc", "input", n_f, w, Some(currents.clone()));
+        nb.dsr_if("n", "fc", vec![theta], vec![fire]);
+        let m = nb.model();
+        let x = vec![0i32; n_f];
+        for steps in [1usize, 2, 5, 20, 33] {
+            let r = m.run_static(Data::I32(&x), steps, &[], Some(1)).unwrap();
+            for (k, &i) in currents.iter().enumerate() {
+                let nn = steps as i64;
+                let law = (nn * i + theta - fire).div_euclid(theta).clamp(0, nn);
+                assert_eq!(
+                    r.output_sum[k] as i64, law,
+                    "I={i} theta={theta} fire={fire} N={steps}"
+                );
+            }
+            // static first layer: MACs once, at step 0
+            assert_eq!(r.counts.macs[0], (n_f * n_f) as u64);
+            assert!(r.counts.macs[1..steps].iter().all(|&c| c == 0));
+            assert!(r.counts.state_updates[steps..2 * steps]
+                .iter()
+                .all(|&c| c == n_f as u64));
+        }
+    }
+}
+
+#[test]
+fn if_law_float_away_from_boundaries() {
+    let theta = 1.0f32;
+    let alpha = 0.5f32;
+    let currents: Vec<f32> = (0..50).map(|k| -0.2 + k as f32 * 0.0271).collect();
+    let n_f = currents.len();
+    let (g, tensors) = {
+        let mut nb = NetBuilder::new(false, &[n_f], "static");
+        nb.linear("fc", "input", n_f, vec![0; n_f * n_f], Some(vec![0; n_f]));
+        nb.dsr_if("n", "fc", vec![1], vec![1]);
+        nb.parts()
+    };
+    let tensors: Vec<(String, crate::format::Tensor)> = tensors
+        .into_iter()
+        .map(|(n, mut t)| {
+            match n.as_str() {
+                "fc.bias" => t.data = crate::format::TensorData::F32(currents.clone()),
+                "n.theta" => t.data = crate::format::TensorData::F32(vec![theta]),
+                "n.fire" => t.data = crate::format::TensorData::F32(vec![alpha * theta]),
+                _ => {}
+            }
+            (n, t)
+        })
+        .collect();
+    let m =
+        Model::from_bytes(&crate::format::write_bytes(&g.to_string(), &tensors).unwrap()).unwrap();
+    let steps = 20;
+    let r = m
+        .run_static(Data::F32(&vec![0.0; n_f]), steps, &[], None)
+        .unwrap();
+    for (k, &i) in currents.iter().enumerate() {
+        let v = steps as f64 * i as f64 / theta as f64 + 1.0 - alpha as f64;
+        if (v - v.round()).abs() < 1e-3 {
+            continue; // too close to a boundary for float
+        }
+        let law = v.floor().clamp(0.0, steps as f64);
+        assert_eq!(r.output_sum[k], law, "I = {i}");
+    }
+}
+
+#[test]
+fn int_overflow_is_detected_and_named() {
+    // |sum| = 1000 * 127 * 32767 > 2^31: the fast path's bound fails; the checked path finds the
+    // real overflow.
+    let n = 1000;
+    let mut nb = NetBuilder::new(true, &[n], "static");
+    nb.weight_bits = 16;
+    nb.linear("big", "input", 2, vec![32767; 2 * n], None);
+    nb.integrate("out", "big");
+    let m = nb.model();
+    let e = m
+        .run_static(Data::I32(&vec![127; n]), 3, &[], None)
+        .unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.contains("'big'") && s.contains("step 0") && s.contains("overflow"),
+        "{s}"
+    );
+
+    // bound fails but the value fits (weights cancel): exact result, no error
+    let mut nb = NetBuilder::new(true, &[n], "static");
+    nb.weight_bits = 16;
+    let w: Vec<i64> = (0..2 * n)
+        .map(|k| if k % 2 == 0 { 32767 } else { -32767 })
+        .collect();
+    nb.linear("big", "input", 2, w, Some(vec![5, -5]));
+    nb.integrate("out", "big");
+    let m = nb.model();
+    let r = m
+        .run_static(Data::I32(&vec![127; n]), 2, &[], None)
+        .unwrap();
+    assert_eq!(r.output_sum, vec![10.0, -10.0]);
+
+    // a membrane that grows step by step overflows at a known step
+    let mut nb = NetBuilder::new(true, &[1], "static");
+    nb.weight_bits = 16;
+    nb.linear(
+        "fc",
+        "input",
+        1,
+        vec![32767],
+        Some(vec![i32::MAX as i64 - 32767 * 127]),
+    );
+    nb.integrate("acc", "fc");
+    let m = nb.model();
+    let e = m
+        .run_static(Data::I32(&[127]), 5, &[], None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'acc'") && e.contains("step 1"), "{e}");
+
+    // the stream keeps its last good state after an overflow
+    let mut nb = NetBuilder::new(true, &[1, 1, 1], "events");
+    nb.weight_bits = 16;
+    nb.flatten("f", "input");
+    nb.linear("fc", "f", 1, vec![30000], Some(vec![0]));
+    nb.integrate("acc", "fc");
+    let m = nb.model();
+    let mut st = m.new_stream();
+    st.feed_frames(Data::I32(&[1, 1]), &[]).unwrap();
+    assert!(st.feed_frames(Data::I32(&[100000, 1]), &[]).is_err());
+    assert_eq!(st.steps_done(), 2);
+    let r = st.feed_frames(Data::I32(&[1]), &[]).unwrap();
+    assert_eq!(r.output_sum, vec![90000.0]);
+}
+
+#[test]
+fn threads_and_batch_order_do_not_change_results() {
+    let mut rng = Rng::new(3);
+    let nb = conv_net(&mut rng, true, 1, "static");
+    let m = nb.model();
+    let x: Vec<i32> = (0..5 * 42).map(|_| rng.int(-20, 20) as i32).collect();
+    let rec = spiking_names(&nb);
+    let a = m.run_static(Data::I32(&x), 4, &rec, Some(1)).unwrap();
+    let b = m.run_static(Data::I32(&x), 4, &rec, Some(2)).unwrap();
+    let c = m.run_static(Data::I32(&x), 4, &rec, None).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+    // the node-major chunk length does not change anything
+    for chunk in [1, 3] {
+        let mut m2 = nb.model();
+        m2.set_chunk(chunk);
+        assert_eq!(m2.run_static(Data::I32(&x), 4, &rec, Some(2)).unwrap(), a);
+    }
+    // one sample alone gives the same as inside the batch
+    let d = m
+        .run_static(Data::I32(&x[2 * 42..3 * 42]), 4, &rec, None)
+        .unwrap();
+    assert_eq!(d.output_sum, a.output_sum[2 * 3..3 * 3].to_vec());
+}
+
+#[test]
+fn float_lif_and_dspike_follow_the_stated_operation_order() {
+    // single neurons fed by a bias: the engine must match f32 operations in the documented order
+    let n_f = 16;
+    let mut nb = NetBuilder::new(false, &[n_f], "static");
+    nb.linear("fc", "input", n_f, vec![0; n_f * n_f], Some(vec![0; n_f]));
+    nb.dsr_lif("lif", "fc", vec![1], vec![1], vec![1], vec![1], 0);
+    nb.linear("fc2", "input", n_f, vec![0; n_f * n_f], Some(vec![0; n_f]));
+    nb.dspike("ds", "fc2", vec![1], vec![1], 0);
+    nb.add("sum", &["lif", "ds"]);
+    nb.integrate("out", "sum");
+    let (g, tensors) = nb.parts();
+    let mut rng = Rng::new(11);
+    let cur: Vec<f32> = (0..n_f).map(|_| rng.uniform() * 0.6).collect();
+    let (theta, fire, leak, gain) = (0.7f32, 0.3f32, 0.83f32, 0.41f32);
+    let tensors: Vec<_> = tensors
+        .into_iter()
+        .map(|(n, mut t)| {
+            let f = |v: Vec<f32>| crate::format::TensorData::F32(v);
+            match n.as_str() {
+                "fc.bias" | "fc2.bias" => t.data = f(cur.clone()),
+                "lif.theta" => t.data = f(vec![theta]),
+                "lif.fire" | "ds.fire" => t.data = f(vec![fire]),
+                "lif.leak" | "ds.leak" => t.data = f(vec![leak]),
+                "lif.gain" => t.data = f(vec![gain]),
+                _ => {}
+            }
+            (n, t)
+        })
+        .collect();
+    let m =
+        Model::from_bytes(&crate::format::write_bytes(&g.to_string(), &tensors).unwrap()).unwrap();
+    let steps = 25;
+    let r = m
+        .run_static(
+            Data::F32(&vec![0.0; n_f]),
+            steps,
+            &["lif".into(), "ds".into()],
+            None,
+        )
+        .unwrap();
+    for k in 0..n_f {
+        let (mut v1, mut v2, mut acc) = (0f32, 0f32, 0f32);
+        for t in 0..steps {
+            let u1 = leak * v1 + gain * cur[k];
+            let s1 = u1 >= fire;
+            v1 = if s1 { u1 - theta } else { u1 };
+            let u2 = leak * v2 + cur[k];
+            let s2 = u2 > fire;
+            v2 = if s2 { 0.0 } else { u2 };
+            acc += s1 as u8 as f32 + s2 as u8 as f32;
+            assert_eq!(r.record[0].data[t * n_f + k], s1 as u8);
+            assert_eq!(r.record[1].data[t * n_f + k], s2 as u8);
+        }
+        assert_eq!(r.output_sum[k], acc as f64);
+    }
+}
+
+#[test]
+fn static_input_values_are_checked() {
+    let mut nb = NetBuilder::new(true, &[2], "static");
+    nb.linear("fc", "input", 2, vec![1, 0, 0, 1], None);
+    nb.dsr_if("n", "fc", vec![2], vec![1]);
+    let m = nb.model();
+    let e = m
+        .run_static(Data::I32(&[0, 128]), 2, &[], None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'x'") && e.contains("element 1"), "{e}");
+    let e = m
+        .run_static(Data::F32(&[0.0, 1.0]), 2, &[], None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("int32"), "{e}");
+    let e = m
+        .run_static(Data::I32(&[0, 1]), 0, &[], None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("steps"), "{e}");
+    let e = m
+        .run_static(Data::I32(&[0, 1]), 2, &["nope".into()], None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope"), "{e}");
+    let e = m
+        .run_static(Data::I32(&[0, 1, 2]), 2, &[], None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("multiple"), "{e}");
+    // empty batch
+    let r = m.run_static(Data::I32(&[]), 2, &[], None).unwrap();
+    assert_eq!(r.batch, 0);
+    assert!(r.output.is_empty());
+    // float
+    let mut nb = NetBuilder::new(false, &[2], "static");
+    nb.linear("fc", "input", 2, vec![1, 0, 0, 1], None);
+    nb.dsr_if("n", "fc", vec![2], vec![1]);
+    let m = nb.model();
+    assert!(m
+        .run_static(Data::F32(&[0.0, f32::NAN]), 2, &[], None)
+        .is_err());
+    assert!(m.run_static(Data::F32(&[0.0, 1.0]), 2, &[], None).is_ok());
+}
+
+#[test]
+fn prediction_takes_first_index_on_ties() {
+    let mut nb = NetBuilder::new(true, &[3], "static");
+    nb.linear("fc", "input", 3, vec![0; 9], Some(vec![1, 5, 5]));
+    nb.integrate("out", "fc");
+    let m = nb.model();
+    let r = m.run_static(Data::I32(&[0, 0, 0]), 4, &[], None).unwrap();
+    assert_eq!(r.prediction, vec![1]);
+    assert_eq!(r.output, vec![1.0, 5.0, 5.0]);
+    assert_eq!(r.output_sum, vec![4.0, 20.0, 20.0]);
+}
+
+#[test]
+fn add_of_a_static_and_a_sparse_value() {
+    // a static value feeding a non-static add is processed at step 0 only (doc §4)
+    let mut rng = Rng::new(21);
+    let n = 6;
+    let mut nb = NetBuilder::new(true, &[n], "static");
+    nb.linear(
+        "fa",
+        "input",
+        n,
+        rng.ints(n * n, -3, 3),
+        Some(rng.ints(n, 0, 3)),
+    );
+    nb.dsr_if("sa", "fa", vec![4], vec![2]);
+    nb.add("a", &["fa", "sa"]);
+    nb.dsr_if("sb", "a", vec![3], vec![3]);
+    let m = nb.model();
+    let x: Vec<i32> = (0..n).map(|_| rng.int(-5, 5) as i32).collect();
+    let steps = 5;
+    let r = m
+        .run_static(Data::I32(&x), steps, &spiking_names(&nb), None)
+        .unwrap();
+    let refo = reference(&nb, &[x.iter().map(|&v| v as i64).collect()], steps);
+    check_against_reference(&nb, &r, 0, &refo);
+    let aux = &r.counts.aux_ops[2 * steps..3 * steps];
+    let spk = &r.counts.spikes[steps..2 * steps];
+    assert_eq!(aux[0], n as u64 + spk[0]);
+    for t in 1..steps {
+        assert_eq!(aux[t], spk[t]);
+    }
+}
+
+#[test]
+fn leaky_integrate_matches_the_reference() {
+    // int: per-channel leak on a [C, H, W] membrane (channels-last inside the engine) and a
+    // per-feature leak on a flat output, against the reference
+    let mut rng = Rng::new(21);
+    let mut nb = NetBuilder::new(true, &[2, 4, 3], "static");
+    nb.conv(
+        "c1",
+        "input",
+        3,
+        [3, 3],
+        [1, 1],
+        [1, 1],
+        rng.ints(3 * 2 * 9, -3, 4),
+        Some(rng.ints(3, -2, 2)),
+    );
+    nb.leaky_integrate("li", "c1", vec![3, 1, 4], 2);
+    nb.dsr_if("n1", "li", vec![40], vec![20]);
+    nb.flatten("f", "n1");
+    let n_f = nb.shape_of("f")[0];
+    nb.linear("fc", "f", 4, rng.ints(4 * n_f, -2, 3), None);
+    nb.scale("s", "fc", vec![64], None, 1);
+    nb.leaky_integrate("out", "s", vec![1000, 2000, 3000, 4096], 12);
+    let m = nb.model();
+    let x: Vec<i32> = (0..3 * 24).map(|_| rng.int(-30, 30) as i32).collect();
+    let rec = spiking_names(&nb);
+    let steps = 6;
+    let r = m.run_static(Data::I32(&x), steps, &rec, None).unwrap();
+    for b in 0..3 {
+        let xi: Vec<i64> = x[b * 24..(b + 1) * 24].iter().map(|&v| v as i64).collect();
+        let refo = reference(&nb, &[xi], steps);
+        check_against_reference(&nb, &r, b, &refo);
+    }
+    assert!(spike_totals(&r)[2] > 0);
+
+    // float: V = leak*V + x, one product then one sum
+    let mut nb = NetBuilder::new(false, &[3], "static");
+    nb.linear("fc", "input", 3, vec![0; 9], Some(vec![0; 3]));
+    nb.leaky_integrate("out", "fc", vec![1], 0);
+    let (g, tensors) = nb.parts();
+    let (leak, bias) = (0.83f32, [0.1f32, -0.7, 0.33]);
+    let tensors: Vec<_> = tensors
+        .into_iter()
+        .map(|(k, mut t)| {
+            if k == "out.leak" {
+                t.data = crate::format::TensorData::F32(vec![leak]);
+            } else if k == "fc.bias" {
+                t.data = crate::format::TensorData::F32(bias.to_vec());
+            }
+            (k, t)
+        })
+        .collect();
+    let bytes = crate::format::write_bytes(&g.to_string(), &tensors).unwrap();
+    let m = Model::from_bytes(&bytes).unwrap();
+    let r = m.run_static(Data::F32(&[0.0; 3]), 5, &[], None).unwrap();
+    for (k, &c) in bias.iter().enumerate() {
+        let mut v = 0.0f32;
+        for _ in 0..5 {
+            let a = leak * v;
+            v = a + c;
+        }
+        assert_eq!(r.output_sum[k], v as f64);
+    }
+}
+
+#[test]
+fn leaky_integrate_needs_f_in_int_precision() {
+    let mut nb = NetBuilder::new(true, &[3], "static");
+    nb.linear("fc", "input", 3, vec![1; 9], None);
+    nb.leaky_integrate("out", "fc", vec![3], 2);
+    let (mut g, tensors) = nb.parts();
+    g["nodes"][1].as_object_mut().unwrap().remove("f");
+    let bytes = crate::format::write_bytes(&g.to_string(), &tensors).unwrap();
+    let e = Model::from_bytes(&bytes).unwrap_err().to_string();
+    assert!(e.contains("'out'") && e.contains("'f'"), "{e}");
+    g["nodes"][1]["f"] = serde_json::json!(0);
+    let bytes = crate::format::write_bytes(&g.to_string(), &tensors).unwrap();
+    let e = Model::from_bytes(&bytes).unwrap_err().to_string();
+    assert!(e.contains("'f'") && e.contains("[1, 31]"), "{e}");
+}

@@ -1,0 +1,18 @@
+//! The network file (docs/model-format.md §1-2): a safetensors container ([`file`]) whose
+//! metadata holds the graph JSON ([`parse`], with attributes and shapes from [`shapes`]) and
+//! whose tensors belong to the nodes' fields ([`tensors`]). Everything here validates; nothing
+//! here runs a network.
+
+mod file;
+mod graph;
+mod json;
+mod parse;
+mod shapes;
+mod tensors;
+
+pub use file::{read_bytes, read_path, write_bytes, ModelFile};
+pub use graph::{fmt_shape, Graph, InputKind, OpKind, Src, MAX_ELEMS};
+pub use tensors::{NodeParams, Tensor, TensorData};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,281 @@
+//! Kernel tests: every fast path against a naive loop.
+
+use super::linear::linear_rows_impl;
+use super::*;
+use crate::numeric::{Mac, Weight};
+use crate::testutil::Rng;
+
+/// Reference: the same product computed naively (tests).
+fn linear_rows_naive<A: Mac<W>, W: Weight>(
+    acc: &mut [A],
+    w: &[W],
+    stride: usize,
+    rows: &[u32],
+    xs: Option<&[A]>,
+) {
+    for (k, &r) in rows.iter().enumerate() {
+        for o in 0..acc.len() {
+            let wv = w[r as usize * stride + o];
+            acc[o] = match xs {
+                None => acc[o].add_w(wv),
+                Some(xs) => acc[o].add_xw(xs[k], wv),
+            };
+        }
+    }
+}
+
+#[test]
+fn linear_scatter_matches_naive_float_and_int() {
+    let mut rng = Rng::new(1);
+    for &(n_in, n_out) in &[
+        (7usize, 5usize),
+        (40, 64),
+        (33, 100),
+        (10, 31),
+        (5, 129),
+        (60, 300),
+        (200, 128),
+    ] {
+        let wf: Vec<f32> = (0..n_in * n_out).map(|_| rng.uniform() - 0.5).collect();
+        let wi: Vec<i8> = (0..n_in * n_out)
+            .map(|_| rng.int(-128, 127) as i8)
+            .collect();
+        let rows: Vec<u32> = (0..n_in as u32).filter(|_| rng.next() % 3 == 0).collect();
+        let xs_f: Vec<f32> = rows.iter().map(|_| rng.uniform() * 4.0).collect();
+        let xs_i: Vec<i32> = rows.iter().map(|_| rng.int(-128, 127) as i32).collect();
+        let bias: Vec<f32> = (0..n_out).map(|_| rng.uniform()).collect();
+        for xs in [None, Some(xs_f.as_slice())] {
+            let mut a = bias.clone();
+            let mut b = bias.clone();
+            let mut c = bias.clone();
+            linear_rows(&mut a, &wf, n_out, &rows, xs);
+            linear_rows_impl(&mut c, &wf, n_out, &rows, xs);
+            linear_rows_naive(&mut b, &wf, n_out, &rows, xs);
+            // same order of operations per element: bit-identical
+            assert_eq!(a, b);
+            assert_eq!(c, b);
+        }
+        for xs in [None, Some(xs_i.as_slice())] {
+            let mut a = vec![3i32; n_out];
+            let mut b = vec![3i32; n_out];
+            linear_rows(&mut a, &wi, n_out, &rows, xs);
+            linear_rows_naive(&mut b, &wi, n_out, &rows, xs);
+            assert_eq!(a, b);
+            if xs.is_none() {
+                let mut d = vec![3i32; n_out];
+                linear_rows_i16(&mut d, &wi, n_out, &rows);
+                assert_eq!(d, b);
+            }
+            // against i64
+            let mut c = vec![3i64; n_out];
+            let xs64: Option<Vec<i64>> = xs.map(|v| v.iter().map(|&x| x as i64).collect());
+            linear_rows(&mut c, &wi, n_out, &rows, xs64.as_deref());
+            assert!(a.iter().zip(&c).all(|(&p, &q)| p as i64 == q));
+        }
+    }
+}
+
+/// Naive direct convolution in torch layout (CHW input, [co][c][kh][kw] weights).
+fn conv_naive(x: &[f32], wt: &[f32], g: &Geom) -> Vec<f32> {
+    let mut out = vec![0.0f32; g.co * g.ho * g.wo];
+    for oc in 0..g.co {
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let mut s = 0.0f64;
+                for c in 0..g.c {
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let iy = (oy * g.sh + ky) as isize - g.ph as isize;
+                            let ix = (ox * g.sw + kx) as isize - g.pw as isize;
+                            if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                continue;
+                            }
+                            s += x[(c * g.h + iy as usize) * g.w + ix as usize] as f64
+                                * wt[((oc * g.c + c) * g.kh + ky) * g.kw + kx] as f64;
+                        }
+                    }
+                }
+                out[(oc * g.ho + oy) * g.wo + ox] = s as f32;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn conv_scatter_matches_naive_with_borders_and_fanout() {
+    let mut rng = Rng::new(7);
+    let cases = [
+        (
+            2usize, 5usize, 6usize, 3usize, 3usize, 3usize, 1usize, 1usize, 1usize, 1usize,
+        ),
+        (3, 7, 5, 4, 3, 2, 2, 1, 1, 0),
+        (1, 4, 4, 2, 2, 2, 2, 2, 0, 0),
+        (2, 6, 6, 3, 5, 5, 1, 1, 2, 2),
+        (2, 5, 5, 2, 3, 3, 3, 3, 2, 1),
+    ];
+    for &(c, h, w, co, kh, kw, sh, sw, ph, pw) in &cases {
+        let ho = (h + 2 * ph - kh) / sh + 1;
+        let wo = (w + 2 * pw - kw) / sw + 1;
+        let g = Geom {
+            c,
+            h,
+            w,
+            co,
+            ho,
+            wo,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+        };
+        let x: Vec<f32> = (0..c * h * w)
+            .map(|_| {
+                if rng.next() % 3 == 0 {
+                    (rng.int(1, 4)) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let wt: Vec<f32> = (0..co * c * kh * kw)
+            .map(|_| rng.int(-3, 3) as f32)
+            .collect();
+        // relayout: x CHW -> HWC ; w [co][c][kh][kw] -> [c][kh][kw][co]
+        let mut xh = vec![0.0f32; x.len()];
+        for ch in 0..c {
+            for y in 0..h {
+                for xx in 0..w {
+                    xh[(y * w + xx) * c + ch] = x[(ch * h + y) * w + xx];
+                }
+            }
+        }
+        let mut k = vec![0.0f32; wt.len()];
+        for oc in 0..co {
+            for ch in 0..c {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        k[((ch * kh + ky) * kw + kx) * co + oc] =
+                            wt[((oc * c + ch) * kh + ky) * kw + kx];
+                    }
+                }
+            }
+        }
+        let items: Vec<u32> = (0..xh.len() as u32)
+            .filter(|&i| xh[i as usize] != 0.0)
+            .collect();
+        let xs: Vec<f32> = items.iter().map(|&i| xh[i as usize]).collect();
+        let mut acc = vec![0.0f32; ho * wo * co];
+        conv_scatter(&mut acc, &k, &g, &items, Some(&xs));
+        let want = conv_naive(&x, &wt, &g);
+        for oc in 0..co {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    assert_eq!(
+                        acc[(oy * wo + ox) * co + oc],
+                        want[(oc * ho + oy) * wo + ox],
+                        "case {:?}",
+                        (c, h, w, co, kh, kw, sh, sw, ph, pw)
+                    );
+                }
+            }
+        }
+        // fan-out: a unit input at (y, x) reaches exactly `fanout` output positions
+        for y in 0..h {
+            for xx in 0..w {
+                let mut cnt = 0;
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let iy = (oy * sh) as isize - ph as isize;
+                        let ix = (ox * sw) as isize - pw as isize;
+                        let (yy, xx2) = (y as isize, xx as isize);
+                        if yy >= iy && yy < iy + kh as isize && xx2 >= ix && xx2 < ix + kw as isize
+                        {
+                            cnt += 1;
+                        }
+                    }
+                }
+                assert_eq!(g.fanout(y, xx), cnt);
+            }
+        }
+    }
+}
+
+#[test]
+fn pooling_dense_and_scatter_agree() {
+    let mut rng = Rng::new(3);
+    for &(c, h, w, k, s) in &[
+        (2usize, 6usize, 6usize, 2usize, 2usize),
+        (3, 7, 5, 3, 2),
+        (1, 5, 5, 2, 3),
+    ] {
+        let ho = (h - k) / s + 1;
+        let wo = (w - k) / s + 1;
+        let g = Geom {
+            c,
+            h,
+            w,
+            co: c,
+            ho,
+            wo,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            ph: 0,
+            pw: 0,
+        };
+        let x: Vec<i32> = (0..c * h * w)
+            .map(|_| {
+                if rng.next() % 2 == 0 {
+                    rng.int(-5, 5) as i32
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let mut dense = vec![0i64; ho * wo * c];
+        pool_dense_sums::<i32>(&x, &g, &mut dense);
+        let mut nz = Vec::new();
+        collect_nonzero(&x, &mut nz);
+        let mut wide = vec![0i64; ho * wo * c];
+        let mut mark = vec![false; ho * wo * c];
+        let mut touched = Vec::new();
+        pool_scatter_sums::<i32>(&x, &nz, &g, &mut wide, &mut mark, &mut touched);
+        assert_eq!(dense, wide);
+        // naive window sums
+        for ch in 0..c {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut sum = 0i64;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            sum += x[((oy * s + ky) * w + ox * s + kx) * c + ch] as i64;
+                        }
+                    }
+                    assert_eq!(dense[(oy * wo + ox) * c + ch], sum);
+                }
+            }
+        }
+        // each touched element is marked once
+        let mut t = touched.clone();
+        t.sort();
+        t.dedup();
+        assert_eq!(t.len(), touched.len());
+    }
+}
+
+#[test]
+fn nonzero_collection() {
+    let mut x = vec![0.0f32; 37];
+    x[0] = 1.0;
+    x[15] = -2.0;
+    x[16] = 1.0;
+    x[36] = 3.0;
+    x[20] = -0.0;
+    let mut nz = vec![99];
+    collect_nonzero(&x, &mut nz);
+    assert_eq!(nz, vec![0, 15, 16, 36]);
+}
