@@ -131,24 +131,41 @@ def main() -> None:
 
     results: dict[str, list[float]] = {}
     with torch.inference_mode():
-        results["torch_loop"] = time_runs(lambda x: torch_loop(tws, torch.from_numpy(x)), samples, args.repeats)
+        results["torch_loop"] = time_runs(
+            lambda x: torch_loop(tws, torch.from_numpy(x)), samples, args.repeats
+        )
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # batch-1 mat-vecs are often faster on one thread
-        results["torch_loop_1thread"] = time_runs(lambda x: torch_loop(tws, torch.from_numpy(x)), samples, args.repeats)
+        results["torch_loop_1thread"] = time_runs(
+            lambda x: torch_loop(tws, torch.from_numpy(x)), samples, args.repeats
+        )
         torch.set_num_threads(threads)
-        results["engine_float32"] = time_runs(lambda x: mf.run_static(x[None], T, []), samples, args.repeats)
-        results["engine_int8"] = time_runs(lambda x: mi.run_static(x[None], T, []),
-                                           qi, args.repeats)
-        results["engine_api_float32"] = time_runs(lambda x: snnsim.run(api_model, x, steps=T), samples, args.repeats)
-        results["reference_float32"] = time_runs(lambda x: snnsim.run(gf, x, steps=T, mode="reference"),
-                                                 samples[:50], max(1, args.repeats // 2))
+        results["engine_float32"] = time_runs(
+            lambda x: mf.run_static(x[None], T, []), samples, args.repeats
+        )
+        results["engine_int8"] = time_runs(
+            lambda x: mi.run_static(x[None], T, []), qi, args.repeats
+        )
+        results["engine_api_float32"] = time_runs(
+            lambda x: snnsim.run(api_model, x, steps=T), samples, args.repeats
+        )
+        results["reference_float32"] = time_runs(
+            lambda x: snnsim.run(gf, x, steps=T, mode="reference"),
+            samples[:50],
+            max(1, args.repeats // 2),
+        )
     med = {k: statistics.median(v) for k, v in results.items()}
     baseline = min(med["torch_loop"], med["torch_loop_1thread"])
     out = {
         "benchmark": "mlp_784_800_800_10_dsr_if_t20_batch1_static",
-        "command": "python benches/bench_mlp.py " + f"--samples {args.samples} --repeats {args.repeats}",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "torch_threads": torch.get_num_threads()},
+        "command": "python benches/bench_mlp.py "
+        + f"--samples {args.samples} --repeats {args.repeats}",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+        },
         "samples": args.samples,
         "median_us_per_sample": {k: v * 1e6 for k, v in med.items()},
         "runs_us_per_sample": {k: [x * 1e6 for x in v] for k, v in results.items()},

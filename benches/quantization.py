@@ -37,8 +37,8 @@ import torch  # noqa: E402
 import snnsim  # noqa: E402
 from snnsim.data import load_mnist5k_split  # noqa: E402
 from snnsim.exporter import export  # noqa: E402
-from snnsim.qat import qat_finetune  # noqa: E402
 from snnsim.models import create_model  # noqa: E402
+from snnsim.qat import qat_finetune  # noqa: E402
 from snnsim.train.checkpoint import write_json_atomic  # noqa: E402
 from snnsim.train.configs import get_config  # noqa: E402
 from snnsim.train.trainer import Trainer  # noqa: E402
@@ -49,13 +49,26 @@ MODELS = {
     "dsr-mlp-if": ("dsr-mnist5k-mlp-if-t5", 3, "if", 5, {}, {}),
     "dsr-mlp-lif": ("dsr-mnist5k-mlp-lif-t5", 3, "lif", 5, {}, {}),
     "dsr-mnist-cnn-if": ("dsr-mnist5k-cnn-if-t5", 2, "if", 5, {}, {}),
-    "dspike-mnist-cnn": ("dsr-mnist5k-cnn-if-t5", 3, "dspike", 4, {},
-                         {"optimizer": "adam", "lr": 2e-3, "weight_decay": 0.0, "crop_padding": 0}),
+    "dspike-mnist-cnn": (
+        "dsr-mnist5k-cnn-if-t5",
+        3,
+        "dspike",
+        4,
+        {},
+        {"optimizer": "adam", "lr": 2e-3, "weight_decay": 0.0, "crop_padding": 0},
+    ),
 }
 QAT_MODELS = ["dsr-mlp-if", "dsr-mnist-cnn-if"]
 QAT_MODES = [("int8", False), ("int8", True), ("int4", False), ("int4", True)]
 QAT_LR_FACTOR = 0.1  # fine-tuning lr = the recipe's lr / 10 (cosine to 0)
-MODES = [("float32", False), ("int16", False), ("int8", False), ("int8", True), ("int4", False), ("int4", True)]
+MODES = [
+    ("float32", False),
+    ("int16", False),
+    ("int8", False),
+    ("int8", True),
+    ("int4", False),
+    ("int4", True),
+]
 
 
 def train(key: str, seed: int, threads: int) -> tuple[torch.nn.Module, int, int]:
@@ -65,7 +78,9 @@ def train(key: str, seed: int, threads: int) -> tuple[torch.nn.Module, int, int]
 
 def train_cfg(key: str, seed: int, threads: int) -> tuple[torch.nn.Module, int, int, Any]:
     config, epochs, neuron, T, kw, over = MODELS[key]
-    cfg = get_config(config).with_(epochs=epochs, seed=seed, num_threads=threads, eval_every=epochs, **over)
+    cfg = get_config(config).with_(
+        epochs=epochs, seed=seed, num_threads=threads, eval_every=epochs, **over
+    )
     model = None
     if neuron == "dspike":
         torch.manual_seed(seed)
@@ -78,40 +93,69 @@ def train_cfg(key: str, seed: int, threads: int) -> tuple[torch.nn.Module, int, 
 def _acc(model: torch.nn.Module, mode: str, per_channel: bool, calib: Any, xte: Any, T: int) -> Any:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "net.snn.safetensors"
-        export(model, path, mode, input_shape=(1, 28, 28), per_channel=per_channel, calibration=calib)
+        export(
+            model, path, mode, input_shape=(1, 28, 28), per_channel=per_channel, calibration=calib
+        )
         return snnsim.run(str(path), xte, steps=T).prediction
 
 
-def run_qat(args: argparse.Namespace, rows: list[dict[str, Any]], xtr: Any, ytr: Any, xte: Any, yte: Any) -> list[dict[str, Any]]:
+def run_qat(
+    args: argparse.Namespace, rows: list[dict[str, Any]], xtr: Any, ytr: Any, xte: Any, yte: Any
+) -> list[dict[str, Any]]:
     import copy
 
     calib = xtr[:512]
-    keys = [k for k in args.models if k in QAT_MODELS] if args.models != list(MODELS) else QAT_MODELS
+    keys = (
+        [k for k in args.models if k in QAT_MODELS] if args.models != list(MODELS) else QAT_MODELS
+    )
     for seed in args.seeds:
         for key in keys:
             t0 = time.time()
             base, epochs, T, cfg = train_cfg(key, seed, args.threads)
             t_train = time.time() - t0
             with torch.no_grad():
-                logits = torch.cat([base(torch.from_numpy(xte[i:i + 250])) for i in range(0, len(yte), 250)])
+                logits = torch.cat(
+                    [base(torch.from_numpy(xte[i : i + 250])) for i in range(0, len(yte), 250)]
+                )
             want = logits.argmax(1).numpy()
             torch_acc = float((want == yte).mean())
             neuron = MODELS[key][2]
             for mode, per_channel in QAT_MODES:
                 before = float((_acc(base, mode, per_channel, calib, xte, T) == yte).mean())
                 t1 = time.time()
-                model = qat_finetune(copy.deepcopy(base), (xtr, ytr), mode, epochs=args.qat_epochs,
-                                     lr=cfg.lr * QAT_LR_FACTOR, per_channel=per_channel, optimizer=cfg.optimizer,
-                                     momentum=cfg.momentum, batch_size=cfg.batch_size,
-                                     crop_padding=cfg.crop_padding, seed=seed)
+                model = qat_finetune(
+                    copy.deepcopy(base),
+                    (xtr, ytr),
+                    mode,
+                    epochs=args.qat_epochs,
+                    lr=cfg.lr * QAT_LR_FACTOR,
+                    per_channel=per_channel,
+                    optimizer=cfg.optimizer,
+                    momentum=cfg.momentum,
+                    batch_size=cfg.batch_size,
+                    crop_padding=cfg.crop_padding,
+                    seed=seed,
+                )
                 t_qat = time.time() - t1
                 pred = _acc(model, mode, per_channel, calib, xte, T)
-                row = {"model": key.rsplit("-", 1)[0] if neuron != "dspike" else key, "neuron": neuron, "T": T,
-                       "epochs": epochs, "mode": mode, "per_channel": per_channel, "qat": True, "seed": seed,
-                       "acc": float((pred == yte).mean()), "torch_acc": torch_acc,
-                       "agree": float((pred == want).mean()), "train_s": round(t_train, 1),
-                       "acc_before": before, "qat_epochs": args.qat_epochs,
-                       "qat_lr": cfg.lr * QAT_LR_FACTOR, "qat_s": round(t_qat, 1)}
+                row = {
+                    "model": key.rsplit("-", 1)[0] if neuron != "dspike" else key,
+                    "neuron": neuron,
+                    "T": T,
+                    "epochs": epochs,
+                    "mode": mode,
+                    "per_channel": per_channel,
+                    "qat": True,
+                    "seed": seed,
+                    "acc": float((pred == yte).mean()),
+                    "torch_acc": torch_acc,
+                    "agree": float((pred == want).mean()),
+                    "train_s": round(t_train, 1),
+                    "acc_before": before,
+                    "qat_epochs": args.qat_epochs,
+                    "qat_lr": cfg.lr * QAT_LR_FACTOR,
+                    "qat_s": round(t_qat, 1),
+                }
                 rows = _merge(rows, row)
                 print(json.dumps(row), flush=True)
     return rows
@@ -127,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--qat", action="store_true", help="only the QAT rows (int8/int4 after fine-tuning)")
+    ap.add_argument(
+        "--qat", action="store_true", help="only the QAT rows (int8/int4 after fine-tuning)"
+    )
     ap.add_argument("--qat-epochs", type=int, default=1)
     args = ap.parse_args(argv)
 
@@ -139,31 +185,62 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     if args.qat:
         rows = run_qat(args, rows, xtr, ytr, xte, yte)
-    for seed in (args.seeds if not args.qat else []):
+    for seed in args.seeds if not args.qat else []:
         for key in args.models:
             t0 = time.time()
             model, epochs, T = train(key, seed, args.threads)
             t_train = time.time() - t0
             with torch.no_grad():
-                logits = torch.cat([model(torch.from_numpy(xte[i:i + 250])) for i in range(0, len(yte), 250)])
+                logits = torch.cat(
+                    [model(torch.from_numpy(xte[i : i + 250])) for i in range(0, len(yte), 250)]
+                )
             want = logits.argmax(1).numpy()
             torch_acc = float((want == yte).mean())
             neuron = MODELS[key][2]
             for mode, per_channel in MODES:
                 with tempfile.TemporaryDirectory() as d:
                     path = Path(d) / "net.snn.safetensors"
-                    export(model, path, mode, input_shape=(1, 28, 28), per_channel=per_channel, calibration=calib)
+                    export(
+                        model,
+                        path,
+                        mode,
+                        input_shape=(1, 28, 28),
+                        per_channel=per_channel,
+                        calibration=calib,
+                    )
                     res = snnsim.run(str(path), xte, steps=T)
-                row = {"model": key.rsplit("-", 1)[0] if neuron != "dspike" else key, "neuron": neuron, "T": T,
-                       "epochs": epochs, "mode": mode, "per_channel": per_channel, "qat": False, "seed": seed,
-                       "acc": float((res.prediction == yte).mean()), "torch_acc": torch_acc,
-                       "agree": float((res.prediction == want).mean()), "train_s": round(t_train, 1)}
-                rows = [r for r in rows if tuple(r.get(k) for k in ("model", "neuron", "mode", "per_channel", "qat", "seed"))
-                        != tuple(row[k] for k in ("model", "neuron", "mode", "per_channel", "qat", "seed"))]
+                row = {
+                    "model": key.rsplit("-", 1)[0] if neuron != "dspike" else key,
+                    "neuron": neuron,
+                    "T": T,
+                    "epochs": epochs,
+                    "mode": mode,
+                    "per_channel": per_channel,
+                    "qat": False,
+                    "seed": seed,
+                    "acc": float((res.prediction == yte).mean()),
+                    "torch_acc": torch_acc,
+                    "agree": float((res.prediction == want).mean()),
+                    "train_s": round(t_train, 1),
+                }
+                rows = [
+                    r
+                    for r in rows
+                    if tuple(
+                        r.get(k) for k in ("model", "neuron", "mode", "per_channel", "qat", "seed")
+                    )
+                    != tuple(
+                        row[k] for k in ("model", "neuron", "mode", "per_channel", "qat", "seed")
+                    )
+                ]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    doc = {"description": __doc__.split("\n\n")[0].replace("\n", " "), "n_test": int(len(yte)), "rows": rows,
-           "wall_s_last_run": round(time.time() - t_start, 1)}
+    doc = {
+        "description": __doc__.split("\n\n")[0].replace("\n", " "),
+        "n_test": int(len(yte)),
+        "rows": rows,
+        "wall_s_last_run": round(time.time() - t_start, 1),
+    }
     rows.sort(key=lambda r: (bool(r.get("qat")), r["seed"]))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(OUT, doc)
@@ -172,13 +249,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | neuron | T | mode | per-channel | qat | seed | acc | acc before QAT | torch acc | agree |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | neuron | T | mode | per-channel | qat | seed | acc | acc before QAT | torch acc | agree |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['neuron']} | {r['T']} | {r['mode']} | {r['per_channel']} | {r['qat']} | "
-                     f"{r['seed']} | {100 * r['acc']:.1f} | "
-                     f"{'' if r.get('acc_before') is None else format(100 * r['acc_before'], '.1f')} | "
-                     f"{100 * r['torch_acc']:.1f} | {100 * r['agree']:.1f} |")
+        lines.append(
+            f"| {r['model']} | {r['neuron']} | {r['T']} | {r['mode']} | {r['per_channel']} | {r['qat']} | "
+            f"{r['seed']} | {100 * r['acc']:.1f} | "
+            f"{'' if r.get('acc_before') is None else format(100 * r['acc_before'], '.1f')} | "
+            f"{100 * r['torch_acc']:.1f} | {100 * r['agree']:.1f} |"
+        )
     return "\n".join(lines)
 
 

@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +50,18 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
 def merge_row(path: Path, row: dict[str, Any]) -> None:
     rows = [r for r in load_rows(path) if _key(r) != _key(row)]
     rows.append(row)
-    rows.sort(key=lambda r: (str(r.get("dataset")), r["method"], -r["T"], r["seed"], r.get("eps") or 0))
+    rows.sort(
+        key=lambda r: (str(r.get("dataset")), r["method"], -r["T"], r["seed"], r.get("eps") or 0)
+    )
     doc = {
         "description": "Dspike (Li et al., NeurIPS 2021) on MNIST-5k (4000/1000 split) and SYNTHETIC "
-                       "N-MNIST-like events (not N-MNIST); small CNN conv16-conv32-FC, tdBN, Dspike LIF "
-                       "(leak 0.5, Vth 0.5, hard reset), Adam + cosine LR, CPU.",
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "N-MNIST-like events (not N-MNIST); small CNN conv16-conv32-FC, tdBN, Dspike LIF "
+        "(leak 0.5, Vth 0.5, hard reset), Adam + cosine LR, CPU.",
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
         "rows": rows,
     }
     write_json_atomic(path, doc)
@@ -78,7 +83,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in sorted(runs, key=lambda r: (r.get("dataset"), -r["T"], r["seed"], r.get("eps") or 0)):
         temps = [r.get("b0", 1.0)] + list(r["temperatures"])
-        lab = f"{r.get('dataset')} T={r['T']} seed={r['seed']}" + (f" eps={r['eps']}" if r.get("eps") != 0.1 else "")
+        lab = f"{r.get('dataset')} T={r['T']} seed={r['seed']}" + (
+            f" eps={r['eps']}" if r.get("eps") != 0.1 else ""
+        )
         ax.plot(range(len(temps)), temps, marker="o", label=lab)
     ax.set_xlabel("epoch (0: initial b0; k: temperature searched at the start of epoch k)")
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -95,26 +102,45 @@ def table(rows: list[dict[str, Any]]) -> str:
 
     groups: dict[tuple, list[float]] = {}
     for r in rows:
-        groups.setdefault((r.get("dataset"), r["method"], r["T"], r.get("eps"), r["epochs"]), []).append(r["acc"])
-    lines = ["| dataset | method | T | eps | epochs | seeds | acc (mean ± sd) |", "|---|---|---|---|---|---|---|"]
-    for (ds, m, T, eps, ep), accs in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], -kv[0][2], kv[0][3] or 0)):
+        groups.setdefault(
+            (r.get("dataset"), r["method"], r["T"], r.get("eps"), r["epochs"]), []
+        ).append(r["acc"])
+    lines = [
+        "| dataset | method | T | eps | epochs | seeds | acc (mean ± sd) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (ds, m, T, eps, ep), accs in sorted(
+        groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], -kv[0][2], kv[0][3] or 0)
+    ):
         sd = st.stdev(accs) if len(accs) > 1 else 0.0
-        lines.append(f"| {ds} | {m} | {T} | {eps if eps is not None else '-'} | {ep} | {len(accs)} | "
-                     f"{100 * st.mean(accs):.2f} ± {100 * sd:.2f} |")
+        lines.append(
+            f"| {ds} | {m} | {T} | {eps if eps is not None else '-'} | {ep} | {len(accs)} | "
+            f"{100 * st.mean(accs):.2f} ± {100 * sd:.2f} |"
+        )
     return "\n".join(lines)
 
 
 def tit_table(rows: list[dict[str, Any]]) -> str:
     """TIT vs scratch at the same T: fine-tuning epochs the TIT run needs to reach the scratch
     run's final accuracy (same dataset and seed; source epochs listed separately)."""
-    lines = ["| dataset | T | seed | scratch acc (epochs) | TIT from | acc inherited (0 epochs) | TIT acc per epoch | "
-             "epochs to reach scratch |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | T | seed | scratch acc (epochs) | TIT from | acc inherited (0 epochs) | TIT acc per epoch | "
+        "epochs to reach scratch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "tit_from" not in r:
             continue
         base = r["method"].split("+tit")[0]
-        sc = [s for s in rows if s.get("dataset") == r.get("dataset") and s["method"] == base and s["T"] == r["T"]
-              and s["seed"] == r["seed"] and s.get("eps") == r.get("eps")]
+        sc = [
+            s
+            for s in rows
+            if s.get("dataset") == r.get("dataset")
+            and s["method"] == base
+            and s["T"] == r["T"]
+            and s["seed"] == r["seed"]
+            and s.get("eps") == r.get("eps")
+        ]
         target = sc[0]["acc"] if sc else None
         curve = r.get("acc_curve", [])
         reach = "-"
@@ -126,16 +152,24 @@ def tit_table(rows: list[dict[str, Any]]) -> str:
                 reach = str(hit[0]) if hit else f"> {len(curve)}"
         sc_txt = "-" if target is None else f"{100 * target:.2f} ({sc[0]['epochs']})"
         curve_txt = ", ".join(f"{100 * a:.1f}" for a in curve)
-        lines.append(f"| {r.get('dataset')} | {r['T']} | {r['seed']} | {sc_txt} | {r['tit_from']} "
-                     f"({r['epochs']} src epochs) | {100 * r.get('acc_inherited', 0):.2f} | {curve_txt} | {reach} |")
+        lines.append(
+            f"| {r.get('dataset')} | {r['T']} | {r['seed']} | {sc_txt} | {r['tit_from']} "
+            f"({r['epochs']} src epochs) | {100 * r.get('acc_inherited', 0):.2f} | {curve_txt} | {reach} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--dataset", default="mnist5k", choices=("mnist5k", "synthetic-nmnist"))
     ap.add_argument("--grid", action="store_true", help="methods x T x seeds")
-    ap.add_argument("--tit", action="store_true", help="TIT from --tit-from to each T (and the scratch rows if missing)")
+    ap.add_argument(
+        "--tit",
+        action="store_true",
+        help="TIT from --tit-from to each T (and the scratch rows if missing)",
+    )
     ap.add_argument("--tit-from", type=int, default=4)
     ap.add_argument("--eps-sweep", default="", help="comma list of FDG eps for adaptive Dspike")
     ap.add_argument("--methods", default="dspike-adaptive,dspike-fixed,rect")
@@ -148,16 +182,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fdg-batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--plot-only", action="store_true", help="only redraw the plot and print the tables")
-    ap.add_argument("--skip-existing", action="store_true", help="do not rerun rows already in the JSON")
+    ap.add_argument(
+        "--plot-only", action="store_true", help="only redraw the plot and print the tables"
+    )
+    ap.add_argument(
+        "--skip-existing", action="store_true", help="do not rerun rows already in the JSON"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     Ts = [int(t) for t in args.T.split(",") if t]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     methods = [m for m in args.methods.split(",") if m]
-    base = dict(dataset=args.dataset, epochs=args.epochs, lr=args.lr, n_train=args.n_train, n_test=args.n_test,
-                fdg_batch=args.fdg_batch)
+    base = dict(
+        dataset=args.dataset,
+        epochs=args.epochs,
+        lr=args.lr,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        fdg_batch=args.fdg_batch,
+    )
 
     jobs: list[tuple[ExperimentConfig, dict[str, Any]]] = []
     if args.grid:
@@ -169,11 +213,24 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             for T in Ts:
                 if T < args.tit_from:
-                    jobs.append((ExperimentConfig(method="dspike-adaptive", T=T, seed=seed, tit_from=args.tit_from, **base), {}))
+                    jobs.append(
+                        (
+                            ExperimentConfig(
+                                method="dspike-adaptive",
+                                T=T,
+                                seed=seed,
+                                tit_from=args.tit_from,
+                                **base,
+                            ),
+                            {},
+                        )
+                    )
     for e in [float(v) for v in args.eps_sweep.split(",") if v]:
         for seed in seeds:
             for T in Ts:
-                jobs.append((ExperimentConfig(method="dspike-adaptive", T=T, seed=seed, eps=e, **base), {}))
+                jobs.append(
+                    (ExperimentConfig(method="dspike-adaptive", T=T, seed=seed, eps=e, **base), {})
+                )
 
     if args.plot_only:
         jobs = []
@@ -181,7 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     data_cache: dict[int, Any] = {}
     for cfg, _ in jobs:
         name = cfg.method + (f"+tit{cfg.tit_from}" if cfg.tit_from else "")
-        key = (cfg.dataset, name, cfg.T, cfg.seed, cfg.eps if cfg.method.startswith("dspike") else None)
+        key = (
+            cfg.dataset,
+            name,
+            cfg.T,
+            cfg.seed,
+            cfg.eps if cfg.method.startswith("dspike") else None,
+        )
         if args.skip_existing and key in done:
             print(f"skip {key}")
             continue
@@ -195,9 +258,18 @@ def main(argv: list[str] | None = None) -> int:
             if p.exists():
                 init = load_checkpoint(p)
                 print(f"  TIT source: {p}")
-        save = ckpt_path(cfg.dataset, cfg.method, cfg.T, cfg.seed) if not cfg.tit_from and cfg.eps == 0.1 else None
-        row = run_experiment(cfg, log=lambda s: print(s, flush=True), init_state=init, save_to=save,
-                             data=data_cache[cfg.T])
+        save = (
+            ckpt_path(cfg.dataset, cfg.method, cfg.T, cfg.seed)
+            if not cfg.tit_from and cfg.eps == 0.1
+            else None
+        )
+        row = run_experiment(
+            cfg,
+            log=lambda s: print(s, flush=True),
+            init_state=init,
+            save_to=save,
+            data=data_cache[cfg.T],
+        )
         merge_row(args.out, row)
         print(f"  -> acc {row['acc']:.4f} ({row['time_s']}s)", flush=True)
 

@@ -44,7 +44,10 @@ from snnsim.train.trainer import Trainer  # noqa: E402
 RESULTS = ROOT / "benches" / "results"
 MAIN_JSON = RESULTS / "dsr_mnist.json"
 ABL_JSON = RESULTS / "dsr_ablation.json"
-TARGETS = {5: {"acc": 0.982, "sec": 3.9, "gap": 0.01}, 20: {"acc": 0.988, "sec": 21.8, "gap": 0.003}}
+TARGETS = {
+    5: {"acc": 0.982, "sec": 3.9, "gap": 0.01},
+    20: {"acc": 0.988, "sec": 21.8, "gap": 0.003},
+}
 ABLATIONS = {
     "full": {"train_theta": True, "alpha": None},
     "no-theta-training": {"train_theta": False, "alpha": None},
@@ -59,7 +62,9 @@ def load(path: Path) -> dict[str, Any]:
     return {}
 
 
-def merge(rows: list[dict[str, Any]], new: dict[str, Any], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+def merge(
+    rows: list[dict[str, Any]], new: dict[str, Any], keys: tuple[str, ...]
+) -> list[dict[str, Any]]:
     k = tuple(new.get(x) for x in keys)
     out = [r for r in rows if tuple(r.get(x) for x in keys) != k]
     out.append(new)
@@ -169,21 +174,36 @@ print(json.dumps({"mode": mode, "time_chunk": chunk, "T": T, "batch": batch, "au
 """
 
 
-def speed_table(Ts: list[int], neurons: list[str], repeats: int, threads: int) -> list[dict[str, Any]]:
+def speed_table(
+    Ts: list[int], neurons: list[str], repeats: int, threads: int
+) -> list[dict[str, Any]]:
     rows = []
     for T in Ts:
         for neuron in neurons:
-            for variant, kw in (("rate", {}), ("rate+exact_bn_grad", {"exact_bn_grad": True}), ("step", {"mode": "step"})):
-                cfg = get_config(f"dsr-mnist5k-cnn-{neuron}-t{T}").with_(epochs=1, num_threads=threads, **kw)
+            for variant, kw in (
+                ("rate", {}),
+                ("rate+exact_bn_grad", {"exact_bn_grad": True}),
+                ("step", {"mode": "step"}),
+            ):
+                cfg = get_config(f"dsr-mnist5k-cnn-{neuron}-t{T}").with_(
+                    epochs=1, num_threads=threads, **kw
+                )
                 load_avg = os.getloadavg()[0]
                 secs = []
                 for _ in range(repeats):
                     tr = Trainer(cfg, out_dir=None, progress=False)
                     secs.append(tr.train_epoch().seconds)
                 secs.sort()
-                row = {"neuron": neuron, "T": T, "variant": variant, "sec_per_epoch": secs[len(secs) // 2],
-                       "runs": secs, "load_avg_at_start": load_avg, "threads": threads,
-                       "target_sec": TARGETS.get(T, {}).get("sec")}
+                row = {
+                    "neuron": neuron,
+                    "T": T,
+                    "variant": variant,
+                    "sec_per_epoch": secs[len(secs) // 2],
+                    "runs": secs,
+                    "load_avg_at_start": load_avg,
+                    "threads": threads,
+                    "target_sec": TARGETS.get(T, {}).get("sec"),
+                }
                 print("[speed]", row, flush=True)
                 rows.append(row)
     return rows
@@ -199,8 +219,21 @@ def memory_table(Ts: list[int], batch: int = 64) -> list[dict[str, Any]]:
     rows = []
     for mode, chunk in (("rate", "5"), ("rate", "none"), ("step", "none")):
         for T in Ts:
-            outp = subprocess.run([sys.executable, "-c", _MEM_CHILD, mode, str(T), str(batch), str(ROOT / "python"), chunk],
-                                  capture_output=True, text=True, check=True)
+            outp = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    _MEM_CHILD,
+                    mode,
+                    str(T),
+                    str(batch),
+                    str(ROOT / "python"),
+                    chunk,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             row = json.loads(outp.stdout.strip().splitlines()[-1])
             print("[memory]", row, flush=True)
             rows.append(row)
@@ -215,17 +248,31 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--mode", default="rate", choices=["rate", "step"])
-    p.add_argument("--exact-bn-grad", action="store_true",
-                   help="rate form with the batch norms' exact weight-gradient term (DSRNet.exact_bn_grad)")
-    p.add_argument("--eval-every", type=int, default=1, help="evaluate every k epochs (always after the last)")
+    p.add_argument(
+        "--exact-bn-grad",
+        action="store_true",
+        help="rate form with the batch norms' exact weight-gradient term (DSRNet.exact_bn_grad)",
+    )
+    p.add_argument(
+        "--eval-every", type=int, default=1, help="evaluate every k epochs (always after the last)"
+    )
     p.add_argument("--variants", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
-    p.add_argument("--ann", action="store_true", help="also train the ANN baselines needed by these rows")
+    p.add_argument(
+        "--ann", action="store_true", help="also train the ANN baselines needed by these rows"
+    )
     p.add_argument("--no-main", action="store_true", help="skip the SNN rows")
-    p.add_argument("--ablation", action="store_true", help="run the Table 3 ablation at T = 5 (neurons given)")
-    p.add_argument("--memory", action="store_true", help="measure training memory vs T (rate and step forms)")
-    p.add_argument("--speed", action="store_true",
-                   help="seconds per training epoch (median of --repeats one-epoch runs, no evaluation) per T, "
-                        "form and option; run it on an otherwise idle machine")
+    p.add_argument(
+        "--ablation", action="store_true", help="run the Table 3 ablation at T = 5 (neurons given)"
+    )
+    p.add_argument(
+        "--memory", action="store_true", help="measure training memory vs T (rate and step forms)"
+    )
+    p.add_argument(
+        "--speed",
+        action="store_true",
+        help="seconds per training epoch (median of --repeats one-epoch runs, no evaluation) per T, "
+        "form and option; run it on an otherwise idle machine",
+    )
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -242,10 +289,19 @@ def main() -> int:
         for lr in lrs:
             tag = "lr005" if lr == 0.05 else "lr01"
             for seed in a.seeds:
-                cfg = get_config(f"ann-mnist5k-cnn-{tag}").with_(seed=seed, epochs=a.epochs, num_threads=a.threads, eval_every=a.eval_every)
+                cfg = get_config(f"ann-mnist5k-cnn-{tag}").with_(
+                    seed=seed, epochs=a.epochs, num_threads=a.threads, eval_every=a.eval_every
+                )
                 res = run_one(cfg, f"[ann lr={lr} seed={seed}]")
-                row = {"model": "dsr-mnist-cnn", "neuron": "relu", "T": None, "seed": seed, "ann_acc": res.pop("acc"),
-                       **res, **common(cfg)}
+                row = {
+                    "model": "dsr-mnist-cnn",
+                    "neuron": "relu",
+                    "T": None,
+                    "seed": seed,
+                    "ann_acc": res.pop("acc"),
+                    **res,
+                    **common(cfg),
+                }
                 row.pop("firing_rates"), row.pop("thresholds")
                 doc["ann_rows"] = merge(doc["ann_rows"], row, keys)
                 summarise(doc)
@@ -256,12 +312,26 @@ def main() -> int:
             for neuron in a.neurons:
                 for seed in a.seeds:
                     cfg = get_config(f"dsr-mnist5k-cnn-{neuron}-t{T}").with_(
-                        seed=seed, epochs=a.epochs, num_threads=a.threads, mode=a.mode, eval_every=a.eval_every,
-                        exact_bn_grad=a.exact_bn_grad)
+                        seed=seed,
+                        epochs=a.epochs,
+                        num_threads=a.threads,
+                        mode=a.mode,
+                        eval_every=a.eval_every,
+                        exact_bn_grad=a.exact_bn_grad,
+                    )
                     res = run_one(cfg, f"[{neuron} T={T} seed={seed}]")
-                    row = {"model": "dsr-mnist-cnn", "neuron": neuron, "T": T, "seed": seed, "snn_acc": res.pop("acc"),
-                           "ann_acc": None, **res, **common(cfg), "mode": a.mode,
-                           "exact_bn_grad": a.exact_bn_grad}
+                    row = {
+                        "model": "dsr-mnist-cnn",
+                        "neuron": neuron,
+                        "T": T,
+                        "seed": seed,
+                        "snn_acc": res.pop("acc"),
+                        "ann_acc": None,
+                        **res,
+                        **common(cfg),
+                        "mode": a.mode,
+                        "exact_bn_grad": a.exact_bn_grad,
+                    }
                     doc["rows"] = merge(doc["rows"], row, keys)
                     summarise(doc)
                     write_json_atomic(MAIN_JSON, doc)
@@ -269,9 +339,9 @@ def main() -> int:
     if a.memory:
         doc["memory"] = {
             "description": "one training step of the MNIST CNN (DSR-IF, batch 64) per backward form, time chunk "
-                           "(steps per chunk of the rate form's chunked forward; null: all steps at once) and T: "
-                           "autograd_saved_MB = tensors kept for backward; peak_rss_increase_MB = growth of the "
-                           "peak resident set during two steps (forward transients included)",
+            "(steps per chunk of the rate form's chunked forward; null: all steps at once) and T: "
+            "autograd_saved_MB = tensors kept for backward; peak_rss_increase_MB = growth of the "
+            "peak resident set during two steps (forward transients included)",
             "rows": memory_table([5, 10, 20, 40, 80]),
             "command": " ".join(["python", "benches/train_dsr_mnist.py"] + sys.argv[1:]),
         }
@@ -280,9 +350,9 @@ def main() -> int:
     if a.speed:
         doc["speed"] = {
             "description": "wall seconds of one training epoch (63 batches of 64, augmentation, no evaluation) of "
-                           "the MNIST CNN, median of `repeats` one-epoch runs in this process; variants: the rate "
-                           "form (default), the rate form with exact_bn_grad, the per-step form; load_avg_at_start "
-                           "shows whether the machine was idle",
+            "the MNIST CNN, median of `repeats` one-epoch runs in this process; variants: the rate "
+            "form (default), the rate form with exact_bn_grad, the per-step form; load_avg_at_start "
+            "shows whether the machine was idle",
             "command": " ".join(["python", "benches/train_dsr_mnist.py"] + sys.argv[1:]),
             "rows": speed_table(a.T, a.neurons, a.repeats, a.threads),
         }
@@ -290,7 +360,9 @@ def main() -> int:
 
     if a.ablation:
         abl = load(ABL_JSON)
-        abl["description"] = "DSR Table 3 ablation on MNIST-5k at T = 5: threshold training and alpha (alpha off = 1)"
+        abl["description"] = (
+            "DSR Table 3 ablation on MNIST-5k at T = 5: threshold training and alpha (alpha off = 1)"
+        )
         abl.setdefault("rows", [])
         for neuron in a.neurons:
             for seed in a.seeds:
@@ -301,21 +373,49 @@ def main() -> int:
                     mk["train_theta"] = kw["train_theta"]
                     if kw["alpha"] is not None:
                         mk["alpha"] = kw["alpha"]
-                    cfg = base.with_(seed=seed, epochs=a.epochs, num_threads=a.threads, eval_every=a.eval_every, model_kwargs=mk)
+                    cfg = base.with_(
+                        seed=seed,
+                        epochs=a.epochs,
+                        num_threads=a.threads,
+                        eval_every=a.eval_every,
+                        model_kwargs=mk,
+                    )
                     res = run_one(cfg, f"[ablation {variant} {neuron} seed={seed}]")
-                    row = {"variant": variant, "model": "dsr-mnist-cnn", "neuron": neuron, "T": 5, "seed": seed,
-                           "train_theta": kw["train_theta"], "alpha": kw["alpha"] if kw["alpha"] is not None else "default",
-                           "snn_acc": res.pop("acc"), **res, **common(cfg)}
-                    abl["rows"] = merge(abl["rows"], row, ("variant", "neuron", "T", "seed", "epochs"))
+                    row = {
+                        "variant": variant,
+                        "model": "dsr-mnist-cnn",
+                        "neuron": neuron,
+                        "T": 5,
+                        "seed": seed,
+                        "train_theta": kw["train_theta"],
+                        "alpha": kw["alpha"] if kw["alpha"] is not None else "default",
+                        "snn_acc": res.pop("acc"),
+                        **res,
+                        **common(cfg),
+                    }
+                    abl["rows"] = merge(
+                        abl["rows"], row, ("variant", "neuron", "T", "seed", "epochs")
+                    )
                     write_json_atomic(ABL_JSON, abl)
                 if "full" not in a.variants:
                     # the full method is the main table's row: reuse it rather than train it twice
                     for r in doc.get("rows", []):
-                        if (r["neuron"], r["T"], r["seed"], r["epochs"]) == (neuron, 5, seed, a.epochs):
-                            full = {"variant": "full", "train_theta": True, "alpha": "default",
-                                    **{k: v for k, v in r.items() if k not in ("ann_acc",)},
-                                    "source": "the matching row of dsr_mnist.json"}
-                            abl["rows"] = merge(abl["rows"], full, ("variant", "neuron", "T", "seed", "epochs"))
+                        if (r["neuron"], r["T"], r["seed"], r["epochs"]) == (
+                            neuron,
+                            5,
+                            seed,
+                            a.epochs,
+                        ):
+                            full = {
+                                "variant": "full",
+                                "train_theta": True,
+                                "alpha": "default",
+                                **{k: v for k, v in r.items() if k not in ("ann_acc",)},
+                                "source": "the matching row of dsr_mnist.json",
+                            }
+                            abl["rows"] = merge(
+                                abl["rows"], full, ("variant", "neuron", "T", "seed", "epochs")
+                            )
                             write_json_atomic(ABL_JSON, abl)
     return 0
 

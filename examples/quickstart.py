@@ -47,7 +47,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     rates = snnsim.run(hidden, x_train, steps=T).output  # spike counts / T, [4000, H]
-    print(f"engine: hidden spike rates of {len(x_train)} samples in {time.perf_counter() - t0:.2f} s")
+    print(
+        f"engine: hidden spike rates of {len(x_train)} samples in {time.perf_counter() - t0:.2f} s"
+    )
 
     # 2. Ridge-regression readout on the rates, added as an integrating output layer.
     targets = np.eye(10, dtype=np.float64)[y_train]
@@ -69,8 +71,10 @@ def main() -> None:
         res = snnsim.run(model, x_test, steps=T, record=["sn1"])
         dt = time.perf_counter() - t0
     acc = float(np.mean(res.prediction == y_test))
-    print(f"engine: {len(x_test)} test samples in {dt * 1e3:.0f} ms "
-          f"({dt / len(x_test) * 1e6:.0f} us/sample), accuracy {acc:.2%}")
+    print(
+        f"engine: {len(x_test)} test samples in {dt * 1e3:.0f} ms "
+        f"({dt / len(x_test) * 1e6:.0f} us/sample), accuracy {acc:.2%}"
+    )
     every = slice(None, None, 100)  # the test split is ordered by class
     print("predictions (every 100th sample):", res.prediction[every].tolist())
     print("labels      (every 100th sample):", y_test[every].tolist())
@@ -78,8 +82,10 @@ def main() -> None:
     ref = snnsim.run(net, x_test[:100], steps=T, mode="reference", record=["sn1"])
     same = np.count_nonzero(ref.record["sn1"] == res.record["sn1"][:100]) / ref.record["sn1"].size
     agree = float(np.mean(ref.prediction == res.prediction[:100]))
-    print(f"torch reference vs engine on 100 samples: {same:.4%} identical spikes, "
-          f"{agree:.0%} identical predictions (float32; see docs for the tolerance)")
+    print(
+        f"torch reference vs engine on 100 samples: {same:.4%} identical spikes, "
+        f"{agree:.0%} identical predictions (float32; see docs for the tolerance)"
+    )
 
     # 4. Exact counts and energy.
     print()

@@ -5,7 +5,6 @@ reference bit for bit; float32: the torch model's spikes up to near-threshold fl
 from __future__ import annotations
 
 import copy
-
 from typing import Any
 
 import numpy as np
@@ -19,8 +18,15 @@ from snnsim.train.dspike import DspikeNet, DspikeNeuron
 from snnsim.train.layers import DSRNeuron
 
 
-def sgd_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, batch: int = 64,
-              lr: float = 3e-3, seed: int = 0) -> torch.nn.Module:
+def sgd_steps(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    batch: int = 64,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> torch.nn.Module:
     """``steps`` Adam steps on random batches of ``(x, y)`` (weights, batch norm affine parameters
     and thresholds move away from their initial values), then the batch norm running statistics
     re-estimated on ``x`` (:func:`calibrate_bn`); returns the model in eval mode."""
@@ -53,7 +59,7 @@ def calibrate_bn(model: torch.nn.Module, x: torch.Tensor, batch: int = 64, passe
                 for m in bns:
                     m.momentum = 1.0 / (k + 1)
                 lo = (k * batch) % max(1, len(x) - batch + 1)
-                model(x[lo:lo + batch])
+                model(x[lo : lo + batch])
     finally:
         for m, mo in zip(bns, saved):
             m.momentum = mo
@@ -69,7 +75,7 @@ def train_dspike_mnist(x: torch.Tensor, y: torch.Tensor, T: int = 4, seed: int =
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for i in range(0, 512, 64):
-        loss = F.cross_entropy(model(xs[i:i + 64]), ys[i:i + 64])
+        loss = F.cross_entropy(model(xs[i : i + 64]), ys[i : i + 64])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -77,7 +83,9 @@ def train_dspike_mnist(x: torch.Tensor, y: torch.Tensor, T: int = 4, seed: int =
 
 
 # ---------------------------------------------------------------------- torch side
-def torch_record(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[float]]:
+def torch_record(
+    model: torch.nn.Module, x: torch.Tensor
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[float]]:
     """Eval-mode logits and, per neuron layer in module order, the spikes and the margins
     ``U - fire`` ``[B, T, ...]`` of the torch model, and each layer's fire level. DSR layers are
     re-simulated from their recorded input currents with the training arithmetic (and checked
@@ -101,8 +109,10 @@ def torch_record(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, l
         return out.numpy(), spikes, margins, [m.vth for m in layers]
     neurons = [m for m in model.modules() if isinstance(m, DSRNeuron)]
     seen: dict[int, tuple[Any, Any]] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out: seen.__setitem__(id(mod), (inp[0], out)))
-             for m in neurons]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: seen.__setitem__(id(mod), (inp[0], out)))
+        for m in neurons
+    ]
     try:
         with torch.no_grad():
             logits = model(x)
@@ -118,7 +128,7 @@ def torch_record(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, l
         v = torch.zeros((B,) + tuple(cur.shape[1:]))
         ss, mm = [], []
         for t in range(T):
-            xt = cur if seq.static else cur[t * B:(t + 1) * B]
+            xt = cur if seq.static else cur[t * B : (t + 1) * B]
             u = v + xt if m.cfg.kind == "if" else p.leak * v + p.gain * xt
             s = (u >= p.fire).float()
             ss.append(s)
@@ -143,8 +153,12 @@ def compare_float(model: torch.nn.Module, graph: Any, x: torch.Tensor) -> dict[s
     assert len(names) == len(spikes), (names, len(spikes))
     steps = model.T if model.static_input else None
     res = snnsim.run(graph, x.numpy(), steps=steps, record=names)
-    stats = {"samples": x.shape[0], "diverged": 0, "flips": 0,
-             "pred_flips": int((res.prediction != logits.argmax(1)).sum())}
+    stats = {
+        "samples": x.shape[0],
+        "diverged": 0,
+        "flips": 0,
+        "pred_flips": int((res.prediction != logits.argmax(1)).sum()),
+    }
     T = model.T
     for b in range(x.shape[0]):
         div = False
@@ -154,7 +168,9 @@ def compare_float(model: torch.nn.Module, graph: Any, x: torch.Tensor) -> dict[s
                 diff = spikes[k][b, t] != res.record[n][b, t]
                 if diff.any():
                     dist = np.abs(margins[k][b, t][diff]).max()
-                    assert dist <= FLOAT_TOL * max(1.0, abs(fires[k])), f"sample {b} step {t} {n}: {dist:.3g}"
+                    assert dist <= FLOAT_TOL * max(1.0, abs(fires[k])), (
+                        f"sample {b} step {t} {n}: {dist:.3g}"
+                    )
                     stats["flips"] += int(diff.sum())
                     div = True
                     break

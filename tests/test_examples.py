@@ -9,8 +9,18 @@ ROOT = Path(__file__).parents[1]
 
 def test_quickstart_runs_and_reports() -> None:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--steps", "8", "--hidden", "64"],
-        capture_output=True, text=True, timeout=300, check=True,
+        [
+            sys.executable,
+            str(ROOT / "examples" / "quickstart.py"),
+            "--steps",
+            "8",
+            "--hidden",
+            "64",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     ).stdout
     assert "accuracy" in out
     import re

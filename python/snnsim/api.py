@@ -19,8 +19,18 @@ import numpy as np
 
 from . import model_file
 from .errors import InputError, ModelError
-from .events import (bin_events, bin_events_window, check_dt, check_steps, event_columns, flatten_events,
-                     is_event_array, validate_events, window_bins, window_count)
+from .events import (
+    bin_events,
+    bin_events_window,
+    check_dt,
+    check_steps,
+    event_columns,
+    flatten_events,
+    is_event_array,
+    validate_events,
+    window_bins,
+    window_count,
+)
 from .graph import NEURON_OPS, Graph
 from .inputs import frames_for_precision, prepare_frames, prepare_static, to_numpy
 from .result import COUNT_FIELDS, Counts, RunResult
@@ -36,7 +46,8 @@ def _native() -> ModuleType:
     except ImportError as exc:
         raise ImportError(
             "snnsim's native engine (snnsim._core) is not built or not importable; build it with "
-            "`maturin develop --release` in the repository, or use mode='reference'") from exc
+            "`maturin develop --release` in the repository, or use mode='reference'"
+        ) from exc
     return _core
 
 
@@ -139,8 +150,10 @@ class Model:
 
     def __repr__(self) -> str:
         src = f", path={self._path!r}" if self._path else ""
-        return (f"Model(input={self.input_kind} {list(self.input_shape)}, precision={self.precision!r}, "
-                f"{len(self._names)} nodes, output={self.output!r}{src})")
+        return (
+            f"Model(input={self.input_kind} {list(self.input_shape)}, precision={self.precision!r}, "
+            f"{len(self._names)} nodes, output={self.output!r}{src})"
+        )
 
     # ---------------------------------------------------------------- results
     def _result(self, raw: Any, from_engine: bool) -> RunResult:
@@ -148,18 +161,22 @@ class Model:
         order (the engine may order its layers differently)."""
         if from_engine:
             eng = self.engine
-            return RunResult.from_raw(raw, self._names, self._ops, eng.dense_macs(), raw_layer_names=eng.node_names)
+            return RunResult.from_raw(
+                raw, self._names, self._ops, eng.dense_macs(), raw_layer_names=eng.node_names
+            )
         if self._reference_dense is None:
             self._reference_dense = _reference().dense_macs(self._graph)
         return RunResult.from_raw(raw, self._names, self._ops, self._reference_dense)
 
-    def _empty_result(self, record: Sequence[str], output: np.ndarray | None,
-                      output_sum: np.ndarray | None) -> RunResult:
+    def _empty_result(
+        self, record: Sequence[str], output: np.ndarray | None, output_sum: np.ndarray | None
+    ) -> RunResult:
         """An engine result covering zero steps of one sample (``output`` carried over)."""
         L = len(self._names)
         out = np.zeros((1, self.n_outputs)) if output is None else output
         raw = {
-            "output": out, "prediction": np.argmax(out, axis=1),
+            "output": out,
+            "prediction": np.argmax(out, axis=1),
             "output_sum": np.zeros_like(out) if output_sum is None else output_sum,
             "counts": {f: np.zeros((1, L, 0), dtype=np.uint64) for f in COUNT_FIELDS},
             "record": {r: np.zeros((1, 0, *self._shapes[r]), dtype=np.uint8) for r in record},
@@ -203,10 +220,14 @@ def _record_names(model: Model, record: str | Iterable[str]) -> list[str]:
         if not isinstance(r, str):
             raise TypeError(f"record must hold node names (str), got {type(r).__name__}")
         if r not in ops:
-            raise InputError(f"record: no node named {r!r}; the model's nodes are {model.node_names}")
+            raise InputError(
+                f"record: no node named {r!r}; the model's nodes are {model.node_names}"
+            )
         if ops[r] not in NEURON_OPS:
-            raise InputError(f"record: node {r!r} is a {ops[r]!r} node; only neuron nodes "
-                             f"({', '.join(NEURON_OPS)}) have spikes to record")
+            raise InputError(
+                f"record: node {r!r} is a {ops[r]!r} node; only neuron nodes "
+                f"({', '.join(NEURON_OPS)}) have spikes to record"
+            )
     return list(dict.fromkeys(names))
 
 
@@ -219,10 +240,12 @@ def _event_batch(inputs: Any) -> list[np.ndarray] | None:
             raise InputError("inputs: the list of recordings is empty")
         for i, ev in enumerate(inputs):
             if not is_event_array(ev):
-                raise TypeError(f"inputs: a list must hold event recordings (structured numpy arrays with "
-                                f"fields x, y, p, t); element {i} is {type(ev).__name__}"
-                                + (f" of dtype {ev.dtype}" if isinstance(ev, np.ndarray) else "")
-                                + " (pass a batch of images or frames as one array)")
+                raise TypeError(
+                    f"inputs: a list must hold event recordings (structured numpy arrays with "
+                    f"fields x, y, p, t); element {i} is {type(ev).__name__}"
+                    + (f" of dtype {ev.dtype}" if isinstance(ev, np.ndarray) else "")
+                    + " (pass a batch of images or frames as one array)"
+                )
         return list(inputs)
     return None
 
@@ -285,7 +308,9 @@ def run(
     if m.input_kind == "events":
         frames = prepare_frames(array, m.input_shape, m.precision)
         if steps is not None and steps != frames.shape[1]:
-            raise InputError(f"steps = {steps} does not match the frames' T = {frames.shape[1]} (axis 1)")
+            raise InputError(
+                f"steps = {steps} does not match the frames' T = {frames.shape[1]} (axis 1)"
+            )
         return _run_arrays(m, mode, rec, threads, frames=frames)
     if steps is None:
         raise InputError("static input needs steps >= 1 (the number of time steps to run)")
@@ -299,8 +324,16 @@ def _reference() -> ModuleType:
     return reference
 
 
-def _run_arrays(m: Model, mode: str, rec: list[str], threads: int | None, *, static: np.ndarray | None = None,
-                steps: int | None = None, frames: np.ndarray | None = None) -> RunResult:
+def _run_arrays(
+    m: Model,
+    mode: str,
+    rec: list[str],
+    threads: int | None,
+    *,
+    static: np.ndarray | None = None,
+    steps: int | None = None,
+    frames: np.ndarray | None = None,
+) -> RunResult:
     """Run prepared arrays: ``static`` [B, *shape] for ``steps`` steps, or ``frames`` [B, T, *shape]."""
     if mode == "engine":
         if static is not None:
@@ -308,15 +341,27 @@ def _run_arrays(m: Model, mode: str, rec: list[str], threads: int | None, *, sta
         else:
             raw = m.engine.run_frames(frames, rec, threads)
     else:
-        raw = _reference().run_reference(m.graph, static=static, frames=frames, steps=steps, record=tuple(rec))
+        raw = _reference().run_reference(
+            m.graph, static=static, frames=frames, steps=steps, record=tuple(rec)
+        )
     return m._result(raw, mode == "engine")
 
 
-def _run_events(m: Model, recordings: list[np.ndarray], steps: int | None, binning: str, dt: int | None,
-                mode: str, rec: list[str], threads: int | None) -> RunResult:
+def _run_events(
+    m: Model,
+    recordings: list[np.ndarray],
+    steps: int | None,
+    binning: str,
+    dt: int | None,
+    mode: str,
+    rec: list[str],
+    threads: int | None,
+) -> RunResult:
     if m.input_kind != "events":
-        raise InputError("event recordings were given but the model's input kind is 'static' "
-                         f"(input shape {list(m.input_shape)}); pass an array instead")
+        raise InputError(
+            "event recordings were given but the model's input kind is 'static' "
+            f"(input shape {list(m.input_shape)}); pass an array instead"
+        )
     shape = m.input_shape
     names = [f"events[{b}]" if len(recordings) > 1 else "events" for b in range(len(recordings))]
     for ev, what in zip(recordings, names):
@@ -325,17 +370,29 @@ def _run_events(m: Model, recordings: list[np.ndarray], steps: int | None, binni
         if steps is None:
             steps = max(window_count(ev, dt) for ev in recordings)
             if steps == 0:
-                raise InputError("events: cannot derive steps from dt_us for recordings without events; pass steps")
+                raise InputError(
+                    "events: cannot derive steps from dt_us for recordings without events; pass steps"
+                )
         origins = [int(ev["t"][0]) if ev.size else 0 for ev in recordings]
-        frames = np.stack([bin_events_window(ev, shape, o, dt, steps, validate=False)
-                           for ev, o in zip(recordings, origins)])
+        frames = np.stack(
+            [
+                bin_events_window(ev, shape, o, dt, steps, validate=False)
+                for ev, o in zip(recordings, origins)
+            ]
+        )
         return _run_arrays(m, mode, rec, threads, frames=frames_for_precision(frames, m.precision))
     if steps is None:
-        raise InputError("event input needs steps (the number of time bins) or dt_us (the window length in "
-                         "microseconds)")
+        raise InputError(
+            "event input needs steps (the number of time bins) or dt_us (the window length in "
+            "microseconds)"
+        )
     if mode == "reference":
-        frames = np.stack([bin_events(ev, shape, steps, binning, validate=False)  # type: ignore[arg-type]
-                           for ev in recordings])
+        frames = np.stack(
+            [
+                bin_events(ev, shape, steps, binning, validate=False)  # type: ignore[arg-type]
+                for ev in recordings
+            ]
+        )
         return _run_arrays(m, mode, rec, threads, frames=frames_for_precision(frames, m.precision))
     x, y, p, t, offsets = flatten_events(recordings, shape, validate=False)
     raw = m.engine.run_events(x, y, p, t, offsets, steps, binning, rec, threads)
@@ -357,13 +414,21 @@ class Stream:
     :meth:`feed_frames` advances by pre-binned frames instead (``dt_us`` not needed).
     """
 
-    def __init__(self, model: Model | Graph | str | os.PathLike[str], *, dt_us: int | None = None,
-                 origin_us: int | None = None, record: str | Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        model: Model | Graph | str | os.PathLike[str],
+        *,
+        dt_us: int | None = None,
+        origin_us: int | None = None,
+        record: str | Iterable[str] = (),
+    ) -> None:
         self._model = _as_model(model)
         self._dt = check_dt(dt_us) if dt_us is not None else None
         if origin_us is not None:
             if isinstance(origin_us, bool) or not isinstance(origin_us, (int, np.integer)):
-                raise TypeError(f"origin_us must be an int (microseconds), got {type(origin_us).__name__}")
+                raise TypeError(
+                    f"origin_us must be an int (microseconds), got {type(origin_us).__name__}"
+                )
             if origin_us < 0:
                 raise InputError(f"origin_us must be >= 0 microseconds, got {int(origin_us)}")
             origin_us = int(origin_us)
@@ -395,25 +460,35 @@ class Stream:
         from the previous chunk) and run the windows it completes. Returns the result of those
         windows only (possibly zero steps); ``output``/``prediction`` cover everything so far."""
         if self._model.input_kind != "events":
-            raise InputError("Stream.feed needs a model with event input; this model's input kind is 'static'")
+            raise InputError(
+                "Stream.feed needs a model with event input; this model's input kind is 'static'"
+            )
         if self._dt is None:
-            raise InputError("Stream.feed needs dt_us (the window length in microseconds) given to Stream()")
+            raise InputError(
+                "Stream.feed needs dt_us (the window length in microseconds) given to Stream()"
+            )
         validate_events(events, self._model.input_shape, what="events chunk")
         if events.size == 0:
             return self._empty()
         cols: tuple[np.ndarray, ...] = event_columns(events)
         t = cols[3]
         if self._last_t is not None and t[0] < self._last_t:
-            raise InputError(f"events chunk: field 't' = {int(t[0])} at index 0 is earlier than the last event fed "
-                             f"(t = {self._last_t}); chunks must continue in time")
+            raise InputError(
+                f"events chunk: field 't' = {int(t[0])} at index 0 is earlier than the last event fed "
+                f"(t = {self._last_t}); chunks must continue in time"
+            )
         if self._origin is None:
             self._origin = int(t[0])
         if t[0] < self._origin:
-            raise InputError(f"events chunk: field 't' = {int(t[0])} at index 0 lies before origin_us = {self._origin}")
+            raise InputError(
+                f"events chunk: field 't' = {int(t[0])} at index 0 lies before origin_us = {self._origin}"
+            )
         first_window = int(window_bins(t[:1], self._origin, self._dt)[0])
         if first_window < self.steps_done:
-            raise InputError(f"events chunk: field 't' = {int(t[0])} at index 0 falls in window {first_window}, "
-                             f"which has already run ({self.steps_done} steps done)")
+            raise InputError(
+                f"events chunk: field 't' = {int(t[0])} at index 0 falls in window {first_window}, "
+                f"which has already run ({self.steps_done} steps done)"
+            )
         self._last_t = int(t[-1])
         if self._held is not None:
             cols = tuple(np.concatenate([h, c]) for h, c in zip(self._held, cols))
@@ -421,7 +496,9 @@ class Stream:
         open_window = int(j[-1])
         ready = j < open_window
         self._held = tuple(np.ascontiguousarray(c[~ready]) for c in cols)
-        return self._run_windows(tuple(np.ascontiguousarray(c[ready]) for c in cols), open_window - self.steps_done)
+        return self._run_windows(
+            tuple(np.ascontiguousarray(c[ready]) for c in cols), open_window - self.steps_done
+        )
 
     def flush(self) -> RunResult:
         """Run the open window (the events held back by :meth:`feed`); a result of zero steps
@@ -437,10 +514,14 @@ class Stream:
         """Advance by pre-binned per-step input ``[T, *input_shape]`` (or ``[1, T, *input_shape]``);
         returns the result of these ``T`` steps."""
         if self._held is not None:
-            raise InputError("Stream.feed_frames: events of an open window are held back; call flush() first")
+            raise InputError(
+                "Stream.feed_frames: events of an open window are held back; call flush() first"
+            )
         f = prepare_frames(frames, self._model.input_shape, self._model.precision)
         if f.shape[0] != 1:
-            raise InputError(f"Stream.feed_frames: a stream has batch size 1, got frames of shape {list(f.shape)}")
+            raise InputError(
+                f"Stream.feed_frames: a stream has batch size 1, got frames of shape {list(f.shape)}"
+            )
         raw = self._state.feed_frames(np.ascontiguousarray(f[0]), self._record)
         return self._keep(self._model._result(raw, True))
 
@@ -469,10 +550,15 @@ class Stream:
             return self._empty()
         last = self._parts[-1]
         return RunResult(
-            output=last.output, prediction=last.prediction,
+            output=last.output,
+            prediction=last.prediction,
             counts=Counts.concat([r.counts for r in self._parts]),
-            record={k: np.concatenate([r.record[k] for r in self._parts], axis=1) for k in self._record},
-            steps=sum(r.steps for r in self._parts), output_sum=last.output_sum)
+            record={
+                k: np.concatenate([r.record[k] for r in self._parts], axis=1) for k in self._record
+            },
+            steps=sum(r.steps for r in self._parts),
+            output_sum=last.output_sum,
+        )
 
     @property
     def output(self) -> np.ndarray:

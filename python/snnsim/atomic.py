@@ -18,7 +18,9 @@ from typing import IO, Any, Callable
 __all__ = ["atomic_write"]
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], mode: str = "wb") -> None:
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[IO[Any]], None], mode: str = "wb"
+) -> None:
     """Call ``write(f)`` on a temporary file opened with ``mode`` next to ``path``, then
     rename it to ``path``. Parent directories are created."""
     target = Path(os.path.abspath(os.fspath(path)))

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .graph import Graph, WEIGHTED_OPS
+from .graph import WEIGHTED_OPS, Graph
 from .result import Counts, RunResult
 
 PJ_TO_J = 1e-12
@@ -67,7 +67,10 @@ class CostTable:
 
     #: pJ per 64-bit access by memory level (Horowitz 2014; DRAM at the low end of 1.3-2.6 nJ).
     MEMORY_LEVELS: ClassVar[dict[str, float]] = {
-        "sram_8kb": 10.0, "sram_32kb": 20.0, "sram_1mb": 100.0, "dram": 1300.0,
+        "sram_8kb": 10.0,
+        "sram_32kb": 20.0,
+        "sram_1mb": 100.0,
+        "dram": 1300.0,
     }
 
     @classmethod
@@ -76,12 +79,22 @@ class CostTable:
         if memory not in cls.MEMORY_LEVELS:
             raise ValueError(f"memory must be one of {sorted(cls.MEMORY_LEVELS)}, got {memory!r}")
         label = memory.replace("sram_", "").upper() + (" SRAM" if memory.startswith("sram") else "")
-        return cls(memory_64bit=cls.MEMORY_LEVELS[memory],
-                   name=f"Horowitz ISSCC 2014, 45 nm; memory: {label}")
+        return cls(
+            memory_64bit=cls.MEMORY_LEVELS[memory],
+            name=f"Horowitz ISSCC 2014, 45 nm; memory: {label}",
+        )
 
     def __post_init__(self) -> None:
-        for k in ("fp32_add", "fp32_mult", "fp32_mac", "int8_add", "int8_mult", "int32_add",
-                  "int32_mult", "memory_64bit"):
+        for k in (
+            "fp32_add",
+            "fp32_mult",
+            "fp32_mac",
+            "int8_add",
+            "int8_mult",
+            "int32_add",
+            "int32_mult",
+            "memory_64bit",
+        ):
             v = getattr(self, k)
             if not np.isfinite(v) or v < 0:
                 raise ValueError(f"CostTable: field {k!r} must be a finite cost >= 0 pJ, got {v!r}")
@@ -89,7 +102,15 @@ class CostTable:
     def format(self) -> str:
         """The table as text (pJ)."""
         rows = [f"cost table: {self.name}"]
-        for k in ("fp32_add", "fp32_mult", "fp32_mac", "int8_add", "int8_mult", "int32_add", "int32_mult"):
+        for k in (
+            "fp32_add",
+            "fp32_mult",
+            "fp32_mac",
+            "int8_add",
+            "int8_mult",
+            "int32_add",
+            "int32_mult",
+        ):
             rows.append(f"  {k:<13} {getattr(self, k):g} pJ")
         rows.append(f"  {'memory_64bit':<13} {self.memory_64bit:g} pJ per 64-bit access")
         return "\n".join(rows)
@@ -117,8 +138,12 @@ class ModelInfo:
                 bits.append(32)
             else:
                 bits.append(int(n.attrs.get("weight_bits", 8)))
-        return cls(precision=graph.precision, layer_names=tuple(n.name for n in nodes),
-                   layer_ops=tuple(n.op for n in nodes), weight_bits=tuple(bits))
+        return cls(
+            precision=graph.precision,
+            layer_names=tuple(n.name for n in nodes),
+            layer_ops=tuple(n.op for n in nodes),
+            weight_bits=tuple(bits),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,7 +180,9 @@ class EnergyReport:
     @property
     def compute_pj(self) -> float:
         """All compute: SOPs, MACs, aux ops and neuron updates, pJ."""
-        return float(self.sop_pj.sum() + self.mac_pj.sum() + self.aux_pj.sum() + self.neuron_pj.sum())
+        return float(
+            self.sop_pj.sum() + self.mac_pj.sum() + self.aux_pj.sum() + self.neuron_pj.sum()
+        )
 
     @property
     def memory_total_pj(self) -> float:
@@ -179,35 +206,51 @@ class EnergyReport:
     def neurobench(self) -> dict[str, float]:
         """Per-sample synaptic operations in NeuroBench's names: ``Effective_MACs``,
         ``Effective_ACs`` and ``Dense``."""
-        return {"Effective_MACs": self.effective_macs, "Effective_ACs": self.effective_acs,
-                "Dense": self.dense_macs}
+        return {
+            "Effective_MACs": self.effective_macs,
+            "Effective_ACs": self.effective_acs,
+            "Dense": self.dense_macs,
+        }
 
     def as_dict(self) -> dict[str, float]:
         """Scalar results (pJ, J, bytes, counts per sample), NeuroBench keys included."""
         return {
-            "compute_pj": self.compute_pj, "synaptic_pj": self.synaptic_pj,
-            "memory_pj": self.memory_total_pj, "total_pj": self.total_pj,
-            "compute_j": self.compute_j, "total_j": self.total_j,
-            "sop_pj": float(self.sop_pj.sum()), "mac_pj": float(self.mac_pj.sum()),
-            "aux_pj": float(self.aux_pj.sum()), "neuron_pj": float(self.neuron_pj.sum()),
-            "bytes_read": float(self.bytes_read.sum()), "bytes_written": float(self.bytes_written.sum()),
-            "dense_pj": self.dense_pj, **self.neurobench(),
+            "compute_pj": self.compute_pj,
+            "synaptic_pj": self.synaptic_pj,
+            "memory_pj": self.memory_total_pj,
+            "total_pj": self.total_pj,
+            "compute_j": self.compute_j,
+            "total_j": self.total_j,
+            "sop_pj": float(self.sop_pj.sum()),
+            "mac_pj": float(self.mac_pj.sum()),
+            "aux_pj": float(self.aux_pj.sum()),
+            "neuron_pj": float(self.neuron_pj.sum()),
+            "bytes_read": float(self.bytes_read.sum()),
+            "bytes_written": float(self.bytes_written.sum()),
+            "dense_pj": self.dense_pj,
+            **self.neurobench(),
         }
 
     def summary(self) -> str:
         """Text report: compute-only and compute+memory energy side by side, and the table."""
         d = self.as_dict()
         lines = [
-            (f"energy per inference ({self.precision} precision, {self.steps} steps, "
-             f"mean over {self.batch_size} sample(s)):"),
+            (
+                f"energy per inference ({self.precision} precision, {self.steps} steps, "
+                f"mean over {self.batch_size} sample(s)):"
+            ),
             f"  compute only      {d['compute_pj']:.6g} pJ  ({d['compute_j']:.4g} J)",
-            (f"    SOPs {d['sop_pj']:.6g} pJ, MACs {d['mac_pj']:.6g} pJ, aux {d['aux_pj']:.6g} pJ, "
-             f"neurons {d['neuron_pj']:.6g} pJ"),
+            (
+                f"    SOPs {d['sop_pj']:.6g} pJ, MACs {d['mac_pj']:.6g} pJ, aux {d['aux_pj']:.6g} pJ, "
+                f"neurons {d['neuron_pj']:.6g} pJ"
+            ),
             f"  compute + memory  {d['total_pj']:.6g} pJ  ({d['total_j']:.4g} J)",
             f"    memory {d['memory_pj']:.6g} pJ: {d['bytes_read']:.6g} B read, {d['bytes_written']:.6g} B written",
             f"  equivalent ANN (dense MACs) {self.dense_pj:.6g} pJ",
-            (f"  Effective_MACs {self.effective_macs:.6g}, Effective_ACs {self.effective_acs:.6g}, "
-             f"Dense {self.dense_macs:.6g}"),
+            (
+                f"  Effective_MACs {self.effective_macs:.6g}, Effective_ACs {self.effective_acs:.6g}, "
+                f"Dense {self.dense_macs:.6g}"
+            ),
             self.table.format(),
         ]
         return "\n".join(lines)
@@ -224,7 +267,9 @@ def _model_info(model_info: Any) -> ModelInfo:
     graph = getattr(model_info, "graph", None)  # snnsim.api.Model
     if isinstance(graph, Graph):
         return ModelInfo.from_graph(graph)
-    raise TypeError(f"model_info must be a ModelInfo, a Graph or an snnsim Model, got {type(model_info).__name__}")
+    raise TypeError(
+        f"model_info must be a ModelInfo, a Graph or an snnsim Model, got {type(model_info).__name__}"
+    )
 
 
 def _mac_cost(precision: str, bits: int | None, t: CostTable) -> float:
@@ -259,8 +304,9 @@ def _layer_costs(info: ModelInfo, t: CostTable) -> dict[str, np.ndarray]:
     return c
 
 
-def energy(counts: Counts | RunResult, model_info: ModelInfo | Graph | Any,
-           table: CostTable | None = None) -> EnergyReport:
+def energy(
+    counts: Counts | RunResult, model_info: ModelInfo | Graph | Any, table: CostTable | None = None
+) -> EnergyReport:
     """Estimate the energy of one inference from a run's counts (see the module docstring for
     the model). ``counts``: a :class:`~snnsim.result.Counts` or a :class:`~snnsim.result.RunResult`;
     ``model_info``: a :class:`ModelInfo`, a :class:`~snnsim.graph.Graph` or an ``snnsim.Model``;
@@ -273,12 +319,18 @@ def energy(counts: Counts | RunResult, model_info: ModelInfo | Graph | Any,
     info = _model_info(model_info)
     t = table if table is not None else CostTable()
     if sorted(info.layer_names) != sorted(counts.layer_names):
-        raise ValueError(f"energy: the counts' layers {list(counts.layer_names)} do not match the model's "
-                         f"layers {list(info.layer_names)}")
+        raise ValueError(
+            f"energy: the counts' layers {list(counts.layer_names)} do not match the model's "
+            f"layers {list(info.layer_names)}"
+        )
     pos = {name: i for i, name in enumerate(info.layer_names)}
     perm = [pos[name] for name in counts.layer_names]
-    info = ModelInfo(info.precision, counts.layer_names, tuple(info.layer_ops[i] for i in perm),
-                     tuple(info.weight_bits[i] for i in perm))
+    info = ModelInfo(
+        info.precision,
+        counts.layer_names,
+        tuple(info.layer_ops[i] for i in perm),
+        tuple(info.weight_bits[i] for i in perm),
+    )
 
     b = max(counts.batch_size, 1)
     per = {k: v.astype(np.float64) / b for k, v in counts.per_layer().items()}
@@ -290,12 +342,20 @@ def energy(counts: Counts | RunResult, model_info: ModelInfo | Graph | Any,
     dense = per["dense_macs"]
     dense_cost = np.array([_mac_cost(info.precision, bits, t) for bits in info.weight_bits])
     return EnergyReport(
-        table=t, precision=info.precision, batch_size=counts.batch_size, steps=counts.steps,
+        table=t,
+        precision=info.precision,
+        batch_size=counts.batch_size,
+        steps=counts.steps,
         layer_names=counts.layer_names,
-        sop_pj=per["sops"] * cost["sops"], mac_pj=per["macs"] * cost["macs"],
+        sop_pj=per["sops"] * cost["sops"],
+        mac_pj=per["macs"] * cost["macs"],
         aux_pj=per["aux_ops"] * cost["aux_ops"],
         neuron_pj=per["state_updates"] * cost["state_updates"] + per["spikes"] * cost["spikes"],
-        bytes_read=bytes_read, bytes_written=bytes_written, memory_pj=memory_pj,
-        effective_acs=float(per["sops"].sum()), effective_macs=float(per["macs"].sum()),
-        dense_macs=float(dense.sum()), dense_pj=float((dense * dense_cost).sum()),
+        bytes_read=bytes_read,
+        bytes_written=bytes_written,
+        memory_pj=memory_pj,
+        effective_acs=float(per["sops"].sum()),
+        effective_macs=float(per["macs"].sum()),
+        dense_macs=float(dense.sum()),
+        dense_pj=float((dense * dense_cost).sum()),
     )

@@ -38,7 +38,9 @@ def is_event_array(obj: object) -> bool:
 def _sensor(input_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(int(d) for d in input_shape)
     if len(shape) != 3 or shape[0] not in (1, 2) or shape[1] <= 0 or shape[2] <= 0:
-        raise InputError(f"event input needs an input shape [C, H, W] with C in (1, 2), got {list(shape)}")
+        raise InputError(
+            f"event input needs an input shape [C, H, W] with C in (1, 2), got {list(shape)}"
+        )
     return shape  # type: ignore[return-value]
 
 
@@ -53,18 +55,26 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
     """
     if not is_event_array(ev):
         kind = type(ev).__name__ if not isinstance(ev, np.ndarray) else f"array of dtype {ev.dtype}"
-        raise InputError(f"{what} must be a structured numpy array with fields x, y, p, t; got {kind}")
+        raise InputError(
+            f"{what} must be a structured numpy array with fields x, y, p, t; got {kind}"
+        )
     assert isinstance(ev, np.ndarray) and ev.dtype.names is not None
     missing = [f for f in FIELDS if f not in ev.dtype.names]
     if missing:
-        raise InputError(f"{what} lack field(s) {', '.join(repr(f) for f in missing)} "
-                         f"(have {list(ev.dtype.names)}; need x, y, p, t)")
+        raise InputError(
+            f"{what} lack field(s) {', '.join(repr(f) for f in missing)} "
+            f"(have {list(ev.dtype.names)}; need x, y, p, t)"
+        )
     if ev.ndim != 1:
-        raise InputError(f"{what} must be a one-dimensional array of events, got shape {list(ev.shape)}")
+        raise InputError(
+            f"{what} must be a one-dimensional array of events, got shape {list(ev.shape)}"
+        )
     for f in FIELDS:
         dt = ev.dtype.fields[f][0]  # type: ignore[index]
         if dt.kind not in "biu":
-            raise InputError(f"{what}: field {f!r} has dtype {dt}; event fields must be integers or bool")
+            raise InputError(
+                f"{what}: field {f!r} has dtype {dt}; event fields must be integers or bool"
+            )
     if ev.size == 0:
         return
     if input_shape is not None:
@@ -74,13 +84,17 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
             bad = np.flatnonzero((v < 0) | (v >= bound))
             if bad.size:
                 i = int(bad[0])
-                raise InputError(f"{what}: field {f!r} = {int(v[i])} at index {i} is outside the sensor "
-                                 f"(need 0 <= {f} < {bound} for input shape {list(input_shape)})")
+                raise InputError(
+                    f"{what}: field {f!r} = {int(v[i])} at index {i} is outside the sensor "
+                    f"(need 0 <= {f} < {bound} for input shape {list(input_shape)})"
+                )
     t = ev["t"]
     neg = np.flatnonzero(t < 0)
     if neg.size:
         i = int(neg[0])
-        raise InputError(f"{what}: field 't' = {int(t[i])} at index {i} is negative (t is in microseconds, >= 0)")
+        raise InputError(
+            f"{what}: field 't' = {int(t[i])} at index {i} is negative (t is in microseconds, >= 0)"
+        )
     if t.dtype.kind == "u" and int(t.max()) > _I64_MAX:
         i = int(np.argmax(t))
         raise InputError(f"{what}: field 't' = {int(t[i])} at index {i} does not fit in int64")
@@ -88,21 +102,27 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
     dec = np.flatnonzero(t64[1:] < t64[:-1])
     if dec.size:
         i = int(dec[0]) + 1
-        raise InputError(f"{what}: field 't' decreases at index {i} (t[{i - 1}] = {int(t64[i - 1])}, "
-                         f"t[{i}] = {int(t64[i])}); timestamps must be non-decreasing")
+        raise InputError(
+            f"{what}: field 't' decreases at index {i} (t[{i - 1}] = {int(t64[i - 1])}, "
+            f"t[{i}] = {int(t64[i])}); timestamps must be non-decreasing"
+        )
     p = ev["p"]
     if p.dtype.kind != "b":
         p64 = p.astype(np.int64)
         outside = np.flatnonzero((p64 < -1) | (p64 > 1))
         if outside.size:
             i = int(outside[0])
-            raise InputError(f"{what}: field 'p' = {int(p64[i])} at index {i} is not a polarity "
-                             "(use bool, {0, 1} or {-1, 1})")
+            raise InputError(
+                f"{what}: field 'p' = {int(p64[i])} at index {i} is not a polarity "
+                "(use bool, {0, 1} or {-1, 1})"
+            )
         zeros, minus = np.flatnonzero(p64 == 0), np.flatnonzero(p64 == -1)
         if zeros.size and minus.size:
             i = int(max(zeros[0], minus[0]))
-            raise InputError(f"{what}: field 'p' mixes 0 and -1 (first conflict: {int(p64[i])} at index {i}); "
-                             "polarities must all be in {0, 1} or all in {-1, 1}")
+            raise InputError(
+                f"{what}: field 'p' mixes 0 and -1 (first conflict: {int(p64[i])} at index {i}); "
+                "polarities must all be in {0, 1} or all in {-1, 1}"
+            )
 
 
 def map_polarity(p: np.ndarray) -> np.ndarray:
@@ -112,12 +132,19 @@ def map_polarity(p: np.ndarray) -> np.ndarray:
 
 def event_columns(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """int64 columns x, y, p (mapped to {0, 1}), t of a validated recording."""
-    return (ev["x"].astype(np.int64), ev["y"].astype(np.int64), map_polarity(ev["p"]),
-            ev["t"].astype(np.int64))
+    return (
+        ev["x"].astype(np.int64),
+        ev["y"].astype(np.int64),
+        map_polarity(ev["p"]),
+        ev["t"].astype(np.int64),
+    )
 
 
 def flatten_events(
-    recordings: Sequence[np.ndarray], input_shape: Sequence[int] | None = None, *, validate: bool = True
+    recordings: Sequence[np.ndarray],
+    input_shape: Sequence[int] | None = None,
+    *,
+    validate: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Validate a batch of recordings and pack them for ``snnsim._core.Model.run_events``.
 
@@ -131,12 +158,16 @@ def flatten_events(
     cols: list[tuple[np.ndarray, ...]] = []
     for b, ev in enumerate(recordings):
         if validate:
-            validate_events(ev, input_shape, what=f"events[{b}]" if len(recordings) > 1 else "events")
+            validate_events(
+                ev, input_shape, what=f"events[{b}]" if len(recordings) > 1 else "events"
+            )
         cols.append(event_columns(ev))
     sizes = np.array([len(c[0]) for c in cols], dtype=np.int64)
     offsets = np.zeros(len(cols) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
-    x, y, p, t = (np.ascontiguousarray(np.concatenate([c[k] for c in cols]), dtype=np.int64) for k in range(4))
+    x, y, p, t = (
+        np.ascontiguousarray(np.concatenate([c[k] for c in cols]), dtype=np.int64) for k in range(4)
+    )
     return x, y, p, t, offsets
 
 
@@ -149,8 +180,14 @@ def check_steps(steps: object) -> int:
     return int(steps)
 
 
-def _accumulate(shape: tuple[int, int, int], steps: int, j: np.ndarray, p: np.ndarray, y: np.ndarray,
-                x: np.ndarray) -> np.ndarray:
+def _accumulate(
+    shape: tuple[int, int, int],
+    steps: int,
+    j: np.ndarray,
+    p: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray,
+) -> np.ndarray:
     """Frames ``[steps, C, H, W]`` (int32) with one count per event at ``(j, channel, y, x)``."""
     c, h, w = shape
     ch = p if c == 2 else np.zeros_like(p)
@@ -182,8 +219,14 @@ def count_bins(n_events: int, steps: int) -> np.ndarray:
     return np.minimum(i // k, steps - 1)
 
 
-def bin_events(ev: np.ndarray, input_shape: Sequence[int], steps: int, binning: Binning = "time", *,
-               validate: bool = True) -> np.ndarray:
+def bin_events(
+    ev: np.ndarray,
+    input_shape: Sequence[int],
+    steps: int,
+    binning: Binning = "time",
+    *,
+    validate: bool = True,
+) -> np.ndarray:
     """Bin one recording into ``steps`` frames of event counts: int32 ``[steps, C, H, W]``.
 
     ``binning`` is ``"time"`` (equal time spans between the first and last timestamp) or
@@ -216,8 +259,15 @@ def check_dt(dt_us: object) -> int:
     return int(dt_us)
 
 
-def bin_events_window(ev: np.ndarray, input_shape: Sequence[int], origin_us: int, dt_us: int,
-                      steps: int, *, validate: bool = True) -> np.ndarray:
+def bin_events_window(
+    ev: np.ndarray,
+    input_shape: Sequence[int],
+    origin_us: int,
+    dt_us: int,
+    steps: int,
+    *,
+    validate: bool = True,
+) -> np.ndarray:
     """Bin one recording into ``steps`` fixed windows of ``dt_us`` microseconds starting at
     ``origin_us``: int32 ``[steps, C, H, W]``, step ``j = (t - origin_us) // dt_us``.
 
@@ -231,7 +281,9 @@ def bin_events_window(ev: np.ndarray, input_shape: Sequence[int], origin_us: int
         validate_events(ev, shape)
     x, y, p, t = event_columns(ev)
     if t.size and t[0] < origin_us:
-        raise InputError(f"events: field 't' = {int(t[0])} at index 0 lies before origin_us = {int(origin_us)}")
+        raise InputError(
+            f"events: field 't' = {int(t[0])} at index 0 lies before origin_us = {int(origin_us)}"
+        )
     j = window_bins(t, origin_us, dt_us)
     keep = j < steps
     return _accumulate(shape, steps, j[keep], p[keep], y[keep], x[keep])

@@ -71,7 +71,9 @@ _QMAX = {"int4": 7, "int8": 127, "int16": 32767}
 _BITS = {"int4": 4, "int8": 8, "int16": 16}
 _I32 = 2**31 - 1
 _THETA_TARGET = 2.0**12  # membrane resolution sought for DSR neurons (theta_q near this)
-_STREAM_GRID = 2.0**16  # int: units per threshold of a neuron fed by batch norm on a residual stream
+_STREAM_GRID = (
+    2.0**16
+)  # int: units per threshold of a neuron fed by batch norm on a residual stream
 _READOUT_GAIN = 4096  # int LIF readout: integer value of one spike entering the leaky integrator
 _READOUT_F = 16  # fixed-point fraction bits of the readout leak
 
@@ -126,11 +128,17 @@ def _pair(v: Any) -> tuple[int, int]:
 
 def _check_pool(where: str, m: nn.AvgPool2d) -> _Pool:
     if _pair(m.padding) != (0, 0):
-        raise ExportError(f"module {where!r} ({type(m).__name__}): average pools with padding cannot be exported")
+        raise ExportError(
+            f"module {where!r} ({type(m).__name__}): average pools with padding cannot be exported"
+        )
     if m.ceil_mode:
-        raise ExportError(f"module {where!r} ({type(m).__name__}): ceil_mode pools cannot be exported")
+        raise ExportError(
+            f"module {where!r} ({type(m).__name__}): ceil_mode pools cannot be exported"
+        )
     if getattr(m, "divisor_override", None):
-        raise ExportError(f"module {where!r} ({type(m).__name__}): divisor_override is not supported")
+        raise ExportError(
+            f"module {where!r} ({type(m).__name__}): divisor_override is not supported"
+        )
     k = _pair(m.kernel_size)
     s = _pair(m.stride if m.stride is not None else m.kernel_size)
     return _Pool(where, k, s)
@@ -138,12 +146,16 @@ def _check_pool(where: str, m: nn.AvgPool2d) -> _Pool:
 
 def _weighted(where: str, m: nn.Module) -> _Weighted:
     w = m.weight.detach().double().cpu().numpy()
-    b = (m.bias.detach().double().cpu().numpy() if m.bias is not None else np.zeros(w.shape[0]))
+    b = m.bias.detach().double().cpu().numpy() if m.bias is not None else np.zeros(w.shape[0])
     if isinstance(m, nn.Conv2d):
         if isinstance(m.padding, str) or m.padding_mode != "zeros":
-            raise ExportError(f"module {where!r} (Conv2d): only numeric zero padding can be exported")
+            raise ExportError(
+                f"module {where!r} (Conv2d): only numeric zero padding can be exported"
+            )
         if m.groups != 1 or _pair(m.dilation) != (1, 1):
-            raise ExportError(f"module {where!r} (Conv2d): grouped or dilated convolutions cannot be exported")
+            raise ExportError(
+                f"module {where!r} (Conv2d): grouped or dilated convolutions cannot be exported"
+            )
         return _Weighted(where, "conv2d", w, b, _pair(m.stride), _pair(m.padding))
     return _Weighted(where, "linear", w, b)
 
@@ -156,7 +168,9 @@ def _bn_affine(where: str, m: nn.Module) -> tuple[np.ndarray, np.ndarray]:
         sc, sh = m.fold()
         return sc.detach().double().cpu().numpy(), sh.detach().double().cpu().numpy()
     if m.running_mean is None or m.running_var is None:  # type: ignore[union-attr]
-        raise ExportError(f"module {where!r} ({type(m).__name__}): batch norm without running statistics")
+        raise ExportError(
+            f"module {where!r} ({type(m).__name__}): batch norm without running statistics"
+        )
     inv = 1.0 / np.sqrt(m.running_var.detach().double().cpu().numpy() + m.eps)  # type: ignore[union-attr,operator]
     g = m.weight.detach().double().cpu().numpy() if m.weight is not None else np.ones_like(inv)  # type: ignore[union-attr]
     bt = m.bias.detach().double().cpu().numpy() if m.bias is not None else np.zeros_like(inv)  # type: ignore[union-attr]
@@ -173,8 +187,25 @@ def _fold_bn(st: _Weighted, scale: np.ndarray, shift: np.ndarray) -> None:
 
 def _classes() -> dict[str, Any]:
     from .models.dsr_nets import PreActBlock
-    from .train.dspike import AvgPoolTD, BasicBlockTD, ConvTD, DspikeNet, DspikeNeuron, FlattenTD, LinearTD
-    from .train.layers import AvgPoolT, BatchNorm1dT, BatchNormT, ConvT, DropoutT, DSRNeuron, FlattenT, LinearT
+    from .train.dspike import (
+        AvgPoolTD,
+        BasicBlockTD,
+        ConvTD,
+        DspikeNet,
+        DspikeNeuron,
+        FlattenTD,
+        LinearTD,
+    )
+    from .train.layers import (
+        AvgPoolT,
+        BatchNorm1dT,
+        BatchNormT,
+        ConvT,
+        DropoutT,
+        DSRNeuron,
+        FlattenT,
+        LinearT,
+    )
     from .train.net import DSRNet
     from .train.tdbn import TdBN
 
@@ -200,8 +231,10 @@ def _neuron(where: str, m: nn.Module) -> _Neuron:
     kind = "dsr_if" if m.cfg.kind == "if" else "dsr_lif"  # type: ignore[union-attr]
     theta = float(m.theta.detach())  # type: ignore[union-attr,operator]
     if not theta > 0:
-        raise ExportError(f"module {where!r} (DSRNeuron): threshold theta = {theta:.4g} is not > 0 (training "
-                          f"clamps it to cfg.bound before each forward; clamp it too)")
+        raise ExportError(
+            f"module {where!r} (DSRNeuron): threshold theta = {theta:.4g} is not > 0 (training "
+            f"clamps it to cfg.bound before each forward; clamp it too)"
+        )
     return _Neuron(where, kind, m)
 
 
@@ -262,7 +295,9 @@ def _ratio_fixed_point(r: np.ndarray, where: str) -> tuple[np.ndarray, int]:
     """``(m, f)`` with ``m / 2^f ~ r`` and the largest ``f <= 31`` for which ``|m|`` fits int32."""
     rmax = float(np.abs(r).max())
     if rmax >= 2.0**30:
-        raise ExportError(f"{where}: rescale factor {rmax:.3g} does not fit a fixed-point multiplier")
+        raise ExportError(
+            f"{where}: rescale factor {rmax:.3g} does not fit a fixed-point multiplier"
+        )
     f = 31 if rmax == 0 else int(min(31, math.floor(math.log2(_I32 / rmax))))
     m = np.rint(r * 2.0**f)
     while f > 1 and np.abs(m).max() > _I32:
@@ -308,11 +343,15 @@ class _Emitter:
     # ------------------------------------------------------------------ layers
     def weighted(self, v: _Val, st: _Weighted, is_out: bool = False) -> _Val:
         if (st.kind == "linear") != (len(v.shape) == 1):
-            raise ExportError(f"module {st.where!r}: a {st.kind} layer cannot take a "
-                              f"{'flat' if len(v.shape) == 1 else '[C, H, W]'} input (flatten first)")
+            raise ExportError(
+                f"module {st.where!r}: a {st.kind} layer cannot take a "
+                f"{'flat' if len(v.shape) == 1 else '[C, H, W]'} input (flatten first)"
+            )
         cin = st.weight.shape[1]
         if v.shape[0] != cin:
-            raise ExportError(f"module {st.where!r}: expects {cin} input channels/features, gets {v.shape[0]}")
+            raise ExportError(
+                f"module {st.where!r}: expects {cin} input channels/features, gets {v.shape[0]}"
+            )
         w = st.weight * v.carry.reshape((1, -1) + (1,) * (st.weight.ndim - 2))
         kw: dict[str, Any] = {}
         if st.kind == "conv2d":
@@ -322,7 +361,9 @@ class _Emitter:
             nm = self.name("fc")
         g = self.g
         if not self.integer:
-            node = getattr(g, st.kind)(nm, v.node, w.astype(np.float32), st.bias.astype(np.float32), **kw)
+            node = getattr(g, st.kind)(
+                nm, v.node, w.astype(np.float32), st.bias.astype(np.float32), **kw
+            )
             return _Val(node, tuple(g.shapes()[node]), np.ones(w.shape[0]), 0.0)
         qmax = self.qmax
         wq, s = _quantise(w, qmax, self.per_channel and not is_out)
@@ -330,7 +371,9 @@ class _Emitter:
         bound = _bound(wq, v.bound, bq) * (self.T + 1)
         if bound > _I32:  # keep the accumulators and membranes inside int32
             s = s * (bound / _I32) * 1.01
-            wq = np.clip(np.rint(w / s.reshape((-1,) + (1,) * (w.ndim - 1))), -qmax - 1, qmax).astype(np.int64)
+            wq = np.clip(
+                np.rint(w / s.reshape((-1,) + (1,) * (w.ndim - 1))), -qmax - 1, qmax
+            ).astype(np.int64)
             bq = np.rint(st.bias / s)
         node = getattr(g, st.kind)(nm, v.node, wq, bq.astype(np.int64), weight_bits=self.bits, **kw)
         return _Val(node, tuple(g.shapes()[node]), s, _bound(wq, v.bound, bq))
@@ -340,8 +383,10 @@ class _Emitter:
             raise ExportError(f"module {st.where!r}: a pool needs a [C, H, W] input")
         kh, kw = st.kernel
         if v.shape[1] < kh or v.shape[2] < kw:
-            raise ExportError(f"module {st.where!r}: pool kernel {list(st.kernel)} larger than its input "
-                              f"{list(v.shape[1:])}")
+            raise ExportError(
+                f"module {st.where!r}: pool kernel {list(st.kernel)} larger than its input "
+                f"{list(v.shape[1:])}"
+            )
         if self.integer:
             node = self.g.sumpool2d(self.name("pool"), v.node, st.kernel, st.stride)
             return _Val(node, tuple(self.g.shapes()[node]), v.carry / (kh * kw), v.bound * kh * kw)
@@ -391,10 +436,16 @@ class _Emitter:
         ``theta / 2^16`` of the neuron it feeds (coarser if int32 bounds need it)."""
         c = v.shape[0]
         if sc.shape != (c,):
-            raise ExportError(f"module {where!r}: batch norm over {sc.shape[0]} channels on a value with {c}")
+            raise ExportError(
+                f"module {where!r}: batch norm over {sc.shape[0]} channels on a value with {c}"
+            )
         if not self.integer:
-            node = self.g.scale(self.name("scale"), v.node, scale=(sc * v.carry).astype(np.float32),
-                                shift=sh.astype(np.float32))
+            node = self.g.scale(
+                self.name("scale"),
+                v.node,
+                scale=(sc * v.carry).astype(np.float32),
+                shift=sh.astype(np.float32),
+            )
             return _Val(node, v.shape, np.ones(c), 0.0)
         true_bound = float(np.max(np.abs(sc) * v.carry * v.bound + np.abs(sh)))
         s_out = max(theta / _STREAM_GRID, true_bound * (self.T + 2) / _I32 * 1.01)
@@ -407,8 +458,10 @@ class _Emitter:
     def add(self, vals: list[_Val], where: str) -> _Val:
         shape = vals[0].shape
         if any(x.shape != shape for x in vals):
-            raise ExportError(f"module {where!r}: residual branches of shapes {[list(x.shape) for x in vals]} "
-                              f"cannot be added")
+            raise ExportError(
+                f"module {where!r}: residual branches of shapes {[list(x.shape) for x in vals]} "
+                f"cannot be added"
+            )
         if not self.integer:
             vals = [self.unit(x) for x in vals]
             node = self.g.add(self.name("add"), *[x.node for x in vals])
@@ -436,8 +489,14 @@ class _Emitter:
                     node = g.dsr_if(nm, v.node, theta=theta_t.numpy(), fire=fire_t.numpy())
                 else:
                     leak_t = torch.tensor(cfg.leak, dtype=torch.float32)
-                    node = g.dsr_lif(nm, v.node, theta=theta_t.numpy(), fire=fire_t.numpy(), leak=leak_t.numpy(),
-                                     gain=(1.0 - leak_t).numpy())
+                    node = g.dsr_lif(
+                        nm,
+                        v.node,
+                        theta=theta_t.numpy(),
+                        fire=fire_t.numpy(),
+                        leak=leak_t.numpy(),
+                        gain=(1.0 - leak_t).numpy(),
+                    )
         else:
             node = self._int_neuron(nm, v, st)
         return _Val(node, v.shape, np.full(v.shape[0], _spike_value(st)), 1.0, spikes=True)
@@ -463,8 +522,15 @@ class _Emitter:
         theta_q = np.maximum(1, np.rint(theta * G / s))
         fire_q = np.maximum(1, np.rint(cfg.alpha * theta_q))
         (leak_m, gain_m), f = _fixed_point([lam, (1.0 - lam) * G])
-        return g.dsr_lif(nm, v.node, theta=_chan(theta_q), fire=_chan(fire_q), leak_m=leak_m.reshape(1),
-                         gain_m=gain_m.reshape(1), f=f)
+        return g.dsr_lif(
+            nm,
+            v.node,
+            theta=_chan(theta_q),
+            fire=_chan(fire_q),
+            leak_m=leak_m.reshape(1),
+            gain_m=gain_m.reshape(1),
+            f=f,
+        )
 
     def lif_readout(self, v: _Val, lam: float) -> _Val:
         """A leaky integrator of the output spikes: ``V = lambda*V + s`` (int: ``4096*s`` into
@@ -491,7 +557,9 @@ class _Walker:
 
     def run(self, items: list[tuple[str, nn.Module]], v: _Val, last_is_out: bool = False) -> _Val:
         cls, em = self.cls, self.em
-        items = [(w, m) for w, m in items if not isinstance(m, cls["dropout"])]  # identity at inference
+        items = [
+            (w, m) for w, m in items if not isinstance(m, cls["dropout"])
+        ]  # identity at inference
         i = 0
         while i < len(items):
             where, m = items[i]
@@ -505,8 +573,10 @@ class _Walker:
                 v = em.weighted(v, st, is_out=is_out)
             elif isinstance(m, cls["bn"]):
                 if nxt is None or not isinstance(nxt, cls["neuron"]):
-                    raise ExportError(f"module {where!r} ({type(m).__name__}): batch norm must directly follow a "
-                                      f"conv/linear layer (folded) or directly precede a neuron (a scale node)")
+                    raise ExportError(
+                        f"module {where!r} ({type(m).__name__}): batch norm must directly follow a "
+                        f"conv/linear layer (folded) or directly precede a neuron (a scale node)"
+                    )
                 sn = _neuron(items[i + 1][0], nxt)
                 v = em.affine(v, *_bn_affine(where, m), theta=_theta_in(sn), where=where)
             elif isinstance(m, cls["neuron"]):
@@ -523,16 +593,22 @@ class _Walker:
                     v = em.gain(v, _theta_in(_neuron(items[i + 1][0], nxt)))
             elif isinstance(m, cls["flatten"]):
                 if isinstance(m, nn.Flatten) and (m.start_dim != 1 or m.end_dim != -1):
-                    raise ExportError(f"module {where!r} (Flatten): only flattening of each whole sample is supported")
+                    raise ExportError(
+                        f"module {where!r} (Flatten): only flattening of each whole sample is supported"
+                    )
                 v = em.flatten(v)
             elif type(m) is cls["preact"]:
                 v = self.preact(where, m, v)
             elif type(m) is cls["basic"]:
                 v = self.basic(where, m, v)
             else:
-                what = ("conv/linear, batch norm, DSR/Dspike neurons, average pools, flatten, dropout, "
-                        "PreActBlock and BasicBlockTD")
-                raise ExportError(f"module {where!r} ({type(m).__name__}): not supported by export ({what} only)")
+                what = (
+                    "conv/linear, batch norm, DSR/Dspike neurons, average pools, flatten, dropout, "
+                    "PreActBlock and BasicBlockTD"
+                )
+                raise ExportError(
+                    f"module {where!r} ({type(m).__name__}): not supported by export ({what} only)"
+                )
             i += 1
         return v
 
@@ -553,14 +629,22 @@ class _Walker:
                 raise ExportError(f"module {where}.{name!r}: expected a batch norm")
         for name in ("sn1", "sn2"):
             if not isinstance(getattr(blk, name), cls["neuron"]):
-                raise ExportError(f"module '{where}.{name}' ({type(getattr(blk, name)).__name__}): a spiking "
-                                  f"neuron is needed (an ANN block has no spiking network to export)")
+                raise ExportError(
+                    f"module '{where}.{name}' ({type(getattr(blk, name)).__name__}): a spiking "
+                    f"neuron is needed (an ANN block has no spiking network to export)"
+                )
         if blk.shortcut is not None and not isinstance(blk.shortcut, cls["weighted"]):
-            raise ExportError(f"module '{where}.shortcut' ({type(blk.shortcut).__name__}): expected a conv or "
-                              f"no shortcut (identity)")
+            raise ExportError(
+                f"module '{where}.shortcut' ({type(blk.shortcut).__name__}): expected a conv or "
+                f"no shortcut (identity)"
+            )
         s = self.run([(f"{where}.bn1", blk.bn1), (f"{where}.sn1", blk.sn1)], x)
         sc = s if blk.shortcut is None else self.run([(f"{where}.shortcut", blk.shortcut)], s)
-        inner = [(f"{where}.conv1", blk.conv1), (f"{where}.bn2", blk.bn2), (f"{where}.sn2", blk.sn2)]
+        inner = [
+            (f"{where}.conv1", blk.conv1),
+            (f"{where}.bn2", blk.bn2),
+            (f"{where}.sn2", blk.sn2),
+        ]
         drop = getattr(blk, "dropout", None)
         if drop is not None:
             inner.append((f"{where}.dropout", drop))
@@ -570,8 +654,16 @@ class _Walker:
     def basic(self, where: str, blk: nn.Module, x: _Val) -> _Val:
         """``neuron((conv-BN-neuron-conv-BN) + shortcut)``; the shortcut is the input spikes or
         ``[pool ->] conv1x1 -> BN`` of them."""
-        y = self.run([(f"{where}.conv1", blk.conv1), (f"{where}.bn1", blk.bn1), (f"{where}.sn1", blk.sn1),
-                      (f"{where}.conv2", blk.conv2), (f"{where}.bn2", blk.bn2)], x)
+        y = self.run(
+            [
+                (f"{where}.conv1", blk.conv1),
+                (f"{where}.bn1", blk.bn1),
+                (f"{where}.sn1", blk.sn1),
+                (f"{where}.conv2", blk.conv2),
+                (f"{where}.bn2", blk.bn2),
+            ],
+            x,
+        )
         sc = self.run([(f"{where}.shortcut.{n}", m) for n, m in blk.shortcut.named_children()], x)
         return self.run([(f"{where}.sn2", blk.sn2)], self.em.add([y, sc], where))
 
@@ -580,11 +672,15 @@ def _family(model: nn.Module) -> str:
     cls = _classes()
     if isinstance(model, cls["DSRNet"]):
         if model.is_ann:
-            raise ExportError("model (DSRNet): an ANN (ReLU in place of the neurons) has no spiking network to export")
+            raise ExportError(
+                "model (DSRNet): an ANN (ReLU in place of the neurons) has no spiking network to export"
+            )
         return "dsr"
     if isinstance(model, cls["DspikeNet"]):
         return "dspike"
-    raise ExportError(f"model ({type(model).__name__}): only DSRNet and DspikeNet models can be exported")
+    raise ExportError(
+        f"model ({type(model).__name__}): only DSRNet and DspikeNet models can be exported"
+    )
 
 
 def _first_weighted(model: nn.Module) -> nn.Module | None:
@@ -616,13 +712,19 @@ def export_graph(
     input's quantisation step (int modes); default ``max|calibration|/127``, else 1/127.
     """
     if mode not in ("float32", "int8", "int4", "int16"):
-        raise ExportError(f"export: mode must be 'float32', 'int8', 'int4' or 'int16', got {mode!r}")
+        raise ExportError(
+            f"export: mode must be 'float32', 'int8', 'int4' or 'int16', got {mode!r}"
+        )
     family = _family(model)
     in_kind = "static" if model.static_input else "events"
     T = int(model.T)
     calib = None
     if calibration is not None:
-        calib = calibration.detach().cpu().numpy() if isinstance(calibration, torch.Tensor) else np.asarray(calibration)
+        calib = (
+            calibration.detach().cpu().numpy()
+            if isinstance(calibration, torch.Tensor)
+            else np.asarray(calibration)
+        )
     if input_shape is None:
         if calib is not None:
             input_shape = calib.shape[1:] if in_kind == "static" else calib.shape[2:]
@@ -630,8 +732,10 @@ def export_graph(
             first = _first_weighted(model)
             if first is None or not isinstance(first, nn.Linear):
                 where = next((n for n, m in model.body.named_modules() if m is first), "body")
-                raise ExportError(f"module {'body.' + where!r}: give input_shape (e.g. (1, 28, 28)) for a network "
-                                  f"starting with a convolution")
+                raise ExportError(
+                    f"module {'body.' + where!r}: give input_shape (e.g. (1, 28, 28)) for a network "
+                    f"starting with a convolution"
+                )
             input_shape = (first.in_features,)
     input_shape = tuple(int(d) for d in input_shape)
     integer = mode != "float32"
@@ -642,9 +746,15 @@ def export_graph(
             else:
                 input_scale = 1.0 / 127.0
         if not (math.isfinite(input_scale) and input_scale > 0):
-            raise ExportError(f"export: input_scale must be a finite positive float, got {input_scale!r}")
-    g = Graph(input_shape=input_shape, precision="int" if integer else "float32", input_kind=in_kind,
-              input_scale=float(input_scale) if (integer and in_kind == "static") else None)
+            raise ExportError(
+                f"export: input_scale must be a finite positive float, got {input_scale!r}"
+            )
+    g = Graph(
+        input_shape=input_shape,
+        precision="int" if integer else "float32",
+        input_kind=in_kind,
+        input_scale=float(input_scale) if (integer and in_kind == "static") else None,
+    )
     em = _Emitter(g, mode, per_channel, T)
     # Carry of the input: its quantisation step (int static), else 1; bound: int8 input, event counts.
     carry = float(input_scale) if (integer and in_kind == "static") else 1.0
@@ -656,13 +766,17 @@ def export_graph(
     if family == "dsr":
         if out_node is None or out_node.op not in ("dsr_if", "dsr_lif"):
             last = items[-1][0] if items else "body"
-            raise ExportError(f"module {last!r}: a DSR network must end with its readout neuron layer")
+            raise ExportError(
+                f"module {last!r}: a DSR network must end with its readout neuron layer"
+            )
         if out_node.op == "dsr_lif":
             v = em.lif_readout(v, float(model.cfg.leak))
     else:
         if out_node is None or out_node.op not in ("linear",):
             last = items[-1][0] if items else "body"
-            raise ExportError(f"module {last!r}: a Dspike network must end with its output linear layer")
+            raise ExportError(
+                f"module {last!r}: a Dspike network must end with its output linear layer"
+            )
         v = _Val(g.integrate("out", v.node), v.shape, v.carry, 0.0)
     g.set_output(v.node)
     try:
@@ -686,8 +800,14 @@ def export(
     (``path=None``: only build it). Returns the :class:`~snnsim.graph.Graph`. Arguments as
     :func:`export_graph`; raises :class:`ExportError` (a ValueError) for what cannot be
     exported."""
-    g = export_graph(model, mode, input_shape=input_shape, per_channel=per_channel, calibration=calibration,
-                     input_scale=input_scale)
+    g = export_graph(
+        model,
+        mode,
+        input_shape=input_shape,
+        per_channel=per_channel,
+        calibration=calibration,
+        input_scale=input_scale,
+    )
     if path is not None:
         from .model_file import save
 

@@ -15,7 +15,6 @@ and field for every violation of the format.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
@@ -132,21 +131,35 @@ class Graph:
         """Check everything docs/model-format.md requires; raise ModelError naming the node
         and field of the first violation."""
         if self.precision not in ("float32", "int"):
-            raise ModelError(f"graph: field 'precision' must be 'float32' or 'int', got {self.precision!r}")
+            raise ModelError(
+                f"graph: field 'precision' must be 'float32' or 'int', got {self.precision!r}"
+            )
         if self.input_kind not in ("static", "events"):
-            raise ModelError(f"input: field 'kind' must be 'static' or 'events', got {self.input_kind!r}")
+            raise ModelError(
+                f"input: field 'kind' must be 'static' or 'events', got {self.input_kind!r}"
+            )
         shape = tuple(self.input_shape)
-        if len(shape) not in (1, 3) or any((not isinstance(d, (int, np.integer))) or d <= 0 for d in shape):
-            raise ModelError(f"input: field 'shape' must be [C, H, W] or [F] of positive ints, got {list(shape)}")
+        if len(shape) not in (1, 3) or any(
+            (not isinstance(d, (int, np.integer))) or d <= 0 for d in shape
+        ):
+            raise ModelError(
+                f"input: field 'shape' must be [C, H, W] or [F] of positive ints, got {list(shape)}"
+            )
         if self.input_kind == "events" and (len(shape) != 3 or shape[0] not in (1, 2)):
-            raise ModelError(f"input: event input needs shape [C, H, W] with C in (1, 2), got {list(shape)}")
+            raise ModelError(
+                f"input: event input needs shape [C, H, W] with C in (1, 2), got {list(shape)}"
+            )
         if self.precision == "int" and self.input_kind == "static":
             s = self.input_scale
             if s is None or not np.isfinite(s) or s <= 0:
-                raise ModelError(f"input: field 'scale' must be a finite positive float in int precision, got {s!r}")
+                raise ModelError(
+                    f"input: field 'scale' must be a finite positive float in int precision, got {s!r}"
+                )
         for n in self.nodes:
             if not isinstance(n.name, str) or not _NAME_RE.match(n.name) or n.name == "input":
-                raise ModelError(f"node {n.name!r}: invalid name (letters, digits, '_', '.', '-'; not 'input')")
+                raise ModelError(
+                    f"node {n.name!r}: invalid name (letters, digits, '_', '.', '-'; not 'input')"
+                )
             if n.op not in ALL_OPS:
                 raise ModelError(f"node {n.name!r}: unknown op {n.op!r}")
             _check_tensors(n, self.precision)
@@ -155,7 +168,9 @@ class Graph:
             raise ModelError("graph: field 'output' is not set")
         out = self.node(self.output)
         if out.op not in OUTPUT_OPS:
-            raise ModelError(f"graph: output node {out.name!r} must be a neuron or integrate, not {out.op!r}")
+            raise ModelError(
+                f"graph: output node {out.name!r} must be a neuron or integrate, not {out.op!r}"
+            )
 
     # ------------------------------------------------------------------ JSON
     def to_json(self) -> dict[str, Any]:
@@ -171,7 +186,11 @@ class Graph:
         }
 
     def tensor_dict(self) -> dict[str, np.ndarray]:
-        return {f"{n.name}.{k}": np.ascontiguousarray(v) for n in self.nodes for k, v in n.tensors.items()}
+        return {
+            f"{n.name}.{k}": np.ascontiguousarray(v)
+            for n in self.nodes
+            for k, v in n.tensors.items()
+        }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any], tensors: dict[str, np.ndarray]) -> "Graph":
@@ -179,7 +198,9 @@ class Graph:
         try:
             version = doc["version"]
             if version != GRAPH_VERSION:
-                raise ModelError(f"graph: unsupported field 'version' {version!r} (expected {GRAPH_VERSION})")
+                raise ModelError(
+                    f"graph: unsupported field 'version' {version!r} (expected {GRAPH_VERSION})"
+                )
             inp = doc["input"]
             g = cls(
                 input_shape=tuple(inp["shape"]),
@@ -200,17 +221,25 @@ class Graph:
             name = raw["name"]
             attrs = {k: v for k, v in raw.items() if k not in ("name", "op", "inputs")}
             prefix = f"{name}."
-            own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             used.update(prefix + k for k in own)
-            g.nodes.append(Node(name=name, op=raw["op"], inputs=list(raw["inputs"]), attrs=attrs, tensors=own))
+            g.nodes.append(
+                Node(name=name, op=raw["op"], inputs=list(raw["inputs"]), attrs=attrs, tensors=own)
+            )
         stray = sorted(set(tensors) - used)
         if stray:
             raise ModelError(f"file holds tensors no node owns: {stray[:5]}")
         return g
 
     # ------------------------------------------------------------------ builder
-    def _add(self, name: str, op: str, inputs: Sequence[str], attrs: dict[str, Any] | None = None,
-             tensors: dict[str, Any] | None = None) -> str:
+    def _add(
+        self,
+        name: str,
+        op: str,
+        inputs: Sequence[str],
+        attrs: dict[str, Any] | None = None,
+        tensors: dict[str, Any] | None = None,
+    ) -> str:
         if any(n.name == name for n in self.nodes):
             raise ModelError(f"node {name!r}: duplicate name")
         dtype = np.float32 if self.precision == "float32" else None
@@ -244,30 +273,71 @@ class Graph:
             return None
         return np.asarray(v, dtype=np.float32 if self.precision == "float32" else np.int32)
 
-    def linear(self, name: str, inp: str, weight: Any, bias: Any = None, *, weight_bits: int | None = None) -> str:
+    def linear(
+        self, name: str, inp: str, weight: Any, bias: Any = None, *, weight_bits: int | None = None
+    ) -> str:
         w, attrs = self._weights(weight, weight_bits)
         if w.ndim != 2:
-            raise ModelError(f"node {name!r}: field 'weight' must be [out, in], got shape {list(w.shape)}")
+            raise ModelError(
+                f"node {name!r}: field 'weight' must be [out, in], got shape {list(w.shape)}"
+            )
         attrs.update(in_features=int(w.shape[1]), out_features=int(w.shape[0]))
-        return self._add(name, "linear", [inp], attrs, {"weight": w, "bias": self._int_or_float(bias)})
+        return self._add(
+            name, "linear", [inp], attrs, {"weight": w, "bias": self._int_or_float(bias)}
+        )
 
-    def conv2d(self, name: str, inp: str, weight: Any, bias: Any = None, *, stride: int | Sequence[int] = 1,
-               padding: int | Sequence[int] = 0, weight_bits: int | None = None) -> str:
+    def conv2d(
+        self,
+        name: str,
+        inp: str,
+        weight: Any,
+        bias: Any = None,
+        *,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        weight_bits: int | None = None,
+    ) -> str:
         w, attrs = self._weights(weight, weight_bits)
         if w.ndim != 4:
-            raise ModelError(f"node {name!r}: field 'weight' must be [out, in, kh, kw], got shape {list(w.shape)}")
-        attrs.update(in_channels=int(w.shape[1]), out_channels=int(w.shape[0]),
-                     kernel=[int(w.shape[2]), int(w.shape[3])], stride=_pair(stride), padding=_pair(padding))
-        return self._add(name, "conv2d", [inp], attrs, {"weight": w, "bias": self._int_or_float(bias)})
+            raise ModelError(
+                f"node {name!r}: field 'weight' must be [out, in, kh, kw], got shape {list(w.shape)}"
+            )
+        attrs.update(
+            in_channels=int(w.shape[1]),
+            out_channels=int(w.shape[0]),
+            kernel=[int(w.shape[2]), int(w.shape[3])],
+            stride=_pair(stride),
+            padding=_pair(padding),
+        )
+        return self._add(
+            name, "conv2d", [inp], attrs, {"weight": w, "bias": self._int_or_float(bias)}
+        )
 
-    def avgpool2d(self, name: str, inp: str, kernel: int | Sequence[int], stride: int | Sequence[int] | None = None,
-                  *, m: int | None = None, f: int | None = None) -> str:
-        attrs: dict[str, Any] = {"kernel": _pair(kernel), "stride": _pair(stride if stride is not None else kernel)}
+    def avgpool2d(
+        self,
+        name: str,
+        inp: str,
+        kernel: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        *,
+        m: int | None = None,
+        f: int | None = None,
+    ) -> str:
+        attrs: dict[str, Any] = {
+            "kernel": _pair(kernel),
+            "stride": _pair(stride if stride is not None else kernel),
+        }
         if self.precision == "int":
             attrs.update(m=m, f=f)
         return self._add(name, "avgpool2d", [inp], attrs)
 
-    def sumpool2d(self, name: str, inp: str, kernel: int | Sequence[int], stride: int | Sequence[int] | None = None) -> str:
+    def sumpool2d(
+        self,
+        name: str,
+        inp: str,
+        kernel: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+    ) -> str:
         attrs = {"kernel": _pair(kernel), "stride": _pair(stride if stride is not None else kernel)}
         return self._add(name, "sumpool2d", [inp], attrs)
 
@@ -277,32 +347,85 @@ class Graph:
     def add(self, name: str, *inputs: str) -> str:
         return self._add(name, "add", list(inputs))
 
-    def scale(self, name: str, inp: str, scale: Any = None, shift: Any = None, *, m: Any = None, f: int | None = None) -> str:
+    def scale(
+        self,
+        name: str,
+        inp: str,
+        scale: Any = None,
+        shift: Any = None,
+        *,
+        m: Any = None,
+        f: int | None = None,
+    ) -> str:
         if self.precision == "float32":
             return self._add(name, "scale", [inp], {}, {"scale": scale, "shift": shift})
-        return self._add(name, "scale", [inp], {"f": f}, {"m": self._int_or_float(m), "shift": self._int_or_float(shift)})
+        return self._add(
+            name,
+            "scale",
+            [inp],
+            {"f": f},
+            {"m": self._int_or_float(m), "shift": self._int_or_float(shift)},
+        )
 
     def dsr_if(self, name: str, inp: str, *, theta: Any, fire: Any) -> str:
-        return self._add(name, "dsr_if", [inp], {},
-                         {"theta": self._int_or_float(theta), "fire": self._int_or_float(fire)})
+        return self._add(
+            name,
+            "dsr_if",
+            [inp],
+            {},
+            {"theta": self._int_or_float(theta), "fire": self._int_or_float(fire)},
+        )
 
-    def dsr_lif(self, name: str, inp: str, *, theta: Any, fire: Any, leak: Any = None, gain: Any = None,
-                leak_m: Any = None, gain_m: Any = None, f: int | None = None) -> str:
+    def dsr_lif(
+        self,
+        name: str,
+        inp: str,
+        *,
+        theta: Any,
+        fire: Any,
+        leak: Any = None,
+        gain: Any = None,
+        leak_m: Any = None,
+        gain_m: Any = None,
+        f: int | None = None,
+    ) -> str:
         if self.precision == "float32":
-            return self._add(name, "dsr_lif", [inp], {},
-                             {"theta": theta, "fire": fire, "leak": leak, "gain": gain})
+            return self._add(
+                name,
+                "dsr_lif",
+                [inp],
+                {},
+                {"theta": theta, "fire": fire, "leak": leak, "gain": gain},
+            )
         i = self._int_or_float
-        return self._add(name, "dsr_lif", [inp], {"f": f},
-                         {"theta": i(theta), "fire": i(fire), "leak_m": i(leak_m), "gain_m": i(gain_m)})
+        return self._add(
+            name,
+            "dsr_lif",
+            [inp],
+            {"f": f},
+            {"theta": i(theta), "fire": i(fire), "leak_m": i(leak_m), "gain_m": i(gain_m)},
+        )
 
-    def dspike_lif(self, name: str, inp: str, *, fire: Any, leak: Any = None, leak_m: Any = None,
-                   f: int | None = None) -> str:
+    def dspike_lif(
+        self,
+        name: str,
+        inp: str,
+        *,
+        fire: Any,
+        leak: Any = None,
+        leak_m: Any = None,
+        f: int | None = None,
+    ) -> str:
         if self.precision == "float32":
             return self._add(name, "dspike_lif", [inp], {}, {"fire": fire, "leak": leak})
         i = self._int_or_float
-        return self._add(name, "dspike_lif", [inp], {"f": f}, {"fire": i(fire), "leak_m": i(leak_m)})
+        return self._add(
+            name, "dspike_lif", [inp], {"f": f}, {"fire": i(fire), "leak_m": i(leak_m)}
+        )
 
-    def integrate(self, name: str, inp: str, *, leak: Any = None, leak_m: Any = None, f: int | None = None) -> str:
+    def integrate(
+        self, name: str, inp: str, *, leak: Any = None, leak_m: Any = None, f: int | None = None
+    ) -> str:
         """Non-firing integrator ``V = V + x``; with a leak ``V = leak*V + x`` (float: ``leak``
         ``[C]`` or ``[1]``; int: ``leak_m`` with the fixed-point shift ``f``,
         ``V = fx(leak_m, V, f) + x``)."""
@@ -338,10 +461,16 @@ def _int_attr(n: Node, key: str, lo: int, hi: int | None = None) -> int:
 
 def _pair_attr(n: Node, key: str, lo: int) -> tuple[int, int]:
     v = n.attrs.get(key)
-    if not isinstance(v, (list, tuple)) or len(v) != 2 or not all(
-        isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= lo for x in v
+    if (
+        not isinstance(v, (list, tuple))
+        or len(v) != 2
+        or not all(
+            isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= lo for x in v
+        )
     ):
-        raise ModelError(f"node {n.name!r}: field {key!r} must be a pair of integers >= {lo}, got {v!r}")
+        raise ModelError(
+            f"node {n.name!r}: field {key!r} must be a pair of integers >= {lo}, got {v!r}"
+        )
     return int(v[0]), int(v[1])
 
 
@@ -350,7 +479,9 @@ def _check_tensors(n: Node, precision: str) -> None:
     allowed = {k for k, _ in spec}
     for k in n.tensors:
         if k not in allowed:
-            raise ModelError(f"node {n.name!r}: unexpected tensor {k!r} for op {n.op!r} in {precision} precision")
+            raise ModelError(
+                f"node {n.name!r}: unexpected tensor {k!r} for op {n.op!r} in {precision} precision"
+            )
     for k, required in spec:
         if required and k not in n.tensors:
             raise ModelError(f"node {n.name!r}: missing tensor {k!r}")
@@ -363,15 +494,23 @@ def _check_tensors(n: Node, precision: str) -> None:
         elif k == "weight":
             bits = _int_attr(n, "weight_bits", 4, 16)
             if bits not in _WEIGHT_BITS:
-                raise ModelError(f"node {n.name!r}: field 'weight_bits' must be 4, 8 or 16, got {bits}")
+                raise ModelError(
+                    f"node {n.name!r}: field 'weight_bits' must be 4, 8 or 16, got {bits}"
+                )
             want = np.int16 if bits == 16 else np.int8
             if a.dtype != want:
-                raise ModelError(f"node {n.name!r}: tensor 'weight' must be {np.dtype(want)} for weight_bits={bits}, got {a.dtype}")
+                raise ModelError(
+                    f"node {n.name!r}: tensor 'weight' must be {np.dtype(want)} for weight_bits={bits}, got {a.dtype}"
+                )
             lo, hi = _WEIGHT_BITS[bits]
             if a.size and (a.min() < lo or a.max() > hi):
-                raise ModelError(f"node {n.name!r}: tensor 'weight' has values outside the int{bits} range [{lo}, {hi}]")
+                raise ModelError(
+                    f"node {n.name!r}: tensor 'weight' has values outside the int{bits} range [{lo}, {hi}]"
+                )
         elif a.dtype != np.int32:
-            raise ModelError(f"node {n.name!r}: tensor {k!r} must be int32 in int precision, got {a.dtype}")
+            raise ModelError(
+                f"node {n.name!r}: tensor {k!r} must be int32 in int precision, got {a.dtype}"
+            )
     for k in ("theta", "fire"):
         if k in n.tensors and n.op in ("dsr_if", "dsr_lif") and not np.all(n.tensors[k] > 0):
             raise ModelError(f"node {n.name!r}: tensor {k!r} must be > 0 everywhere")
@@ -392,26 +531,36 @@ def _check_tensors(n: Node, precision: str) -> None:
 def _channel_param(n: Node, key: str, channels: int) -> None:
     a = n.tensors.get(key)
     if a is not None and a.shape not in ((channels,), (1,)):
-        raise ModelError(f"node {n.name!r}: tensor {key!r} must have shape [{channels}] or [1], got {list(a.shape)}")
+        raise ModelError(
+            f"node {n.name!r}: tensor {key!r} must have shape [{channels}] or [1], got {list(a.shape)}"
+        )
 
 
 def _infer_shape(n: Node, ins: list[tuple[int, ...]], precision: str) -> tuple[int, ...]:
     def need(count: int | None) -> None:
         if (count is None and len(ins) < 2) or (count is not None and len(ins) != count):
             want = "at least 2" if count is None else str(count)
-            raise ModelError(f"node {n.name!r}: field 'inputs' must name {want} input(s), got {len(ins)}")
+            raise ModelError(
+                f"node {n.name!r}: field 'inputs' must name {want} input(s), got {len(ins)}"
+            )
 
     op = n.op
     if op == "linear":
         need(1)
         fin, fout = _int_attr(n, "in_features", 1), _int_attr(n, "out_features", 1)
         if ins[0] != (fin,):
-            raise ModelError(f"node {n.name!r}: input shape {list(ins[0])} does not match in_features={fin} (flatten first?)")
+            raise ModelError(
+                f"node {n.name!r}: input shape {list(ins[0])} does not match in_features={fin} (flatten first?)"
+            )
         w = n.tensors["weight"]
         if w.shape != (fout, fin):
-            raise ModelError(f"node {n.name!r}: tensor 'weight' must have shape [{fout}, {fin}], got {list(w.shape)}")
+            raise ModelError(
+                f"node {n.name!r}: tensor 'weight' must have shape [{fout}, {fin}], got {list(w.shape)}"
+            )
         if "bias" in n.tensors and n.tensors["bias"].shape != (fout,):
-            raise ModelError(f"node {n.name!r}: tensor 'bias' must have shape [{fout}], got {list(n.tensors['bias'].shape)}")
+            raise ModelError(
+                f"node {n.name!r}: tensor 'bias' must have shape [{fout}], got {list(n.tensors['bias'].shape)}"
+            )
         return (fout,)
     if op == "conv2d":
         need(1)
@@ -424,12 +573,18 @@ def _infer_shape(n: Node, ins: list[tuple[int, ...]], precision: str) -> tuple[i
         _, h, w_ = ins[0]
         ho, wo = (h + 2 * ph - kh) // sh + 1, (w_ + 2 * pw - kw) // sw + 1
         if h + 2 * ph < kh or w_ + 2 * pw < kw:
-            raise ModelError(f"node {n.name!r}: kernel {[kh, kw]} larger than the padded input {[h + 2 * ph, w_ + 2 * pw]}")
+            raise ModelError(
+                f"node {n.name!r}: kernel {[kh, kw]} larger than the padded input {[h + 2 * ph, w_ + 2 * pw]}"
+            )
         w = n.tensors["weight"]
         if w.shape != (cout, cin, kh, kw):
-            raise ModelError(f"node {n.name!r}: tensor 'weight' must have shape {[cout, cin, kh, kw]}, got {list(w.shape)}")
+            raise ModelError(
+                f"node {n.name!r}: tensor 'weight' must have shape {[cout, cin, kh, kw]}, got {list(w.shape)}"
+            )
         if "bias" in n.tensors and n.tensors["bias"].shape != (cout,):
-            raise ModelError(f"node {n.name!r}: tensor 'bias' must have shape [{cout}], got {list(n.tensors['bias'].shape)}")
+            raise ModelError(
+                f"node {n.name!r}: tensor 'bias' must have shape [{cout}], got {list(n.tensors['bias'].shape)}"
+            )
         return (cout, ho, wo)
     if op in POOL_OPS:
         need(1)
@@ -447,7 +602,9 @@ def _infer_shape(n: Node, ins: list[tuple[int, ...]], precision: str) -> tuple[i
     if op == "add":
         need(None)
         if any(s != ins[0] for s in ins):
-            raise ModelError(f"node {n.name!r}: add needs identical input shapes, got {[list(s) for s in ins]}")
+            raise ModelError(
+                f"node {n.name!r}: add needs identical input shapes, got {[list(s) for s in ins]}"
+            )
         return ins[0]
     # elementwise with per-channel parameters: scale and neurons
     need(1)

@@ -62,8 +62,10 @@ def _check_finite(a: np.ndarray, what: str) -> None:
         bad = ~np.isfinite(a)
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise InputError(f"{what} holds {int(bad.sum())} non-finite value(s) (NaN or inf); "
-                             f"first at index {list(idx)}: {a[idx]}")
+            raise InputError(
+                f"{what} holds {int(bad.sum())} non-finite value(s) (NaN or inf); "
+                f"first at index {list(idx)}: {a[idx]}"
+            )
 
 
 def _batch(a: np.ndarray, sample_shape: tuple[int, ...], what: str, layout: str) -> np.ndarray:
@@ -71,8 +73,10 @@ def _batch(a: np.ndarray, sample_shape: tuple[int, ...], what: str, layout: str)
     if a.shape == sample_shape:
         a = a[None]
     elif a.shape[1:] != sample_shape:
-        raise InputError(f"{what} has shape {list(a.shape)}; expected {layout} with "
-                         f"per-sample shape {list(sample_shape)}")
+        raise InputError(
+            f"{what} has shape {list(a.shape)}; expected {layout} with "
+            f"per-sample shape {list(sample_shape)}"
+        )
     if a.shape[0] == 0:
         raise InputError(f"{what} has batch size 0; need at least one sample")
     return a
@@ -88,7 +92,9 @@ def _to_float32(a: np.ndarray, what: str) -> np.ndarray:
     return out
 
 
-def prepare_static(x: Any, input_shape: Sequence[int], precision: str, scale: float | None) -> np.ndarray:
+def prepare_static(
+    x: Any, input_shape: Sequence[int], precision: str, scale: float | None
+) -> np.ndarray:
     """Convert a static (analog) input to the array the executors take: ``[B, *input_shape]``,
     float32 in float precision, int32 in [-128, 127] in int precision.
 
@@ -103,10 +109,17 @@ def prepare_static(x: Any, input_shape: Sequence[int], precision: str, scale: fl
     if a.dtype.kind == "f":
         _check_finite(a, "static input")
         if scale is None:
-            raise InputError("static input: the model has no input scale to quantise a float input with")
+            raise InputError(
+                "static input: the model has no input scale to quantise a float input with"
+            )
         return np.ascontiguousarray(quantize(a, scale))
-    return _int_range(a, QMIN, QMAX, "static input",
-                      "integer input is taken as already quantised and must lie in [-128, 127]")
+    return _int_range(
+        a,
+        QMIN,
+        QMAX,
+        "static input",
+        "integer input is taken as already quantised and must lie in [-128, 127]",
+    )
 
 
 def _int_range(a: np.ndarray, lo: int, hi: int, what: str, rule: str) -> np.ndarray:
@@ -132,12 +145,16 @@ def prepare_frames(frames: Any, input_shape: Sequence[int], precision: str) -> n
     if a.ndim == len(shape) + 1:
         a = a[None]
     if a.ndim != len(shape) + 2 or a.shape[2:] != shape:
-        raise InputError(f"frames have shape {list(a.shape)}; expected [B, T, *input_shape] or "
-                         f"[T, *input_shape] with input_shape {list(shape)}")
+        raise InputError(
+            f"frames have shape {list(a.shape)}; expected [B, T, *input_shape] or "
+            f"[T, *input_shape] with input_shape {list(shape)}"
+        )
     if a.shape[0] == 0:
         raise InputError("frames have batch size 0; need at least one sample")
     if a.shape[1] <= 0:
-        raise InputError(f"frames have T = {a.shape[1]} time steps (axis 1 of shape {list(a.shape)}); need T >= 1")
+        raise InputError(
+            f"frames have T = {a.shape[1]} time steps (axis 1 of shape {list(a.shape)}); need T >= 1"
+        )
     if precision == "float32":
         return _to_float32(a, "frames")
     if a.dtype.kind == "f":
@@ -145,8 +162,10 @@ def prepare_frames(frames: Any, input_shape: Sequence[int], precision: str) -> n
         frac = a != np.floor(a)
         if frac.any():
             idx = tuple(int(i) for i in np.argwhere(frac)[0])
-            raise InputError(f"frames: int precision needs whole-number event counts; "
-                             f"got {a[idx]} at index {list(idx)}")
+            raise InputError(
+                f"frames: int precision needs whole-number event counts; "
+                f"got {a[idx]} at index {list(idx)}"
+            )
     return _int_range(a, _I32_MIN, _I32_MAX, "frames", "values must fit in int32")
 
 

@@ -38,7 +38,9 @@ def _json_default(obj: Any) -> Any:
         return float(obj)
     if isinstance(obj, np.ndarray):
         return obj.tolist()
-    raise TypeError(f"attribute value {obj!r} of type {type(obj).__name__} is not JSON serialisable")
+    raise TypeError(
+        f"attribute value {obj!r} of type {type(obj).__name__} is not JSON serialisable"
+    )
 
 
 def graph_metadata(graph: Graph) -> dict[str, str]:
@@ -87,17 +89,23 @@ def from_bytes(data: bytes, *, source: str = "<bytes>") -> Graph:
     metadata = _read_metadata(data, source)
     fmt = metadata.get(FORMAT_KEY)
     if fmt != FORMAT_VALUE:
-        raise ModelError(f"{source}: metadata key {FORMAT_KEY!r} must be {FORMAT_VALUE!r}, got {fmt!r} "
-                         "(not an snnsim model file?)")
+        raise ModelError(
+            f"{source}: metadata key {FORMAT_KEY!r} must be {FORMAT_VALUE!r}, got {fmt!r} "
+            "(not an snnsim model file?)"
+        )
     if GRAPH_KEY not in metadata:
         raise ModelError(f"{source}: metadata key {GRAPH_KEY!r} (the graph JSON) is missing")
     try:
         doc = json.loads(metadata[GRAPH_KEY])
     except json.JSONDecodeError as exc:
-        raise ModelError(f"{source}: metadata {GRAPH_KEY!r} is not valid JSON: {exc.msg} at "
-                         f"line {exc.lineno} column {exc.colno}") from None
+        raise ModelError(
+            f"{source}: metadata {GRAPH_KEY!r} is not valid JSON: {exc.msg} at "
+            f"line {exc.lineno} column {exc.colno}"
+        ) from None
     if not isinstance(doc, dict):
-        raise ModelError(f"{source}: metadata {GRAPH_KEY!r} must be a JSON object, got {type(doc).__name__}")
+        raise ModelError(
+            f"{source}: metadata {GRAPH_KEY!r} must be a JSON object, got {type(doc).__name__}"
+        )
     try:
         tensors = safetensors.numpy.load(data)
     except safetensors.SafetensorError as exc:
@@ -121,18 +129,26 @@ def _read_metadata(data: bytes, source: str) -> dict[str, str]:
         raise ModelError(f"{source}: file is {len(data)} bytes, too short to be a safetensors file")
     (n,) = struct.unpack("<Q", data[:_LEN_BYTES])
     if n > len(data) - _LEN_BYTES:
-        raise ModelError(f"{source}: header length {n} exceeds the file size {len(data)} "
-                         "(truncated, or not a safetensors file)")
+        raise ModelError(
+            f"{source}: header length {n} exceeds the file size {len(data)} "
+            "(truncated, or not a safetensors file)"
+        )
     try:
-        header = json.loads(data[_LEN_BYTES:_LEN_BYTES + n].decode("utf-8"))
+        header = json.loads(data[_LEN_BYTES : _LEN_BYTES + n].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelError(f"{source}: the safetensors header is not valid JSON (not a safetensors file?)") from None
+        raise ModelError(
+            f"{source}: the safetensors header is not valid JSON (not a safetensors file?)"
+        ) from None
     if not isinstance(header, dict):
-        raise ModelError(f"{source}: the safetensors header is not a JSON object (not a safetensors file?)")
+        raise ModelError(
+            f"{source}: the safetensors header is not a JSON object (not a safetensors file?)"
+        )
     metadata = header.get("__metadata__")
     if metadata is None:
-        raise ModelError(f"{source}: the file has no metadata (expected keys {FORMAT_KEY!r} and {GRAPH_KEY!r}; "
-                         "not an snnsim model file?)")
+        raise ModelError(
+            f"{source}: the file has no metadata (expected keys {FORMAT_KEY!r} and {GRAPH_KEY!r}; "
+            "not an snnsim model file?)"
+        )
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise ModelError(f"{source}: the safetensors metadata must map strings to strings")
     return metadata

@@ -194,7 +194,9 @@ def check_int32(t: Tensor, what: str) -> None:
         raise SnnsimError(f"{what}: integer overflow, value {bad} does not fit in int32")
 
 
-def as_int64(t: Tensor | ParamLike, what: str = "value", device: torch.device | None = None) -> Tensor:
+def as_int64(
+    t: Tensor | ParamLike, what: str = "value", device: torch.device | None = None
+) -> Tensor:
     """Convert an integer-valued tensor (any integer or bool dtype, or a float dtype holding
     integers) to int64. Raises :class:`SnnsimError` naming ``what`` for non-integer values."""
     if not isinstance(t, Tensor):
@@ -205,7 +207,9 @@ def as_int64(t: Tensor | ParamLike, what: str = "value", device: torch.device | 
         return t
     if t.is_floating_point():
         if t.numel() and not bool(torch.all(torch.isfinite(t) & (t == torch.round(t)))):
-            raise SnnsimError(f"{what}: int precision needs integer values, got non-integer or non-finite floats")
+            raise SnnsimError(
+                f"{what}: int precision needs integer values, got non-integer or non-finite floats"
+            )
         if t.numel() and float(t.abs().max()) >= 2.0**63:
             raise SnnsimError(f"{what}: value too large for int64")
     elif t.is_complex():
@@ -251,7 +255,9 @@ def _where(where: str) -> str:
 
 
 # ---------------------------------------------------------------------- float models
-def dsr_if_step(x: Tensor, v: Tensor, p: DsrIFParams, *, spike_fn: SpikeFn | None = None) -> tuple[Tensor, Tensor]:
+def dsr_if_step(
+    x: Tensor, v: Tensor, p: DsrIFParams, *, spike_fn: SpikeFn | None = None
+) -> tuple[Tensor, Tensor]:
     """DSR IF, float: ``U = V + x``; ``s = U >= fire``; ``V = U - theta*s``. Returns
     ``(s, V)`` in ``x``'s dtype."""
     theta = channel_param(p.theta, x)
@@ -261,7 +267,9 @@ def dsr_if_step(x: Tensor, v: Tensor, p: DsrIFParams, *, spike_fn: SpikeFn | Non
     return s, u - theta * s
 
 
-def dsr_lif_step(x: Tensor, v: Tensor, p: DsrLIFParams, *, spike_fn: SpikeFn | None = None) -> tuple[Tensor, Tensor]:
+def dsr_lif_step(
+    x: Tensor, v: Tensor, p: DsrLIFParams, *, spike_fn: SpikeFn | None = None
+) -> tuple[Tensor, Tensor]:
     """DSR LIF, float: ``U = leak*V + gain*x`` (two rounded products, then one rounded sum);
     ``s = U >= fire``; ``V = U - theta*s``. Returns ``(s, V)`` in ``x``'s dtype."""
     theta = channel_param(p.theta, x)
@@ -275,7 +283,9 @@ def dsr_lif_step(x: Tensor, v: Tensor, p: DsrLIFParams, *, spike_fn: SpikeFn | N
     return s, u - theta * s
 
 
-def dspike_lif_step(x: Tensor, v: Tensor, p: DspikeLIFParams, *, spike_fn: SpikeFn | None = None) -> tuple[Tensor, Tensor]:
+def dspike_lif_step(
+    x: Tensor, v: Tensor, p: DspikeLIFParams, *, spike_fn: SpikeFn | None = None
+) -> tuple[Tensor, Tensor]:
     """Dspike LIF, float: ``U = leak*V + x``; ``s = U > fire`` (strict); ``V = U*(1 - s)``
     (0 after a spike, ``U`` otherwise). Returns ``(s, V)`` in ``x``'s dtype."""
     fire = channel_param(p.fire, x)
@@ -298,7 +308,9 @@ def integrate_step(x: Tensor, v: Tensor, p: IntegrateParams | None = None) -> tu
 
 
 # ---------------------------------------------------------------------- int models
-def dsr_if_step_int(x: Tensor, v: Tensor, p: DsrIFParams, *, where: str = "") -> tuple[Tensor, Tensor]:
+def dsr_if_step_int(
+    x: Tensor, v: Tensor, p: DsrIFParams, *, where: str = ""
+) -> tuple[Tensor, Tensor]:
     """DSR IF, int precision: as :func:`dsr_if_step` in exact int64 arithmetic. ``where`` (e.g.
     ``"node 'sn1' at step 3"``) prefixes the overflow error. Returns ``(s, V)`` in ``x``'s dtype."""
     w = _where(where)
@@ -313,7 +325,9 @@ def dsr_if_step_int(x: Tensor, v: Tensor, p: DsrIFParams, *, where: str = "") ->
     return s.to(x.dtype), vn.to(x.dtype)
 
 
-def dsr_lif_step_int(x: Tensor, v: Tensor, p: DsrLIFIntParams, *, where: str = "") -> tuple[Tensor, Tensor]:
+def dsr_lif_step_int(
+    x: Tensor, v: Tensor, p: DsrLIFIntParams, *, where: str = ""
+) -> tuple[Tensor, Tensor]:
     """DSR LIF, int precision: ``U = fx(leak_m, V, f) + fx(gain_m, x, f)`` in int64;
     ``s = U >= fire``; ``V = U - theta*s``; the membrane must stay within int32."""
     w = _where(where)
@@ -333,7 +347,9 @@ def dsr_lif_step_int(x: Tensor, v: Tensor, p: DsrLIFIntParams, *, where: str = "
     return s.to(x.dtype), vn.to(x.dtype)
 
 
-def dspike_lif_step_int(x: Tensor, v: Tensor, p: DspikeLIFIntParams, *, where: str = "") -> tuple[Tensor, Tensor]:
+def dspike_lif_step_int(
+    x: Tensor, v: Tensor, p: DspikeLIFIntParams, *, where: str = ""
+) -> tuple[Tensor, Tensor]:
     """Dspike LIF, int precision: ``U = fx(leak_m, V, f) + x`` in int64; ``s = U > fire``;
     ``V = 0 if s else U``; the membrane must stay within int32."""
     w = _where(where)
@@ -349,8 +365,9 @@ def dspike_lif_step_int(x: Tensor, v: Tensor, p: DspikeLIFIntParams, *, where: s
     return sb.to(x.dtype), vn.to(x.dtype)
 
 
-def integrate_step_int(x: Tensor, v: Tensor, p: IntegrateIntParams | None = None, *,
-                       where: str = "") -> tuple[Tensor, Tensor]:
+def integrate_step_int(
+    x: Tensor, v: Tensor, p: IntegrateIntParams | None = None, *, where: str = ""
+) -> tuple[Tensor, Tensor]:
     """Integrator, int precision: ``V = V + x``, or ``V = fx(leak_m, V, f) + x`` with
     :class:`IntegrateIntParams`, in int64, within int32. Returns ``(zeros, V)``."""
     w = _where(where)
@@ -377,7 +394,9 @@ _STEPS: dict[tuple[str, str], Callable[..., tuple[Tensor, Tensor]]] = {
 }
 
 
-def neuron_step(op: str, precision: Precision, x: Tensor, v: Tensor, p: Any, *, where: str = "") -> tuple[Tensor, Tensor]:
+def neuron_step(
+    op: str, precision: Precision, x: Tensor, v: Tensor, p: Any, *, where: str = ""
+) -> tuple[Tensor, Tensor]:
     """Dispatch to the step function of ``op`` (``dsr_if``, ``dsr_lif``, ``dspike_lif``,
     ``integrate``) in ``precision`` (``"float32"`` or ``"int"``)."""
     try:
@@ -448,7 +467,9 @@ class DsrLIF(_NeuronModule):
 
     op = "dsr_lif"
 
-    def __init__(self, params: DsrLIFParams | DsrLIFIntParams, precision: Precision = "float32") -> None:
+    def __init__(
+        self, params: DsrLIFParams | DsrLIFIntParams, precision: Precision = "float32"
+    ) -> None:
         want = DsrLIFParams if precision == "float32" else DsrLIFIntParams
         if not isinstance(params, want):
             raise SnnsimError(f"DsrLIF in {precision} precision needs {want.__name__}")
@@ -461,7 +482,9 @@ class DspikeLIF(_NeuronModule):
 
     op = "dspike_lif"
 
-    def __init__(self, params: DspikeLIFParams | DspikeLIFIntParams, precision: Precision = "float32") -> None:
+    def __init__(
+        self, params: DspikeLIFParams | DspikeLIFIntParams, precision: Precision = "float32"
+    ) -> None:
         want = DspikeLIFParams if precision == "float32" else DspikeLIFIntParams
         if not isinstance(params, want):
             raise SnnsimError(f"DspikeLIF in {precision} precision needs {want.__name__}")
@@ -475,6 +498,9 @@ class Integrate(_NeuronModule):
 
     op = "integrate"
 
-    def __init__(self, precision: Precision = "float32",
-                 params: IntegrateParams | IntegrateIntParams | None = None) -> None:
+    def __init__(
+        self,
+        precision: Precision = "float32",
+        params: IntegrateParams | IntegrateIntParams | None = None,
+    ) -> None:
         super().__init__(params, precision)

@@ -128,16 +128,27 @@ def _full(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if a.size == 1:
         return np.full(shape, a[0], dtype=np.float32)
     extra = (1,) * (len(shape) - 1)
-    return np.ascontiguousarray(np.broadcast_to(a.reshape((a.size,) + extra), shape), dtype=np.float32)
+    return np.ascontiguousarray(
+        np.broadcast_to(a.reshape((a.size,) + extra), shape), dtype=np.float32
+    )
 
 
 def _node_meta(n: Node) -> str:
     tensors = {
-        k: {"shape": [int(d) for d in v.shape], "data": [float(x) for x in np.asarray(v, np.float32).reshape(-1)]}
-        for k, v in n.tensors.items() if k not in _BIG_TENSORS
+        k: {
+            "shape": [int(d) for d in v.shape],
+            "data": [float(x) for x in np.asarray(v, np.float32).reshape(-1)],
+        }
+        for k, v in n.tensors.items()
+        if k not in _BIG_TENSORS
     }
-    doc = {"version": _META_VERSION, "op": n.op, "attrs": n.attrs, "tensor_keys": list(n.tensors),
-           "tensors": tensors}
+    doc = {
+        "version": _META_VERSION,
+        "op": n.op,
+        "attrs": n.attrs,
+        "tensor_keys": list(n.tensors),
+        "tensors": tensors,
+    }
     if n.op in ("dsr_if", "dsr_lif"):
         doc.update(reset="subtract", compare=">=")
     elif n.op == "dspike_lif":
@@ -177,8 +188,10 @@ def to_nir(graph: Graph, *, dt: float = 1.0) -> Any:
     dt = float(dt)
     graph.validate()
     if graph.precision != "float32":
-        raise ModelError("to_nir: only float32 graphs map to NIR (NIR has no fixed-point semantics); "
-                         f"got precision {graph.precision!r}")
+        raise ModelError(
+            "to_nir: only float32 graphs map to NIR (NIR has no fixed-point semantics); "
+            f"got precision {graph.precision!r}"
+        )
     shapes = graph.shapes()
     names = {n.name for n in graph.nodes}
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.array(graph.input_shape)})}
@@ -196,29 +209,51 @@ def to_nir(graph: Graph, *, dt: float = 1.0) -> Any:
                 node = nir.Linear(weight=t["weight"], metadata=meta)
         elif op == "conv2d":
             bias = t["bias"] if "bias" in t else np.zeros(shape[0], dtype=np.float32)
-            node = nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=t["weight"], stride=tuple(n.attrs["stride"]),
-                              padding=tuple(n.attrs["padding"]), dilation=(1, 1), groups=1, bias=bias,
-                              metadata=meta)
+            node = nir.Conv2d(
+                input_shape=tuple(in_shape[1:]),
+                weight=t["weight"],
+                stride=tuple(n.attrs["stride"]),
+                padding=tuple(n.attrs["padding"]),
+                dilation=(1, 1),
+                groups=1,
+                bias=bias,
+                metadata=meta,
+            )
         elif op in ("sumpool2d", "avgpool2d"):
             cls = nir.SumPool2d if op == "sumpool2d" else nir.AvgPool2d
-            node = cls(kernel_size=np.array(n.attrs["kernel"]), stride=np.array(n.attrs["stride"]),
-                       padding=np.array([0, 0]), metadata=meta)
+            node = cls(
+                kernel_size=np.array(n.attrs["kernel"]),
+                stride=np.array(n.attrs["stride"]),
+                padding=np.array([0, 0]),
+                metadata=meta,
+            )
         elif op == "flatten":
-            node = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1, metadata=meta)
+            node = nir.Flatten(
+                input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1, metadata=meta
+            )
         elif op == "add":
             node = nir.Scale(scale=np.ones(shape, dtype=np.float32), metadata=meta)
         elif op == "scale":
             if "shift" in t:
                 if len(shape) != 1:
-                    raise ModelError(f"node {n.name!r}: a scale with a shift on a {list(shape)} value has no NIR "
-                                     "equivalent (NIR Scale has no offset; Affine needs a 1-D input)")
-                node = nir.Affine(weight=np.diag(_full(t["scale"], shape)), bias=_full(t["shift"], shape),
-                                  metadata=meta)
+                    raise ModelError(
+                        f"node {n.name!r}: a scale with a shift on a {list(shape)} value has no NIR "
+                        "equivalent (NIR Scale has no offset; Affine needs a 1-D input)"
+                    )
+                node = nir.Affine(
+                    weight=np.diag(_full(t["scale"], shape)),
+                    bias=_full(t["shift"], shape),
+                    metadata=meta,
+                )
             else:
                 node = nir.Scale(scale=_full(t["scale"], shape), metadata=meta)
         elif op == "dsr_if":
-            node = nir.IF(r=_per_dt(np.ones(shape), dt), v_threshold=_full(t["fire"], shape),
-                          v_reset=np.zeros(shape, np.float32), metadata=meta)
+            node = nir.IF(
+                r=_per_dt(np.ones(shape), dt),
+                v_threshold=_full(t["fire"], shape),
+                v_reset=np.zeros(shape, np.float32),
+                metadata=meta,
+            )
         elif op in ("dsr_lif", "dspike_lif"):
             leak = _full(t["leak"], shape)
             gain = _full(t["gain"], shape) if op == "dsr_lif" else np.ones(shape, np.float32)
@@ -228,8 +263,14 @@ def to_nir(graph: Graph, *, dt: float = 1.0) -> Any:
                 node = nir.IF(r=_per_dt(gain, dt), v_threshold=fire, v_reset=zero, metadata=meta)
             else:
                 steps = _tau_from_leak(leak)  # tau in steps, float64
-                node = nir.LIF(tau=(steps * dt).astype(np.float32), r=(gain * steps).astype(np.float32),
-                               v_leak=zero, v_threshold=fire, v_reset=zero, metadata=meta)
+                node = nir.LIF(
+                    tau=(steps * dt).astype(np.float32),
+                    r=(gain * steps).astype(np.float32),
+                    v_leak=zero,
+                    v_threshold=fire,
+                    v_reset=zero,
+                    metadata=meta,
+                )
         elif op == "integrate":
             leak = _full(t["leak"], shape) if "leak" in t else np.ones(shape, np.float32)
             if np.all(leak == 1.0):
@@ -237,8 +278,12 @@ def to_nir(graph: Graph, *, dt: float = 1.0) -> Any:
             else:
                 # Euler: v <- v + (dt/tau)(0 - v + r x) = (1 - dt/tau) v + (dt r/tau) x = leak v + x
                 steps = _tau_from_leak(leak)  # tau in steps, float64
-                node = nir.LI(tau=(steps * dt).astype(np.float32), r=steps.astype(np.float32),
-                              v_leak=np.zeros(shape, np.float32), metadata=meta)
+                node = nir.LI(
+                    tau=(steps * dt).astype(np.float32),
+                    r=steps.astype(np.float32),
+                    v_leak=np.zeros(shape, np.float32),
+                    metadata=meta,
+                )
         else:  # pragma: no cover - validate() rejects unknown ops
             raise ModelError(f"node {n.name!r}: op {op!r} has no NIR mapping")
         nodes[n.name] = node
@@ -251,8 +296,14 @@ def to_nir(graph: Graph, *, dt: float = 1.0) -> Any:
         k += 1
     nodes[out_name] = nir.Output(output_type={"output": np.array(shapes[graph.output])})
     edges.append((graph.output, out_name))
-    gmeta = {"version": _META_VERSION, "input_kind": graph.input_kind, "input_scale": graph.input_scale,
-             "order": [n.name for n in graph.nodes], "output": graph.output, "dt": dt}
+    gmeta = {
+        "version": _META_VERSION,
+        "input_kind": graph.input_kind,
+        "input_scale": graph.input_scale,
+        "order": [n.name for n in graph.nodes],
+        "output": graph.output,
+        "dt": dt,
+    }
     try:
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata={_META_KEY: json.dumps(gmeta)})
     except (ValueError, AssertionError) as exc:  # pragma: no cover - a bug in the mapping
@@ -310,13 +361,19 @@ class _Importer:
         nir = self.nir
         ng = self.ng
         if not isinstance(ng, nir.NIRGraph):
-            raise ModelError(f"from_nir: expected a nir.NIRGraph or a path, got {type(ng).__name__}")
+            raise ModelError(
+                f"from_nir: expected a nir.NIRGraph or a path, got {type(ng).__name__}"
+            )
         inputs = [k for k, v in ng.nodes.items() if isinstance(v, nir.Input)]
         outputs = [k for k, v in ng.nodes.items() if isinstance(v, nir.Output)]
         if len(inputs) != 1:
-            raise ModelError(f"from_nir: snnsim graphs have exactly one Input node, got {len(inputs)} ({inputs})")
+            raise ModelError(
+                f"from_nir: snnsim graphs have exactly one Input node, got {len(inputs)} ({inputs})"
+            )
         if len(outputs) != 1:
-            raise ModelError(f"from_nir: snnsim graphs have exactly one Output node, got {len(outputs)} ({outputs})")
+            raise ModelError(
+                f"from_nir: snnsim graphs have exactly one Output node, got {len(outputs)} ({outputs})"
+            )
         in_key, out_key = inputs[0], outputs[0]
         preds: dict[str, list[str]] = {k: [] for k in ng.nodes}
         for a, b in ng.edges:
@@ -325,8 +382,12 @@ class _Importer:
             preds[b].append(a)
         in_shape = self._input_shape(in_key, [b for a, b in ng.edges if a == in_key])
         kind = self.input_kind or self.gmeta.get("input_kind", "static")
-        g = Graph(input_shape=in_shape, precision="float32", input_kind=kind,
-                  input_scale=self.gmeta.get("input_scale"))
+        g = Graph(
+            input_shape=in_shape,
+            precision="float32",
+            input_kind=kind,
+            input_scale=self.gmeta.get("input_scale"),
+        )
         # NIR name -> snnsim name of the value the node produces
         self.out_of: dict[str, str] = {in_key: "input"}
         self.used: set[str] = {"input"}
@@ -334,7 +395,9 @@ class _Importer:
         for key in self._topo(preds, in_key, out_key):
             node = ng.nodes[key]
             if isinstance(node, nir.NIRGraph):
-                raise self.err(key, node, "nested NIR subgraphs are not supported (flatten the graph first)")
+                raise self.err(
+                    key, node, "nested NIR subgraphs are not supported (flatten the graph first)"
+                )
             if isinstance(node, nir.Input):
                 continue
             if not preds[key]:
@@ -347,11 +410,15 @@ class _Importer:
                 continue
             self._convert(key, node, srcs)
         if g.output is None:
-            raise ModelError(f"from_nir: the Output node {out_key!r} is not reachable from the Input")
+            raise ModelError(
+                f"from_nir: the Output node {out_key!r} is not reachable from the Input"
+            )
         out = g.node(g.output)
         if out.op not in NEURON_OPS + ("integrate",):
-            raise ModelError(f"from_nir: the Output node {out_key!r} is fed by {g.output!r} (op {out.op!r}); "
-                             "snnsim's output must be a spiking neuron or an integrator (IF, LIF or I)")
+            raise ModelError(
+                f"from_nir: the Output node {out_key!r} is fed by {g.output!r} (op {out.op!r}); "
+                "snnsim's output must be a spiking neuron or an integrator (IF, LIF or I)"
+            )
         order = self.gmeta.get("order")
         if isinstance(order, list) and sorted(order) == sorted(n.name for n in g.nodes):
             pos = {name: i for i, name in enumerate(order)}
@@ -393,8 +460,10 @@ class _Importer:
         while pending:
             ready = [k for k in pending if all(p in done for p in preds[k])]
             if not ready:
-                raise ModelError(f"from_nir: the edges form a cycle among {pending} "
-                                 "(recurrent graphs are not supported)")
+                raise ModelError(
+                    f"from_nir: the edges form a cycle among {pending} "
+                    "(recurrent graphs are not supported)"
+                )
             for k in ready:
                 done.add(k)
                 order.append(k)
@@ -403,7 +472,11 @@ class _Importer:
 
     # -- helpers
     def _name(self, want: str) -> str:
-        base = want if _NAME_RE.match(want) and want != "input" else (re.sub(r"[^A-Za-z0-9_.-]", "_", want) or "node")
+        base = (
+            want
+            if _NAME_RE.match(want) and want != "input"
+            else (re.sub(r"[^A-Za-z0-9_.-]", "_", want) or "node")
+        )
         if base == "input":
             base = "input_"
         name, k = base, 0
@@ -416,7 +489,9 @@ class _Importer:
     def _shape(self, name: str) -> tuple[int, ...]:
         return self.g.shapes()[name]
 
-    def _channel(self, key: str, node: Any, field: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    def _channel(
+        self, key: str, node: Any, field: str, value: Any, shape: tuple[int, ...]
+    ) -> np.ndarray:
         """Reduce a NIR parameter (full node shape, [C] or scalar) to snnsim's [C] / [1]."""
         a = np.asarray(value, dtype=np.float64)
         if a.size == 1:
@@ -426,19 +501,29 @@ class _Importer:
                 return a
             per_c = a.reshape(shape[0], -1)
             if not np.all(per_c == per_c[:, :1]):
-                raise self.err(key, node, f"field {field!r} varies within a channel; snnsim neuron and scale "
-                                          "parameters are per channel")
+                raise self.err(
+                    key,
+                    node,
+                    f"field {field!r} varies within a channel; snnsim neuron and scale "
+                    "parameters are per channel",
+                )
             return per_c[:, 0].copy()
         if a.shape == (shape[0],):
             return a
-        raise self.err(key, node, f"field {field!r} has shape {list(a.shape)}, expected the node shape {list(shape)}")
+        raise self.err(
+            key,
+            node,
+            f"field {field!r} has shape {list(a.shape)}, expected the node shape {list(shape)}",
+        )
 
     def _add_input(self, key: str, srcs: list[str]) -> str:
         if len(srcs) == 1:
             return srcs[0]
         return self.g.add(self._name(f"{key}_sum"), *srcs)
 
-    def _pre_scale(self, key: str, src: str, gain: np.ndarray, bias: np.ndarray | None = None) -> str:
+    def _pre_scale(
+        self, key: str, src: str, gain: np.ndarray, bias: np.ndarray | None = None
+    ) -> str:
         if np.all(gain == 1.0) and (bias is None or np.all(bias == 0.0)):
             return src
         shift = None if bias is None or np.all(bias == 0.0) else bias
@@ -466,13 +551,26 @@ class _Importer:
         elif op == "scale" and "scale" not in tensors:
             raise self.err(key, node, "snnsim metadata of a scale lacks its 'scale' tensor")
         if op != "add" and len(srcs) != 1:
-            raise self.err(key, node, f"snnsim op {op!r} takes one input, the node has {len(srcs)} incoming edges")
+            raise self.err(
+                key,
+                node,
+                f"snnsim op {op!r} takes one input, the node has {len(srcs)} incoming edges",
+            )
         order = list(meta.get("tensor_keys", tensors))
         if sorted(order) != sorted(tensors):
-            raise self.err(key, node, f"snnsim metadata lists tensors {order} but holds {sorted(tensors)}")
+            raise self.err(
+                key, node, f"snnsim metadata lists tensors {order} but holds {sorted(tensors)}"
+            )
         arrays = {k: np.ascontiguousarray(tensors[k]) for k in order}
-        self.g.nodes.append(Node(name=name, op=op, inputs=list(srcs), attrs=dict(meta.get("attrs", {})),
-                                 tensors=arrays))
+        self.g.nodes.append(
+            Node(
+                name=name,
+                op=op,
+                inputs=list(srcs),
+                attrs=dict(meta.get("attrs", {})),
+                tensors=arrays,
+            )
+        )
         self.out_of[key] = name
 
     def _convert_plain(self, key: str, node: Any, srcs: list[str]) -> None:
@@ -484,9 +582,15 @@ class _Importer:
         if isinstance(node, (nir.Affine, nir.Linear)):
             w = _f32(node.weight)
             if w.ndim != 2:
-                raise self.err(key, node, f"weight must be 2-D [out, in], got shape {list(w.shape)}")
+                raise self.err(
+                    key, node, f"weight must be 2-D [out, in], got shape {list(w.shape)}"
+                )
             if len(in_shape) != 1:
-                raise self.err(key, node, f"input has shape {list(in_shape)}; insert a Flatten before an Affine")
+                raise self.err(
+                    key,
+                    node,
+                    f"input has shape {list(in_shape)}; insert a Flatten before an Affine",
+                )
             bias = _f32(node.bias) if isinstance(node, nir.Affine) else None
             out = g.linear(self._name(key), src, w, bias)
         elif isinstance(node, nir.Conv2d):
@@ -508,16 +612,26 @@ class _Importer:
                 elif pad == "same" and stride == [1, 1] and kh % 2 == 1 and kw % 2 == 1:
                     pad = [kh // 2, kw // 2]
                 else:
-                    raise self.err(key, node, f"padding {pad!r} is only supported as 'valid', or 'same' with "
-                                              "stride 1 and odd kernels")
+                    raise self.err(
+                        key,
+                        node,
+                        f"padding {pad!r} is only supported as 'valid', or 'same' with "
+                        "stride 1 and odd kernels",
+                    )
             else:
                 pad = [int(p) for p in np.broadcast_to(np.asarray(pad).reshape(-1), (2,))]
             bias = _f32(node.bias) if getattr(node, "bias", None) is not None else None
             out = g.conv2d(self._name(key), src, w, bias, stride=stride, padding=pad)
         elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
             if np.any(np.asarray(node.padding) != 0):
-                raise self.err(key, node, f"padding {np.asarray(node.padding).tolist()} is not supported (only 0)")
-            kernel = [int(k) for k in np.broadcast_to(np.asarray(node.kernel_size).reshape(-1), (2,))]
+                raise self.err(
+                    key,
+                    node,
+                    f"padding {np.asarray(node.padding).tolist()} is not supported (only 0)",
+                )
+            kernel = [
+                int(k) for k in np.broadcast_to(np.asarray(node.kernel_size).reshape(-1), (2,))
+            ]
             stride = [int(s) for s in np.broadcast_to(np.asarray(node.stride).reshape(-1), (2,))]
             fn = g.sumpool2d if isinstance(node, nir.SumPool2d) else g.avgpool2d
             out = fn(self._name(key), src, kernel, stride)
@@ -528,8 +642,12 @@ class _Importer:
                 self.out_of[key] = out
                 return
             if start not in (0, 1) or end not in (-1, len(in_shape) - 1):
-                raise self.err(key, node, f"start_dim={start}, end_dim={end} does not flatten the whole sample; "
-                                          "snnsim flattens [C, H, W] to [C*H*W]")
+                raise self.err(
+                    key,
+                    node,
+                    f"start_dim={start}, end_dim={end} does not flatten the whole sample; "
+                    "snnsim flattens [C, H, W] to [C*H*W]",
+                )
             out = g.flatten(self._name(key), src)
         elif isinstance(node, nir.Scale):
             s = self._channel(key, node, "scale", node.scale, in_shape)
@@ -538,7 +656,11 @@ class _Importer:
             shape = in_shape
             v_reset = self._channel(key, node, "v_reset", node.v_reset, shape)
             if np.any(v_reset != 0):
-                raise self.err(key, node, "v_reset != 0 is not supported (snnsim's hard-reset neuron resets to 0)")
+                raise self.err(
+                    key,
+                    node,
+                    "v_reset != 0 is not supported (snnsim's hard-reset neuron resets to 0)",
+                )
             fire = self._channel(key, node, "v_threshold", node.v_threshold, shape)
             if not np.all(fire > 0):
                 raise self.err(key, node, "v_threshold must be > 0")

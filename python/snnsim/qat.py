@@ -27,7 +27,7 @@ The output layer of a Dspike network keeps one scale (as in the export) even wit
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 import torch
@@ -37,7 +37,14 @@ from torch.nn.utils import parametrize
 
 from .exporter import _QMAX, ExportError, weight_scale
 
-__all__ = ["QATMode", "fake_quant", "FakeQuantWeight", "attach_fake_quant", "detach_fake_quant", "qat_finetune"]
+__all__ = [
+    "QATMode",
+    "fake_quant",
+    "FakeQuantWeight",
+    "attach_fake_quant",
+    "detach_fake_quant",
+    "qat_finetune",
+]
 
 QATMode = Literal["int8", "int4", "int16"]
 
@@ -119,27 +126,37 @@ def _weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module |
     from .train.tdbn import TdBN
 
     if not isinstance(model, (DSRNet, DspikeNet)):
-        raise ExportError(f"qat: only DSRNet and DspikeNet models are supported, got {type(model).__name__}")
+        raise ExportError(
+            f"qat: only DSRNet and DspikeNet models are supported, got {type(model).__name__}"
+        )
     kids = list(model.body.named_children())
     out: list[tuple[str, nn.Module, nn.Module | None, bool]] = []
     for i, (name, m) in enumerate(kids):
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nxt = kids[i + 1][1] if i + 1 < len(kids) else None
-            bn = nxt if isinstance(nxt, (BatchNormT, BatchNorm1dT, TdBN, nn.BatchNorm1d, nn.BatchNorm2d)) else None
+            bn = (
+                nxt
+                if isinstance(nxt, (BatchNormT, BatchNorm1dT, TdBN, nn.BatchNorm1d, nn.BatchNorm2d))
+                else None
+            )
             out.append((f"body.{name}", m, bn, False))
     if isinstance(model, DspikeNet) and out:
         out[-1] = out[-1][:3] + (True,)
     return out
 
 
-def attach_fake_quant(model: nn.Module, mode: QATMode = "int8", per_channel: bool = False) -> list[str]:
+def attach_fake_quant(
+    model: nn.Module, mode: QATMode = "int8", per_channel: bool = False
+) -> list[str]:
     """Register :class:`FakeQuantWeight` on every conv/linear weight of ``model.body``; returns
     their names. :func:`detach_fake_quant` removes them."""
     if mode not in _QMAX:
         raise ValueError(f"qat: mode must be 'int8', 'int4' or 'int16', got {mode!r}")
     names = []
     for name, m, bn, is_out in _weighted_layers(model):
-        parametrize.register_parametrization(m, "weight", FakeQuantWeight(mode, per_channel and not is_out, bn))
+        parametrize.register_parametrization(
+            m, "weight", FakeQuantWeight(mode, per_channel and not is_out, bn)
+        )
         names.append(name)
     return names
 
@@ -152,13 +169,17 @@ def detach_fake_quant(model: nn.Module, leave_quantised: bool = True) -> None:
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=leave_quantised)
 
 
-def _batches(train_data: Any, batch_size: int, gen: torch.Generator) -> Iterable[tuple[Tensor, Tensor]]:
+def _batches(
+    train_data: Any, batch_size: int, gen: torch.Generator
+) -> Iterable[tuple[Tensor, Tensor]]:
     if isinstance(train_data, (tuple, list)) and len(train_data) == 2:
-        x, y = (torch.as_tensor(np.asarray(v)) if not isinstance(v, Tensor) else v for v in train_data)
+        x, y = (
+            torch.as_tensor(np.asarray(v)) if not isinstance(v, Tensor) else v for v in train_data
+        )
         y = y.long()
         idx = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), batch_size):
-            j = idx[i:i + batch_size]
+            j = idx[i : i + batch_size]
             yield x[j].float(), y[j]
     else:  # an iterable of (x, y) batches (e.g. a DataLoader)
         for xb, yb in train_data:
@@ -211,7 +232,9 @@ def qat_finetune(
     attach_fake_quant(model, mode, per_channel)
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay
+        )
     elif optimizer == "adam":
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     else:
@@ -245,8 +268,10 @@ def qat_finetune(
                 correct += int((out.detach().argmax(1) == yb).sum())
                 n += len(yb)
             if log is not None:
-                log(f"qat {mode} epoch {e + 1}/{epochs}: loss {loss_sum / max(n, 1):.4f} "
-                    f"acc {correct / max(n, 1):.4f}")
+                log(
+                    f"qat {mode} epoch {e + 1}/{epochs}: loss {loss_sum / max(n, 1):.4f} "
+                    f"acc {correct / max(n, 1):.4f}"
+                )
     finally:
         for bn, m in zip(bns, saved_momentum):
             bn.momentum = m

@@ -164,7 +164,9 @@ def _exact_int_product(x: Tensor, fn: Any, wsum_max: int, fan_in: int, where: st
         raise SnnsimError(f"{where}: fan-in {fan_in} too large for exact integer evaluation")
     lo = x & 0xFFFF
     hi = x >> 16
-    return (fn(hi.to(torch.float64)).to(torch.int64) << 16) + fn(lo.to(torch.float64)).to(torch.int64)
+    return (fn(hi.to(torch.float64)).to(torch.int64) << 16) + fn(lo.to(torch.float64)).to(
+        torch.int64
+    )
 
 
 def _fx(m: Tensor, x: Tensor, f: int) -> Tensor:
@@ -234,7 +236,9 @@ class _NodeOp(torch.nn.Module):
         self.wsum_max = 0
         self.fan_in = 0
         if node.op in WEIGHTED_OPS:
-            w = np.abs(node.tensors["weight"].astype(np.int64)).reshape(node.tensors["weight"].shape[0], -1)
+            w = np.abs(node.tensors["weight"].astype(np.int64)).reshape(
+                node.tensors["weight"].shape[0], -1
+            )
             self.wsum_max = int(w.sum(axis=1).max())
             self.fan_in = int(w.shape[1])
 
@@ -244,15 +248,27 @@ class _NodeOp(torch.nn.Module):
         if op == "integrate":
             if self.precision == "float32":
                 return IntegrateParams(leak=self.leak) if "leak" in self.node.tensors else None
-            return IntegrateIntParams(leak_m=self.leak_m, f=int(a["f"])) if "leak_m" in self.node.tensors else None
+            return (
+                IntegrateIntParams(leak_m=self.leak_m, f=int(a["f"]))
+                if "leak_m" in self.node.tensors
+                else None
+            )
         if op == "dsr_if":
             return DsrIFParams(theta=self.theta, fire=self.fire)
         if self.precision == "float32":
             if op == "dsr_lif":
-                return DsrLIFParams(theta=self.theta, fire=self.fire, leak=self.leak, gain=self.gain)
+                return DsrLIFParams(
+                    theta=self.theta, fire=self.fire, leak=self.leak, gain=self.gain
+                )
             return DspikeLIFParams(fire=self.fire, leak=self.leak)
         if op == "dsr_lif":
-            return DsrLIFIntParams(theta=self.theta, fire=self.fire, leak_m=self.leak_m, gain_m=self.gain_m, f=int(a["f"]))
+            return DsrLIFIntParams(
+                theta=self.theta,
+                fire=self.fire,
+                leak_m=self.leak_m,
+                gain_m=self.gain_m,
+                f=int(a["f"]),
+            )
         return DspikeLIFIntParams(fire=self.fire, leak_m=self.leak_m, f=int(a["f"]))
 
     # ------------------------------------------------------------------ ops
@@ -270,8 +286,13 @@ class _NodeOp(torch.nn.Module):
         if op == "linear":
             return F.linear(x, self.weight, self.bias if self.has_bias else None)
         if op == "conv2d":
-            return F.conv2d(x, self.weight, self.bias if self.has_bias else None,
-                            stride=tuple(a["stride"]), padding=tuple(a["padding"]))
+            return F.conv2d(
+                x,
+                self.weight,
+                self.bias if self.has_bias else None,
+                stride=tuple(a["stride"]),
+                padding=tuple(a["padding"]),
+            )
         if op in POOL_OPS:
             kh, kw = a["kernel"]
             s = F.avg_pool2d(x, (kh, kw), tuple(a["stride"]), divisor_override=1)
@@ -310,11 +331,15 @@ class _NodeOp(torch.nn.Module):
             return y + self.bias.reshape(1, -1, 1, 1) if self.has_bias else y
         if op in POOL_OPS:
             kh, kw = a["kernel"]
-            s = F.avg_pool2d(x.to(torch.float64), (kh, kw), tuple(a["stride"]), divisor_override=1).to(torch.int64)
+            s = F.avg_pool2d(
+                x.to(torch.float64), (kh, kw), tuple(a["stride"]), divisor_override=1
+            ).to(torch.int64)
             if op == "sumpool2d":
                 return s
             check_int32(s, f"{where}: window sum")
-            return _fx(torch.tensor(int(a["m"]), dtype=torch.int64, device=s.device), s, int(a["f"]))
+            return _fx(
+                torch.tensor(int(a["m"]), dtype=torch.int64, device=s.device), s, int(a["f"])
+            )
         if op == "flatten":
             return x.flatten(1)
         if op == "add":
@@ -406,11 +431,15 @@ class ReferenceNetwork(torch.nn.Module):
         self.node_names: list[str] = [n.name for n in self.order]
         self.shapes: dict[str, tuple[int, ...]] = graph.shapes()
         self.output_name: str = str(graph.output)
-        self.value_dtype: torch.dtype = torch.float32 if self.precision == "float32" else torch.int64
+        self.value_dtype: torch.dtype = (
+            torch.float32 if self.precision == "float32" else torch.int64
+        )
         self.ops = torch.nn.ModuleList(
             [_NodeOp(n, self.precision, [self.shapes[i] for i in n.inputs]) for n in self.order]
         )
-        self._kinds: dict[str, dict[str, Kind]] = {k: value_kinds(graph, k) for k in ("static", "sparse")}
+        self._kinds: dict[str, dict[str, Kind]] = {
+            k: value_kinds(graph, k) for k in ("static", "sparse")
+        }
         if device is not None:
             self.to(device)
 
@@ -447,7 +476,9 @@ class ReferenceNetwork(torch.nn.Module):
                 out.append(name)
         return out
 
-    def step(self, x: Tensor, state: ReferenceState, *, count: bool = False) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+    def step(
+        self, x: Tensor, state: ReferenceState, *, count: bool = False
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
         """Advance every node by one step (step ``state.step``, 0-based) on input ``x``
         (``[B, *input_shape]``, value dtype). Returns the value of every node at this step
         (name -> ``[B, *shape]``; spikes for neurons, the membrane for integrate) and, with
@@ -457,7 +488,14 @@ class ReferenceNetwork(torch.nn.Module):
         b = x.shape[0]
         dev = x.device
         values: dict[str, Tensor] = {"input": x}
-        counts = {k: torch.zeros((b, len(self.order)), dtype=torch.int64, device=dev) for k in COUNT_KEYS} if count else None
+        counts = (
+            {
+                k: torch.zeros((b, len(self.order)), dtype=torch.int64, device=dev)
+                for k in COUNT_KEYS
+            }
+            if count
+            else None
+        )
         ctx = _ieee_fp32(dev) if self.precision == "float32" else contextlib.nullcontext()
         with ctx:
             for li, (node, op) in enumerate(zip(self.order, self.ops)):
@@ -472,7 +510,9 @@ class ReferenceNetwork(torch.nn.Module):
                     v = state.membranes.get(name)
                     if v is None:
                         v = torch.zeros_like(ins[0])
-                    s, v_new = neuron_step(node.op, self.precision, ins[0], v, op.neuron_params(), where=where)  # type: ignore[arg-type]
+                    s, v_new = neuron_step(
+                        node.op, self.precision, ins[0], v, op.neuron_params(), where=where
+                    )  # type: ignore[arg-type]
                     state.membranes[name] = v_new
                     values[name] = s if node.op in NEURON_OPS else v_new
                     if counts is not None:
@@ -560,16 +600,26 @@ class ReferenceNetwork(torch.nn.Module):
 
 
 # ---------------------------------------------------------------------- numpy entry point
-def _input_tensor(a: Any, what: str, want_shape: tuple[int, ...], precision: str, device: torch.device,
-                  int_range: tuple[int, int]) -> Tensor:
+def _input_tensor(
+    a: Any,
+    what: str,
+    want_shape: tuple[int, ...],
+    precision: str,
+    device: torch.device,
+    int_range: tuple[int, int],
+) -> Tensor:
     arr = np.asarray(a)
     ndim = len(want_shape) + (2 if what == "frames" else 1)
-    if arr.ndim != ndim or tuple(arr.shape[ndim - len(want_shape):]) != want_shape:
+    if arr.ndim != ndim or tuple(arr.shape[ndim - len(want_shape) :]) != want_shape:
         lead = "[B, T, " if what == "frames" else "[B, "
-        raise InputError(f"{what}: expected shape {lead}{', '.join(map(str, want_shape))}], got {list(arr.shape)}")
+        raise InputError(
+            f"{what}: expected shape {lead}{', '.join(map(str, want_shape))}], got {list(arr.shape)}"
+        )
     if precision == "int":
         if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-            raise InputError(f"{what}: int precision needs integer input (int32), got dtype {arr.dtype}")
+            raise InputError(
+                f"{what}: int precision needs integer input (int32), got dtype {arr.dtype}"
+            )
         if arr.size and (int(arr.min()) < int_range[0] or int(arr.max()) > int_range[1]):
             raise InputError(f"{what}: values must lie in [{int_range[0]}, {int_range[1]}]")
         return torch.as_tensor(arr.astype(np.int64)).to(device)
@@ -612,7 +662,14 @@ def run_reference(
     i32 = (-(2**31), 2**31 - 1)
     with torch.inference_mode():
         if static is not None:
-            xs = _input_tensor(static, "static", shape, graph.precision, dev, (-128, 127) if graph.precision == "int" else i32)
+            xs = _input_tensor(
+                static,
+                "static",
+                shape,
+                graph.precision,
+                dev,
+                (-128, 127) if graph.precision == "int" else i32,
+            )
             trace = net(static=xs, steps=steps, record=record, count=True)
         else:
             xf = _input_tensor(frames, "frames", shape, graph.precision, dev, i32)
@@ -621,7 +678,11 @@ def run_reference(
     output_sum = trace.output_sum.cpu().numpy().astype(np.float64)
     output = output_sum / float(trace.steps)
     b = output.shape[0]
-    prediction = np.argmax(output, axis=1).astype(np.int64) if output.shape[1] else np.zeros(b, dtype=np.int64)
+    prediction = (
+        np.argmax(output, axis=1).astype(np.int64)
+        if output.shape[1]
+        else np.zeros(b, dtype=np.int64)
+    )
     return {
         "output": output,
         "output_sum": output_sum,

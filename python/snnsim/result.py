@@ -67,8 +67,12 @@ class Counts:
             raise ValueError("Counts.concat needs at least one part")
         first = parts[0]
         arrays = {f: np.concatenate([p.get(f) for p in parts], axis=2) for f in COUNT_FIELDS}
-        return Counts(**arrays, layer_names=first.layer_names, layer_ops=first.layer_ops,
-                      dense_macs=first.dense_macs)
+        return Counts(
+            **arrays,
+            layer_names=first.layer_names,
+            layer_ops=first.layer_ops,
+            dense_macs=first.dense_macs,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,8 +110,14 @@ class RunResult:
         return self.counts.layer_names
 
     @classmethod
-    def from_raw(cls, raw: Mapping[str, Any], layer_names: Sequence[str], layer_ops: Sequence[str],
-                 dense_macs: np.ndarray, raw_layer_names: Sequence[str] | None = None) -> "RunResult":
+    def from_raw(
+        cls,
+        raw: Mapping[str, Any],
+        layer_names: Sequence[str],
+        layer_ops: Sequence[str],
+        dense_macs: np.ndarray,
+        raw_layer_names: Sequence[str] | None = None,
+    ) -> "RunResult":
         """Wrap a raw result dictionary of an executor. ``dense_macs`` come from the same
         executor. ``raw_layer_names`` is the order of the L axis in ``raw`` and ``dense_macs``
         when it differs from ``layer_names`` (both are then permuted)."""
@@ -122,15 +132,21 @@ class RunResult:
         shape = arrays["spikes"].shape
         for f, a in arrays.items():
             if a.ndim != 3 or a.shape != shape or a.shape[1] != len(layer_names):
-                raise ValueError(f"raw result: counts[{f!r}] has shape {list(a.shape)}, expected "
-                                 f"[B, {len(layer_names)}, T] like counts['spikes'] {list(shape)}")
-        counts = Counts(**arrays, layer_names=tuple(layer_names), layer_ops=tuple(layer_ops), dense_macs=dense)
+                raise ValueError(
+                    f"raw result: counts[{f!r}] has shape {list(a.shape)}, expected "
+                    f"[B, {len(layer_names)}, T] like counts['spikes'] {list(shape)}"
+                )
+        counts = Counts(
+            **arrays, layer_names=tuple(layer_names), layer_ops=tuple(layer_ops), dense_macs=dense
+        )
         out_sum = raw.get("output_sum")
         return cls(
             output=np.asarray(raw["output"], dtype=np.float64),
             prediction=np.asarray(raw["prediction"], dtype=np.int64),
             counts=counts,
-            record={str(k): np.asarray(v, dtype=np.uint8) for k, v in raw.get("record", {}).items()},
+            record={
+                str(k): np.asarray(v, dtype=np.uint8) for k, v in raw.get("record", {}).items()
+            },
             steps=int(shape[2]),
             output_sum=None if out_sum is None else np.asarray(out_sum, dtype=np.float64),
         )
@@ -140,9 +156,11 @@ class RunResult:
         c = self.counts
         pred = self.prediction.tolist()
         shown = pred if len(pred) <= 16 else pred[:16] + ["..."]
-        lines = [f"RunResult: batch {self.batch_size}, {self.steps} steps",
-                 f"prediction: {shown}",
-                 "counts (totals over the batch and all steps):"]
+        lines = [
+            f"RunResult: batch {self.batch_size}, {self.steps} steps",
+            f"prediction: {shown}",
+            "counts (totals over the batch and all steps):",
+        ]
         per = c.per_layer()
         head = ("layer", "op", "spikes", "SOPs", "MACs", "aux ops", "state upd.", "dense MACs")
         rows: list[tuple[str, ...]] = [head]
@@ -152,12 +170,16 @@ class RunResult:
         rows.append(("total", "", *(f"{tot[k]:,}" for k in (*COUNT_FIELDS, "dense_macs"))))
         widths = [max(len(r[j]) for r in rows) for j in range(len(head))]
         for k, r in enumerate(rows):
-            cells = [r[j].ljust(widths[j]) if j < 2 else r[j].rjust(widths[j]) for j in range(len(head))]
+            cells = [
+                r[j].ljust(widths[j]) if j < 2 else r[j].rjust(widths[j]) for j in range(len(head))
+            ]
             lines.append("  " + "  ".join(cells).rstrip())
             if k == 0 or k == len(rows) - 2:
                 lines.append("  " + "  ".join("-" * w for w in widths))
         if self.record:
-            lines.append("recorded: " + ", ".join(f"{k} {list(v.shape)}" for k, v in self.record.items()))
+            lines.append(
+                "recorded: " + ", ".join(f"{k} {list(v.shape)}" for k, v in self.record.items())
+            )
         return "\n".join(lines)
 
     def __str__(self) -> str:

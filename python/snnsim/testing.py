@@ -46,7 +46,9 @@ class NetworkCase:
 class _Builder:
     """Adds layers with parameters that keep firing rates in a useful range."""
 
-    def __init__(self, draw: Any, graph: Graph, rng: np.random.Generator, weight_bits: int, tie_prone: bool):
+    def __init__(
+        self, draw: Any, graph: Graph, rng: np.random.Generator, weight_bits: int, tie_prone: bool
+    ):
         self.draw, self.g, self.rng = draw, graph, rng
         self.bits = weight_bits
         self.tie_prone = tie_prone
@@ -64,7 +66,9 @@ class _Builder:
         lo = -hi - 1
         if self.tie_prone:  # small integers make exact ties at the fire level frequent
             hi, lo = min(hi, 3), max(lo, -2)
-        return self.rng.integers(lo, hi + 1, size=shape).astype(np.int16 if self.bits == 16 else np.int8)
+        return self.rng.integers(lo, hi + 1, size=shape).astype(
+            np.int16 if self.bits == 16 else np.int8
+        )
 
     def bias(self, n: int) -> np.ndarray | None:
         if not self.draw(st.booleans()):
@@ -81,7 +85,9 @@ class _Builder:
             hi = 3
         return max(1.0, hi * np.sqrt(fan_in) * 0.5 * in_mag)
 
-    def neuron(self, inp: str, channels: int, fan_in: int, op: str | None = None, in_mag: float = 1.0) -> str:
+    def neuron(
+        self, inp: str, channels: int, fan_in: int, op: str | None = None, in_mag: float = 1.0
+    ) -> str:
         op = op or self.draw(st.sampled_from(NEURON_OPS))
         name = self.name("sn")
         per_channel = self.draw(st.booleans())
@@ -94,7 +100,14 @@ class _Builder:
                 return self.g.dsr_if(name, inp, theta=theta, fire=fire)
             leak = self.rng.uniform(0.5, 1.0, size=c).astype(np.float32)
             if op == "dsr_lif":
-                return self.g.dsr_lif(name, inp, theta=theta, fire=fire, leak=leak, gain=(1 - leak + 0.5).astype(np.float32))
+                return self.g.dsr_lif(
+                    name,
+                    inp,
+                    theta=theta,
+                    fire=fire,
+                    leak=leak,
+                    gain=(1 - leak + 0.5).astype(np.float32),
+                )
             return self.g.dspike_lif(name, inp, fire=fire, leak=leak)
         scale = self.current_scale(fan_in, in_mag)
         theta = self.rng.integers(1, int(max(2, 2 * scale)) + 1, size=c).astype(np.int32)
@@ -105,7 +118,9 @@ class _Builder:
             return self.g.dsr_if(name, inp, theta=theta, fire=fire)
         if op == "dsr_lif":
             gain_m = self.rng.integers(1, 2**f + 1, size=c).astype(np.int32)
-            return self.g.dsr_lif(name, inp, theta=theta, fire=fire, leak_m=leak_m, gain_m=gain_m, f=f)
+            return self.g.dsr_lif(
+                name, inp, theta=theta, fire=fire, leak_m=leak_m, gain_m=gain_m, f=f
+            )
         return self.g.dspike_lif(name, inp, fire=fire, leak_m=leak_m, f=f)
 
     def integrate(self, inp: str, channels: int) -> str:
@@ -115,7 +130,9 @@ class _Builder:
             return self.g.integrate(name, inp)
         c = channels if self.draw(st.booleans()) else 1
         if not self.int:
-            return self.g.integrate(name, inp, leak=self.rng.uniform(0.5, 1.0, size=c).astype(np.float32))
+            return self.g.integrate(
+                name, inp, leak=self.rng.uniform(0.5, 1.0, size=c).astype(np.float32)
+            )
         f = self.draw(st.integers(1, 16))
         leak_m = self.rng.integers(0, 2**f + 1, size=c).astype(np.int32)
         return self.g.integrate(name, inp, leak_m=leak_m, f=f)
@@ -143,13 +160,19 @@ def networks(
         shape = (draw(st.integers(1, 24)),)
     bits = draw(st.sampled_from([4, 8, 16])) if precision == "int" else 8
     tie_prone = precision == "int" and draw(st.booleans())
-    g = Graph(input_shape=shape, precision=precision, input_kind=input_kind,
-              input_scale=(1.0 / 64) if (precision == "int" and input_kind == "static") else None)
+    g = Graph(
+        input_shape=shape,
+        precision=precision,
+        input_kind=input_kind,
+        input_scale=(1.0 / 64) if (precision == "int" and input_kind == "static") else None,
+    )
     b = _Builder(draw, g, rng, bits, tie_prone)
 
     x, cur = "input", shape
     # typical |input value| seen by the first weighted layer (int precision)
-    in_mag = 1.0 if (input_kind == "events" or precision == "float32") else (2.0 if tie_prone else 64.0)
+    in_mag = (
+        1.0 if (input_kind == "events" or precision == "float32") else (2.0 if tie_prone else 64.0)
+    )
     if spatial:
         for _ in range(draw(st.integers(1, 2))):
             cin, hh, ww = cur
@@ -158,8 +181,15 @@ def networks(
             stride = draw(st.integers(1, 2))
             pad = draw(st.integers(0, k // 2))
             fan = cin * k * k
-            x = g.conv2d(b.name("conv"), x, b.weights((cout, cin, k, k), fan), b.bias(cout), stride=stride,
-                         padding=pad, weight_bits=bits if precision == "int" else None)
+            x = g.conv2d(
+                b.name("conv"),
+                x,
+                b.weights((cout, cin, k, k), fan),
+                b.bias(cout),
+                stride=stride,
+                padding=pad,
+                weight_bits=bits if precision == "int" else None,
+            )
             cur = g.shapes()[x]
             x = b.neuron(x, cur[0], fan, in_mag=in_mag)
             in_mag = 1.0
@@ -171,31 +201,60 @@ def networks(
                 cur = g.shapes()[x]
             if draw(st.booleans()):  # residual block: conv-neuron-conv + shortcut, then a neuron
                 cc = cur[0]
-                y = g.conv2d(b.name("conv"), x, b.weights((cc, cc, 3, 3), 9 * cc), None, padding=1,
-                             weight_bits=bits if precision == "int" else None)
+                y = g.conv2d(
+                    b.name("conv"),
+                    x,
+                    b.weights((cc, cc, 3, 3), 9 * cc),
+                    None,
+                    padding=1,
+                    weight_bits=bits if precision == "int" else None,
+                )
                 y = b.neuron(y, cc, 9 * cc)
-                y = g.conv2d(b.name("conv"), y, b.weights((cc, cc, 1, 1), cc), b.bias(cc),
-                             weight_bits=bits if precision == "int" else None)
+                y = g.conv2d(
+                    b.name("conv"),
+                    y,
+                    b.weights((cc, cc, 1, 1), cc),
+                    b.bias(cc),
+                    weight_bits=bits if precision == "int" else None,
+                )
                 if draw(st.booleans()):  # fixed-point rescale of the residual stream
                     if precision == "int":
-                        y = g.scale(b.name("scale"), y, m=rng.integers(1, 2**8, size=cc).astype(np.int32),
-                                    f=draw(st.integers(1, 10)))
+                        y = g.scale(
+                            b.name("scale"),
+                            y,
+                            m=rng.integers(1, 2**8, size=cc).astype(np.int32),
+                            f=draw(st.integers(1, 10)),
+                        )
                     else:
-                        y = g.scale(b.name("scale"), y, scale=rng.uniform(0.5, 1.5, size=cc).astype(np.float32))
+                        y = g.scale(
+                            b.name("scale"),
+                            y,
+                            scale=rng.uniform(0.5, 1.5, size=cc).astype(np.float32),
+                        )
                 x = g.add(b.name("add"), x, y)
                 x = b.neuron(x, cc, 9 * cc)
         x = g.flatten(b.name("flat"), x)
         cur = g.shapes()[x]
     for _ in range(draw(st.integers(0, 2))):
         fin, fout = cur[0], draw(st.integers(1, 24))
-        x = g.linear(b.name("fc"), x, b.weights((fout, fin), fin), b.bias(fout),
-                     weight_bits=bits if precision == "int" else None)
+        x = g.linear(
+            b.name("fc"),
+            x,
+            b.weights((fout, fin), fin),
+            b.bias(fout),
+            weight_bits=bits if precision == "int" else None,
+        )
         x = b.neuron(x, fout, fin, in_mag=in_mag)
         in_mag = 1.0
         cur = (fout,)
     fin, nout = cur[0], draw(st.integers(2, 10))
-    x = g.linear(b.name("fc"), x, b.weights((nout, fin), fin), b.bias(nout),
-                 weight_bits=bits if precision == "int" else None)
+    x = g.linear(
+        b.name("fc"),
+        x,
+        b.weights((nout, fin), fin),
+        b.bias(nout),
+        weight_bits=bits if precision == "int" else None,
+    )
     if draw(st.booleans()):
         out = b.integrate(x, nout)
     else:
@@ -221,7 +280,9 @@ def networks(
 
 
 @st.composite
-def event_recordings(draw: Any, sensor: tuple[int, int, int] = (2, 8, 8), max_events: int = 200) -> np.ndarray:
+def event_recordings(
+    draw: Any, sensor: tuple[int, int, int] = (2, 8, 8), max_events: int = 200
+) -> np.ndarray:
     """A tonic-style structured event array (fields x, y, p, t; t non-decreasing, microseconds)
     for a sensor of shape (C, H, W)."""
     c, h, w = sensor
@@ -232,5 +293,7 @@ def event_recordings(draw: Any, sensor: tuple[int, int, int] = (2, 8, 8), max_ev
     ev["x"] = rng.integers(0, w, n)
     ev["y"] = rng.integers(0, h, n)
     ev["p"] = rng.integers(0, 2, n) if c == 2 else 0
-    ev["t"] = np.cumsum(rng.integers(0, draw(st.sampled_from([1, 10, 1000])) + 1, n)) + draw(st.integers(0, 10**6))
+    ev["t"] = np.cumsum(rng.integers(0, draw(st.sampled_from([1, 10, 1000])) + 1, n)) + draw(
+        st.integers(0, 10**6)
+    )
     return ev

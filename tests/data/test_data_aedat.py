@@ -43,11 +43,23 @@ def test_header_skipping_and_decoding(tmp_path):
     assert a.tolist() == [0x0515, 0x7F00, 0x00FE] and t.tolist() == [0x00010203, 7, 9]
     raw = read_aedat(path, layout="raw")
     assert raw.dtype == EVENT_DTYPE
-    assert [tuple(int(v) for v in e) for e in raw] == [(10, 5, 1, 66051), (0, 127, 0, 7), (127, 0, 0, 9)]
+    assert [tuple(int(v) for v in e) for e in raw] == [
+        (10, 5, 1, 66051),
+        (0, 127, 0, 7),
+        (127, 0, 0, 9),
+    ]
     jaer = read_aedat(path)  # default layout: x mirrored, p = 1 - bit
-    assert [tuple(int(v) for v in e) for e in jaer] == [(117, 5, 0, 66051), (127, 127, 1, 7), (0, 0, 1, 9)]
+    assert [tuple(int(v) for v in e) for e in jaer] == [
+        (117, 5, 0, 66051),
+        (127, 127, 1, 7),
+        (0, 0, 1, 9),
+    ]
     tr = read_aedat(path, layout="transposed")
-    assert [tuple(int(v) for v in e) for e in tr] == [(122, 117, 0, 66051), (0, 127, 1, 7), (127, 0, 1, 9)]
+    assert [tuple(int(v) for v in e) for e in tr] == [
+        (122, 117, 0, 66051),
+        (0, 127, 1, 7),
+        (127, 0, 1, 9),
+    ]
 
 
 def test_split_header_lines_and_binary_hash():
@@ -96,7 +108,9 @@ def test_special_events_dropped_or_rejected():
 def dvs_events(draw):
     n = draw(st.integers(0, 30))
     ints = lambda lo, hi: st.lists(st.integers(lo, hi), min_size=n, max_size=n)  # noqa: E731
-    return make_events(draw(ints(0, 127)), draw(ints(0, 127)), draw(ints(0, 1)), sorted(draw(ints(0, 2**32 - 1))))
+    return make_events(
+        draw(ints(0, 127)), draw(ints(0, 127)), draw(ints(0, 1)), sorted(draw(ints(0, 2**32 - 1)))
+    )
 
 
 @given(dvs_events(), st.sampled_from(["jaer", "transposed", "raw"]))
@@ -124,12 +138,21 @@ def test_file_roundtrip(tmp_path, layout):
 
 def _events_n(n, seed=0):
     rng = np.random.default_rng(seed)
-    return make_events(rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), np.arange(n))
+    return make_events(
+        rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), np.arange(n)
+    )
 
 
 @pytest.mark.parametrize(
     "e, per_frame",
-    [(45, [2] * 19 + [7]), (40, [2] * 20), (7, [0] * 19 + [7]), (0, [0] * 20), (20, [1] * 20), (39, [1] * 19 + [20])],
+    [
+        (45, [2] * 19 + [7]),
+        (40, [2] * 20),
+        (7, [0] * 19 + [7]),
+        (0, [0] * 20),
+        (20, [1] * 20),
+        (39, [1] * 19 + [20]),
+    ],
 )
 def test_equal_count_framing(e, per_frame):
     ev = _events_n(e)
@@ -170,7 +193,9 @@ def test_resize_to_48():
 def _make_tree(root, per_class=3):
     for label, cls in enumerate(CLASSES):
         for k in range(per_class):
-            write_aedat(root / cls / f"cifar10_{cls}_{k}.aedat", _events_n(50 + k, seed=label * 10 + k))
+            write_aedat(
+                root / cls / f"cifar10_{cls}_{k}.aedat", _events_n(50 + k, seed=label * 10 + k)
+            )
 
 
 def test_dvs_cifar10_directory(tmp_path):
@@ -206,6 +231,7 @@ def test_dvs_cifar10_directory_errors(tmp_path):
 
 def test_framing_matches_core_count_binning():
     import snnsim.events as core
+
     for e in (0, 7, 45, 1001):
         ev = _events_n(e, seed=e)
         ref = core.bin_events(ev, (2, 128, 128), 20, "count")

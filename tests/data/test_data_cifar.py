@@ -16,7 +16,18 @@ from snnsim.data import (
     load_cifar100,
 )
 
-CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR10_NAMES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 
 
 def _dump(path, obj):
@@ -27,7 +38,12 @@ def _dump(path, obj):
 def _batch(rng, n, label_key=b"labels", n_classes=10):
     data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
     labels = rng.integers(0, n_classes, size=n).tolist()
-    return {b"batch_label": b"fake batch", label_key: labels, b"data": data, b"filenames": [b"f.png"] * n}
+    return {
+        b"batch_label": b"fake batch",
+        label_key: labels,
+        b"data": data,
+        b"filenames": [b"f.png"] * n,
+    }
 
 
 @pytest.fixture
@@ -41,7 +57,9 @@ def cifar10_dir(tmp_path):
     batches["test_batch"] = _batch(rng, 4)
     for name, b in batches.items():
         _dump(d / name, b)
-    _dump(d / "batches.meta", {b"label_names": [s.encode() for s in CIFAR10_NAMES], b"num_vis": 3072})
+    _dump(
+        d / "batches.meta", {b"label_names": [s.encode() for s in CIFAR10_NAMES], b"num_vis": 3072}
+    )
     return d, batches
 
 
@@ -147,9 +165,15 @@ def test_refuses_foreign_globals(cifar10_dir):
     [
         (lambda b: b.pop(b"data"), r"missing key b'data'"),
         (lambda b: b.pop(b"labels"), r"missing key b'labels'"),
-        (lambda b: b.__setitem__(b"data", b[b"data"].astype(np.int32)), r"uint8 array \[N, 3072\], got int32"),
+        (
+            lambda b: b.__setitem__(b"data", b[b"data"].astype(np.int32)),
+            r"uint8 array \[N, 3072\], got int32",
+        ),
         (lambda b: b.__setitem__(b"data", b[b"data"][:, :100]), r"got uint8 \(4, 100\)"),
-        (lambda b: b.__setitem__(b"labels", b[b"labels"][:-1]), "has 3 labels but b'data' has 4 rows"),
+        (
+            lambda b: b.__setitem__(b"labels", b[b"labels"][:-1]),
+            "has 3 labels but b'data' has 4 rows",
+        ),
         (lambda b: b.__setitem__(b"labels", [0, 1, 2, 10]), "label 10 outside 0..9"),
     ],
 )

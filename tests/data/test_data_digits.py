@@ -37,7 +37,9 @@ def test_digits_split_arrays_and_datasets():
     xtr, ytr = load_digits_split("train")
     xte, _ = load_digits_split("test", train_fraction=0.5)
     assert xtr.shape == (1433, 1, 8, 8) and ytr.shape == (1433,)
-    assert xte.shape[0] == 1797 - sum(int(np.floor(0.5 * n)) for n in np.bincount(load_digits_all()[1]))
+    assert xte.shape[0] == 1797 - sum(
+        int(np.floor(0.5 * n)) for n in np.bincount(load_digits_all()[1])
+    )
     dtr, dte = digits_datasets()
     assert len(dtr) == 1433 and len(dte) == 364
     with pytest.raises(ValueError, match="train_fraction"):

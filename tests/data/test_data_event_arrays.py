@@ -57,7 +57,9 @@ def test_as_events_converts_other_layouts():
 
 def test_validate_events_reports_field_index_value():
     ev = make_events([0, 33, 34], [0, 1, 2], [0, 1, 1], [0, 5, 9])
-    with pytest.raises(DataFormatError, match=r"rec\.bin: field 'x' must be in \[0, 34\), event 2 has x=34"):
+    with pytest.raises(
+        DataFormatError, match=r"rec\.bin: field 'x' must be in \[0, 34\), event 2 has x=34"
+    ):
         validate_events(ev, (34, 34), name="rec.bin")
     ev = make_events([0, 1], [0, 1], [0, 1], [5, 4])
     with pytest.raises(DataFormatError, match="non-decreasing, event 1 has t=4"):

@@ -60,7 +60,10 @@ def test_roundtrip_file(tmp_path):
     rng = np.random.default_rng(0)
     n = 1000
     ev = make_events(
-        rng.integers(0, 34, n), rng.integers(0, 34, n), rng.integers(0, 2, n), np.sort(rng.integers(0, 300_000, n))
+        rng.integers(0, 34, n),
+        rng.integers(0, 34, n),
+        rng.integers(0, 2, n),
+        np.sort(rng.integers(0, 300_000, n)),
     )
     path = tmp_path / "a" / "b.bin"
     write_nmnist_file(path, ev)
@@ -71,7 +74,9 @@ def test_roundtrip_file(tmp_path):
 def test_truncated_file(tmp_path):
     path = tmp_path / "bad.bin"
     path.write_bytes(HAND[0][1] + HAND[1][1][:3])
-    with pytest.raises(DataFormatError, match=r"bad\.bin: truncated N-MNIST file: 8 bytes is not a multiple of 5"):
+    with pytest.raises(
+        DataFormatError, match=r"bad\.bin: truncated N-MNIST file: 8 bytes is not a multiple of 5"
+    ):
         read_nmnist_file(path)
 
 
@@ -101,7 +106,12 @@ def test_directory_reader(tmp_path):
         for digit in (0, 3, 9):
             for k in (2, 1):
                 n = int(rng.integers(1, 20))
-                ev = make_events(rng.integers(0, 34, n), rng.integers(0, 34, n), rng.integers(0, 2, n), np.arange(n))
+                ev = make_events(
+                    rng.integers(0, 34, n),
+                    rng.integers(0, 34, n),
+                    rng.integers(0, 2, n),
+                    np.arange(n),
+                )
                 path = tmp_path / folder / str(digit) / f"{k:05d}.bin"
                 write_nmnist_file(path, ev)
                 expected[path] = (ev, digit)

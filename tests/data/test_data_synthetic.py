@@ -36,7 +36,9 @@ def test_plausible_events(images):
     for ev in evs:
         assert ev.dtype == EVENT_DTYPE
         assert 500 < ev.size < 20000
-        assert ev["x"].min() >= 0 and ev["x"].max() < 34 and ev["y"].min() >= 0 and ev["y"].max() < 34
+        assert (
+            ev["x"].min() >= 0 and ev["x"].max() < 34 and ev["y"].min() >= 0 and ev["y"].max() < 34
+        )
         assert set(np.unique(ev["p"]).tolist()) == {0, 1}
         assert (np.diff(ev["t"]) >= 0).all()
         assert ev["t"][0] >= 0 and ev["t"][-1] <= cfg.duration_us + 10 * cfg.jitter_us
@@ -93,7 +95,9 @@ def test_config_validation():
         synthesize_events(_square(), config=SyntheticNMNISTConfig(sample_us=700))
     with pytest.raises(ValueError, match="images must be"):
         synthesize_events(np.zeros((2, 34, 34)))
-    noisy = synthesize_events(np.zeros((1, 28, 28)), config=SyntheticNMNISTConfig(noise_rate_hz=5.0))[0]
+    noisy = synthesize_events(
+        np.zeros((1, 28, 28)), config=SyntheticNMNISTConfig(noise_rate_hz=5.0)
+    )[0]
     assert 0 < noisy.size and (np.diff(noisy["t"]) >= 0).all()
 
 
@@ -121,5 +125,6 @@ def test_dataset_is_marked_synthetic_and_saves_as_nmnist(tmp_path):
 
 def test_events_accepted_by_core_validation(images):
     import snnsim.events as core
+
     for ev in synthesize_events(images[:2], seed=3):
         core.validate_events(ev, (2, 34, 34))

@@ -30,7 +30,9 @@ def static_graph(precision: str = "float32") -> Graph:
         g.dsr_if("sn2", "fc2", theta=1.0, fire=0.5)
     else:
         g = Graph(input_shape=(8,), precision="int", input_scale=1 / 32)
-        g.linear("fc1", "input", rng.integers(-20, 21, size=(16, 8)), rng.integers(-50, 50, size=16))
+        g.linear(
+            "fc1", "input", rng.integers(-20, 21, size=(16, 8)), rng.integers(-50, 50, size=16)
+        )
         g.dsr_if("sn1", "fc1", theta=600, fire=300)
         g.linear("fc2", "sn1", rng.integers(-40, 60, size=(4, 16)))
         g.dsr_lif("sn2", "fc2", theta=80, fire=40, leak_m=230, gain_m=256, f=8)
@@ -75,7 +77,9 @@ def test_quantize_rounds_half_to_even_and_clips() -> None:
     q = quantize(x, 1.0)
     assert q.dtype == np.int32
     np.testing.assert_array_equal(q, [0, 2, 2, 0, -2, 0, 127, -128])
-    np.testing.assert_array_equal(quantize(np.array([0.25, 0.75]), 0.5), [0, 2])  # 0.5 -> 0, 1.5 -> 2
+    np.testing.assert_array_equal(
+        quantize(np.array([0.25, 0.75]), 0.5), [0, 2]
+    )  # 0.5 -> 0, 1.5 -> 2
 
 
 def test_quantize_rejects_bad_scale() -> None:
@@ -110,11 +114,15 @@ def test_static_int_precision() -> None:
 
 
 def test_static_int_out_of_range() -> None:
-    with pytest.raises(InputError, match=r"already quantised.*\[-128, 127\].*got 128 at index \[0, 3\]"):
+    with pytest.raises(
+        InputError, match=r"already quantised.*\[-128, 127\].*got 128 at index \[0, 3\]"
+    ):
         prepare_static(np.array([0, 0, 0, 128, 0, 0, 0, 0]), (8,), "int", 0.5)
 
 
-@pytest.mark.parametrize("bad", [np.array(["a"] * 8), np.zeros(8, dtype=complex), np.array([None] * 8)])
+@pytest.mark.parametrize(
+    "bad", [np.array(["a"] * 8), np.zeros(8, dtype=complex), np.array([None] * 8)]
+)
 def test_static_wrong_dtype(bad: np.ndarray) -> None:
     with pytest.raises(TypeError, match="not numeric"):
         prepare_static(bad, (8,), "float32", None)
@@ -373,7 +381,12 @@ def test_stream_chunks_equal_one_shot(precision: str) -> None:
     ev["t"] = np.maximum.accumulate(ev["t"])
     want = run(model, ev, dt_us=300, record=["sn1"])
     rng = np.random.default_rng(9)
-    for splits in ([], [105], [1, 2, 3, 399], sorted(rng.choice(np.arange(1, 400), 25, replace=False))):
+    for splits in (
+        [],
+        [105],
+        [1, 2, 3, 399],
+        sorted(rng.choice(np.arange(1, 400), 25, replace=False)),
+    ):
         s = Stream(model, dt_us=300, record=["sn1"])
         steps = 0
         for chunk in np.split(ev, splits):

@@ -69,8 +69,15 @@ def test_float_energy_by_hand() -> None:
     g = float_graph()
     # batch 2, 3 steps; per sample and step: fc1 64 MACs, sn1 16 updates + 5 spikes,
     # fc2 20 SOPs, out 4 updates
-    c = make_counts(g, 2, 3, fc1={"macs": 64}, sn1={"state_updates": 16, "spikes": 5},
-                    fc2={"sops": 20}, out={"state_updates": 4})
+    c = make_counts(
+        g,
+        2,
+        3,
+        fc1={"macs": 64},
+        sn1={"state_updates": 16, "spikes": 5},
+        fc2={"sops": 20},
+        out={"state_updates": 4},
+    )
     r = energy(c, g)
     t = CostTable()
     assert isinstance(r, EnergyReport) and r.batch_size == 2 and r.steps == 3
@@ -93,14 +100,24 @@ def test_float_energy_by_hand() -> None:
 
 def test_int_energy_by_hand() -> None:
     g = int_graph(bits2=4)
-    c = make_counts(g, 1, 2, fc1={"macs": 100}, bn={"aux_ops": 16}, sn1={"state_updates": 16, "spikes": 3},
-                    fc2={"sops": 12}, sn2={"state_updates": 4, "spikes": 1})
+    c = make_counts(
+        g,
+        1,
+        2,
+        fc1={"macs": 100},
+        bn={"aux_ops": 16},
+        sn1={"state_updates": 16, "spikes": 3},
+        fc2={"sops": 12},
+        sn2={"state_updates": 4, "spikes": 1},
+    )
     r = energy(c, ModelInfo.from_graph(g))
     assert r.mac_pj.sum() == pytest.approx(2 * 100 * (0.2 + 0.1))  # int8 mult + int32 add
     assert r.sop_pj.sum() == pytest.approx(2 * 12 * 0.1)  # int32 add
     assert r.aux_pj.sum() == pytest.approx(2 * 16 * (3.1 + 0.1))  # fixed-point scale
     fx = 3.1 + 0.1
-    neuron = 16 * (fx + 0.1) + 4 * (2 * fx + 0.1) + 1 * 0.1  # dspike: 1 fx; dsr_lif: 2 fx; dsr reset
+    neuron = (
+        16 * (fx + 0.1) + 4 * (2 * fx + 0.1) + 1 * 0.1
+    )  # dspike: 1 fx; dsr_lif: 2 fx; dsr reset
     assert r.neuron_pj.sum() == pytest.approx(2 * neuron)
     # int8 weights 1 byte per MAC, int4 weights half a byte per SOP
     assert r.bytes_read.sum() == pytest.approx(2 * (100 * 1 + 12 * 0.5 + (16 + 4) * 4))
@@ -132,7 +149,15 @@ def test_custom_table_and_report_text() -> None:
     assert "unit test table" in text and "compute only" in text and "compute + memory" in text
     assert "Effective_MACs" in text
     d = r.as_dict()
-    for k in ("compute_pj", "total_pj", "compute_j", "total_j", "Effective_MACs", "Effective_ACs", "Dense"):
+    for k in (
+        "compute_pj",
+        "total_pj",
+        "compute_j",
+        "total_j",
+        "Effective_MACs",
+        "Effective_ACs",
+        "Dense",
+    ):
         assert k in d
 
 

@@ -11,16 +11,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snnsim import InputError
+from snnsim.events import (
+    bin_events,
+    bin_events_window,
+    count_bins,
+    flatten_events,
+    map_polarity,
+    time_bins,
+    validate_events,
+    window_count,
+)
 from snnsim.testing import event_recordings
-from snnsim.events import (bin_events, bin_events_window, count_bins, flatten_events, map_polarity, time_bins,
-                           validate_events, window_count)
 
 SHAPE = (2, 4, 6)  # C, H, W
 TONIC = np.dtype([("x", "<i2"), ("y", "<i2"), ("p", "<i2"), ("t", "<i8")])
 
 
-def make(x: Sequence[int], y: Sequence[int], p: Sequence[int], t: Sequence[int],
-         dtype: np.dtype | list = TONIC) -> np.ndarray:
+def make(
+    x: Sequence[int],
+    y: Sequence[int],
+    p: Sequence[int],
+    t: Sequence[int],
+    dtype: np.dtype | list = TONIC,
+) -> np.ndarray:
     ev = np.zeros(len(t), dtype=dtype)
     ev["x"], ev["y"], ev["p"], ev["t"] = x, y, p, t
     return ev
@@ -172,7 +185,9 @@ def test_time_binning_same_timestamp_and_single_event() -> None:
 
 def test_time_binning_no_int64_overflow() -> None:
     t = np.array([0, 2**61, 2**62], dtype=np.int64)
-    np.testing.assert_array_equal(time_bins(t, 16), [0, (2**61 * 16) // (2**62 + 1), (2**62 * 16) // (2**62 + 1)])
+    np.testing.assert_array_equal(
+        time_bins(t, 16), [0, (2**61 * 16) // (2**62 + 1), (2**62 * 16) // (2**62 + 1)]
+    )
 
 
 def test_count_binning_rule() -> None:
@@ -274,8 +289,11 @@ def test_windows_cover_every_event(ev: np.ndarray, dt: int) -> None:
 
 # ---------------------------------------------------------------- engine (native module)
 @settings(max_examples=30, deadline=None)
-@given(batch=st.lists(recordings(), min_size=1, max_size=3), steps=st.integers(1, 9),
-       binning=st.sampled_from(["time", "count"]))
+@given(
+    batch=st.lists(recordings(), min_size=1, max_size=3),
+    steps=st.integers(1, 9),
+    binning=st.sampled_from(["time", "count"]),
+)
 def test_engine_binning_matches_numpy(batch: list[np.ndarray], steps: int, binning: str) -> None:
     from snnsim import _core
 

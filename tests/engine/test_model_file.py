@@ -19,7 +19,9 @@ from snnsim.model_file import FORMAT_KEY, GRAPH_KEY
 def float_graph() -> Graph:
     rng = np.random.default_rng(0)
     g = Graph(input_shape=(2, 8, 8), precision="float32")
-    g.conv2d("conv1", "input", rng.normal(size=(4, 2, 3, 3)), rng.normal(size=4), stride=1, padding=1)
+    g.conv2d(
+        "conv1", "input", rng.normal(size=(4, 2, 3, 3)), rng.normal(size=4), stride=1, padding=1
+    )
     g.dsr_if("sn1", "conv1", theta=np.full(4, 1.5), fire=0.75)
     g.avgpool2d("pool1", "sn1", 2)
     g.flatten("flat", "pool1")
@@ -32,7 +34,13 @@ def float_graph() -> Graph:
 def int_graph() -> Graph:
     rng = np.random.default_rng(1)
     g = Graph(input_shape=(6,), precision="int", input_scale=1 / 64)
-    g.linear("fc1", "input", rng.integers(-8, 8, size=(5, 6)), rng.integers(-100, 100, size=5), weight_bits=4)
+    g.linear(
+        "fc1",
+        "input",
+        rng.integers(-8, 8, size=(5, 6)),
+        rng.integers(-100, 100, size=5),
+        weight_bits=4,
+    )
     g.scale("bn1", "fc1", m=np.arange(1, 6), shift=np.zeros(5), f=4)
     g.dspike_lif("sn1", "bn1", fire=40, leak_m=200, f=8)
     g.linear("fc2", "sn1", rng.integers(-300, 300, size=(3, 5)), weight_bits=16)
@@ -55,8 +63,12 @@ def write_raw(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, st
     return path
 
 
-def write_graph_doc(path: Path, graph: Graph, edit: Callable[[dict[str, Any]], None] | None = None,
-                    tensors: dict[str, np.ndarray] | None = None) -> Path:
+def write_graph_doc(
+    path: Path,
+    graph: Graph,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+    tensors: dict[str, np.ndarray] | None = None,
+) -> Path:
     """Write ``graph`` without validation, after ``edit`` changed its JSON document."""
     doc = graph.to_json()
     if edit is not None:
@@ -82,7 +94,7 @@ def test_round_trip(tmp_path: Path, make: Callable[[], Graph]) -> None:
     with open(path, "rb") as f:
         data = f.read()
     (n,) = struct.unpack("<Q", data[:8])
-    meta = json.loads(data[8:8 + n])["__metadata__"]
+    meta = json.loads(data[8 : 8 + n])["__metadata__"]
     assert meta[FORMAT_KEY] == "snnsim"
     assert json.loads(meta[GRAPH_KEY]) == g.to_json()
 
@@ -133,7 +145,9 @@ def test_failed_save_keeps_existing_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
-def test_interrupted_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_write_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "net.snn.safetensors"
     model_file.save(int_graph(), path)
     before = path.read_bytes()
@@ -149,7 +163,9 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: p
     monkeypatch.undo()
 
     new = tmp_path / "new.snn.safetensors"
-    monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(OSError("rename failed (simulated)")))
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: (_ for _ in ()).throw(OSError("rename failed (simulated)"))
+    )
     with pytest.raises(OSError, match="simulated"):
         model_file.save(float_graph(), new)
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
@@ -173,7 +189,9 @@ def test_truncated_files(tmp_path: Path) -> None:
         path.write_bytes(data[:cut])
         msg = load_error(path)
         assert str(path) in msg
-        assert any(w in msg for w in ("too short", "exceeds the file size", "corrupt tensor data")), msg
+        assert any(
+            w in msg for w in ("too short", "exceeds the file size", "corrupt tensor data")
+        ), msg
 
 
 def test_not_a_safetensors_file(tmp_path: Path) -> None:
@@ -197,11 +215,11 @@ def test_random_bytes(tmp_path: Path) -> None:
 def test_flipped_tensor_offsets(tmp_path: Path) -> None:
     data = model_file.to_bytes(float_graph())
     (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
+    header = json.loads(data[8 : 8 + n])
     header["fc2.weight"]["data_offsets"][1] += 4
     raw = json.dumps(header).encode()
     path = tmp_path / "o.safetensors"
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
     assert "corrupt tensor data" in load_error(path)
 
 
@@ -222,7 +240,9 @@ def test_missing_graph_json(tmp_path: Path) -> None:
 
 
 def test_bad_graph_json(tmp_path: Path) -> None:
-    path = write_raw(tmp_path / "m.safetensors", {}, {"format": "snnsim", GRAPH_KEY: '{"version": 1,'})
+    path = write_raw(
+        tmp_path / "m.safetensors", {}, {"format": "snnsim", GRAPH_KEY: '{"version": 1,'}
+    )
     msg = load_error(path)
     assert "not valid JSON" in msg and "line 1" in msg
     path = write_raw(tmp_path / "m.safetensors", {}, {"format": "snnsim", GRAPH_KEY: "[1, 2]"})
@@ -234,7 +254,9 @@ def test_graph_json_missing_fields(tmp_path: Path) -> None:
     assert "'input'" in load_error(path)
     path = write_graph_doc(tmp_path / "m.safetensors", float_graph(), lambda d: d.update(version=7))
     assert "'version'" in load_error(path)
-    path = write_graph_doc(tmp_path / "m.safetensors", float_graph(), lambda d: d["nodes"][0].pop("op"))
+    path = write_graph_doc(
+        tmp_path / "m.safetensors", float_graph(), lambda d: d["nodes"][0].pop("op")
+    )
     assert "needs 'name', 'op' and 'inputs'" in load_error(path)
 
 
@@ -361,7 +383,9 @@ def test_tensor_shape_mismatch(tmp_path: Path) -> None:
 
 
 def test_bad_output(tmp_path: Path) -> None:
-    path = write_graph_doc(tmp_path / "m.safetensors", float_graph(), lambda d: d.update(output="fc2"))
+    path = write_graph_doc(
+        tmp_path / "m.safetensors", float_graph(), lambda d: d.update(output="fc2")
+    )
     msg = load_error(path)
     assert "output" in msg and "'fc2'" in msg
 

@@ -35,8 +35,14 @@ def _neurons(case: NetworkCase) -> list[str]:
 
 
 def _run(case: NetworkCase, mode: str, **kw):
-    return snnsim.run(case.graph, case.inputs, steps=case.steps if case.static is not None else None,
-                      mode=mode, record=_neurons(case), **kw)
+    return snnsim.run(
+        case.graph,
+        case.inputs,
+        steps=case.steps if case.static is not None else None,
+        mode=mode,
+        record=_neurons(case),
+        **kw,
+    )
 
 
 def _both(case: NetworkCase, **kw):
@@ -63,7 +69,9 @@ def test_integer_precision_is_bit_exact(case: NetworkCase) -> None:
         mismatches = int(np.count_nonzero(a != b))
         assert mismatches == 0, f"layer {name}: {mismatches} spike mismatches"
     for kind in COUNT_KINDS:
-        np.testing.assert_array_equal(getattr(ref.counts, kind), getattr(eng.counts, kind), err_msg=kind)
+        np.testing.assert_array_equal(
+            getattr(ref.counts, kind), getattr(eng.counts, kind), err_msg=kind
+        )
     np.testing.assert_array_equal(ref.counts.dense_macs, eng.counts.dense_macs)
     np.testing.assert_array_equal(ref.output, eng.output)
     np.testing.assert_array_equal(ref.prediction, eng.prediction)
@@ -100,16 +108,24 @@ def test_if_law_for_constant_input(alpha_num: int, alpha_den: int, data: st.Data
     theta = 2 * data.draw(st.integers(1, 60))  # even so that alpha*theta is an integer
     fire = theta * alpha_num // alpha_den
     n_steps = data.draw(st.integers(1, 32))
-    currents = np.array(data.draw(st.lists(st.integers(-2 * theta, 2 * theta), min_size=1, max_size=32)), dtype=np.int32)
+    currents = np.array(
+        data.draw(st.lists(st.integers(-2 * theta, 2 * theta), min_size=1, max_size=32)),
+        dtype=np.int32,
+    )
     width = len(currents)
     g = snnsim.Graph(input_shape=(width,), precision="int", input_scale=1.0)
     g.linear("fc", "input", np.zeros((width, width), dtype=np.int8), bias=currents)
     g.dsr_if("sn", "fc", theta=theta, fire=fire)
     g.set_output("sn")
     alpha = Fraction(alpha_num, alpha_den)
-    want = [min(max((Fraction(n_steps * int(i), theta) + 1 - alpha).__floor__(), 0), n_steps) for i in currents]
+    want = [
+        min(max((Fraction(n_steps * int(i), theta) + 1 - alpha).__floor__(), 0), n_steps)
+        for i in currents
+    ]
     for mode in ("engine", "reference"):
-        r = snnsim.run(g, np.zeros((1, width), dtype=np.int32), steps=n_steps, mode=mode, record=["sn"])
+        r = snnsim.run(
+            g, np.zeros((1, width), dtype=np.int32), steps=n_steps, mode=mode, record=["sn"]
+        )
         got = r.record["sn"][0].sum(axis=0).tolist()
         assert got == want, (mode, currents.tolist(), theta, fire, n_steps)
 
@@ -153,7 +169,9 @@ def test_float_precision_flips_only_near_the_fire_level(case: NetworkCase) -> No
     ref, eng = _both(case)
     names = _neurons(case)
     margins = _pre_reset_membranes(case)
-    fires = {n.name: np.abs(n.tensors["fire"]).max() for n in case.graph.nodes if n.op in NEURON_OPS}
+    fires = {
+        n.name: np.abs(n.tensors["fire"]).max() for n in case.graph.nodes if n.op in NEURON_OPS
+    }
     batch = ref.prediction.shape[0]
     FLOAT_STATS["samples"] += batch
     for b in range(batch):
@@ -167,7 +185,8 @@ def test_float_precision_flips_only_near_the_fire_level(case: NetworkCase) -> No
                 dist = np.abs(margins[name][b, step][diff])
                 tol = FLOAT_TOL * max(1.0, float(fires[name]))
                 assert dist.max() <= tol, (
-                    f"sample {b}, step {step}, layer {name}: spike differs {dist.max():.3g} from the fire level")
+                    f"sample {b}, step {step}, layer {name}: spike differs {dist.max():.3g} from the fire level"
+                )
                 FLOAT_STATS["flips"] += int(diff.sum())
                 diverged = True
                 break
@@ -180,5 +199,7 @@ def test_float_precision_flips_only_near_the_fire_level(case: NetworkCase) -> No
 
 def teardown_module() -> None:
     if FLOAT_STATS["samples"]:
-        print(f"\nfloat32 parity: {FLOAT_STATS['samples']} samples, {FLOAT_STATS['spikes']} reference spikes, "
-              f"{FLOAT_STATS['diverged']} samples diverged, {FLOAT_STATS['flips']} spikes flipped at the first divergence")
+        print(
+            f"\nfloat32 parity: {FLOAT_STATS['samples']} samples, {FLOAT_STATS['spikes']} reference spikes, "
+            f"{FLOAT_STATS['diverged']} samples diverged, {FLOAT_STATS['flips']} spikes flipped at the first divergence"
+        )

@@ -22,7 +22,9 @@ from snnsim.reference import (
 
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+    ),
 ]
 
 
@@ -49,7 +51,9 @@ def check_result_structure(r: dict, g: Graph, b: int, t: int) -> None:
 # ---------------------------------------------------------------------- hand-computed counts
 def mlp(precision: str = "float32") -> Graph:
     """input [4] static -> fc1 (identity, 4x4) -> sn1 (IF) -> fc2 (3x4) -> out (integrate)."""
-    g = Graph(input_shape=(4,), precision=precision, input_scale=1.0 if precision == "int" else None)
+    g = Graph(
+        input_shape=(4,), precision=precision, input_scale=1.0 if precision == "int" else None
+    )
     eye = np.eye(4, dtype=np.int8 if precision == "int" else np.float32)
     g.linear("fc1", "input", eye)
     if precision == "int":
@@ -84,7 +88,9 @@ def test_linear_after_neuron_counts(device, precision):
     np.testing.assert_array_equal(c["sops"][:, idx(g, "fc2")], nnz * 3)
     assert c["macs"][:, idx(g, "fc2")].sum() == 0
     np.testing.assert_array_equal(c["spikes"][:, idx(g, "sn1")], nnz)
-    assert (c["state_updates"][:, idx(g, "sn1")] == 4).all() and (c["state_updates"][:, idx(g, "out")] == 3).all()
+    assert (c["state_updates"][:, idx(g, "sn1")] == 4).all() and (
+        c["state_updates"][:, idx(g, "out")] == 3
+    ).all()
     assert (c["state_updates"][:, idx(g, "fc1")] == 0).all() and c["aux_ops"].sum() == 0
     assert c["spikes"][:, idx(g, "out")].sum() == 0
     # hand-checked spike trains (rate = round-half-up(x/theta * N) for the IF law, alpha = 1/2)
@@ -151,10 +157,19 @@ def test_fanout_map_matches_brute_force(seed):
     if h + 2 * ph < kh or w + 2 * pw < kw:
         return
     g = Graph(input_shape=(2, int(h), int(w)))
-    g.conv2d("c", "input", np.ones((3, 2, kh, kw), np.float32), stride=(int(sh), int(sw)), padding=(int(ph), int(pw)))
+    g.conv2d(
+        "c",
+        "input",
+        np.ones((3, 2, kh, kw), np.float32),
+        stride=(int(sh), int(sw)),
+        padding=(int(ph), int(pw)),
+    )
     fm = fanout_map(g.node("c"), (2, int(h), int(w)))
     np.testing.assert_array_equal(fm, 3 * brute_fanout(h, w, kh, kw, sh, sw, ph, pw))
-    assert axis_fanout(int(h), int(kh), int(sh), int(ph)).sum() == brute_fanout(h, 1, kh, 1, sh, 1, ph, 0).sum()
+    assert (
+        axis_fanout(int(h), int(kh), int(sh), int(ph)).sum()
+        == brute_fanout(h, 1, kh, 1, sh, 1, ph, 0).sum()
+    )
 
 
 def test_pool_add_scale_counts_and_kinds(device):
@@ -163,14 +178,23 @@ def test_pool_add_scale_counts_and_kinds(device):
     g.avgpool2d("ap", "input", 2)
     g.add("ad", "ap", "ap")
     g.scale("z", "ad", scale=np.array([2.0], np.float32))  # zero shift: sparse
-    g.scale("d", "ad", scale=np.array([2.0], np.float32), shift=np.array([0.5], np.float32))  # dense
+    g.scale(
+        "d", "ad", scale=np.array([2.0], np.float32), shift=np.array([0.5], np.float32)
+    )  # dense
     g.add("mix", "z", "d")
     g.integrate("out", "sp")
     g.integrate("o2", "mix")
     g.set_output("out")
     kinds = value_kinds(g, "sparse")
     assert [kinds[n] for n in ("sp", "ap", "ad", "z", "d", "mix", "out")] == [
-        "sparse", "sparse", "sparse", "sparse", "dense", "dense", "dense"]
+        "sparse",
+        "sparse",
+        "sparse",
+        "sparse",
+        "dense",
+        "dense",
+        "dense",
+    ]
     frames = np.zeros((1, 2, 1, 4, 4), np.float32)
     frames[0, 0, 0, 0, 0] = 1  # corner: in 1 sumpool window, 1 avgpool window
     frames[0, 0, 0, 1, 1] = 2  # in 4 sumpool windows, 1 avgpool window
@@ -235,7 +259,9 @@ def test_output_neuron_rate_and_first_argmax_on_ties(device):
 def test_record_shapes_and_errors(device):
     g = Graph(input_shape=(2, 5, 5), input_kind="events")
     g.conv2d("c", "input", np.ones((3, 2, 3, 3), np.float32) * 0.25)
-    g.dspike_lif("s", "c", fire=np.array([0.5, 1.0, 2.0], np.float32), leak=np.array([0.5], np.float32))
+    g.dspike_lif(
+        "s", "c", fire=np.array([0.5, 1.0, 2.0], np.float32), leak=np.array([0.5], np.float32)
+    )
     g.flatten("fl", "s")
     g.linear("fc", "fl", np.ones((4, 27), np.float32))
     g.dsr_lif("o", "fc", theta=1.0, fire=0.5, leak=0.5, gain=0.5)
@@ -247,7 +273,9 @@ def test_record_shapes_and_errors(device):
     assert r["record"]["s"].shape == (2, 6, 3, 3, 3) and r["record"]["s"].dtype == np.uint8
     assert r["record"]["o"].shape == (2, 6, 4)
     np.testing.assert_array_equal(r["record"]["o"].sum(1), r["output_sum"])
-    np.testing.assert_array_equal(r["counts"]["spikes"][:, idx(g, "s")], r["record"]["s"].reshape(2, 6, -1).sum(2))
+    np.testing.assert_array_equal(
+        r["counts"]["spikes"][:, idx(g, "s")], r["record"]["s"].reshape(2, 6, -1).sum(2)
+    )
     with pytest.raises(InputError, match="'nope'"):
         run_reference(g, frames=frames, record=["nope"])
     with pytest.raises(InputError, match="'fc'"):
@@ -334,10 +362,12 @@ def test_int_linear_exact_beyond_float64_single_pass(device):
     g.integrate("o", "fc")
     g.set_output("o")
     # big inputs whose weighted sum nearly cancels: x = 2**30 + small, paired with +w / -w
-    w[:, k // 2:] = -w[:, : k // 2]
+    w[:, k // 2 :] = -w[:, : k // 2]
     g.node("fc").tensors["weight"] = w
     base = rng.integers(0, 4, size=k // 2)
-    x = np.concatenate([2**30 + base, 2**30 + base + rng.integers(0, 2, size=k // 2)]).astype(np.int32)
+    x = np.concatenate([2**30 + base, 2**30 + base + rng.integers(0, 2, size=k // 2)]).astype(
+        np.int32
+    )
     want = w.astype(object) @ x.astype(object)
     r = run_reference(g, frames=x[None, None, :], device=device)
     assert r["output_sum"][0].tolist() == [float(v) for v in want]
@@ -403,14 +433,21 @@ def numpy_model(g: Graph, static=None, frames=None, steps=None):
             kinds[n.name] = "static"
         elif n.op in ("sumpool2d", "avgpool2d", "add") and all(k == "sparse" for k in ks):
             kinds[n.name] = "sparse"
-        elif n.op == "scale" and ks[0] == "sparse" and ("shift" not in n.tensors or not n.tensors["shift"].any()):
+        elif (
+            n.op == "scale"
+            and ks[0] == "sparse"
+            and ("shift" not in n.tensors or not n.tensors["shift"].any())
+        ):
             kinds[n.name] = "sparse"
         else:
             kinds[n.name] = "dense"
     L = len(order)
     counts = {k: np.zeros((b, L, t_steps), np.uint64) for k in COUNT_KEYS}
-    mem = {n.name: np.zeros((b,) + shapes[n.name], dt) for n in order if n.op in
-           ("dsr_if", "dsr_lif", "dspike_lif", "integrate")}
+    mem = {
+        n.name: np.zeros((b,) + shapes[n.name], dt)
+        for n in order
+        if n.op in ("dsr_if", "dsr_lif", "dspike_lif", "integrate")
+    }
     rec = {n.name: [] for n in order if n.op in ("dsr_if", "dsr_lif", "dspike_lif")}
     out_acc = np.zeros((b,) + shapes[g.output], np.float64)
 
@@ -450,7 +487,11 @@ def numpy_model(g: Graph, static=None, frames=None, steps=None):
                 y = _np_pool(x, a["kernel"], a["stride"])
             elif n.op == "avgpool2d":
                 s = _np_pool(x, a["kernel"], a["stride"])
-                y = _fx(a["m"], s, a["f"]) if is_int else s / np.float32(a["kernel"][0] * a["kernel"][1])
+                y = (
+                    _fx(a["m"], s, a["f"])
+                    if is_int
+                    else s / np.float32(a["kernel"][0] * a["kernel"][1])
+                )
             elif n.op == "flatten":
                 y = x.reshape(b, -1)
             elif n.op == "add":
@@ -492,11 +533,15 @@ def numpy_model(g: Graph, static=None, frames=None, steps=None):
             vals[n.name] = y
             ks = [kinds[i] for i in n.inputs]
             if n.op in ("linear", "conv2d"):
-                counts["sops" if ks[0] == "sparse" else "macs"][:, li, step] = fan_sum(n, x, ks[0], step)
+                counts["sops" if ks[0] == "sparse" else "macs"][:, li, step] = fan_sum(
+                    n, x, ks[0], step
+                )
             elif n.op in ("sumpool2d", "avgpool2d"):
                 counts["aux_ops"][:, li, step] = fan_sum(n, x, ks[0], step)
             elif n.op == "add":
-                counts["aux_ops"][:, li, step] = sum(processed(t_, k, step) for t_, k in zip(ins, ks))
+                counts["aux_ops"][:, li, step] = sum(
+                    processed(t_, k, step) for t_, k in zip(ins, ks)
+                )
             elif n.op == "scale":
                 counts["aux_ops"][:, li, step] = processed(x, ks[0], step)
         if g.node(g.output).op != "integrate":
@@ -518,8 +563,12 @@ def random_net(precision: str, input_kind: str, seed: int, out: str = "out") -> 
     small so that float32 sums are exact in any order (spikes comparable bit for bit)."""
     rng = np.random.default_rng(seed)
     is_int = precision == "int"
-    g = Graph(input_shape=(2, 6, 6), precision=precision, input_kind=input_kind,
-              input_scale=0.01 if (is_int and input_kind == "static") else None)
+    g = Graph(
+        input_shape=(2, 6, 6),
+        precision=precision,
+        input_kind=input_kind,
+        input_scale=0.01 if (is_int and input_kind == "static") else None,
+    )
 
     def w(*shape, lim=3):
         a = rng.integers(-lim, lim + 1, size=shape)
@@ -546,10 +595,24 @@ def random_net(precision: str, input_kind: str, seed: int, out: str = "out") -> 
     g.conv2d("c2", "sc", w(4, 3, 2, 2), stride=1, padding=1)
     th2 = pos(2, 6, 4, 1 if is_int else 4)
     if is_int:
-        g.dsr_lif("n2", "c2", theta=th2, fire=np.maximum(th2 // 2, 1), leak_m=pos(8, 17, 4, 1),
-                  gain_m=pos(4, 17, 4, 1), f=4)
+        g.dsr_lif(
+            "n2",
+            "c2",
+            theta=th2,
+            fire=np.maximum(th2 // 2, 1),
+            leak_m=pos(8, 17, 4, 1),
+            gain_m=pos(4, 17, 4, 1),
+            f=4,
+        )
     else:
-        g.dsr_lif("n2", "c2", theta=th2, fire=th2 / 2, leak=np.array([0.5], np.float32), gain=np.array([0.5], np.float32))
+        g.dsr_lif(
+            "n2",
+            "c2",
+            theta=th2,
+            fire=th2 / 2,
+            leak=np.array([0.5], np.float32),
+            gain=np.array([0.5], np.float32),
+        )
     g.flatten("fl", "n2")
     g.linear("l1", "fl", w(10, 64), pos(-1, 2, 10, 4))
     if is_int:
@@ -558,10 +621,14 @@ def random_net(precision: str, input_kind: str, seed: int, out: str = "out") -> 
         g.dspike_lif("n3", "l1", fire=pos(1, 4, 10, 2), leak=np.array([0.75], np.float32))
     g.linear("l2", "n3", w(5, 10))
     g.integrate("out", "l2")
-    g.dsr_if("n5", "l2", theta=pos(2, 3, 1, 1 if is_int else 4), fire=pos(1, 2, 1, 1 if is_int else 4))
+    g.dsr_if(
+        "n5", "l2", theta=pos(2, 3, 1, 1 if is_int else 4), fire=pos(1, 2, 1, 1 if is_int else 4)
+    )
     # dangling branch: static (or sparse) + sparse -> dense
     g.add("mix", "c1", "n1")
-    g.scale("sc2", "mix", **({"m": pos(1, 9, 3, 1), "f": 2} if is_int else {"scale": pos(1, 9, 3, 4)}))
+    g.scale(
+        "sc2", "mix", **({"m": pos(1, 9, 3, 1), "f": 2} if is_int else {"scale": pos(1, 9, 3, 4)})
+    )
     g.dsr_if("n4", "sc2", theta=th1, fire=th1)
     g.set_output(out)
     g.validate()
@@ -579,12 +646,18 @@ def test_matches_independent_numpy_model(device, precision, input_kind, seed):
     dt = np.int32 if precision == "int" else np.float32
     neurons = ["n1", "n2", "n3", "n4", "n5"]
     if input_kind == "static":
-        x = rng.integers(-128, 128, size=(b, 2, 6, 6)) if precision == "int" else rng.integers(-8, 9, size=(b, 2, 6, 6)) / 4
+        x = (
+            rng.integers(-128, 128, size=(b, 2, 6, 6))
+            if precision == "int"
+            else rng.integers(-8, 9, size=(b, 2, 6, 6)) / 4
+        )
         x = x.astype(dt)
         r = run_reference(g, static=x, steps=t, record=neurons, device=device)
         want = numpy_model(g, static=x, steps=t)
     else:
-        x = (rng.random((b, t, 2, 6, 6)) < 0.3).astype(dt) * rng.integers(1, 3, size=(b, t, 2, 6, 6)).astype(dt)
+        x = (rng.random((b, t, 2, 6, 6)) < 0.3).astype(dt) * rng.integers(
+            1, 3, size=(b, t, 2, 6, 6)
+        ).astype(dt)
         r = run_reference(g, frames=x, record=neurons, device=device)
         want = numpy_model(g, frames=x)
     check_result_structure(r, g, b, t)
@@ -615,7 +688,11 @@ def test_dense_macs_values():
 def test_reference_network_step_api_matches_forward(device):
     g = random_net("int", "events", 3)
     net = ReferenceNetwork(g, device=device)
-    frames = (torch.rand(2, 4, 2, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.3).to(torch.int64).to(device)
+    frames = (
+        (torch.rand(2, 4, 2, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.3)
+        .to(torch.int64)
+        .to(device)
+    )
     trace = net(frames=frames, record=["n2"], count=True)
     assert trace.outputs.shape == (2, 4, 5) and trace.spikes["n2"].shape == (2, 4, 4, 4, 4)
     state = net.init_state("sparse")

@@ -14,15 +14,15 @@ import snnsim
 from _trained import torch_record, train_dspike_mnist
 from snnsim.data import load_mnist5k_split
 from snnsim.models import create_model
-from snnsim.train.dspike import DspikeNet, neuron_names, to_graph
-
 from snnsim.testing import FLOAT_TOLERANCE as FLOAT_TOL
-
+from snnsim.train.dspike import DspikeNet, neuron_names, to_graph
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _compare(model: DspikeNet, graph: snnsim.Graph, x: torch.Tensor, steps: int | None) -> dict[str, int]:
+def _compare(
+    model: DspikeNet, graph: snnsim.Graph, x: torch.Tensor, steps: int | None
+) -> dict[str, int]:
     out, spike_list, margin_list, _ = torch_record(model, x)
     names = neuron_names(model)
     assert len(names) == len(spike_list)
@@ -41,7 +41,9 @@ def _compare(model: DspikeNet, graph: snnsim.Graph, x: torch.Tensor, steps: int 
                 if not diff.any():
                     continue
                 dist = np.abs(margins[n][b, t][diff])
-                assert dist.max() <= FLOAT_TOL, f"sample {b} step {t} layer {n}: |U - fire| = {dist.max():.3g}"
+                assert dist.max() <= FLOAT_TOL, (
+                    f"sample {b} step {t} layer {n}: |U - fire| = {dist.max():.3g}"
+                )
                 stats["flips"] += int(diff.sum())
                 diverged = True
                 break
@@ -59,8 +61,17 @@ def test_trained_mnist_cnn_matches_the_engine() -> None:
     xtr, ytr = load_mnist5k_split("train")
     model = train_dspike_mnist(torch.from_numpy(xtr), torch.from_numpy(ytr).long(), T=T)
     graph = to_graph(model, (1, 28, 28))
-    assert [n.op for n in graph.nodes] == ["conv2d", "dspike_lif", "avgpool2d", "conv2d", "dspike_lif", "avgpool2d",
-                                           "flatten", "linear", "integrate"]
+    assert [n.op for n in graph.nodes] == [
+        "conv2d",
+        "dspike_lif",
+        "avgpool2d",
+        "conv2d",
+        "dspike_lif",
+        "avgpool2d",
+        "flatten",
+        "linear",
+        "integrate",
+    ]
     xte, _ = load_mnist5k_split("test")
     xt = torch.from_numpy(xte[::25][:40].copy())
     stats = _compare(model, graph, xt, steps=T)
@@ -72,7 +83,9 @@ def test_event_cnn_matches_the_engine() -> None:
     torch.manual_seed(1)
     T = 3
     model = create_model("dspike-mnist-cnn", T=T, in_channels=2, image_size=34, static_input=False)
-    frames = torch.from_numpy(np.random.RandomState(0).poisson(0.3, size=(8, T, 2, 34, 34)).astype(np.float32))
+    frames = torch.from_numpy(
+        np.random.RandomState(0).poisson(0.3, size=(8, T, 2, 34, 34)).astype(np.float32)
+    )
     model.train()
     with torch.no_grad():
         for _ in range(3):

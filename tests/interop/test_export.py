@@ -19,11 +19,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 import snnsim
 from _trained import compare_float, int_exact, torch_record, train_dspike_mnist
 from snnsim.data import load_mnist5k_split
 from snnsim.errors import SnnsimError
-from snnsim.exporter import ExportError, export, export_graph, neuron_nodes
+from snnsim.exporter import ExportError, export, export_graph
 from snnsim.models import create_model
 from snnsim.train.configs import get_config
 from snnsim.train.trainer import Trainer
@@ -39,7 +40,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def data():
     xtr, ytr = load_mnist5k_split("train")
     xte, yte = load_mnist5k_split("test")
-    return torch.from_numpy(xtr), torch.from_numpy(ytr).long(), torch.from_numpy(xte[:N_TEST]), yte[:N_TEST]
+    return (
+        torch.from_numpy(xtr),
+        torch.from_numpy(ytr).long(),
+        torch.from_numpy(xte[:N_TEST]),
+        yte[:N_TEST],
+    )
 
 
 def _fit(config: str, epochs: int, **model_kwargs):
@@ -84,7 +90,9 @@ def _int_exact(graph, x: np.ndarray, steps: int) -> np.ndarray:
 # ---------------------------------------------------------------------- (a) integer: engine == reference
 @pytest.mark.parametrize("mode", ["int8", "int4", "int16"])
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_int_mlp_engine_equals_reference(mlp_if, mlp_lif, data, tmp_path, mode, per_channel) -> None:
+def test_int_mlp_engine_equals_reference(
+    mlp_if, mlp_lif, data, tmp_path, mode, per_channel
+) -> None:
     x = data[2][:100].numpy()
     for model in (mlp_if, mlp_lif):
         path = tmp_path / f"{mode}.snn.safetensors"
@@ -100,8 +108,17 @@ def test_int_cnn_engine_equals_reference(cnn, data, tmp_path, mode) -> None:
     path = tmp_path / "cnn.snn.safetensors"
     export(cnn, path, mode, input_shape=(1, 28, 28), per_channel=(mode == "int8"))
     g = snnsim.load(path).graph
-    assert [n.op for n in g.nodes] == ["conv2d", "dsr_if", "sumpool2d", "conv2d", "dsr_if", "sumpool2d",
-                                       "flatten", "linear", "dsr_if"]
+    assert [n.op for n in g.nodes] == [
+        "conv2d",
+        "dsr_if",
+        "sumpool2d",
+        "conv2d",
+        "dsr_if",
+        "sumpool2d",
+        "flatten",
+        "linear",
+        "dsr_if",
+    ]
     _int_exact(str(path), data[2][:40].numpy(), T)
 
 
@@ -136,7 +153,9 @@ def test_float_lif_matches_torch(mlp_lif, data) -> None:
     (leak lambda, the model's lambda^(T-n) weighting up to a positive factor), predictions on
     >= 99.9% of the test samples."""
     g = export_graph(mlp_lif, "float32", input_shape=(1, 28, 28))
-    assert g.node(g.output).op == "integrate" and g.node(g.output).tensors["leak"][0] == np.float32(mlp_lif.cfg.leak)
+    assert g.node(g.output).op == "integrate" and g.node(g.output).tensors["leak"][0] == np.float32(
+        mlp_lif.cfg.leak
+    )
     xte, _ = load_mnist5k_split("test")
     x = torch.from_numpy(xte)
     stats = _compare_float(mlp_lif, g, x)

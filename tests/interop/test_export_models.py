@@ -39,18 +39,63 @@ CASES = {
     "dsr-mnist-cnn": ("dsr-mnist-cnn", dict(T=3, theta0=1.0), (1, 28, 28), 60, 10),
     "dsr-cifarnet": ("dsr-cifarnet", dict(T=2, image_size=8, theta0=1.0), (3, 8, 8), 16, 3),
     "dsr-vgg11": ("dsr-vgg11", dict(T=2, image_size=16, theta0=0.5), (2, 16, 16), 24, 4),
-    "dsr-preresnet18": ("dsr-preresnet18", dict(T=2, image_size=16, widths=(8, 8, 16, 16), theta0=1.0),
-                        (3, 16, 16), 60, 15),
-    "dsr-preresnet20": ("dsr-preresnet20", dict(T=3, image_size=16, widths=(8, 16, 16), theta0=1.0),
-                        (3, 16, 16), 60, 15),
-    "dsr-preresnet20-lif": ("dsr-preresnet20", dict(T=3, image_size=16, widths=(8, 16, 16), neuron="lif",
-                                                    theta0=0.1), (3, 16, 16), 60, 15),
-    "dsr-preresnet32": ("dsr-preresnet32", dict(T=2, image_size=8, widths=(4, 8, 8), theta0=1.0), (3, 8, 8), 40, 5),
-    "dsr-preresnet44": ("dsr-preresnet44", dict(T=2, image_size=8, widths=(4, 4, 8), theta0=1.0), (3, 8, 8), 30, 4),
-    "dsr-preresnet56": ("dsr-preresnet56", dict(T=2, image_size=8, widths=(4, 4, 4), theta0=1.0), (3, 8, 8), 30, 4),
-    "dsr-preresnet110": ("dsr-preresnet110", dict(T=2, image_size=8, widths=(4, 4, 4), theta0=1.0), (3, 8, 8), 20, 3),
+    "dsr-preresnet18": (
+        "dsr-preresnet18",
+        dict(T=2, image_size=16, widths=(8, 8, 16, 16), theta0=1.0),
+        (3, 16, 16),
+        60,
+        15,
+    ),
+    "dsr-preresnet20": (
+        "dsr-preresnet20",
+        dict(T=3, image_size=16, widths=(8, 16, 16), theta0=1.0),
+        (3, 16, 16),
+        60,
+        15,
+    ),
+    "dsr-preresnet20-lif": (
+        "dsr-preresnet20",
+        dict(T=3, image_size=16, widths=(8, 16, 16), neuron="lif", theta0=0.1),
+        (3, 16, 16),
+        60,
+        15,
+    ),
+    "dsr-preresnet32": (
+        "dsr-preresnet32",
+        dict(T=2, image_size=8, widths=(4, 8, 8), theta0=1.0),
+        (3, 8, 8),
+        40,
+        5,
+    ),
+    "dsr-preresnet44": (
+        "dsr-preresnet44",
+        dict(T=2, image_size=8, widths=(4, 4, 8), theta0=1.0),
+        (3, 8, 8),
+        30,
+        4,
+    ),
+    "dsr-preresnet56": (
+        "dsr-preresnet56",
+        dict(T=2, image_size=8, widths=(4, 4, 4), theta0=1.0),
+        (3, 8, 8),
+        30,
+        4,
+    ),
+    "dsr-preresnet110": (
+        "dsr-preresnet110",
+        dict(T=2, image_size=8, widths=(4, 4, 4), theta0=1.0),
+        (3, 8, 8),
+        20,
+        3,
+    ),
     "dspike-mnist-cnn": ("dspike-mnist-cnn", dict(T=3), (1, 28, 28), 60, 10),
-    "dspike-resnet18": ("dspike-resnet18", dict(T=2, stem=(8, 8, 8), widths=(8, 16, 16, 32)), (3, 16, 16), 60, 15),
+    "dspike-resnet18": (
+        "dspike-resnet18",
+        dict(T=2, stem=(8, 8, 8), widths=(8, 16, 16, 32)),
+        (3, 16, 16),
+        60,
+        15,
+    ),
 }
 
 
@@ -88,7 +133,7 @@ def _trained(case: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     model = create_model(name, **kw)
     x, y = _inputs(shape, model.T, model.static_input)
     sgd_steps(model, x[:512], y[:512], steps=steps, batch=32 if steps <= 5 else 64)
-    return model, x[:64], x[512:512 + n_test]
+    return model, x[:64], x[512 : 512 + n_test]
 
 
 def test_every_registry_model_is_covered() -> None:
@@ -109,8 +154,10 @@ def test_export_guarantees(case: str) -> None:
         g = export_graph(model, mode, input_shape=shape, calibration=calib)
         assert g.precision == "int" and set(neuron_nodes(g)) == set(names)
         total, pred = int_exact(g, xt.numpy(), steps)
-        print(f"{case} {mode}: {len(g.nodes)} nodes, {total} spikes, engine == reference (0 mismatches); "
-              f"predictions as float32 on {float((pred == ref_float.prediction).mean()):.1%}")
+        print(
+            f"{case} {mode}: {len(g.nodes)} nodes, {total} spikes, engine == reference (0 mismatches); "
+            f"predictions as float32 on {float((pred == ref_float.prediction).mean()):.1%}"
+        )
     stats = compare_float(model, float_graph, xt)
     print(f"{case} float32 vs torch: {stats}")
     assert stats["pred_flips"] <= stats["samples"] // 1000, stats
@@ -136,7 +183,9 @@ def test_residual_graph_structure() -> None:
     g = export_graph(dres, "int16", input_shape=(3, 16, 16), calibration=calib)
     adds = [n for n in g.nodes if n.op == "add"]
     assert len(adds) == 8
-    assert any(g.node(i).op == "scale" for n in adds for i in n.inputs)  # identity spikes put on the conv grid
+    assert any(
+        g.node(i).op == "scale" for n in adds for i in n.inputs
+    )  # identity spikes put on the conv grid
     assert [n.op for n in g.nodes][-4:] == ["sumpool2d", "flatten", "linear", "integrate"]
 
 
@@ -149,10 +198,16 @@ def test_ann_baselines_raise(name: str) -> None:
 
 def test_unsupported_structures_raise() -> None:
     cfg = neuron_config("if", 2)
-    relu = DSRNet([ConvT(1, 4, 3, padding=1), DSRNeuron(cfg), nn.ReLU(), ConvT(4, 4, 3), DSRNeuron(cfg)], cfg, 2)
+    relu = DSRNet(
+        [ConvT(1, 4, 3, padding=1), DSRNeuron(cfg), nn.ReLU(), ConvT(4, 4, 3), DSRNeuron(cfg)],
+        cfg,
+        2,
+    )
     with pytest.raises(ExportError, match=r"body\.2.*ReLU"):
         export_graph(relu, "float32", input_shape=(1, 8, 8))
-    bn_pool = DSRNet([ConvT(1, 4, 3), DSRNeuron(cfg), BatchNormT(4), nn.AvgPool2d(2), DSRNeuron(cfg)], cfg, 2)
+    bn_pool = DSRNet(
+        [ConvT(1, 4, 3), DSRNeuron(cfg), BatchNormT(4), nn.AvgPool2d(2), DSRNeuron(cfg)], cfg, 2
+    )
     with pytest.raises(ExportError, match=r"body\.2.*batch norm"):
         export_graph(bn_pool, "int8", input_shape=(1, 8, 8))
     no_readout = DSRNet([ConvT(1, 4, 3), DSRNeuron(cfg), ConvT(4, 2, 3)], cfg, 2)

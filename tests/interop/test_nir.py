@@ -181,8 +181,15 @@ def _plain_graph():
     b1 = (rng.integers(-4, 5, size=6) / 16).astype(np.float32)
     w2 = (rng.integers(-8, 9, size=(3, 6)) / 4).astype(np.float32)
     b2 = np.zeros(3, np.float32)
-    lif1 = dict(tau=np.full(6, 2.0), r=np.full(6, 2.0), v_leak=np.zeros(6), v_threshold=np.full(6, 0.5))
-    lif2 = dict(tau=np.full(3, 4.0), r=np.full(3, 2.0), v_leak=np.full(3, 0.25), v_threshold=np.full(3, 0.75))
+    lif1 = dict(
+        tau=np.full(6, 2.0), r=np.full(6, 2.0), v_leak=np.zeros(6), v_threshold=np.full(6, 0.5)
+    )
+    lif2 = dict(
+        tau=np.full(3, 4.0),
+        r=np.full(3, 2.0),
+        v_leak=np.full(3, 0.25),
+        v_threshold=np.full(3, 0.75),
+    )
     nodes = {
         "in": nir.Input(input_type={"input": np.array([5])}),
         "a1": nir.Affine(weight=w1, bias=b1),
@@ -247,7 +254,9 @@ def test_plain_nir_multiple_in_edges_become_add():
         "i": nir.I(r=np.ones(2, np.float32)),
         "out": nir.Output(output_type={"output": np.array([2])}),
     }
-    ng = nir.NIRGraph(nodes=nodes, edges=[("in", "a"), ("in", "b"), ("a", "i"), ("b", "i"), ("i", "out")])
+    ng = nir.NIRGraph(
+        nodes=nodes, edges=[("in", "a"), ("in", "b"), ("a", "i"), ("b", "i"), ("i", "out")]
+    )
     g = from_nir(ng)
     assert [n.op for n in g.nodes] == ["linear", "linear", "add", "integrate"]
     res = snnsim.run(g, np.array([[1.0, 0.5]], np.float32), steps=4)
@@ -255,21 +264,42 @@ def test_plain_nir_multiple_in_edges_become_add():
 
 
 def _single(node, shape=(3,)):
-    nodes = {"in": nir.Input(input_type={"input": np.array(shape)}), "n": node,
-             "out": nir.Output(output_type={"output": np.array(shape)})}
+    nodes = {
+        "in": nir.Input(input_type={"input": np.array(shape)}),
+        "n": node,
+        "out": nir.Output(output_type={"output": np.array(shape)}),
+    }
     return nir.NIRGraph(nodes=nodes, edges=[("in", "n"), ("n", "out")], type_check=False)
 
 
 @pytest.mark.parametrize(
     "node, pattern",
     [
-        (nir.CubaLI(tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3)), "'n' \\(CubaLI\\)"),
-        (nir.CubaLIF(tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3),
-                     v_threshold=np.ones(3)), "'n' \\(CubaLIF\\)"),
+        (
+            nir.CubaLI(tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3)),
+            "'n' \\(CubaLI\\)",
+        ),
+        (
+            nir.CubaLIF(
+                tau_syn=np.ones(3),
+                tau_mem=np.ones(3),
+                r=np.ones(3),
+                v_leak=np.zeros(3),
+                v_threshold=np.ones(3),
+            ),
+            "'n' \\(CubaLIF\\)",
+        ),
         (nir.Delay(delay=np.ones(3)), "'n' \\(Delay\\).*delays"),
-        (nir.IF(r=np.ones(3), v_threshold=np.ones(3), v_reset=np.full(3, 0.5)), "'n' \\(IF\\).*v_reset"),
-        (nir.LIF(tau=np.full(3, 2.0), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.full(3, -1.0)),
-         "'n' \\(LIF\\).*v_threshold"),
+        (
+            nir.IF(r=np.ones(3), v_threshold=np.ones(3), v_reset=np.full(3, 0.5)),
+            "'n' \\(IF\\).*v_reset",
+        ),
+        (
+            nir.LIF(
+                tau=np.full(3, 2.0), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.full(3, -1.0)
+            ),
+            "'n' \\(LIF\\).*v_threshold",
+        ),
     ],
     ids=["CubaLI", "CubaLIF", "Delay", "IF-v_reset", "LIF-negative-threshold"],
 )
@@ -280,10 +310,14 @@ def test_unsupported_nodes_raise_model_error(node, pattern):
 
 def test_unsupported_conv_and_pool_options():
     w = np.ones((2, 2, 3, 3), np.float32)
-    conv = nir.Conv2d(input_shape=(5, 5), weight=w, stride=1, padding=0, dilation=2, groups=1, bias=np.zeros(2))
+    conv = nir.Conv2d(
+        input_shape=(5, 5), weight=w, stride=1, padding=0, dilation=2, groups=1, bias=np.zeros(2)
+    )
     with pytest.raises(ModelError, match="'n' \\(Conv2d\\).*dilation"):
         from_nir(_single(conv, (2, 5, 5)))
-    pool = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([1, 1]))
+    pool = nir.SumPool2d(
+        kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([1, 1])
+    )
     with pytest.raises(ModelError, match="'n' \\(SumPool2d\\).*padding"):
         from_nir(_single(pool, (2, 4, 4)))
 
@@ -313,7 +347,14 @@ def test_export_dt_scales_time_constants(dt):
     assert json.loads(ng.metadata["snnsim"])["dt"] == dt
     _assert_same_graph(g, from_nir(ng))  # metadata: exact whatever dt
     h = from_nir(_strip(ng), dt=dt)
-    assert [n.op for n in h.nodes] == ["linear", "dspike_lif", "linear", "dspike_lif", "linear", "integrate"]
+    assert [n.op for n in h.nodes] == [
+        "linear",
+        "dspike_lif",
+        "linear",
+        "dspike_lif",
+        "linear",
+        "integrate",
+    ]
     assert np.all(h.node("s1").tensors["leak"] == np.float32(0.75))
     _assert_same_run(g, h, rng.uniform(0, 1, size=(3, 6)).astype(np.float32))
 
@@ -340,21 +381,40 @@ def test_input_with_batch_dimension_is_dropped():
         "if": nir.IF(r=np.ones(3, np.float32), v_threshold=np.full(3, 0.5, np.float32)),
         "output": nir.Output(output_type={"output": np.array([1, 3])}),
     }
-    ng = nir.NIRGraph(nodes=nodes, edges=[("input", "fc"), ("fc", "if"), ("if", "output")], type_check=False)
+    ng = nir.NIRGraph(
+        nodes=nodes, edges=[("input", "fc"), ("fc", "if"), ("if", "output")], type_check=False
+    )
     g = from_nir(ng)
     assert g.input_shape == (3,)
-    conv = nir.Conv2d(input_shape=(4, 4), weight=np.ones((2, 1, 3, 3), np.float32), stride=1, padding=1,
-                      dilation=1, groups=1, bias=np.zeros(2, np.float32))
-    nodes = {"input": nir.Input(input_type={"input": np.array([1, 1, 4, 4])}), "c": conv,
-             "if": nir.IF(r=np.ones((2, 4, 4), np.float32), v_threshold=np.ones((2, 4, 4), np.float32)),
-             "output": nir.Output(output_type={"output": np.array([2, 4, 4])})}
-    ng = nir.NIRGraph(nodes=nodes, edges=[("input", "c"), ("c", "if"), ("if", "output")], type_check=False)
+    conv = nir.Conv2d(
+        input_shape=(4, 4),
+        weight=np.ones((2, 1, 3, 3), np.float32),
+        stride=1,
+        padding=1,
+        dilation=1,
+        groups=1,
+        bias=np.zeros(2, np.float32),
+    )
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([1, 1, 4, 4])}),
+        "c": conv,
+        "if": nir.IF(r=np.ones((2, 4, 4), np.float32), v_threshold=np.ones((2, 4, 4), np.float32)),
+        "output": nir.Output(output_type={"output": np.array([2, 4, 4])}),
+    }
+    ng = nir.NIRGraph(
+        nodes=nodes, edges=[("input", "c"), ("c", "if"), ("if", "output")], type_check=False
+    )
     assert from_nir(ng).input_shape == (1, 4, 4)
     # a leading 1 the consumer does expect stays
-    nodes = {"input": nir.Input(input_type={"input": np.array([1, 4, 4])}), "c": conv,
-             "if": nir.IF(r=np.ones((2, 4, 4), np.float32), v_threshold=np.ones((2, 4, 4), np.float32)),
-             "output": nir.Output(output_type={"output": np.array([2, 4, 4])})}
-    ng = nir.NIRGraph(nodes=nodes, edges=[("input", "c"), ("c", "if"), ("if", "output")], type_check=False)
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+        "c": conv,
+        "if": nir.IF(r=np.ones((2, 4, 4), np.float32), v_threshold=np.ones((2, 4, 4), np.float32)),
+        "output": nir.Output(output_type={"output": np.array([2, 4, 4])}),
+    }
+    ng = nir.NIRGraph(
+        nodes=nodes, edges=[("input", "c"), ("c", "if"), ("if", "output")], type_check=False
+    )
     assert from_nir(ng).input_shape == (1, 4, 4)
 
 
@@ -363,8 +423,13 @@ def test_gain_within_float32_rounding_of_one_adds_no_scale():
     float64 but exactly 1 in float32, so no scale node is inserted."""
     tau = np.float32(1e-4 / 0.25) * np.ones(3, np.float32)
     r = (tau / np.float32(1e-4)).astype(np.float32)
-    lif = nir.LIF(tau=tau, r=r, v_leak=np.zeros(3, np.float32), v_threshold=np.ones(3, np.float32),
-                  v_reset=np.zeros(3, np.float32))
+    lif = nir.LIF(
+        tau=tau,
+        r=r,
+        v_leak=np.zeros(3, np.float32),
+        v_threshold=np.ones(3, np.float32),
+        v_reset=np.zeros(3, np.float32),
+    )
     g = from_nir(_single(lif), dt=1e-4)
     assert [n.op for n in g.nodes] == ["dspike_lif"]
     assert np.all(g.node("n").tensors["leak"] == np.float32(0.75))
@@ -435,7 +500,9 @@ def test_leaky_integrate_native_fields(dt):
     steps = 1 / (1 - leak.astype(np.float64))
     assert np.allclose(li.tau, steps * dt, rtol=1e-7) and np.allclose(li.r, steps, rtol=1e-7)
     assert np.all(li.v_leak == 0)
-    assert np.allclose(1 - dt / li.tau.astype(np.float64), leak) and np.allclose(dt * li.r / li.tau, 1.0)
+    assert np.allclose(1 - dt / li.tau.astype(np.float64), leak) and np.allclose(
+        dt * li.r / li.tau, 1.0
+    )
     h = from_nir(_strip(ng), dt=dt)
     assert [n.op for n in h.nodes] == ["linear", "dspike_lif", "linear", "integrate"]
     assert np.array_equal(h.node("out").tensors["leak"], leak)
@@ -467,18 +534,29 @@ def test_plain_nir_li_output_matches_numpy(dt, tmp_path):
     rng = np.random.default_rng(9)
     w = (rng.integers(-8, 9, size=(4, 5)) / 8).astype(np.float32)
     b = (rng.integers(-4, 5, size=4) / 16).astype(np.float32)
-    p = {"tau": np.array([2.0, 4.0, 8.0, 1.0]) * dt, "r": np.array([2.0, 2.0, 8.0, 1.0]), "v_leak": np.zeros(4)}
+    p = {
+        "tau": np.array([2.0, 4.0, 8.0, 1.0]) * dt,
+        "r": np.array([2.0, 2.0, 8.0, 1.0]),
+        "v_leak": np.zeros(4),
+    }
     nodes = {
         "in": nir.Input(input_type={"input": np.array([5])}),
         "fc": nir.Affine(weight=w, bias=b),
         "li": nir.LI(**{k: np.asarray(v, np.float32) for k, v in p.items()}),
         "out": nir.Output(output_type={"output": np.array([4])}),
     }
-    nir.write(tmp_path / "li.nir", nir.NIRGraph(nodes=nodes, edges=[("in", "fc"), ("fc", "li"), ("li", "out")]))
+    nir.write(
+        tmp_path / "li.nir",
+        nir.NIRGraph(nodes=nodes, edges=[("in", "fc"), ("fc", "li"), ("li", "out")]),
+    )
     g = from_nir(tmp_path / "li.nir", dt=dt)
     assert [n.op for n in g.nodes] == ["linear", "scale", "integrate"] and g.output == "li"
-    assert np.array_equal(g.node("li").tensors["leak"], np.array([0.5, 0.75, 0.875, 0.0], np.float32))
-    assert np.array_equal(g.node("li_in").tensors["scale"], np.array([1.0, 0.5, 1.0, 1.0], np.float32))
+    assert np.array_equal(
+        g.node("li").tensors["leak"], np.array([0.5, 0.75, 0.875, 0.0], np.float32)
+    )
+    assert np.array_equal(
+        g.node("li_in").tensors["scale"], np.array([1.0, 0.5, 1.0, 1.0], np.float32)
+    )
     x = (rng.integers(0, 5, size=(3, 5)) / 4).astype(np.float32)
     v = np.zeros((3, 4))
     for t in range(1, STEPS + 1):
@@ -496,7 +574,12 @@ def test_plain_nir_hidden_li_with_v_leak_matches_numpy():
     w1 = (rng.integers(-8, 9, size=(6, 5)) / 8).astype(np.float32)
     w2 = (rng.integers(-8, 9, size=(3, 6)) / 4).astype(np.float32)
     li = {"tau": np.full(6, 2.0), "r": np.full(6, 1.0), "v_leak": np.full(6, 0.25)}
-    lif = {"tau": np.full(3, 2.0), "r": np.full(3, 2.0), "v_leak": np.zeros(3), "v_threshold": np.full(3, 0.5)}
+    lif = {
+        "tau": np.full(3, 2.0),
+        "r": np.full(3, 2.0),
+        "v_leak": np.zeros(3),
+        "v_threshold": np.full(3, 0.5),
+    }
     nodes = {
         "in": nir.Input(input_type={"input": np.array([5])}),
         "fc1": nir.Linear(weight=w1),
@@ -526,7 +609,10 @@ def test_plain_nir_hidden_li_with_v_leak_matches_numpy():
     [
         (dict(tau=np.zeros(3)), "'n' \\(LI\\).*tau"),
         (dict(tau=np.full(3, np.inf)), "'n' \\(LI\\).*tau"),
-        (dict(v_leak=np.full((3, 2, 2), 0.5) * np.arange(4).reshape(1, 2, 2)), "'n' \\(LI\\).*'v_leak'.*channel"),
+        (
+            dict(v_leak=np.full((3, 2, 2), 0.5) * np.arange(4).reshape(1, 2, 2)),
+            "'n' \\(LI\\).*'v_leak'.*channel",
+        ),
     ],
     ids=["tau-zero", "tau-inf", "v_leak-per-element"],
 )
@@ -534,6 +620,8 @@ def test_plain_nir_li_errors_name_the_node(fields, pattern):
     shape = (3, 2, 2) if "v_leak" in fields else (3,)
     p = {"tau": np.full(shape, 2.0), "r": np.ones(shape), "v_leak": np.zeros(shape)}
     p.update(fields)
-    node = nir.LI(**{k: np.broadcast_to(np.asarray(v, np.float32), shape).copy() for k, v in p.items()})
+    node = nir.LI(
+        **{k: np.broadcast_to(np.asarray(v, np.float32), shape).copy() for k, v in p.items()}
+    )
     with pytest.raises(ModelError, match=pattern):
         from_nir(_single(node, shape))

@@ -91,23 +91,28 @@ def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray], pairs: list[tuple[
     return all(np.array_equal(a[i], b[j].reshape(a[i].shape)) for i, j in pairs)
 
 
-def _assert_same(peer: dict[str, np.ndarray], ours: dict[str, np.ndarray], pairs: list[tuple[str, str]]) -> None:
+def _assert_same(
+    peer: dict[str, np.ndarray], ours: dict[str, np.ndarray], pairs: list[tuple[str, str]]
+) -> None:
     for i, j in pairs:
         p, o = peer[i], ours[j].reshape(peer[i].shape)
         assert np.array_equal(p, o), f"{i} vs {j}: {int((p != o).sum())} of {p.size} spikes differ"
     assert all(peer[i].sum() > 0 for i, _ in pairs)  # not vacuous: every layer fires
 
 
-def _hooked_forward(net: Any, modules: dict[str, Any], step: Callable[[Any], None],
-                    batched: bool = True) -> dict[str, np.ndarray]:
+def _hooked_forward(
+    net: Any, modules: dict[str, Any], step: Callable[[Any], None], batched: bool = True
+) -> dict[str, np.ndarray]:
     """Run ``step(t)`` for t in range(T) and collect the spikes each module returns:
     [B, T, ...] (``batched``) or [T, ...]."""
     rec: dict[str, list[np.ndarray]] = {k: [] for k in modules}
     hooks = []
     for k, m in modules.items():
+
         def hook(_m, _a, out, k=k):
             spk = out[0] if isinstance(out, tuple) else out
             rec[k].append(spk.detach().numpy().astype(np.float32).copy())
+
         hooks.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -122,6 +127,7 @@ def _hooked_forward(net: Any, modules: dict[str, Any], step: Callable[[Any], Non
 # ====================================================================== snnTorch
 def _snntorch_net(rng: np.random.Generator, reset: str, beta1: float = 0.75):
     import snntorch as snn
+
     lin1 = torch.nn.Linear(32, 16)
     lin1.weight.data = torch.tensor(_dyadic(rng, (16, 32), 8))
     lin1.bias.data = torch.tensor(_dyadic(rng, 16, 16))
@@ -129,10 +135,19 @@ def _snntorch_net(rng: np.random.Generator, reset: str, beta1: float = 0.75):
     lin2.weight.data = torch.tensor(_dyadic(rng, (4, 16), 4))
     lin2.bias.data = torch.tensor(_dyadic(rng, 4, 16))
     # vector beta/threshold: with scalars snnTorch's export fails type inference (see below)
-    lif1 = snn.Leaky(beta=torch.full((16,), beta1), threshold=torch.full((16,), 1.0), init_hidden=True,
-                     reset_mechanism=reset)
-    lif2 = snn.Leaky(beta=torch.full((4,), 0.5), threshold=torch.full((4,), 0.5), init_hidden=True,
-                     reset_mechanism=reset, output=True)
+    lif1 = snn.Leaky(
+        beta=torch.full((16,), beta1),
+        threshold=torch.full((16,), 1.0),
+        init_hidden=True,
+        reset_mechanism=reset,
+    )
+    lif2 = snn.Leaky(
+        beta=torch.full((4,), 0.5),
+        threshold=torch.full((4,), 0.5),
+        init_hidden=True,
+        reset_mechanism=reset,
+        output=True,
+    )
     return torch.nn.Sequential(torch.nn.Flatten(), lin1, lif1, lin2, lif2)
 
 
@@ -145,7 +160,9 @@ def _snntorch_export(net):
 
 
 def _snntorch_forward(net, x):
-    return _hooked_forward(net, {"lif1": net[2], "lif2": net[4]}, lambda t: net(torch.tensor(x[:, t])))
+    return _hooked_forward(
+        net, {"lif1": net[2], "lif2": net[4]}, lambda t: net(torch.tensor(x[:, t]))
+    )
 
 
 def test_snntorch_export_zero_reset_is_identical(tmp_path):
@@ -160,13 +177,28 @@ def test_snntorch_export_zero_reset_is_identical(tmp_path):
     x = _frames(rng, (2, 4, 4))
     ng = _snntorch_export(net)
     assert {k: type(v).__name__ for k, v in ng.nodes.items()} == {
-        "input": "Input", "0": "Flatten", "1": "Affine", "2": "LIF", "3": "Affine", "4": "LIF", "output": "Output"}
+        "input": "Input",
+        "0": "Flatten",
+        "1": "Affine",
+        "2": "LIF",
+        "3": "Affine",
+        "4": "LIF",
+        "output": "Output",
+    }
     assert np.allclose(ng.nodes["2"].tau, SNNTORCH_DT / 0.25) and np.all(ng.nodes["2"].v_reset == 0)
     peer = _snntorch_forward(net, x)
 
     g = from_nir(ng, dt=SNNTORCH_DT, input_kind="events")
-    assert [n.op for n in g.nodes] == ["flatten", "linear", "dspike_lif", "linear", "dspike_lif"]  # r*dt/tau == 1
-    assert np.all(g.node("2").tensors["leak"] == 0.75) and np.all(g.node("4").tensors["leak"] == 0.5)
+    assert [n.op for n in g.nodes] == [
+        "flatten",
+        "linear",
+        "dspike_lif",
+        "linear",
+        "dspike_lif",
+    ]  # r*dt/tau == 1
+    assert np.all(g.node("2").tensors["leak"] == 0.75) and np.all(
+        g.node("4").tensors["leak"] == 0.5
+    )
     pairs = [("lif1", "2"), ("lif2", "4")]
     _assert_same(peer, _run(g, x, ["2", "4"]), pairs)
     # the comparison is sensitive to '>' vs '>=' (membranes hit the threshold exactly)
@@ -209,9 +241,23 @@ def test_snntorch_export_subtract_reset_is_written_as_zero_reset():
     h = snnsim.Graph(input_shape=(2, 4, 4), input_kind="events")
     h.flatten("f", "input")
     h.linear("fc1", "f", w["1"]["weight"], w["1"]["bias"])
-    h.dsr_lif("s1", "fc1", theta=1.0 / 0.5, fire=np.nextafter(np.float32(1.0), np.float32(2)), leak=0.5, gain=1.0)
+    h.dsr_lif(
+        "s1",
+        "fc1",
+        theta=1.0 / 0.5,
+        fire=np.nextafter(np.float32(1.0), np.float32(2)),
+        leak=0.5,
+        gain=1.0,
+    )
     h.linear("fc2", "s1", w["3"]["weight"], w["3"]["bias"])
-    h.dsr_lif("s2", "fc2", theta=0.5 / 0.5, fire=np.nextafter(np.float32(0.5), np.float32(1)), leak=0.5, gain=1.0)
+    h.dsr_lif(
+        "s2",
+        "fc2",
+        theta=0.5 / 0.5,
+        fire=np.nextafter(np.float32(0.5), np.float32(1)),
+        leak=0.5,
+        gain=1.0,
+    )
     h.set_output("s2")
     _assert_same(peer_sub, _run(h, x, ["s1", "s2"]), [("lif1", "s1"), ("lif2", "s2")])
 
@@ -220,7 +266,10 @@ def test_snntorch_export_scalar_parameters_fail_type_inference():
     """A Leaky with a scalar beta/threshold (snnTorch's usual way) exports 0-d NIR parameters, and
     snnTorch's own ``infer_types`` then rejects the graph: the exporter needs per-neuron vectors."""
     import snntorch as snn
-    net = torch.nn.Sequential(torch.nn.Linear(6, 5), snn.Leaky(beta=0.75, init_hidden=True, output=True))
+
+    net = torch.nn.Sequential(
+        torch.nn.Linear(6, 5), snn.Leaky(beta=0.75, init_hidden=True, output=True)
+    )
     from snntorch.export_nir import export_to_nir  # noqa: PLC0415
 
     with pytest.raises(ValueError, match="Type inference error: type mismatch"):
@@ -251,13 +300,16 @@ def _snntorch_run_imported(m, x, names):
     """snnTorch's importer maps NIR Flatten(start_dim=0) to torch Flatten(0), which would also
     flatten a batch: run the samples one at a time, resetting the neurons' state in between."""
     import snntorch as snn
+
     mods = {k: getattr(m, k) for k in names}
     assert all(isinstance(mod, snn.Leaky) for mod in mods.values())
     per_sample = []
     for b in range(x.shape[0]):
         for mod in mods.values():
             mod.reset_mem()
-        per_sample.append(_hooked_forward(m, mods, lambda t, b=b: m(torch.tensor(x[b, t])), batched=False))
+        per_sample.append(
+            _hooked_forward(m, mods, lambda t, b=b: m(torch.tensor(x[b, t])), batched=False)
+        )
     return {k: np.stack([o[k] for o in per_sample]) for k in names}
 
 
@@ -282,7 +334,9 @@ def test_snntorch_import_of_snnsim_lif_is_identical():
     # snnTorch (beta = 1 - 1e-4/4): a different network
     m1 = _snntorch_import(to_nir(g))
     assert np.allclose(m1.s1.beta.numpy(), 1 - 1e-4 / 4.0)
-    assert not _same(_snntorch_run_imported(m1, x, ["s1", "s2"]), ours, [("s1", "s1"), ("s2", "s2")])
+    assert not _same(
+        _snntorch_run_imported(m1, x, ["s1", "s2"]), ours, [("s1", "s1"), ("s2", "s2")]
+    )
 
 
 def test_snntorch_import_of_nir_if_is_not_an_if():
@@ -318,7 +372,13 @@ def test_snntorch_import_of_dsr_neurons_sees_plain_nir():
     ng = to_nir(g, dt=SNNTORCH_DT)
     peer = _snntorch_run_imported(_snntorch_import(ng), x, ["s1", "s2"])
     plain = from_nir(_strip(to_nir(g, dt=SNNTORCH_DT)), dt=SNNTORCH_DT, input_kind="events")
-    assert [n.op for n in plain.nodes] == ["flatten", "linear", "dspike_lif", "linear", "dspike_lif"]
+    assert [n.op for n in plain.nodes] == [
+        "flatten",
+        "linear",
+        "dspike_lif",
+        "linear",
+        "dspike_lif",
+    ]
     pairs = [("s1", "s1"), ("s2", "s2")]
     _assert_same(peer, _run(plain, x, ["s1", "s2"]), pairs)
     assert not _same(peer, _run(g, x, ["s1", "s2"]), pairs)
@@ -341,8 +401,14 @@ def _sj_net(rng: np.random.Generator, v_reset: float | None = 0.0):
     lin = torch.nn.Linear(16, 5)
     lin.weight.data = torch.tensor(_dyadic(rng, (5, 16), 4))
     lin.bias.data = torch.tensor(_dyadic(rng, 5, 16))
-    return torch.nn.Sequential(conv, neuron.IFNode(v_threshold=1.0, v_reset=v_reset), torch.nn.AvgPool2d(2),
-                               torch.nn.Flatten(), lin, neuron.LIFNode(tau=2.0, v_threshold=0.5, v_reset=v_reset))
+    return torch.nn.Sequential(
+        conv,
+        neuron.IFNode(v_threshold=1.0, v_reset=v_reset),
+        torch.nn.AvgPool2d(2),
+        torch.nn.Flatten(),
+        lin,
+        neuron.LIFNode(tau=2.0, v_threshold=0.5, v_reset=v_reset),
+    )
 
 
 def test_spikingjelly_export_is_identical_up_to_the_comparison():
@@ -363,8 +429,15 @@ def test_spikingjelly_export_is_identical_up_to_the_comparison():
 
     g = from_nir(ng, dt=SJ_DT, input_kind="events")
     names = _neuron_names(g)
-    assert [n.op for n in g.nodes] == ["conv2d", "dspike_lif", "avgpool2d", "flatten", "linear", "scale",
-                                       "dspike_lif"]
+    assert [n.op for n in g.nodes] == [
+        "conv2d",
+        "dspike_lif",
+        "avgpool2d",
+        "flatten",
+        "linear",
+        "scale",
+        "dspike_lif",
+    ]
     pairs = list(zip(["if", "lif"], names))
     assert not _same(peer, _run(g, x, names), pairs)
     _assert_same(peer, _run(_shift_fire(g, -np.inf), x, names), pairs)
@@ -385,8 +458,12 @@ def test_spikingjelly_export_rejects_soft_reset_and_snnsim_rejects_nonzero_reset
 def _sj_run_imported(m, x, names):
     state = None
     rec: dict[str, list[np.ndarray]] = {k: [] for k in names}
-    hooks = [getattr(m, k).register_forward_hook(lambda _m, _a, o, k=k: rec[k].append(o[0].detach().numpy().copy()))
-             for k in names]
+    hooks = [
+        getattr(m, k).register_forward_hook(
+            lambda _m, _a, o, k=k: rec[k].append(o[0].detach().numpy().copy())
+        )
+        for k in names
+    ]
     try:
         with torch.no_grad():
             for t in range(T):
@@ -451,10 +528,21 @@ def _norse_net(rng: np.random.Generator, tau_mem_inv: float, second: str, dt: fl
     lin2.bias.data = torch.tensor(_dyadic(rng, 3, 16))
 
     def lif(n, th):
-        return nt.LIFBoxCell(nt.LIFBoxParameters(tau_mem_inv=torch.full((n,), tau_mem_inv), v_th=torch.full((n,), th),
-                                                 v_leak=torch.zeros(n), v_reset=torch.zeros(n)), dt=dt)
-    out = (nt.IAFCell(nt.IAFParameters(v_th=torch.full((3,), 0.5), v_reset=torch.zeros(3)), dt=dt) if second == "if"
-           else lif(3, 0.5))
+        return nt.LIFBoxCell(
+            nt.LIFBoxParameters(
+                tau_mem_inv=torch.full((n,), tau_mem_inv),
+                v_th=torch.full((n,), th),
+                v_leak=torch.zeros(n),
+                v_reset=torch.zeros(n),
+            ),
+            dt=dt,
+        )
+
+    out = (
+        nt.IAFCell(nt.IAFParameters(v_th=torch.full((3,), 0.5), v_reset=torch.zeros(3)), dt=dt)
+        if second == "if"
+        else lif(3, 0.5)
+    )
     return nt.SequentialState(lin1, lif(8, 1.0), lin2, out)
 
 
@@ -462,8 +550,12 @@ def _norse_forward(net, x: np.ndarray) -> dict[str, np.ndarray]:
     """Static input: the same x [B, 6] at every step."""
     state = None
     rec: dict[str, list[np.ndarray]] = {"1": [], "3": []}
-    hooks = [net[int(k)].register_forward_hook(lambda _m, _a, o, k=k: rec[k].append(o[0].detach().numpy().copy()))
-             for k in rec]
+    hooks = [
+        net[int(k)].register_forward_hook(
+            lambda _m, _a, o, k=k: rec[k].append(o[0].detach().numpy().copy())
+        )
+        for k in rec
+    ]
     try:
         with torch.no_grad():
             for _ in range(T):
@@ -531,14 +623,25 @@ def test_norse_export_of_leaky_integrator_readout_is_identical():
     nt, norse_to_nir, norse_from_nir = _norse()
     rng = np.random.default_rng(33)
     net = _norse_net(rng, tau_mem_inv=0.5, second="if", dt=1.0)
-    net[3] = nt.LIBoxCell(nt.LIBoxParameters(tau_mem_inv=torch.tensor([0.5, 0.25, 0.5]),
-                                             v_leak=torch.tensor([0.0, 0.25, -0.5])), dt=1.0)
+    net[3] = nt.LIBoxCell(
+        nt.LIBoxParameters(
+            tau_mem_inv=torch.tensor([0.5, 0.25, 0.5]), v_leak=torch.tensor([0.0, 0.25, -0.5])
+        ),
+        dt=1.0,
+    )
     x = _dyadic(rng, (B, 6), 4)
     with torch.no_grad():
         ng = norse_to_nir(net, torch.zeros(1, 6), dt=1.0)
     assert isinstance(ng.nodes["3"], nir.LI)
     g = from_nir(ng, dt=1.0)
-    assert [n.op for n in g.nodes] == ["linear", "scale", "dspike_lif", "linear", "scale", "integrate"]
+    assert [n.op for n in g.nodes] == [
+        "linear",
+        "scale",
+        "dspike_lif",
+        "linear",
+        "scale",
+        "integrate",
+    ]
     assert np.array_equal(g.node("3").tensors["leak"], np.array([0.5, 0.75, 0.5], np.float32))
     peer = _norse_forward(net, x)  # "1": LIF spikes, "3": LI membrane, [B, T, n]
     assert np.abs(peer["3"]).max() > 0.5 and peer["1"].sum() > 0
@@ -548,9 +651,15 @@ def test_norse_export_of_leaky_integrator_readout_is_identical():
         for mode in MODES:
             res = snnsim.run(g, x, steps=t, mode=mode, record=["1"])
             assert np.array_equal(res.record["1"], peer["1"][:, :t]), (mode, t)
-            assert np.array_equal(res.output, (peer["3"][:, t - 1].astype(np.float64) - offset) / t), (mode, t)
-            assert np.array_equal(res.output[:, 0], peer["3"][:, t - 1, 0].astype(np.float64) / t), (mode, t)
-            assert not np.array_equal(res.output[:, 1:], peer["3"][:, t - 1, 1:].astype(np.float64) / t)
+            assert np.array_equal(
+                res.output, (peer["3"][:, t - 1].astype(np.float64) - offset) / t
+            ), (mode, t)
+            assert np.array_equal(
+                res.output[:, 0], peer["3"][:, t - 1, 0].astype(np.float64) / t
+            ), (mode, t)
+            assert not np.array_equal(
+                res.output[:, 1:], peer["3"][:, t - 1, 1:].astype(np.float64) / t
+            )
 
     h = snnsim.Graph(input_shape=(3,))
     h.linear("fc", "input", np.eye(3))
@@ -610,4 +719,8 @@ def test_norse_import_ignores_r():
     h.linear("fc", "input", _dyadic(rng, (5, 6), 8), _dyadic(rng, 5, 16))
     h.dspike_lif("s", "fc", fire=0.5, leak=1.0)
     h.set_output("s")
-    _assert_same(_norse_run_imported(norse_from_nir(to_nir(h), dt=1.0), x, ["s"]), _run(h, x, ["s"]), [("s", "s")])
+    _assert_same(
+        _norse_run_imported(norse_from_nir(to_nir(h), dt=1.0), x, ["s"]),
+        _run(h, x, ["s"]),
+        [("s", "s")],
+    )

@@ -30,7 +30,9 @@ def _dspike_primitive(x: torch.Tensor, b: float, w: float) -> torch.Tensor:
 
 
 @given(b=temps, w=widths, u=st.lists(st.floats(-0.999, 0.999), min_size=1, max_size=16))
-def test_dspike_formula_matches_autograd_of_its_primitive(b: float, w: float, u: list[float]) -> None:
+def test_dspike_formula_matches_autograd_of_its_primitive(
+    b: float, w: float, u: list[float]
+) -> None:
     x = (torch.tensor(u, dtype=torch.float64) * w).requires_grad_(True)
     (g,) = torch.autograd.grad(_dspike_primitive(x, b, w).sum(), x)
     want = b * (1 - torch.tanh(b * x.detach()) ** 2) / (2 * math.tanh(b * w))
@@ -61,7 +63,9 @@ def test_dspike_integrates_to_one_and_sharpens_with_temperature(b: float) -> Non
     x = torch.linspace(-0.5, 0.5, 200001, dtype=torch.float64)
     g = dspike_grad(x, b, 0.5)
     assert abs(float(torch.trapezoid(g, x)) - 1.0) < 1e-4
-    assert float(dspike_grad(torch.zeros(1, dtype=torch.float64), b, 0.5)) == pytest.approx(b / (2 * math.tanh(b * 0.5)))
+    assert float(dspike_grad(torch.zeros(1, dtype=torch.float64), b, 0.5)) == pytest.approx(
+        b / (2 * math.tanh(b * 0.5))
+    )
 
 
 def test_small_temperature_is_the_rectangle() -> None:
@@ -71,7 +75,9 @@ def test_small_temperature_is_the_rectangle() -> None:
 
 
 @given(b=temps, x=st.lists(st.floats(-2, 2), min_size=1, max_size=32))
-def test_surrogate_forward_is_strict_heaviside_and_backward_is_the_formula(b: float, x: list[float]) -> None:
+def test_surrogate_forward_is_strict_heaviside_and_backward_is_the_formula(
+    b: float, x: list[float]
+) -> None:
     sg = DspikeSurrogate(b=b, w=0.5)
     t = torch.tensor(x + [0.0], dtype=torch.float64, requires_grad=True)
     s = sg(t)

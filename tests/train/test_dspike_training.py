@@ -3,7 +3,6 @@ the temperature search (Algorithm 1), Time Inheritance Training, the model regis
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,19 +22,22 @@ from snnsim.train.fdg import autograd_grad, cosine_similarity, finite_difference
 from snnsim.train.surrogates import DspikeSurrogate, RectSurrogate
 from snnsim.train.tdbn import TdBN
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(T: int = 3, static: bool = True, seed: int = 0) -> DspikeNet:
     torch.manual_seed(seed)
-    return create_model("dspike-mnist-cnn", T=T, in_channels=1, image_size=8, channels=(4, 6),
-                        static_input=static)  # type: ignore[return-value]
+    return create_model(
+        "dspike-mnist-cnn", T=T, in_channels=1, image_size=8, channels=(4, 6), static_input=static
+    )  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------- neuron
-@given(leak=st.sampled_from([0.0, 0.25, 0.5, 0.9, 1.0]), T=st.integers(1, 8),
-       cur=st.lists(st.floats(-1.0, 2.0, width=32), min_size=1, max_size=8))
+@given(
+    leak=st.sampled_from([0.0, 0.25, 0.5, 0.9, 1.0]),
+    T=st.integers(1, 8),
+    cur=st.lists(st.floats(-1.0, 2.0, width=32), min_size=1, max_size=8),
+)
 def test_lif_hard_reset_strict_firing(leak: float, T: int, cur: list[float]) -> None:
     x = torch.tensor(cur, dtype=torch.float32).reshape(1, 1, -1).expand(T, 1, -1).clone()
     n = DspikeNeuron(DspikeSurrogate(), leak=leak, vth=0.5, T=T)
@@ -94,7 +96,9 @@ def test_tdbn_normalises_over_time_and_batch() -> None:
     bn.eval()
     scale, shift = bn.fold()
     ye = bn(x)
-    torch.testing.assert_close(ye, x * scale.reshape(1, 1, C, 1, 1) + shift.reshape(1, 1, C, 1, 1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        ye, x * scale.reshape(1, 1, C, 1, 1) + shift.reshape(1, 1, C, 1, 1), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_tdbn_groups_match_separate_batches_and_keep_stats() -> None:
@@ -108,7 +112,9 @@ def test_tdbn_groups_match_separate_batches_and_keep_stats() -> None:
     assert torch.equal(bn.running_mean, before)
     with _FrozenStats(bn):
         for g in range(3):
-            torch.testing.assert_close(y[:, 4 * g:4 * g + 4], bn(x[:, 4 * g:4 * g + 4]), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                y[:, 4 * g : 4 * g + 4], bn(x[:, 4 * g : 4 * g + 4]), atol=1e-5, rtol=1e-5
+            )
     assert torch.equal(bn.running_mean, before)
 
 
@@ -179,6 +185,7 @@ def test_stacked_first_layer_losses_equal_separate_forwards() -> None:
 # ---------------------------------------------------------------------- Algorithm 1
 def test_select_temperature_picks_the_most_similar_candidate() -> None:
     fdg = torch.tensor([1.0, 0.0, 0.0])
+
     # constructed: the surrogate gradient's angle to the FDG shrinks as b grows towards 1.6
     def sg(b: float) -> torch.Tensor:
         return torch.tensor([1.0, abs(b - 1.6), 0.0])

@@ -58,7 +58,10 @@ def test_preact_shortcut_takes_the_first_neurons_spikes(cin: int, cout: int, str
         blk.conv2.bias.zero_()
     x = torch.randn(5, cin, 8, 8) * 2
     out, s = _block_run(blk, x, T)
-    assert s.abs().sum() > 0 and set(torch.unique(s).tolist()) <= {0.0, float(blk.sn1.spike_value())}
+    assert s.abs().sum() > 0 and set(torch.unique(s).tolist()) <= {
+        0.0,
+        float(blk.sn1.spike_value()),
+    }
     if stride == 1 and cin == cout:
         assert blk.shortcut is None
         assert torch.equal(out, s)
@@ -66,7 +69,9 @@ def test_preact_shortcut_takes_the_first_neurons_spikes(cin: int, cout: int, str
     else:
         assert isinstance(blk.shortcut, ConvT) and blk.shortcut.stride == (stride, stride)
         with torch.no_grad():
-            assert torch.equal(out, F.conv2d(s, blk.shortcut.weight, blk.shortcut.bias, stride=stride))
+            assert torch.equal(
+                out, F.conv2d(s, blk.shortcut.weight, blk.shortcut.bias, stride=stride)
+            )
 
 
 def test_preact_block_is_the_public_composition() -> None:
@@ -113,7 +118,9 @@ def test_preresnet_biases_and_initialisation() -> None:
     assert all(b.conv1.bias is not None for b in res20.body if isinstance(b, PreActBlock))
 
 
-@pytest.mark.parametrize("image_size, pools, size", [(48, 5, 1), (64, 5, 2), (32, 5, 1), (16, 4, 1)])
+@pytest.mark.parametrize(
+    "image_size, pools, size", [(48, 5, 1), (64, 5, 2), (32, 5, 1), (16, 4, 1)]
+)
 def test_vgg11_stages_and_classifier(image_size: int, pools: int, size: int) -> None:
     """Five stages each ending with a 2x2 average pool (48 -> 24 -> 12 -> 6 -> 3 -> 1; a pool of a
     1x1 map is left out), 8 convs with zero biases, each followed by BN, neuron, dropout; one
@@ -121,7 +128,11 @@ def test_vgg11_stages_and_classifier(image_size: int, pools: int, size: int) -> 
     torch.manual_seed(0)
     m = create_model("dsr-vgg11", T=2, image_size=image_size)
     kinds = [type(x).__name__ for x in m.body]
-    assert kinds.count("AvgPoolT") == pools and kinds.count("ConvT") == 8 and kinds.count("DropoutT") == 8
+    assert (
+        kinds.count("AvgPoolT") == pools
+        and kinds.count("ConvT") == 8
+        and kinds.count("DropoutT") == 8
+    )
     assert kinds[-4:] == ["FlattenT", "LinearT", "BatchNorm1dT", "DSRNeuron"]
     convs = [x for x in m.body if isinstance(x, ConvT)]
     assert [c.out_channels for c in convs] == [64, 128, 256, 256, 512, 512, 512, 512]
@@ -183,7 +194,9 @@ def test_export_adds_the_first_neurons_spikes(mode: str) -> None:
             consumers.setdefault(i, []).append(n.name)
     for blk, add in zip(blocks, adds):
         branches = [_trace_to_neuron(g, i) for i in add.inputs]
-        conv2 = next(b for b in branches if g.node(b).op == "conv2d" and g.node(b).attrs["kernel"] == [3, 3])
+        conv2 = next(
+            b for b in branches if g.node(b).op == "conv2d" and g.node(b).attrs["kernel"] == [3, 3]
+        )
         (other,) = [b for b in branches if b != conv2]
         if blk.shortcut is None:
             first = other  # the identity branch: the first neuron's spikes themselves
@@ -192,7 +205,11 @@ def test_export_adds_the_first_neurons_spikes(mode: str) -> None:
             first = g.node(other).inputs[0]
         assert g.node(first).op == "dsr_if"
         # the first neuron also feeds conv1, whose neuron (sn2) feeds conv2
-        (conv1,) = [c for c in consumers[first] if g.node(c).op == "conv2d" and g.node(c).attrs["kernel"] == [3, 3]]
+        (conv1,) = [
+            c
+            for c in consumers[first]
+            if g.node(c).op == "conv2d" and g.node(c).attrs["kernel"] == [3, 3]
+        ]
         sn2 = g.node(g.node(conv2).inputs[0])
         assert sn2.op == "dsr_if" and _trace_to_neuron(g, sn2.inputs[0]) == conv1
         bias = g.node(conv2).tensors["bias"]

@@ -3,8 +3,8 @@ int32 overflow, and the exact IF spike-count law of SPEC §1.1."""
 
 from __future__ import annotations
 
-from fractions import Fraction
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -22,12 +22,12 @@ from snnsim.neurons import (
     DsrLIFParams,
     Integrate,
     channel_param,
+    dspike_lif_step,
+    dspike_lif_step_int,
     dsr_if_step,
     dsr_if_step_int,
     dsr_lif_step,
     dsr_lif_step_int,
-    dspike_lif_step,
-    dspike_lif_step_int,
     fixed_point_multiply,
     integrate_step,
     integrate_step_int,
@@ -36,7 +36,9 @@ from snnsim.neurons import (
 
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+    ),
 ]
 
 
@@ -97,7 +99,12 @@ def test_dsr_lif_float_two_products_then_sum(device):
     u = (leak * v) + (gain * x)  # numpy: each op rounded to float32
     s_ref = (u >= fire).astype(np.float32)
     v_ref = u - theta * s_ref
-    p = DsrLIFParams(theta=torch.tensor(theta), fire=torch.tensor(fire), leak=torch.tensor(leak), gain=torch.tensor(gain))
+    p = DsrLIFParams(
+        theta=torch.tensor(theta),
+        fire=torch.tensor(fire),
+        leak=torch.tensor(leak),
+        gain=torch.tensor(gain),
+    )
     s, vn = dsr_lif_step(torch.tensor(x, device=device), torch.tensor(v, device=device), p)
     np.testing.assert_array_equal(s.cpu().numpy(), s_ref)
     np.testing.assert_array_equal(vn.cpu().numpy(), v_ref)
@@ -142,7 +149,9 @@ def test_spike_fn_gradient_flows():
         sg = torch.sigmoid(4 * d)
         return (d > 0).float() + sg - sg.detach()
 
-    s, _ = dspike_lif_step(x, torch.zeros_like(x), DspikeLIFParams(fire=0.5, leak=0.5), spike_fn=surrogate)
+    s, _ = dspike_lif_step(
+        x, torch.zeros_like(x), DspikeLIFParams(fire=0.5, leak=0.5), spike_fn=surrogate
+    )
     s.sum().backward()
     assert x.grad is not None and torch.all(x.grad > 0)
 
@@ -153,10 +162,14 @@ def test_modules_wrap_the_same_functions(device):
     x = torch.tensor([[0.5, 0.5]], device=device)
     s, v = m(x)
     s2, v2 = m(x, v)
-    assert s.tolist() == [[1.0, 0.0]] and s2.tolist() == [[0.0, 1.0]] and v2.tolist() == [[0.0, -1.0]]
+    assert (
+        s.tolist() == [[1.0, 0.0]] and s2.tolist() == [[0.0, 1.0]] and v2.tolist() == [[0.0, -1.0]]
+    )
     lif = DsrLIF(DsrLIFParams(theta=1.0, fire=0.5, leak=0.5, gain=0.5))
     assert lif(torch.tensor([[1.0]]))[0].item() == 1.0
-    dsp = DspikeLIF(DspikeLIFIntParams(fire=np.array([2], np.int32), leak_m=3, f=2), precision="int")
+    dsp = DspikeLIF(
+        DspikeLIFIntParams(fire=np.array([2], np.int32), leak_m=3, f=2), precision="int"
+    )
     s, v = dsp(torch.tensor([[2]]))
     assert s.item() == 0 and v.item() == 2
     integ = Integrate()
@@ -197,8 +210,18 @@ def test_integrate_int(device):
 
 @pytest.mark.parametrize(
     "m,x,f,want",
-    [(1, -3, 1, -1), (1, -1, 1, 0), (1, -5, 2, -1), (3, -7, 2, -5), (1, -6, 2, -1), (1, 6, 2, 2), (1, 2, 2, 1),
-     (1, -2, 2, 0), (7, 0, 3, 0), (2**31 - 1, -(2**31), 31, -(2**31 - 1))],
+    [
+        (1, -3, 1, -1),
+        (1, -1, 1, 0),
+        (1, -5, 2, -1),
+        (3, -7, 2, -5),
+        (1, -6, 2, -1),
+        (1, 6, 2, 2),
+        (1, 2, 2, 1),
+        (1, -2, 2, 0),
+        (7, 0, 3, 0),
+        (2**31 - 1, -(2**31), 31, -(2**31 - 1)),
+    ],
 )
 def test_fixed_point_multiply_table(m, x, f, want):
     got = fixed_point_multiply(torch.tensor(m), torch.tensor(x), f)
@@ -210,7 +233,11 @@ def test_fixed_point_multiply_is_round_half_up(device):
     m = rng.integers(-(2**31), 2**31, size=500)
     x = rng.integers(-(2**31), 2**31, size=500)
     for f in (1, 7, 16, 31):
-        got = fixed_point_multiply(torch.tensor(m, device=device), torch.tensor(x, device=device), f).cpu().tolist()
+        got = (
+            fixed_point_multiply(torch.tensor(m, device=device), torch.tensor(x, device=device), f)
+            .cpu()
+            .tolist()
+        )
         want = [math.floor(Fraction(int(a) * int(b), 2**f) + Fraction(1, 2)) for a, b in zip(m, x)]
         assert got == want
 
@@ -229,30 +256,51 @@ def test_fixed_point_multiply_rejects_bad_f_and_range():
 def test_int_overflow_raises_with_context(device):
     big = torch.tensor([[2**31 - 1]], device=device)
     with pytest.raises(SnnsimError, match="node 'sn' at step 7"):
-        dsr_if_step_int(torch.tensor([[1]], device=device), big, DsrIFParams(theta=2**31 - 1, fire=2**31 - 1),
-                        where="node 'sn' at step 7")
+        dsr_if_step_int(
+            torch.tensor([[1]], device=device),
+            big,
+            DsrIFParams(theta=2**31 - 1, fire=2**31 - 1),
+            where="node 'sn' at step 7",
+        )
     with pytest.raises(SnnsimError, match="overflow"):
-        integrate_step_int(torch.tensor([[-2]], device=device), torch.tensor([[-(2**31) + 1]], device=device))
+        integrate_step_int(
+            torch.tensor([[-2]], device=device), torch.tensor([[-(2**31) + 1]], device=device)
+        )
     with pytest.raises(SnnsimError, match="overflow"):
-        dsr_lif_step_int(big, big, DsrLIFIntParams(theta=1, fire=1, leak_m=2**30, gain_m=2**30, f=29))
+        dsr_lif_step_int(
+            big, big, DsrLIFIntParams(theta=1, fire=1, leak_m=2**30, gain_m=2**30, f=29)
+        )
     with pytest.raises(SnnsimError, match="overflow"):
-        dspike_lif_step_int(big, torch.tensor([[1]], device=device), DspikeLIFIntParams(fire=1, leak_m=2, f=1))
+        dspike_lif_step_int(
+            big, torch.tensor([[1]], device=device), DspikeLIFIntParams(fire=1, leak_m=2, f=1)
+        )
     # exactly at the bound is fine
-    s, v = integrate_step_int(torch.tensor([[1]], device=device), torch.tensor([[2**31 - 2]], device=device))
+    s, v = integrate_step_int(
+        torch.tensor([[1]], device=device), torch.tensor([[2**31 - 2]], device=device)
+    )
     assert v.item() == 2**31 - 1
 
 
 def test_int_rejects_non_integer_values():
     with pytest.raises(SnnsimError):
-        dsr_if_step_int(torch.tensor([[0.5]], dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64),
-                        DsrIFParams(theta=2, fire=1))
+        dsr_if_step_int(
+            torch.tensor([[0.5]], dtype=torch.float64),
+            torch.zeros(1, 1, dtype=torch.float64),
+            DsrIFParams(theta=2, fire=1),
+        )
     with pytest.raises(SnnsimError):
-        dsr_if_step_int(torch.tensor([[1]]), torch.zeros(1, 1, dtype=torch.int64), DsrIFParams(theta=2.5, fire=1))
+        dsr_if_step_int(
+            torch.tensor([[1]]),
+            torch.zeros(1, 1, dtype=torch.int64),
+            DsrIFParams(theta=2.5, fire=1),
+        )
 
 
 def test_neuron_step_dispatch():
     x = torch.tensor([[3]])
-    s, v = neuron_step("dsr_if", "int", x, torch.zeros_like(x), DsrIFParams(theta=2, fire=1), where="n")
+    s, v = neuron_step(
+        "dsr_if", "int", x, torch.zeros_like(x), DsrIFParams(theta=2, fire=1), where="n"
+    )
     assert s.item() == 1 and v.item() == 1
     with pytest.raises(SnnsimError):
         neuron_step("relu", "float32", x, x, None)
@@ -265,13 +313,22 @@ def _if_law(i_star: Fraction, theta: int, alpha: Fraction, n: int) -> int:
 
 @pytest.mark.parametrize(
     "alpha,theta",
-    [(Fraction(1), 1), (Fraction(1), 6), (Fraction(1), 10), (Fraction(1, 2), 2), (Fraction(1, 2), 6), (Fraction(1, 2), 10)],
+    [
+        (Fraction(1), 1),
+        (Fraction(1), 6),
+        (Fraction(1), 10),
+        (Fraction(1, 2), 2),
+        (Fraction(1, 2), 6),
+        (Fraction(1, 2), 10),
+    ],
 )
 def test_if_law_exact_int(device, alpha, theta):
     fire = alpha * theta
     assert fire.denominator == 1  # the fire level is an integer
     n_steps = 12
-    inputs = torch.arange(-2 * theta, 2 * theta + 1, device=device)  # every integer current in range
+    inputs = torch.arange(
+        -2 * theta, 2 * theta + 1, device=device
+    )  # every integer current in range
     x = inputs.reshape(1, -1)
     v = torch.zeros_like(x)
     total = torch.zeros_like(x)
@@ -302,7 +359,9 @@ def test_if_law_float_away_from_boundaries():
     rng = np.random.default_rng(3)
     cur = rng.uniform(-0.2, 1.2, size=400).astype(np.float32)
     # keep inputs whose exact N*I/theta + 1 - alpha is far from an integer
-    frac = np.array([float(Fraction(float(c)) * n_steps / Fraction(theta) + 1 - alpha) % 1.0 for c in cur])
+    frac = np.array(
+        [float(Fraction(float(c)) * n_steps / Fraction(theta) + 1 - alpha) % 1.0 for c in cur]
+    )
     cur = cur[(frac > 0.01) & (frac < 0.99)]
     x = torch.tensor(cur).reshape(1, -1)
     v = torch.zeros_like(x)

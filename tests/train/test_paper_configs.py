@@ -23,7 +23,11 @@ CIFAR_ROWS = [
     ("dsr-cifar10-preresnet56-lif-t20", CIFAR10_NORM),
     ("dsr-cifar10-cifarnet-if-t20", CIFAR10_NORM),
 ]
-DVS_ROWS = ["dsr-dvscifar10-vgg11-if-t20", "dsr-dvscifar10-vgg11-lif-t20", "dsr-dvscifar10-vgg11-lif-t10"]
+DVS_ROWS = [
+    "dsr-dvscifar10-vgg11-if-t20",
+    "dsr-dvscifar10-vgg11-lif-t20",
+    "dsr-dvscifar10-vgg11-lif-t10",
+]
 
 
 def _iters(n_train: int, batch: int) -> int:
@@ -33,7 +37,13 @@ def _iters(n_train: int, batch: int) -> int:
 @pytest.mark.parametrize("name,norm", CIFAR_ROWS)
 def test_cifar_rows_follow_public_code(name: str, norm: tuple) -> None:
     c = get_config(name)
-    assert (c.optimizer, c.lr, c.momentum, c.nesterov, c.weight_decay) == ("sgd", 0.05, 0.9, False, 5e-4)
+    assert (c.optimizer, c.lr, c.momentum, c.nesterov, c.weight_decay) == (
+        "sgd",
+        0.05,
+        0.9,
+        False,
+        5e-4,
+    )
     assert (c.epochs, c.batch_size, c.schedule) == (200, 128, "cosine")
     assert (c.crop_padding, c.flip) == (4, True)
     assert c.normalize == norm
@@ -46,7 +56,13 @@ def test_cifar_rows_follow_public_code(name: str, norm: tuple) -> None:
 @pytest.mark.parametrize("name", DVS_ROWS)
 def test_dvs_rows_follow_public_code(name: str) -> None:
     c = get_config(name)
-    assert (c.optimizer, c.lr, c.momentum, c.nesterov, c.weight_decay) == ("sgd", 0.05, 0.9, False, 5e-4)
+    assert (c.optimizer, c.lr, c.momentum, c.nesterov, c.weight_decay) == (
+        "sgd",
+        0.05,
+        0.9,
+        False,
+        5e-4,
+    )
     assert (c.epochs, c.batch_size, c.schedule) == (300, 128, "cosine")
     assert (c.crop_padding, c.flip, c.normalize) == (4, False, None)
     assert c.model_kwargs.get("dropout") == 0.1

@@ -12,7 +12,14 @@ import torch
 import snnsim
 from snnsim.data import load_mnist5k_split
 from snnsim.exporter import _QMAX, export_graph, neuron_nodes, weight_scale
-from snnsim.qat import _bn_fold_scale, _weighted_layers, attach_fake_quant, detach_fake_quant, fake_quant, qat_finetune
+from snnsim.qat import (
+    _bn_fold_scale,
+    _weighted_layers,
+    attach_fake_quant,
+    detach_fake_quant,
+    fake_quant,
+    qat_finetune,
+)
 from snnsim.train.configs import get_config
 from snnsim.train.trainer import Trainer
 
@@ -37,7 +44,9 @@ def test_fake_quant_is_exporter_grid(mode, per_channel) -> None:
 
 
 def test_ste_gradient_identity_inside_zero_outside() -> None:
-    w = torch.tensor([-20.0, -8.4, -8.0, -3.3, 0.0, 0.49, 2.5, 6.9, 7.0, 7.6, 30.0], requires_grad=True)
+    w = torch.tensor(
+        [-20.0, -8.4, -8.0, -3.3, 0.0, 0.49, 2.5, 6.9, 7.0, 7.6, 30.0], requires_grad=True
+    )
     q = fake_quant(w, 1.0, "int4")  # range [-8, 7]
     np.testing.assert_array_equal(q.detach().numpy(), [-8, -8, -8, -3, 0, 0, 2, 7, 7, 7, 7])
     up = torch.arange(1.0, 12.0)
@@ -50,8 +59,9 @@ def test_ste_gradient_identity_inside_zero_outside() -> None:
 def setup():
     xtr, ytr = load_mnist5k_split("train")
     xte, yte = load_mnist5k_split("test")
-    cfg = get_config("dsr-mnist5k-mlp-if-t5").with_(epochs=1, num_threads=1, eval_every=1, seed=0,
-                                                    model_kwargs={"hidden": (128,)})
+    cfg = get_config("dsr-mnist5k-mlp-if-t5").with_(
+        epochs=1, num_threads=1, eval_every=1, seed=0, model_kwargs={"hidden": (128,)}
+    )
     tr = Trainer(cfg, progress=False)
     tr.fit(log=None)
     return tr.model.eval(), (xtr[:1500], ytr[:1500]), xte[:300], yte[:300]

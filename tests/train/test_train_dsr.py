@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 
 from snnsim.models import create_model
 from snnsim.train import dsr as dsr_module
-from snnsim.train.dsr import DSRNeuronConfig, dsr_defaults, dsr_forward, lif_weights, mean_current, simulate_dsr
+from snnsim.train.dsr import (
+    DSRNeuronConfig,
+    dsr_defaults,
+    dsr_forward,
+    lif_weights,
+    mean_current,
+    simulate_dsr,
+)
 from snnsim.train.layers import (
     AvgPoolT,
     ConvT,
@@ -38,7 +45,9 @@ from snnsim.train.net import DSRNet, neuron_config
     seed=st.integers(0, 10_000),
 )
 @settings(max_examples=25)
-def test_native_forward_spikes_equal_the_torch_steps(kind: str, T: int, static: bool, channels_last: bool, seed: int) -> None:
+def test_native_forward_spikes_equal_the_torch_steps(
+    kind: str, T: int, static: bool, channels_last: bool, seed: int
+) -> None:
     """The CPU float32 fast path (one native pass) fires exactly where the torch step functions
     fire; the two means agree to rounding (their summation order may differ)."""
     assert dsr_module._native() is not None, "the native module must provide dsr_forward"
@@ -65,23 +74,86 @@ def test_native_forward_falls_back_and_rejects_bad_arrays() -> None:
     x = torch.randn(8, 6, 5) * 6
     theta = torch.tensor(6.0)
     ref = simulate_dsr(x, 4, theta, cfg)
-    assert torch.equal(dsr_forward(x.transpose(1, 2).contiguous().transpose(1, 2), 4, theta, cfg).out, ref)
+    assert torch.equal(
+        dsr_forward(x.transpose(1, 2).contiguous().transpose(1, 2), 4, theta, cfg).out, ref
+    )
     assert torch.equal(dsr_forward(x.double(), 4, theta.double(), cfg).out, ref.double())
     core = dsr_module._native()
     a = np.zeros(8, np.float32)
     with pytest.raises(ValueError, match="x"):
-        core.dsr_forward(np.zeros(7, np.float32), a, np.zeros(2, np.float32), np.zeros(2, np.float32), 4, False, "if", 1.0, 0.5, 1.0)
+        core.dsr_forward(
+            np.zeros(7, np.float32),
+            a,
+            np.zeros(2, np.float32),
+            np.zeros(2, np.float32),
+            4,
+            False,
+            "if",
+            1.0,
+            0.5,
+            1.0,
+        )
     with pytest.raises(TypeError, match="float32"):
-        core.dsr_forward(np.zeros(8), a, np.zeros(2, np.float32), np.zeros(2, np.float32), 4, False, "if", 1.0, 0.5, 1.0)
+        core.dsr_forward(
+            np.zeros(8),
+            a,
+            np.zeros(2, np.float32),
+            np.zeros(2, np.float32),
+            4,
+            False,
+            "if",
+            1.0,
+            0.5,
+            1.0,
+        )
     with pytest.raises(ValueError, match="kind"):
-        core.dsr_forward(a, a.copy(), np.zeros(2, np.float32), np.zeros(2, np.float32), 4, False, "lif", 1.0, 0.5, 1.0)
+        core.dsr_forward(
+            a,
+            a.copy(),
+            np.zeros(2, np.float32),
+            np.zeros(2, np.float32),
+            4,
+            False,
+            "lif",
+            1.0,
+            0.5,
+            1.0,
+        )
     with pytest.raises(ValueError, match="current_weights"):
-        core.dsr_forward(a, a.copy(), np.zeros(2, np.float32), np.zeros(2, np.float32), 4, False, "lif", 1.0, 0.5,
-                         1.0, leak=0.9, gain=0.1, current_weights=np.ones(3, np.float32))
-    for pool in ((2, 2**62, 2**62, 4, False), (0, 1, 2, 1, False), (2, 1, 3, 1, False)):  # overflow, k=0, odd H
+        core.dsr_forward(
+            a,
+            a.copy(),
+            np.zeros(2, np.float32),
+            np.zeros(2, np.float32),
+            4,
+            False,
+            "lif",
+            1.0,
+            0.5,
+            1.0,
+            leak=0.9,
+            gain=0.1,
+            current_weights=np.ones(3, np.float32),
+        )
+    for pool in (
+        (2, 2**62, 2**62, 4, False),
+        (0, 1, 2, 1, False),
+        (2, 1, 3, 1, False),
+    ):  # overflow, k=0, odd H
         with pytest.raises(ValueError, match="pool"):
-            core.dsr_forward(a, a.copy(), np.zeros(2, np.float32), np.zeros(2, np.float32), 4, False, "if", 1.0, 0.5,
-                             1.0, pool=pool)
+            core.dsr_forward(
+                a,
+                a.copy(),
+                np.zeros(2, np.float32),
+                np.zeros(2, np.float32),
+                4,
+                False,
+                "if",
+                1.0,
+                0.5,
+                1.0,
+                pool=pool,
+            )
 
 
 def test_training_step_is_the_same_without_the_native_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,7 +169,9 @@ def test_training_step_is_the_same_without_the_native_path(monkeypatch: pytest.M
         x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
         loss = torch.nn.functional.cross_entropy(net(x), torch.arange(8) % 10)
         loss.backward()
-        grads.append([loss.detach()] + [p.grad.clone() for p in net.parameters() if p.grad is not None])
+        grads.append(
+            [loss.detach()] + [p.grad.clone() for p in net.parameters() if p.grad is not None]
+        )
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
@@ -107,7 +181,14 @@ def test_paper_defaults_per_T() -> None:
     c = dsr_defaults("if", 20)
     assert (c.theta0, c.alpha, c.bound, c.grad_scale) == (6.0, 0.5, 0.01, 1.0)
     c = dsr_defaults("lif", 20)
-    assert (c.theta0, c.bound, c.dt, c.alpha, c.tau, c.grad_scale) == (0.3, 5e-4, 0.05, 0.3, 1.0, 0.05)
+    assert (c.theta0, c.bound, c.dt, c.alpha, c.tau, c.grad_scale) == (
+        0.3,
+        5e-4,
+        0.05,
+        0.3,
+        1.0,
+        0.05,
+    )
     assert dsr_defaults("lif", 10).alpha == 0.4 and dsr_defaults("lif", 15).alpha == 0.4
     c = dsr_defaults("lif", 5)
     assert (c.theta0, c.bound, c.dt, c.alpha, c.grad_scale) == (0.6, 1e-3, 0.1, 0.5, 0.1)
@@ -139,7 +220,9 @@ def _count_law(N: int, I: float, theta: float, alpha: float) -> int:
     u=st.floats(-0.5, 1.5),
     mode=st.sampled_from(["rate", "step"]),
 )
-def test_if_quantisation_law_in_training_forward(N: int, alpha: float, theta: float, u: float, mode: str) -> None:
+def test_if_quantisation_law_in_training_forward(
+    N: int, alpha: float, theta: float, u: float, mode: str
+) -> None:
     I = u * theta
     x = N * I / theta + 1 - alpha
     assume(abs(x - round(x)) > 1e-3)  # away from the rounding boundaries
@@ -224,7 +307,9 @@ def _net(kind: str, T: int, mode: str, static: bool, seed: int, dropout: float) 
     dropout=st.sampled_from([0.0, 0.3]),
 )
 @settings(max_examples=15)
-def test_step_and_rate_backward_give_equal_gradients(kind: str, T: int, static: bool, seed: int, dropout: float) -> None:
+def test_step_and_rate_backward_give_equal_gradients(
+    kind: str, T: int, static: bool, seed: int, dropout: float
+) -> None:
     g = torch.Generator().manual_seed(seed)
     scale = 3.0 if kind == "if" else 12.0
     x = torch.rand((3, 2, 8, 8) if static else (3, T, 2, 8, 8), generator=g) * scale
@@ -254,7 +339,9 @@ def test_bn_networks_forward_identically_in_both_forms() -> None:
         net.train()
         out = net(x)
         out.sum().backward()
-        outs.append((out.detach(), net.body[1].running_var.clone(), net.body[0].weight.grad.clone()))
+        outs.append(
+            (out.detach(), net.body[1].running_var.clone(), net.body[0].weight.grad.clone())
+        )
     assert torch.allclose(outs[0][0], outs[1][0], atol=1e-5)
     assert torch.allclose(outs[0][1], outs[1][1], atol=1e-6)
     # the static first layer sees no temporal variance: its BN gradient is exact in the rate form
@@ -270,7 +357,9 @@ def test_if_rate_converges_to_clamp(theta: float, alpha: float, seed: int) -> No
     cfg = neuron_config("if", 1, alpha=alpha)
     target = I.clamp(0, theta)
     for N in (10, 100, 1000):
-        r = time_mean(simulate_dsr(I, N, torch.tensor(theta, dtype=torch.float64), cfg, static=True), N)
+        r = time_mean(
+            simulate_dsr(I, N, torch.tensor(theta, dtype=torch.float64), cfg, static=True), N
+        )
         assert float((r - target).abs().max()) <= theta / N + 1e-9
 
 
@@ -316,7 +405,9 @@ def test_rate_form_keeps_memory_flat_in_T() -> None:
 
 
 # ---------------------------------------------------------------------- time-chunked forward
-def _one_step(net: DSRNet, x: torch.Tensor, chunk: int | None) -> tuple[float, list[torch.Tensor], dict, list[torch.Tensor]]:
+def _one_step(
+    net: DSRNet, x: torch.Tensor, chunk: int | None
+) -> tuple[float, list[torch.Tensor], dict, list[torch.Tensor]]:
     net.time_chunk = chunk
     net.zero_grad(set_to_none=True)
     loss = torch.nn.functional.cross_entropy(net(x), torch.arange(x.shape[0]) % 10)
@@ -331,9 +422,13 @@ def _biases_before_bn(net: DSRNet) -> list[bool]:
     a conv/linear layer directly followed by a batch norm (VGG-11, as the public code), whose
     exact gradient is zero: the normalisation removes any per-channel constant."""
     mods = list(net.body.children())
-    flagged = {id(m.bias) for m, nxt in zip(mods, mods[1:])
-               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None
-               and isinstance(nxt, torch.nn.modules.batchnorm._BatchNorm)}
+    flagged = {
+        id(m.bias)
+        for m, nxt in zip(mods, mods[1:])
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+        and m.bias is not None
+        and isinstance(nxt, torch.nn.modules.batchnorm._BatchNorm)
+    }
     return [id(p) in flagged for p in net.parameters() if p.grad is not None]
 
 
@@ -342,12 +437,18 @@ def _biases_before_bn(net: DSRNet) -> list[bool]:
     [
         ("dsr-mnist-cnn", {"neuron": "if", "T": 5}, (12, 1, 28, 28)),
         ("dsr-mnist-cnn", {"neuron": "lif", "T": 7}, (12, 1, 28, 28)),
-        ("dsr-vgg11", {"neuron": "if", "T": 3, "image_size": 16, "dropout": 0.1}, (4, 3, 2, 16, 16)),
+        (
+            "dsr-vgg11",
+            {"neuron": "if", "T": 3, "image_size": 16, "dropout": 0.1},
+            (4, 3, 2, 16, 16),
+        ),
         ("dsr-mlp", {"neuron": "lif", "T": 6}, (12, 784)),
     ],
 )
 @pytest.mark.parametrize("chunk", [1, 2, 4])
-def test_time_chunked_forward_equals_the_whole_run(name: str, kw: dict, shape: tuple, chunk: int) -> None:
+def test_time_chunked_forward_equals_the_whole_run(
+    name: str, kw: dict, shape: tuple, chunk: int
+) -> None:
     """Running the steps a chunk at a time (membranes carried over, batch-norm statistics from
     extra passes) gives the whole run's loss, gradients, firing rates and running statistics
     (to float rounding), for static images, event-frame sequences with dropout, IF and LIF."""
@@ -408,7 +509,9 @@ def test_rate_batch_norm_kernel_equals_its_autograd_definition(channels_last: bo
             z.grad = bn.weight.grad = bn.bias.grad = None
             y = f(z, var_all)
             (y * g).sum().backward()
-            results.append((y.detach(), z.grad.clone(), bn.weight.grad.clone(), bn.bias.grad.clone()))
+            results.append(
+                (y.detach(), z.grad.clone(), bn.weight.grad.clone(), bn.bias.grad.clone())
+            )
         for a, b in zip(*results, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
@@ -416,7 +519,9 @@ def test_rate_batch_norm_kernel_equals_its_autograd_definition(channels_last: bo
 @pytest.mark.parametrize("kind", ["if", "lif"])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("static", [False, True])
-def test_pooling_inside_the_neuron_forward_is_exact(kind: str, channels_last: bool, static: bool) -> None:
+def test_pooling_inside_the_neuron_forward_is_exact(
+    kind: str, channels_last: bool, static: bool
+) -> None:
     """``dsr_forward(pool=k)`` returns exactly ``avg_pool2d`` of the full outputs (k = 2, 3),
     and a whole network whose neuron layers pool inside their forward trains exactly like the
     same layers applied one by one (loss, gradients, firing rates, eval outputs)."""
@@ -453,7 +558,9 @@ def test_pooling_inside_the_neuron_forward_is_exact(kind: str, channels_last: bo
             net.eval()
             with torch.no_grad():
                 ev = net(xb)
-            results.append((loss.detach(), [p.grad for p in net.parameters()], net.firing_rates(), ev))
+            results.append(
+                (loss.detach(), [p.grad for p in net.parameters()], net.firing_rates(), ev)
+            )
         finally:
             net_module.run_layers = run_layers
     (l0, g0, r0, e0), (l1, g1, r1, e1) = results
@@ -482,8 +589,13 @@ def test_rate_form_gradients_equal_the_step_form_with_batch_norm(chunk: int | No
         grads[mode] = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
     assert grads["step"].keys() == grads["rate"].keys()
     for name, g in grads["step"].items():
-        torch.testing.assert_close(grads["rate"][name], g, rtol=1e-4, atol=1e-5 * float(g.abs().max()) + 1e-9,
-                                   msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(
+            grads["rate"][name],
+            g,
+            rtol=1e-4,
+            atol=1e-5 * float(g.abs().max()) + 1e-9,
+            msg=lambda m, name=name: f"{name}: {m}",
+        )
     # without the term (the between-sample-only gradient) the conv weights differ
     torch.manual_seed(0)
     net = create_model("dsr-mnist-cnn", neuron="if", T=5, mode="rate")
@@ -501,7 +613,9 @@ def test_forward_hooks_still_see_every_neuron_layer() -> None:
     net.eval()
     seen: dict[str, tuple[int, ...]] = {}
     for name, m in net.neurons():
-        m.register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, tuple(out.steps.shape)))
+        m.register_forward_hook(
+            lambda mod, inp, out, name=name: seen.__setitem__(name, tuple(out.steps.shape))
+        )
     with torch.no_grad():
         net(torch.rand(2, 1, 28, 28))
     assert seen == {"body.2": (6, 32, 28, 28), "body.6": (6, 64, 14, 14), "body.11": (6, 10)}

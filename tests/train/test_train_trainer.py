@@ -11,15 +11,32 @@ import torch
 
 from snnsim.models import create_model, list_models
 from snnsim.train.__main__ import main as cli_main
-from snnsim.train.checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json_atomic
+from snnsim.train.checkpoint import (
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+    write_json_atomic,
+)
 from snnsim.train.configs import CONFIGS, TrainConfig, get_config
 from snnsim.train.layers import DSRNeuron
 from snnsim.train.net import DSRNet
 from snnsim.train.trainer import Trainer, augment_batch, lr_at
 
 TINY = TrainConfig(
-    name="tiny", model="dsr-mlp", dataset="synthetic", neuron="if", T=3, epochs=3, batch_size=16,
-    eval_batch_size=24, lr=0.05, crop_padding=1, flip=True, warmup_epochs=0.5, seed=7, num_threads=1,
+    name="tiny",
+    model="dsr-mlp",
+    dataset="synthetic",
+    neuron="if",
+    T=3,
+    epochs=3,
+    batch_size=16,
+    eval_batch_size=24,
+    lr=0.05,
+    crop_padding=1,
+    flip=True,
+    warmup_epochs=0.5,
+    seed=7,
+    num_threads=1,
     model_kwargs={"in_features": 144, "hidden": (16,), "num_classes": 4, "theta0": 1.0},
 )
 
@@ -50,8 +67,25 @@ def test_cli_trains_resumes_and_lists(tmp_path: Path, capsys: pytest.CaptureFixt
     CONFIGS["tiny-test"] = TINY.with_(name="tiny-test")
     try:
         out = tmp_path / "run"
-        assert cli_main(["--config", "tiny-test", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
-        assert cli_main(["--config", "tiny-test", "--epochs", "2", "--out", str(out), "--resume", "--no-progress"]) == 0
+        assert (
+            cli_main(["--config", "tiny-test", "--epochs", "1", "--out", str(out), "--no-progress"])
+            == 0
+        )
+        assert (
+            cli_main(
+                [
+                    "--config",
+                    "tiny-test",
+                    "--epochs",
+                    "2",
+                    "--out",
+                    str(out),
+                    "--resume",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         assert "resumed after epoch 1" in capsys.readouterr().out
         metrics = json.loads((out / "metrics.json").read_text())
         assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
@@ -63,15 +97,32 @@ def test_cli_trains_resumes_and_lists(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_paper_configs_exist_and_refuse_without_gpu_or_data(tmp_path: Path) -> None:
-    for name in ("dsr-cifar10-preresnet18-if-t20", "dsr-dvscifar10-vgg11-lif-t20", "dsr-mnist5k-cnn-if-t5",
-                 "dsr-cifar100-preresnet18-lif-t10", "dsr-cifar10-preresnet56-if-t20", "ann-mnist5k-cnn-lr005"):
+    for name in (
+        "dsr-cifar10-preresnet18-if-t20",
+        "dsr-dvscifar10-vgg11-lif-t20",
+        "dsr-mnist5k-cnn-if-t5",
+        "dsr-cifar100-preresnet18-lif-t10",
+        "dsr-cifar10-preresnet56-if-t20",
+        "ann-mnist5k-cnn-lr005",
+    ):
         get_config(name)
     c = get_config("dsr-dvscifar10-vgg11-lif-t20")
     assert c.model == "dsr-vgg11" and c.T == 20 and c.neuron == "lif" and c.requires_gpu
     if not torch.cuda.is_available():
         assert cli_main(["--config", "dsr-cifar10-preresnet18-if-t20", "--out", str(tmp_path)]) == 2
-    rc = cli_main(["--config", "dsr-cifar10-preresnet18-if-t20", "--out", str(tmp_path), "--force",
-                   "--data-root", str(tmp_path / "missing"), "--epochs", "1"])
+    rc = cli_main(
+        [
+            "--config",
+            "dsr-cifar10-preresnet18-if-t20",
+            "--out",
+            str(tmp_path),
+            "--force",
+            "--data-root",
+            str(tmp_path / "missing"),
+            "--epochs",
+            "1",
+        ]
+    )
     assert rc != 0
 
 
@@ -111,7 +162,9 @@ def test_augment_crop_and_flip() -> None:
     assert z.shape == x.shape
     for i in range(2):  # every crop is a shifted window of the zero-padded image
         xp = torch.nn.functional.pad(x[i], (2, 2, 2, 2))
-        assert any(torch.equal(z[i], xp[:, a:a + 4, b:b + 4]) for a in range(5) for b in range(5))
+        assert any(
+            torch.equal(z[i], xp[:, a : a + 4, b : b + 4]) for a in range(5) for b in range(5)
+        )
     seq = torch.rand(3, 5, 2, 6, 6)  # [B, T, C, H, W]: one crop per sample for all steps
     s = augment_batch(seq, 1, True, torch.Generator().manual_seed(2))
     assert s.shape == seq.shape
@@ -147,13 +200,24 @@ def test_models_build_and_train_a_step(name: str, shape: tuple[int, ...], T: int
 
 def test_registry_lists_paper_architectures() -> None:
     names = set(list_models())
-    for n in ("dsr-mlp", "dsr-mnist-cnn", "dsr-cifarnet", "dsr-vgg11", "dsr-preresnet18", "dsr-preresnet20",
-              "dsr-preresnet32", "dsr-preresnet44", "dsr-preresnet56", "dsr-preresnet110"):
+    for n in (
+        "dsr-mlp",
+        "dsr-mnist-cnn",
+        "dsr-cifarnet",
+        "dsr-vgg11",
+        "dsr-preresnet18",
+        "dsr-preresnet20",
+        "dsr-preresnet32",
+        "dsr-preresnet44",
+        "dsr-preresnet56",
+        "dsr-preresnet110",
+    ):
         assert n in names
     m = create_model("dsr-preresnet110", T=1)
     assert sum(1 for x in m.modules() if type(x).__name__ == "PreActBlock") == 54
     cnn = create_model("dsr-mnist-cnn", T=5)
-    assert [tuple(p.shape) for p in (cnn.body[0].weight, cnn.body[4].weight, cnn.body[9].weight)] == [
-        (32, 1, 3, 3), (64, 32, 3, 3), (10, 3136)]
+    assert [
+        tuple(p.shape) for p in (cnn.body[0].weight, cnn.body[4].weight, cnn.body[9].weight)
+    ] == [(32, 1, 3, 3), (64, 32, 3, 3), (10, 3136)]
     vgg = create_model("dsr-vgg11", T=2)
     assert sum(1 for x in vgg.modules() if type(x).__name__ == "DropoutT") == 8

@@ -7,7 +7,14 @@ ON) and t (int64 microseconds), see :mod:`snnsim.data.event_arrays`. Errors abou
 their contents are :class:`DataFormatError` (a ``ValueError``) naming the path and field.
 """
 
-from .aedat import decode_dvs128, encode_dvs128, read_aedat, read_aedat_raw, split_header, write_aedat
+from .aedat import (
+    decode_dvs128,
+    encode_dvs128,
+    read_aedat,
+    read_aedat_raw,
+    split_header,
+    write_aedat,
+)
 from .cifar import (
     cifar10_label_names,
     cifar100_label_names,
@@ -29,7 +36,14 @@ from .dvs_cifar10 import (
     resize_frames,
 )
 from .errors import DataFormatError
-from .event_arrays import EVENT_DTYPE, as_events, concat_events, empty_events, make_events, validate_events
+from .event_arrays import (
+    EVENT_DTYPE,
+    as_events,
+    concat_events,
+    empty_events,
+    make_events,
+    validate_events,
+)
 from .event_dataset import EventDataset, EventFileDataset, collate_events
 from .mnist5k import load_mnist5k, load_mnist5k_split, mnist5k_datasets, mnist5k_split_indices
 from .nmnist import (

@@ -72,7 +72,9 @@ def _version(lines: list[str], source: str) -> int:
                 return 1
             if major == "2":
                 return 2
-            raise DataFormatError(f"{source}: AEDAT version {ver!r} is not supported (only 1.x and 2.x)")
+            raise DataFormatError(
+                f"{source}: AEDAT version {ver!r} is not supported (only 1.x and 2.x)"
+            )
     return 2
 
 
@@ -97,7 +99,10 @@ def read_aedat_raw(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def decode_dvs128(
-    addresses: np.ndarray, timestamps: np.ndarray, layout: Layout = "jaer", drop_special: bool = True
+    addresses: np.ndarray,
+    timestamps: np.ndarray,
+    layout: Layout = "jaer",
+    drop_special: bool = True,
 ) -> np.ndarray:
     """Decode DVS128 address words into an event array (see the module docstring for
     ``layout``). With ``drop_special`` events with bit 15 or higher set are removed; otherwise
@@ -107,7 +112,9 @@ def decode_dvs128(
     a = np.asarray(addresses, dtype=np.uint32)
     t = np.asarray(timestamps, dtype=np.int64)
     if a.shape != t.shape or a.ndim != 1:
-        raise ValueError(f"decode_dvs128: addresses {a.shape} and timestamps {t.shape} must be equal 1-D")
+        raise ValueError(
+            f"decode_dvs128: addresses {a.shape} and timestamps {t.shape} must be equal 1-D"
+        )
     special = (a & ~np.uint32(0x7FFF)) != 0
     if special.any():
         if not drop_special:
@@ -138,7 +145,9 @@ def encode_dvs128(events: np.ndarray, layout: Layout = "jaer", name: str = "even
         bad = (col < 0) | (col > 127)
         if bad.any():
             i = int(np.argmax(bad))
-            raise DataFormatError(f"{name}: event {i} has {field}={int(col[i])}, DVS128 needs 0..127")
+            raise DataFormatError(
+                f"{name}: event {i} has {field}={int(col[i])}, DVS128 needs 0..127"
+            )
     x = ev["x"].astype(np.uint32)
     y = ev["y"].astype(np.uint32)
     p = ev["p"].astype(np.uint32) & 1
@@ -178,7 +187,9 @@ def write_aedat(
         raise DataFormatError(f"{path}: timestamps must be in 0..2**32-1 us for AEDAT 2.0")
     for line in header:
         if not line.startswith("#") or "\n" in line or "\r" in line:
-            raise ValueError(f"write_aedat: header line {line!r} must start with '#' and hold no line break")
+            raise ValueError(
+                f"write_aedat: header line {line!r} must start with '#' and hold no line break"
+            )
     body = np.empty(ev.size, dtype=[("a", ">u4"), ("t", ">u4")])
     body["a"] = encode_dvs128(ev, layout, str(path))
     body["t"] = t

@@ -70,7 +70,9 @@ def _load_pickle(path: Path) -> dict[bytes, Any]:
     try:
         obj = _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as exc:  # pickle raises many types on garbage input
-        raise DataFormatError(f"{path}: not a valid CIFAR pickle ({type(exc).__name__}: {exc})") from exc
+        raise DataFormatError(
+            f"{path}: not a valid CIFAR pickle ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(obj, dict):
         raise DataFormatError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     return {(k.encode() if isinstance(k, str) else k): v for k, v in obj.items()}
@@ -85,7 +87,12 @@ def _field(d: dict[bytes, Any], key: bytes, path: Path) -> Any:
 
 def _images(d: dict[bytes, Any], path: Path) -> np.ndarray:
     data = _field(d, b"data", path)
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3072
+    ):
         desc = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DataFormatError(f"{path}: key b'data' must be a uint8 array [N, 3072], got {desc}")
     return data.reshape(data.shape[0], *IMAGE_SHAPE)
@@ -98,12 +105,18 @@ def _labels(d: dict[bytes, Any], key: bytes, n: int, n_classes: int, path: Path)
     except Exception as exc:  # pragma: no cover - defensive
         raise DataFormatError(f"{path}: key {key!r} is not a list of ints") from exc
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise DataFormatError(f"{path}: key {key!r} must be a list of ints, got {labels.dtype} {labels.shape}")
+        raise DataFormatError(
+            f"{path}: key {key!r} must be a list of ints, got {labels.dtype} {labels.shape}"
+        )
     if labels.shape[0] != n:
-        raise DataFormatError(f"{path}: key {key!r} has {labels.shape[0]} labels but b'data' has {n} rows")
+        raise DataFormatError(
+            f"{path}: key {key!r} has {labels.shape[0]} labels but b'data' has {n} rows"
+        )
     if n and (labels.min() < 0 or labels.max() >= n_classes):
         bad = labels[(labels < 0) | (labels >= n_classes)][0]
-        raise DataFormatError(f"{path}: key {key!r} has label {int(bad)} outside 0..{n_classes - 1}")
+        raise DataFormatError(
+            f"{path}: key {key!r} has label {int(bad)} outside 0..{n_classes - 1}"
+        )
     return labels.astype(np.int64)
 
 
@@ -164,7 +177,9 @@ def load_cifar100(
     """
     _check_split(split)
     if label_kind not in ("fine", "coarse"):
-        raise ValueError(f"load_cifar100: label_kind must be 'fine' or 'coarse', got {label_kind!r}")
+        raise ValueError(
+            f"load_cifar100: label_kind must be 'fine' or 'coarse', got {label_kind!r}"
+        )
     d = _resolve_dir(root, CIFAR100_DIRNAME, "test")
     path = d / split
     batch = _load_pickle(path)
@@ -176,7 +191,9 @@ def load_cifar100(
 def cifar100_label_names(root: str | Path, label_kind: LabelKind = "fine") -> list[str]:
     """Class names from ``meta``: 100 fine names or 20 coarse names."""
     if label_kind not in ("fine", "coarse"):
-        raise ValueError(f"cifar100_label_names: label_kind must be 'fine' or 'coarse', got {label_kind!r}")
+        raise ValueError(
+            f"cifar100_label_names: label_kind must be 'fine' or 'coarse', got {label_kind!r}"
+        )
     d = _resolve_dir(root, CIFAR100_DIRNAME, "test")
     path = d / CIFAR100_META_FILE
     key, n = (b"fine_label_names", 100) if label_kind == "fine" else (b"coarse_label_names", 20)
@@ -191,7 +208,9 @@ def cifar_to_float32(images: np.ndarray) -> np.ndarray:
 
 
 def cifar_datasets(
-    root: str | Path, dataset: Literal["cifar10", "cifar100"] = "cifar10", label_kind: LabelKind = "fine"
+    root: str | Path,
+    dataset: Literal["cifar10", "cifar100"] = "cifar10",
+    label_kind: LabelKind = "fine",
 ) -> tuple[TensorDataset, TensorDataset]:
     """``(train, test)`` torch ``TensorDataset`` s of ``(image [3, 32, 32] float32 in [0, 1],
     label int64)``. No normalisation or augmentation is applied."""
@@ -202,6 +221,8 @@ def cifar_datasets(
         elif dataset == "cifar100":
             x, y = load_cifar100(root, split, label_kind)  # type: ignore[arg-type]
         else:
-            raise ValueError(f"cifar_datasets: dataset must be 'cifar10' or 'cifar100', got {dataset!r}")
+            raise ValueError(
+                f"cifar_datasets: dataset must be 'cifar10' or 'cifar100', got {dataset!r}"
+            )
         out.append(TensorDataset(torch.from_numpy(cifar_to_float32(x)), torch.from_numpy(y)))
     return out[0], out[1]

@@ -34,14 +34,18 @@ def _load_raw() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the digits dataset needs scikit-learn (pip install 'snnsim[data]')") from exc
+        raise ImportError(
+            "the digits dataset needs scikit-learn (pip install 'snnsim[data]')"
+        ) from exc
     bunch = load_digits()
     x = np.asarray(bunch.images)
     y = np.asarray(bunch.target)
     if x.ndim != 3 or x.shape[1:] != (8, 8) or y.shape != (x.shape[0],):
         raise DataFormatError(f"sklearn load_digits(): expected images [N, 8, 8], got {x.shape}")
     if x.min() < 0 or x.max() > 16:
-        raise DataFormatError(f"sklearn load_digits(): pixel values outside 0..16 ({x.min()}..{x.max()})")
+        raise DataFormatError(
+            f"sklearn load_digits(): pixel values outside 0..16 ({x.min()}..{x.max()})"
+        )
     images = (x[:, None, :, :] / 16.0).astype(np.float32)
     labels = y.astype(np.int64)
     images.setflags(write=False)

@@ -66,12 +66,16 @@ def count_frames(
         frame = np.minimum(np.arange(e, dtype=np.int64) // k, n_frames - 1)
     else:
         frame = np.full(e, n_frames - 1, dtype=np.int64)
-    flat = ((frame * 2 + ev["p"].astype(np.int64)) * h + ev["y"].astype(np.int64)) * w + ev["x"].astype(np.int64)
+    flat = ((frame * 2 + ev["p"].astype(np.int64)) * h + ev["y"].astype(np.int64)) * w + ev[
+        "x"
+    ].astype(np.int64)
     counts = np.bincount(flat, minlength=n_frames * 2 * h * w)
     return counts.reshape(n_frames, 2, h, w).astype(np.float32)
 
 
-def resize_frames(frames: np.ndarray, size: int | None = FRAME_SIZE, mode: ResizeMode = "area") -> np.ndarray:
+def resize_frames(
+    frames: np.ndarray, size: int | None = FRAME_SIZE, mode: ResizeMode = "area"
+) -> np.ndarray:
     """Resize ``[N, C, H, W]`` frames to ``[N, C, size, size]`` float32 (see the module
     docstring for the modes); ``size=None`` returns the frames as float32 unchanged."""
     x = np.asarray(frames, dtype=np.float32)
@@ -89,7 +93,9 @@ def resize_frames(frames: np.ndarray, size: int | None = FRAME_SIZE, mode: Resiz
     elif mode == "nearest":
         out = F.interpolate(t, size=(size, size), mode="nearest")
     else:
-        raise ValueError(f"resize_frames: mode must be 'area', 'bilinear' or 'nearest', got {mode!r}")
+        raise ValueError(
+            f"resize_frames: mode must be 'area', 'bilinear' or 'nearest', got {mode!r}"
+        )
     return out.numpy()
 
 
@@ -138,12 +144,16 @@ def list_dvs_cifar10_files(
     return files, np.asarray(labels, dtype=np.int64)
 
 
-def dvs_cifar10_split(labels: np.ndarray, train_fraction: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+def dvs_cifar10_split(
+    labels: np.ndarray, train_fraction: float = 0.9
+) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic split of listed files: for each class (in label order) the first
     ``floor(train_fraction * n_c)`` of its files in list order go to train, the rest to test.
     Returns int64 index arrays ``(train, test)``."""
     if not 0.0 < train_fraction < 1.0:
-        raise ValueError(f"dvs_cifar10_split: train_fraction must be in (0, 1), got {train_fraction}")
+        raise ValueError(
+            f"dvs_cifar10_split: train_fraction must be in (0, 1), got {train_fraction}"
+        )
     y = np.asarray(labels)
     train: list[np.ndarray] = []
     test: list[np.ndarray] = []
@@ -177,7 +187,9 @@ class DVSCIFAR10Frames(Dataset):
     ) -> None:
         labels_arr = np.asarray(labels, dtype=np.int64)
         if labels_arr.shape != (len(files),):
-            raise ValueError(f"DVSCIFAR10Frames: {len(files)} files but labels has shape {labels_arr.shape}")
+            raise ValueError(
+                f"DVSCIFAR10Frames: {len(files)} files but labels has shape {labels_arr.shape}"
+            )
         self.files = [Path(f) for f in files]
         self.labels = labels_arr
         self.n_frames = n_frames
@@ -193,7 +205,9 @@ class DVSCIFAR10Frames(Dataset):
         if self._cache is not None and i in self._cache:
             return self._cache[i], int(self.labels[i])
         frames = torch.from_numpy(
-            read_dvs_cifar10_frames(self.files[i], self.n_frames, self.size, self.resize_mode, self.layout)
+            read_dvs_cifar10_frames(
+                self.files[i], self.n_frames, self.size, self.resize_mode, self.layout
+            )
         )
         if self._cache is not None:
             self._cache[i] = frames
@@ -211,7 +225,9 @@ def dvs_cifar10_frames_dataset(
     files, labels = list_dvs_cifar10_files(root)
     if split != "all":
         if split not in ("train", "test"):
-            raise ValueError(f"dvs_cifar10_frames_dataset: split must be 'train', 'test' or 'all', got {split!r}")
+            raise ValueError(
+                f"dvs_cifar10_frames_dataset: split must be 'train', 'test' or 'all', got {split!r}"
+            )
         tr, te = dvs_cifar10_split(labels, train_fraction)
         idx = tr if split == "train" else te
         files, labels = [files[i] for i in idx], labels[idx]
@@ -223,4 +239,6 @@ def dvs_cifar10_events_dataset(
 ) -> EventFileDataset:
     """Torch dataset of the raw ``(events, label)`` of every recording under ``root``."""
     files, labels = list_dvs_cifar10_files(root)
-    return EventFileDataset(files, labels, functools.partial(read_aedat, layout=layout), SENSOR_SIZE, transform)
+    return EventFileDataset(
+        files, labels, functools.partial(read_aedat, layout=layout), SENSOR_SIZE, transform
+    )

@@ -50,9 +50,13 @@ def make_events(
     n = None
     for name, col in cols.items():
         if col.ndim != 1:
-            raise ValueError(f"make_events: field '{name}' must be one-dimensional, got shape {col.shape}")
+            raise ValueError(
+                f"make_events: field '{name}' must be one-dimensional, got shape {col.shape}"
+            )
         if col.dtype.kind not in "biu" and col.size:
-            raise ValueError(f"make_events: field '{name}' must be integer or bool, got dtype {col.dtype}")
+            raise ValueError(
+                f"make_events: field '{name}' must be integer or bool, got dtype {col.dtype}"
+            )
         if n is None:
             n = col.shape[0]
         elif col.shape[0] != n:
@@ -83,12 +87,18 @@ def as_events(events: np.ndarray, name: str = "events") -> np.ndarray:
     """
     arr = np.asarray(events)
     if arr.dtype.names is None:
-        raise DataFormatError(f"{name}: expected a structured array with fields x, y, p, t, got dtype {arr.dtype}")
+        raise DataFormatError(
+            f"{name}: expected a structured array with fields x, y, p, t, got dtype {arr.dtype}"
+        )
     missing = [f for f in EVENT_FIELDS if f not in arr.dtype.names]
     if missing:
-        raise DataFormatError(f"{name}: missing field(s) {', '.join(missing)} (has {', '.join(arr.dtype.names)})")
+        raise DataFormatError(
+            f"{name}: missing field(s) {', '.join(missing)} (has {', '.join(arr.dtype.names)})"
+        )
     if arr.ndim != 1:
-        raise DataFormatError(f"{name}: expected a one-dimensional event array, got shape {arr.shape}")
+        raise DataFormatError(
+            f"{name}: expected a one-dimensional event array, got shape {arr.shape}"
+        )
     if arr.dtype == EVENT_DTYPE:
         return arr
     return make_events(arr["x"], arr["y"], arr["p"], arr["t"])
@@ -118,7 +128,9 @@ def validate_events(
         return ev
     if (ev["t"] < 0).any():
         i = int(np.argmax(ev["t"] < 0))
-        raise DataFormatError(f"{name}: field 't' must be >= 0 us, event {i} has t={int(ev['t'][i])}")
+        raise DataFormatError(
+            f"{name}: field 't' must be >= 0 us, event {i} has t={int(ev['t'][i])}"
+        )
     if sensor_size is not None:
         w, h = int(sensor_size[0]), int(sensor_size[1])
         for field, lim in (("x", w), ("y", h)):

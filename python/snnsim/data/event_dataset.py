@@ -76,7 +76,9 @@ class EventFileDataset(Dataset):
     ) -> None:
         labels_arr = np.asarray(labels, dtype=np.int64)
         if labels_arr.shape != (len(files),):
-            raise ValueError(f"EventFileDataset: {len(files)} files but labels has shape {labels_arr.shape}")
+            raise ValueError(
+                f"EventFileDataset: {len(files)} files but labels has shape {labels_arr.shape}"
+            )
         self.files = [Path(f) for f in files]
         self.labels = labels_arr
         self.reader = reader

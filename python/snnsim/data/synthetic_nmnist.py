@@ -77,13 +77,19 @@ class SyntheticNMNISTConfig:
                 f"SyntheticNMNISTConfig: saccade_us={self.saccade_us} must be a multiple of sample_us={self.sample_us}"
             )
         if not 0.0 <= self.amplitude_px <= 2 * PAD:
-            raise ValueError(f"SyntheticNMNISTConfig: amplitude_px must be in [0, {2 * PAD}], got {self.amplitude_px}")
+            raise ValueError(
+                f"SyntheticNMNISTConfig: amplitude_px must be in [0, {2 * PAD}], got {self.amplitude_px}"
+            )
         for name in ("eps", "threshold"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"SyntheticNMNISTConfig: {name} must be > 0, got {getattr(self, name)}")
+                raise ValueError(
+                    f"SyntheticNMNISTConfig: {name} must be > 0, got {getattr(self, name)}"
+                )
         for name in ("threshold_sigma", "refractory_us", "jitter_us", "noise_rate_hz"):
             if getattr(self, name) < 0:
-                raise ValueError(f"SyntheticNMNISTConfig: {name} must be >= 0, got {getattr(self, name)}")
+                raise ValueError(
+                    f"SyntheticNMNISTConfig: {name} must be >= 0, got {getattr(self, name)}"
+                )
         if self.max_events_per_sample < 1:
             raise ValueError(
                 f"SyntheticNMNISTConfig: max_events_per_sample must be >= 1, got {self.max_events_per_sample}"
@@ -142,13 +148,19 @@ def synthesize_events(
     if x.ndim == 4 and x.shape[1] == 1:
         x = x[:, 0]
     if x.ndim != 3 or x.shape[1:] != (28, 28):
-        raise ValueError(f"synthesize_events: images must be [B, 28, 28] or [B, 1, 28, 28], got {np.shape(images)}")
+        raise ValueError(
+            f"synthesize_events: images must be [B, 28, 28] or [B, 1, 28, 28], got {np.shape(images)}"
+        )
     if x.size and (x.min() < 0.0 or x.max() > 1.0):
-        raise ValueError(f"synthesize_events: intensities must be in [0, 1], got {x.min()}..{x.max()}")
+        raise ValueError(
+            f"synthesize_events: intensities must be in [0, 1], got {x.min()}..{x.max()}"
+        )
     b = x.shape[0]
     key_arr = np.arange(b) if keys is None else np.asarray(keys, dtype=np.int64)
     if key_arr.shape != (b,):
-        raise ValueError(f"synthesize_events: keys must have {b} entries, got shape {key_arr.shape}")
+        raise ValueError(
+            f"synthesize_events: keys must have {b} entries, got shape {key_arr.shape}"
+        )
     size = SENSOR_SIZE[0]
     npix = size * size
     rngs = [np.random.default_rng([seed, int(k)]) for k in key_arr]
@@ -320,4 +332,3 @@ def save_synthetic_nmnist(dataset: SyntheticNMNIST, root: str | Path) -> list[Pa
         f"{dataset.describe()}\n"
     )
     return paths
-

@@ -23,7 +23,15 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from ..train.dspike import AvgPoolTD, BasicBlockTD, ConvTD, DspikeNet, DspikeNeuron, FlattenTD, LinearTD
+from ..train.dspike import (
+    AvgPoolTD,
+    BasicBlockTD,
+    ConvTD,
+    DspikeNet,
+    DspikeNeuron,
+    FlattenTD,
+    LinearTD,
+)
 from ..train.surrogates import Surrogate, make_surrogate
 from ..train.tdbn import TdBN
 from .registry import register
@@ -31,7 +39,9 @@ from .registry import register
 __all__ = ["build_surrogate", "dspike_mnist_cnn", "dspike_resnet18"]
 
 
-def build_surrogate(surrogate: str | Surrogate = "dspike", b: float = 1.0, w: float = 0.5, a: float = 1.0) -> Surrogate:
+def build_surrogate(
+    surrogate: str | Surrogate = "dspike", b: float = 1.0, w: float = 0.5, a: float = 1.0
+) -> Surrogate:
     if isinstance(surrogate, Surrogate):
         return surrogate
     if surrogate == "dspike":
@@ -39,9 +49,15 @@ def build_surrogate(surrogate: str | Surrogate = "dspike", b: float = 1.0, w: fl
     return make_surrogate(surrogate, a=a)
 
 
-def _conv_bn_neuron(cin: int, cout: int, sg: Surrogate, leak: float, vth: float, alpha: float) -> list[nn.Module]:
+def _conv_bn_neuron(
+    cin: int, cout: int, sg: Surrogate, leak: float, vth: float, alpha: float
+) -> list[nn.Module]:
     """3x3 conv (no bias) -> tdBN scaled by alpha*Vth -> Dspike LIF neuron."""
-    return [ConvTD(cin, cout, 3, padding=1, bias=False), TdBN(cout, alpha, vth), DspikeNeuron(sg, leak, vth)]
+    return [
+        ConvTD(cin, cout, 3, padding=1, bias=False),
+        TdBN(cout, alpha, vth),
+        DspikeNeuron(sg, leak, vth),
+    ]
 
 
 @register("dspike-mnist-cnn")

@@ -61,10 +61,15 @@ def _cfg(neuron: str, T: int, kw: dict[str, Any]):
     return neuron_config(neuron, T, **kw)
 
 
-def conv_bn_neuron(cin: int, cout: int, cfg, k: int = 3, stride: int = 1, padding: int = 1,
-                   bias: bool = False) -> list[nn.Module]:
+def conv_bn_neuron(
+    cin: int, cout: int, cfg, k: int = 3, stride: int = 1, padding: int = 1, bias: bool = False
+) -> list[nn.Module]:
     """``conv (bias only if asked) -> BN over time -> neuron``."""
-    return [ConvT(cin, cout, k, stride=stride, padding=padding, bias=bias), BatchNormT(cout), make_neuron(cfg)]
+    return [
+        ConvT(cin, cout, k, stride=stride, padding=padding, bias=bias),
+        BatchNormT(cout),
+        make_neuron(cfg),
+    ]
 
 
 def fc_bn_neuron(fin: int, fout: int, cfg) -> list[nn.Module]:
@@ -163,7 +168,7 @@ def fold_adaptive_avg_pool(weight: torch.Tensor, size: int) -> torch.Tensor:
     for i, (r0, r1) in enumerate(wins):
         for j, (c0, c1) in enumerate(wins):
             area = (r1 - r0) * (c1 - c0)
-            folded[:, :, r0:r1, c0:c1] += weight[:, :, i:i + 1, j:j + 1] / area
+            folded[:, :, r0:r1, c0:c1] += weight[:, :, i : i + 1, j : j + 1] / area
     return folded
 
 
@@ -276,8 +281,17 @@ def _dsr_head(c: int, pool: int, num_classes: int, cfg, dropout: float = 0.0) ->
 
 
 def _preresnet(
-    widths: Sequence[int], blocks: Sequence[int], num_classes: int, in_channels: int, image_size: int,
-    neuron: str, T: int, mode: Mode, channels_last: bool, dropout: float, kw: dict[str, Any],
+    widths: Sequence[int],
+    blocks: Sequence[int],
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    neuron: str,
+    T: int,
+    mode: Mode,
+    channels_last: bool,
+    dropout: float,
+    kw: dict[str, Any],
 ) -> DSRNet:
     cfg = _cfg(neuron, T, kw)
     body: list[nn.Module] = [ConvT(in_channels, widths[0], 3, padding=1, bias=False)]
@@ -295,9 +309,16 @@ def _preresnet(
 
 @register("dsr-preresnet18")
 def dsr_preresnet18(
-    num_classes: int = 10, in_channels: int = 3, image_size: int = 32, neuron: str = "if", T: int = 20,
-    mode: Mode = "rate", channels_last: bool = False, widths: Sequence[int] = (64, 128, 256, 512),
-    dropout: float = 0.0, **kw: Any,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: int = 32,
+    neuron: str = "if",
+    T: int = 20,
+    mode: Mode = "rate",
+    channels_last: bool = False,
+    widths: Sequence[int] = (64, 128, 256, 512),
+    dropout: float = 0.0,
+    **kw: Any,
 ) -> DSRNet:
     """PreAct-ResNet-18 (stem conv 3x3 -> 64 without bias, stages of 2 blocks at 64/128/256/512)
     with the DSR head (average pooling only). ``widths``: the four stage widths (smaller for quick
@@ -305,8 +326,19 @@ def dsr_preresnet18(
     layer (0 in the public code's default)."""
     if len(widths) != 4:
         raise ValueError(f"dsr-preresnet18: widths needs 4 stage widths, got {list(widths)}")
-    return _preresnet(tuple(widths), (2, 2, 2, 2), num_classes, in_channels, image_size, neuron, T, mode,
-                      channels_last, dropout, kw)
+    return _preresnet(
+        tuple(widths),
+        (2, 2, 2, 2),
+        num_classes,
+        in_channels,
+        image_size,
+        neuron,
+        T,
+        mode,
+        channels_last,
+        dropout,
+        kw,
+    )
 
 
 def _register_cifar_preresnet(depth: int) -> None:
@@ -316,19 +348,41 @@ def _register_cifar_preresnet(depth: int) -> None:
 
     @register(f"dsr-preresnet{depth}")
     def factory(
-        num_classes: int = 10, in_channels: int = 3, image_size: int = 32, neuron: str = "if", T: int = 20,
-        mode: Mode = "rate", channels_last: bool = False, widths: Sequence[int] = (16, 32, 64),
-        dropout: float = 0.0, **kw: Any,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: int = 32,
+        neuron: str = "if",
+        T: int = 20,
+        mode: Mode = "rate",
+        channels_last: bool = False,
+        widths: Sequence[int] = (16, 32, 64),
+        dropout: float = 0.0,
+        **kw: Any,
     ) -> DSRNet:
         if len(widths) != 3:
-            raise ValueError(f"dsr-preresnet{depth}: widths needs 3 stage widths, got {list(widths)}")
-        return _preresnet(tuple(widths), (n, n, n), num_classes, in_channels, image_size, neuron, T, mode,
-                          channels_last, dropout, kw)
+            raise ValueError(
+                f"dsr-preresnet{depth}: widths needs 3 stage widths, got {list(widths)}"
+            )
+        return _preresnet(
+            tuple(widths),
+            (n, n, n),
+            num_classes,
+            in_channels,
+            image_size,
+            neuron,
+            T,
+            mode,
+            channels_last,
+            dropout,
+            kw,
+        )
 
     factory.__name__ = f"dsr_preresnet{depth}"
-    factory.__doc__ = (f"PreAct-ResNet-{depth} ({n} blocks per stage at 16/32/64 channels, ``widths`` to "
-                       f"change them) with the DSR head; blocks and initialisation as "
-                       f":func:`dsr_preresnet18` (``dropout`` likewise).")
+    factory.__doc__ = (
+        f"PreAct-ResNet-{depth} ({n} blocks per stage at 16/32/64 channels, ``widths`` to "
+        f"change them) with the DSR head; blocks and initialisation as "
+        f":func:`dsr_preresnet18` (``dropout`` likewise)."
+    )
 
 
 for _depth in (20, 32, 44, 56, 110):

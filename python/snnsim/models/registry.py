@@ -1,9 +1,9 @@
 """Model registry: networks by name, built with keyword overrides.
 
-    @register("mlp")
-    def mlp(in_features=784, hidden=(800, 800), num_classes=10, **neuron): ...
+@register("mlp")
+def mlp(in_features=784, hidden=(800, 800), num_classes=10, **neuron): ...
 
-    model = create_model("mlp", hidden=(100,))
+model = create_model("mlp", hidden=(100,))
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import torch
 _REGISTRY: dict[str, Callable[..., torch.nn.Module]] = {}
 
 
-def register(name: str) -> Callable[[Callable[..., torch.nn.Module]], Callable[..., torch.nn.Module]]:
+def register(
+    name: str,
+) -> Callable[[Callable[..., torch.nn.Module]], Callable[..., torch.nn.Module]]:
     """Decorator adding a model factory under ``name`` (names are unique)."""
 
     def deco(fn: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn.Module]:

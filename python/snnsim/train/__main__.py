@@ -53,8 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     if a.data_root is not None:
         kw["data_root"] = a.data_root
     cfg = cfg.with_(**kw)
-    if cfg.requires_gpu and not torch.cuda.is_available() and not a.force and cfg.device in ("auto", "cuda"):
-        print(f"error: {cfg.name} needs a GPU (none found); use --force to run it on the CPU", file=sys.stderr)
+    if (
+        cfg.requires_gpu
+        and not torch.cuda.is_available()
+        and not a.force
+        and cfg.device in ("auto", "cuda")
+    ):
+        print(
+            f"error: {cfg.name} needs a GPU (none found); use --force to run it on the CPU",
+            file=sys.stderr,
+        )
         return 2
     out = a.out or f"runs/{cfg.name}"
     try:

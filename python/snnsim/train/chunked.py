@@ -30,8 +30,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dsr import AffineRateFn, DSRNeuronConfig, DSRRateFn, ReadoutRateFn, dsr_forward_chunk, lif_weights, memory_format_of
-from .layers import AvgPoolT, BatchNorm1dT, BatchNormT, ConvT, DropoutT, DSRNeuron, FlattenT, LinearT, Seq
+from .dsr import (
+    AffineRateFn,
+    DSRNeuronConfig,
+    DSRRateFn,
+    ReadoutRateFn,
+    dsr_forward_chunk,
+    lif_weights,
+    memory_format_of,
+)
+from .layers import (
+    AvgPoolT,
+    BatchNorm1dT,
+    BatchNormT,
+    ConvT,
+    DropoutT,
+    DSRNeuron,
+    FlattenT,
+    LinearT,
+    Seq,
+)
 
 __all__ = ["chunked_rate_forward", "check_chunkable"]
 
@@ -80,8 +98,17 @@ def _time_sum(steps: Tensor, n: int) -> Tensor:
 
 
 @torch.no_grad()
-def _apply(i: int, m: nn.Module, flow: Seq, st: _Pass, stats: dict[int, tuple[Tensor, Tensor]],
-           masks: dict[int, Tensor], weights: dict[int, Tensor], t0: int, T: int) -> Seq:
+def _apply(
+    i: int,
+    m: nn.Module,
+    flow: Seq,
+    st: _Pass,
+    stats: dict[int, tuple[Tensor, Tensor]],
+    masks: dict[int, Tensor],
+    weights: dict[int, Tensor],
+    t0: int,
+    T: int,
+) -> Seq:
     n = flow.T
     if isinstance(m, _AFFINE):
         out = Seq(_PLAIN[type(m)](m, flow.steps), n, flow.static)
@@ -109,7 +136,11 @@ def _apply(i: int, m: nn.Module, flow: Seq, st: _Pass, stats: dict[int, tuple[Te
         mask = masks[i]
         if flow.static:
             return Seq(flow.steps * mask, n, True)
-        return Seq((flow.steps.reshape((n,) + tuple(mask.shape)) * mask).reshape(flow.steps.shape), n, False)
+        return Seq(
+            (flow.steps.reshape((n,) + tuple(mask.shape)) * mask).reshape(flow.steps.shape),
+            n,
+            False,
+        )
     assert isinstance(m, DSRNeuron)
     x = flow.steps
     B = x.shape[0] if flow.static else x.shape[0] // n
@@ -117,8 +148,18 @@ def _apply(i: int, m: nn.Module, flow: Seq, st: _Pass, stats: dict[int, tuple[Te
         like = torch.zeros((B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
         like = like.contiguous(memory_format=memory_format_of(x))
         st.membranes[i], st.I[i], st.r[i], st.spikes[i] = like, like.clone(), like.clone(), 0
-    out, k = dsr_forward_chunk(x, n, m.theta, m.cfg, flow.static, st.membranes[i], st.I[i], st.r[i],
-                               weights[i][t0 : t0 + n], T)
+    out, k = dsr_forward_chunk(
+        x,
+        n,
+        m.theta,
+        m.cfg,
+        flow.static,
+        st.membranes[i],
+        st.I[i],
+        st.r[i],
+        weights[i][t0 : t0 + n],
+        T,
+    )
     st.spikes[i] += k
     return Seq(out, n, False)
 
@@ -129,8 +170,14 @@ def _current_weights(cfg: DSRNeuronConfig, T: int, like: Tensor) -> Tensor:
     return torch.full((T,), 1.0 / T, dtype=like.dtype, device=like.device)
 
 
-def chunked_rate_forward(body: nn.Sequential, source: Callable[[int, int], Seq], rate_in: Tensor, T: int,
-                         chunk: int, readout_cfg: DSRNeuronConfig | None) -> Tensor:
+def chunked_rate_forward(
+    body: nn.Sequential,
+    source: Callable[[int, int], Seq],
+    rate_in: Tensor,
+    T: int,
+    chunk: int,
+    readout_cfg: DSRNeuronConfig | None,
+) -> Tensor:
     """The rate-form forward of ``body`` over ``T`` steps, ``chunk`` steps at a time; returns
     the logits (connected to the rate graph). ``source(t0, t1)``: the input steps ``t0..t1-1``
     as a :class:`Seq` (a static input: the same ``[B, ...]`` tensor); ``rate_in``: the input's
@@ -144,7 +191,9 @@ def chunked_rate_forward(body: nn.Sequential, source: Callable[[int, int], Seq],
             with torch.no_grad():
                 m.theta.clamp_(min=m.cfg.bound)
     like = rate_in
-    weights = {i: _current_weights(m.cfg, T, like) for i, m in enumerate(mods) if isinstance(m, DSRNeuron)}
+    weights = {
+        i: _current_weights(m.cfg, T, like) for i, m in enumerate(mods) if isinstance(m, DSRNeuron)
+    }
     masks: dict[int, Tensor] = {}
     stats: dict[int, tuple[Tensor, Tensor]] = {}
     var_all: dict[int, Tensor] = {}
@@ -161,7 +210,9 @@ def chunked_rate_forward(body: nn.Sequential, source: Callable[[int, int], Seq],
                 continue
             if isinstance(m, DropoutT) and m.training and m.p > 0 and i not in masks:
                 shape = (flow.batch,) + tuple(flow.steps.shape[1:])
-                masks[i] = torch.empty(shape, dtype=flow.steps.dtype, device=flow.steps.device).bernoulli_(1 - m.p) / (1 - m.p)
+                masks[i] = torch.empty(
+                    shape, dtype=flow.steps.dtype, device=flow.steps.device
+                ).bernoulli_(1 - m.p) / (1 - m.p)
             was_static = flow.static
             flow = _apply(i, m, flow, st, stats, masks, weights, t0, T)
             if was_static and flow.static:
@@ -198,10 +249,17 @@ def chunked_rate_forward(body: nn.Sequential, source: Callable[[int, int], Seq],
 
     # the full pass: outputs, means, spikes, readout value
     st = _Pass(True)
-    st.exact = {i for i, m in enumerate(mods[:-1]) if isinstance(m, _AFFINE) and isinstance(mods[i + 1], _BN)
-                and mods[i + 1].exact_rate_grad}
+    st.exact = {
+        i
+        for i, m in enumerate(mods[:-1])
+        if isinstance(m, _AFFINE) and isinstance(mods[i + 1], _BN) and mods[i + 1].exact_rate_grad
+    }
     readout_value: Tensor | None = None
-    rw = lif_weights(T, readout_cfg, like) if (readout_cfg is not None and readout_cfg.kind == "lif") else None
+    rw = (
+        lif_weights(T, readout_cfg, like)
+        if (readout_cfg is not None and readout_cfg.kind == "lif")
+        else None
+    )
     last_static = False
     for t0, t1 in bounds:
         flow = layers(source(t0, t1), len(mods), st, t0)
@@ -212,7 +270,9 @@ def chunked_rate_forward(body: nn.Sequential, source: Callable[[int, int], Seq],
             elif rw is None:
                 part = _time_sum(flow.steps, n) / T
             else:
-                part = torch.tensordot(rw[t0:t1], flow.steps.reshape((n, -1) + tuple(flow.steps.shape[1:])), dims=1)
+                part = torch.tensordot(
+                    rw[t0:t1], flow.steps.reshape((n, -1) + tuple(flow.steps.shape[1:])), dims=1
+                )
         readout_value = part if readout_value is None else readout_value + part
         last_static = flow.static
         del flow

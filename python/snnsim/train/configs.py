@@ -54,7 +54,9 @@ class TrainConfig:
     num_threads: int = 2
     channels_last: bool = False
     time_chunk: int | None = None  # DSR rate form: steps per chunk (peak memory flat in T)
-    exact_bn_grad: bool = False  # DSR rate form: batch norms' temporal-deviation weight-gradient term
+    exact_bn_grad: bool = (
+        False  # DSR rate form: batch norms' temporal-deviation weight-gradient term
+    )
     data_root: str | None = None
     requires_gpu: bool = False
     note: str = ""
@@ -93,23 +95,57 @@ def _mnist_lr(T: int) -> float:
 
 for _n in ("if", "lif"):
     for _T in (5, 10, 20):
-        _add(TrainConfig(
-            name=f"dsr-mnist5k-cnn-{_n}-t{_T}", model="dsr-mnist-cnn", dataset="mnist5k", neuron=_n, T=_T,
-            lr=_mnist_lr(_T), crop_padding=2, note="CPU benchmark recipe (benches/train_dsr_mnist.py)",
-        ))
-    _add(TrainConfig(
-        name=f"dsr-mnist5k-mlp-{_n}-t5", model="dsr-mlp", dataset="mnist5k", neuron=_n, T=5, lr=0.05,
-        crop_padding=2, model_kwargs={"hidden": (800,)},
-    ))
+        _add(
+            TrainConfig(
+                name=f"dsr-mnist5k-cnn-{_n}-t{_T}",
+                model="dsr-mnist-cnn",
+                dataset="mnist5k",
+                neuron=_n,
+                T=_T,
+                lr=_mnist_lr(_T),
+                crop_padding=2,
+                note="CPU benchmark recipe (benches/train_dsr_mnist.py)",
+            )
+        )
+    _add(
+        TrainConfig(
+            name=f"dsr-mnist5k-mlp-{_n}-t5",
+            model="dsr-mlp",
+            dataset="mnist5k",
+            neuron=_n,
+            T=5,
+            lr=0.05,
+            crop_padding=2,
+            model_kwargs={"hidden": (800,)},
+        )
+    )
 for _lr, _tag in ((0.05, "lr005"), (0.1, "lr01")):
-    _add(TrainConfig(
-        name=f"ann-mnist5k-cnn-{_tag}", model="dsr-mnist-cnn", dataset="mnist5k", neuron="relu", T=1, lr=_lr,
-        crop_padding=2, note="the same CNN with ReLU in place of the neurons, same recipe",
-    ))
-_add(TrainConfig(
-    name="dsr-digits-mlp-if-t5", model="dsr-mlp", dataset="digits", neuron="if", T=5, lr=0.05, epochs=10,
-    batch_size=32, model_kwargs={"in_features": 64, "hidden": (128,)}, note="seconds-long smoke run",
-))
+    _add(
+        TrainConfig(
+            name=f"ann-mnist5k-cnn-{_tag}",
+            model="dsr-mnist-cnn",
+            dataset="mnist5k",
+            neuron="relu",
+            T=1,
+            lr=_lr,
+            crop_padding=2,
+            note="the same CNN with ReLU in place of the neurons, same recipe",
+        )
+    )
+_add(
+    TrainConfig(
+        name="dsr-digits-mlp-if-t5",
+        model="dsr-mlp",
+        dataset="digits",
+        neuron="if",
+        T=5,
+        lr=0.05,
+        epochs=10,
+        batch_size=32,
+        model_kwargs={"in_features": 64, "hidden": (128,)},
+        note="seconds-long smoke run",
+    )
+)
 
 # ---------------------------------------------------------------------- paper rows (GPU)
 # Source: the public DSR code (github.com/qymeng94/DSR): the README's command per dataset and
@@ -122,7 +158,10 @@ _add(TrainConfig(
 # alpha 0.3, Vth_bound 5e-4, delta_t 0.05, tau 1). Both equal ``dsr_defaults`` at T = 20 (IF at
 # every T), so ``model_kwargs`` carry no neuron overrides.
 _CIFAR_NORM = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))  # as the public code (cifar10)
-_CIFAR100_NORM = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))  # as the public code (cifar100)
+_CIFAR100_NORM = (
+    (0.5071, 0.4867, 0.4408),
+    (0.2675, 0.2565, 0.2761),
+)  # as the public code (cifar100)
 _WARMUP_ITERS = 400  # the public code's --warmup, counted in iterations
 _BATCH = 128
 
@@ -133,12 +172,32 @@ def _warmup_epochs(n_train: int) -> float:
 
 
 _PAPER_CIFAR: dict[str, Any] = dict(
-    epochs=200, batch_size=_BATCH, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=False, weight_decay=5e-4,
-    warmup_epochs=_warmup_epochs(50_000), schedule="cosine", crop_padding=4, flip=True, requires_gpu=True,
+    epochs=200,
+    batch_size=_BATCH,
+    optimizer="sgd",
+    lr=0.05,
+    momentum=0.9,
+    nesterov=False,
+    weight_decay=5e-4,
+    warmup_epochs=_warmup_epochs(50_000),
+    schedule="cosine",
+    crop_padding=4,
+    flip=True,
+    requires_gpu=True,
 )
 _PAPER_DVS: dict[str, Any] = dict(
-    epochs=300, batch_size=_BATCH, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=False, weight_decay=5e-4,
-    warmup_epochs=_warmup_epochs(9_000), schedule="cosine", crop_padding=4, flip=False, normalize=None,
+    epochs=300,
+    batch_size=_BATCH,
+    optimizer="sgd",
+    lr=0.05,
+    momentum=0.9,
+    nesterov=False,
+    weight_decay=5e-4,
+    warmup_epochs=_warmup_epochs(9_000),
+    schedule="cosine",
+    crop_padding=4,
+    flip=False,
+    normalize=None,
     requires_gpu=True,
 )
 _SCHED_NOTE = (
@@ -152,11 +211,15 @@ _SCHED_NOTE = (
 def _paper_note(src: str, T: int, neuron: str, T_public: int = 20) -> str:
     parts = [f"public DSR code: {src}"]
     if T != T_public:
-        parts.append(f"the README commands run at the code's default T = {T_public}; this row is that recipe "
-                     f"at T = {T}")
+        parts.append(
+            f"the README commands run at the code's default T = {T_public}; this row is that recipe "
+            f"at T = {T}"
+        )
         if neuron == "lif":
-            parts.append(f"LIF neuron values at T = {T} come from dsr_defaults (the paper), the public code has "
-                         "no per-T setting")
+            parts.append(
+                f"LIF neuron values at T = {T} come from dsr_defaults (the paper), the public code has "
+                "no per-T setting"
+            )
     parts.append(_SCHED_NOTE)
     return "; ".join(parts)
 
@@ -164,27 +227,62 @@ def _paper_note(src: str, T: int, neuron: str, T_public: int = 20) -> str:
 for _ds, _classes, _norm in (("cifar10", 10, _CIFAR_NORM), ("cifar100", 100, _CIFAR100_NORM)):
     for _n in ("if", "lif"):
         for _T in (20, 10, 5):
-            _add(TrainConfig(
-                name=f"dsr-{_ds}-preresnet18-{_n}-t{_T}", model="dsr-preresnet18", dataset=_ds, neuron=_n, T=_T,
-                model_kwargs={"num_classes": _classes}, normalize=_norm, **_PAPER_CIFAR,
-                note=_paper_note(f"README command for {_ds} preresnet.resnet18_{_n} with the "
-                                 "cifar/main_single_gpu.py defaults", _T, _n),
-            ))
-        _add(TrainConfig(
-            name=f"dsr-{_ds}-cifarnet-{_n}-t20", model="dsr-cifarnet", dataset=_ds, neuron=_n, T=20,
-            model_kwargs={"num_classes": _classes}, normalize=_norm, **_PAPER_CIFAR,
-            note=_paper_note(f"no CIFARNet in the public code; the README {_ds} recipe for {_n.upper()} "
-                             "(PreAct-ResNet-18) is carried over unchanged", 20, _n),
-        ))
+            _add(
+                TrainConfig(
+                    name=f"dsr-{_ds}-preresnet18-{_n}-t{_T}",
+                    model="dsr-preresnet18",
+                    dataset=_ds,
+                    neuron=_n,
+                    T=_T,
+                    model_kwargs={"num_classes": _classes},
+                    normalize=_norm,
+                    **_PAPER_CIFAR,
+                    note=_paper_note(
+                        f"README command for {_ds} preresnet.resnet18_{_n} with the "
+                        "cifar/main_single_gpu.py defaults",
+                        _T,
+                        _n,
+                    ),
+                )
+            )
+        _add(
+            TrainConfig(
+                name=f"dsr-{_ds}-cifarnet-{_n}-t20",
+                model="dsr-cifarnet",
+                dataset=_ds,
+                neuron=_n,
+                T=20,
+                model_kwargs={"num_classes": _classes},
+                normalize=_norm,
+                **_PAPER_CIFAR,
+                note=_paper_note(
+                    f"no CIFARNet in the public code; the README {_ds} recipe for {_n.upper()} "
+                    "(PreAct-ResNet-18) is carried over unchanged",
+                    20,
+                    _n,
+                ),
+            )
+        )
 
 for _depth in (20, 32, 44, 56, 110):
     for _n in ("if", "lif"):
-        _add(TrainConfig(
-            name=f"dsr-cifar10-preresnet{_depth}-{_n}-t20", model=f"dsr-preresnet{_depth}", dataset="cifar10",
-            neuron=_n, T=20, normalize=_CIFAR_NORM, **_PAPER_CIFAR,
-            note=_paper_note(f"no PreAct-ResNet-{_depth} in the public code (supplement Table S1); the README "
-                             f"cifar10 recipe for {_n.upper()} (PreAct-ResNet-18) is carried over unchanged", 20, _n),
-        ))
+        _add(
+            TrainConfig(
+                name=f"dsr-cifar10-preresnet{_depth}-{_n}-t20",
+                model=f"dsr-preresnet{_depth}",
+                dataset="cifar10",
+                neuron=_n,
+                T=20,
+                normalize=_CIFAR_NORM,
+                **_PAPER_CIFAR,
+                note=_paper_note(
+                    f"no PreAct-ResNet-{_depth} in the public code (supplement Table S1); the README "
+                    f"cifar10 recipe for {_n.upper()} (PreAct-ResNet-18) is carried over unchanged",
+                    20,
+                    _n,
+                ),
+            )
+        )
 
 _DVS_DATA_NOTE = (
     "public code's data: T equal-event-count frames (frames = T), raw counts without normalisation, "
@@ -195,9 +293,22 @@ _DVS_DATA_NOTE = (
 )
 for _n in ("if", "lif"):
     for _T in (20, 10):
-        _add(TrainConfig(
-            name=f"dsr-dvscifar10-vgg11-{_n}-t{_T}", model="dsr-vgg11", dataset="dvs-cifar10", neuron=_n, T=_T,
-            model_kwargs={"dropout": 0.1}, **_PAPER_DVS,
-            note=_paper_note(f"README command for CIFAR10DVS vgg.vgg11_{_n} (--lr 0.05 --epochs 300) with the "
-                             "cifar/main_single_gpu.py defaults", _T, _n) + "; " + _DVS_DATA_NOTE,
-        ))
+        _add(
+            TrainConfig(
+                name=f"dsr-dvscifar10-vgg11-{_n}-t{_T}",
+                model="dsr-vgg11",
+                dataset="dvs-cifar10",
+                neuron=_n,
+                T=_T,
+                model_kwargs={"dropout": 0.1},
+                **_PAPER_DVS,
+                note=_paper_note(
+                    f"README command for CIFAR10DVS vgg.vgg11_{_n} (--lr 0.05 --epochs 300) with the "
+                    "cifar/main_single_gpu.py defaults",
+                    _T,
+                    _n,
+                )
+                + "; "
+                + _DVS_DATA_NOTE,
+            )
+        )

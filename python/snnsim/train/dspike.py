@@ -119,7 +119,9 @@ class DspikeNeuron(nn.Module):
     and the margins ``U - vth`` (``recorded``). ``last_rate``: the mean firing rate.
     """
 
-    def __init__(self, surrogate: Surrogate, leak: float = 0.5, vth: float = 0.5, T: int = 1) -> None:
+    def __init__(
+        self, surrogate: Surrogate, leak: float = 0.5, vth: float = 0.5, T: int = 1
+    ) -> None:
         super().__init__()
         if not 0.0 <= leak <= 1.0:
             raise ValueError(f"DspikeNeuron: leak must be in [0, 1], got {leak}")
@@ -147,9 +149,11 @@ class DspikeNeuron(nn.Module):
         spike_fn: Callable[[Tensor], Tensor] = self.surrogate
         margins: list[Tensor] = []
         if self.record:
+
             def spike_fn(m: Tensor) -> Tensor:  # noqa: F811 - records the margins
                 margins.append(m.detach())
                 return self.surrogate(m)
+
         v = torch.zeros_like(x[0])
         outs = []
         for t in range(T):
@@ -170,8 +174,16 @@ class BasicBlockTD(nn.Module):
     (``stride = 2``) uses a stride-2 first conv and an average-pool shortcut
     ``AvgPool2 -> conv1x1 -> tdBN``; a width change at stride 1 uses ``conv1x1 -> tdBN``."""
 
-    def __init__(self, cin: int, cout: int, stride: int, surrogate: Surrogate, leak: float, vth: float,
-                 alpha: float = 1.0) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        stride: int,
+        surrogate: Surrogate,
+        leak: float,
+        vth: float,
+        alpha: float = 1.0,
+    ) -> None:
         super().__init__()
         self.conv1 = ConvTD(cin, cout, 3, stride=stride, padding=1, bias=False)
         self.bn1 = TdBN(cout, alpha, vth)
@@ -205,7 +217,9 @@ class DspikeNet(nn.Module):
     :attr:`temperature`).
     """
 
-    def __init__(self, body: Iterable[nn.Module], T: int, surrogate: Surrogate, static_input: bool = True) -> None:
+    def __init__(
+        self, body: Iterable[nn.Module], T: int, surrogate: Surrogate, static_input: bool = True
+    ) -> None:
         super().__init__()
         self.body = nn.Sequential(*body)
         self.static_input = static_input
@@ -253,14 +267,20 @@ class DspikeNet(nn.Module):
         raise ValueError("DspikeNet: no weighted layer")
 
     def firing_rates(self) -> dict[str, float]:
-        return {n: m.last_rate for n, m in self.named_modules() if isinstance(m, DspikeNeuron) and m.last_rate is not None}
+        return {
+            n: m.last_rate
+            for n, m in self.named_modules()
+            if isinstance(m, DspikeNeuron) and m.last_rate is not None
+        }
 
     # ------------------------------------------------------------------ forward
     def _time_major(self, x: Tensor) -> Tensor:
         if self.static_input:
             return x.unsqueeze(0)
         if x.ndim < 3 or x.shape[1] != self.T:
-            raise ValueError(f"DspikeNet: event frames must be [B, T={self.T}, ...], got {list(x.shape)}")
+            raise ValueError(
+                f"DspikeNet: event frames must be [B, T={self.T}, ...], got {list(x.shape)}"
+            )
         return x.transpose(0, 1)
 
     def _readout(self, y: Tensor) -> Tensor:
@@ -276,7 +296,9 @@ class DspikeNet(nn.Module):
         uses ``weights[k]``; every tdBN normalises each copy with its own batch statistics
         (training mode) without touching the running statistics."""
         if not isinstance(self.body[0], (ConvTD, LinearTD)):
-            raise ValueError("forward_first_stacked: the body must start with its first weighted layer")
+            raise ValueError(
+                "forward_first_stacked: the body must start with its first weighted layer"
+            )
         K, B = weights.shape[0], x.shape[0]
         bns = [m for m in self.modules() if isinstance(m, TdBN)]
         try:
@@ -328,8 +350,13 @@ class TemperatureSearch:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def select_temperature(b: float, fdg: Tensor, surrogate_grad: Callable[[float], Tensor], db: float = 0.2,
-                       b_min: float = 0.05) -> TemperatureSearch:
+def select_temperature(
+    b: float,
+    fdg: Tensor,
+    surrogate_grad: Callable[[float], Tensor],
+    db: float = 0.2,
+    b_min: float = 0.05,
+) -> TemperatureSearch:
     """Among ``{b - db, b, b + db}`` (those ``>= b_min``) pick the temperature whose surrogate
     gradient ``surrogate_grad(b')`` has the highest cosine similarity with ``fdg`` (ties: the
     first, i.e. the smaller temperature)."""
@@ -337,11 +364,21 @@ def select_temperature(b: float, fdg: Tensor, surrogate_grad: Callable[[float], 
     cands = [round(max(float(c), B_MIN), 6) for c in cands]
     cos = [cosine_similarity(surrogate_grad(c), fdg) for c in cands]
     best = int(np.argmax(cos))
-    return TemperatureSearch(b=cands[best], candidates=cands, cosines=cos, fdg_norm=float(fdg.double().norm()))
+    return TemperatureSearch(
+        b=cands[best], candidates=cands, cosines=cos, fdg_norm=float(fdg.double().norm())
+    )
 
 
-def temperature_search(model: DspikeNet, x: Tensor, y: Tensor, db: float = 0.2, eps: float = 0.1,
-                       chunk: int = 64, coords: Sequence[int] | None = None, apply: bool = True) -> TemperatureSearch:
+def temperature_search(
+    model: DspikeNet,
+    x: Tensor,
+    y: Tensor,
+    db: float = 0.2,
+    eps: float = 0.1,
+    chunk: int = 64,
+    coords: Sequence[int] | None = None,
+    apply: bool = True,
+) -> TemperatureSearch:
     """Algorithm 1 on the batch ``(x, y)``: FDG of the first layer's weights (batched
     perturbations, ``chunk`` copies per pass; training-mode tdBN, running statistics frozen),
     then :func:`select_temperature`. Sets ``model.temperature`` when ``apply``. The model's
@@ -355,8 +392,12 @@ def temperature_search(model: DspikeNet, x: Tensor, y: Tensor, db: float = 0.2, 
     try:
         with _FrozenStats(model), torch.no_grad():
             fdg = finite_difference_grad(
-                layer.weight, eps, batched_loss_fn=lambda d: model.first_layer_losses(x, y, d),
-                chunk=chunk, coords=coords)
+                layer.weight,
+                eps,
+                batched_loss_fn=lambda d: model.first_layer_losses(x, y, d),
+                chunk=chunk,
+                coords=coords,
+            )
 
         def sg(b: float) -> Tensor:
             model.surrogate.b = b
@@ -397,8 +438,11 @@ def to_graph(model: DspikeNet, input_shape: Sequence[int] | None = None) -> Grap
     layers = list(model.body)
     if input_shape is None:
         raise ValueError("to_graph: give input_shape, e.g. (1, 28, 28)")
-    g = Graph(input_shape=tuple(int(d) for d in input_shape), precision="float32",
-              input_kind="static" if model.static_input else "events")
+    g = Graph(
+        input_shape=tuple(int(d) for d in input_shape),
+        precision="float32",
+        input_kind="static" if model.static_input else "events",
+    )
     prev = "input"
     i = 0
     counter = {"conv": 0, "fc": 0, "sn": 0, "pool": 0, "flat": 0}
@@ -412,7 +456,11 @@ def to_graph(model: DspikeNet, input_shape: Sequence[int] | None = None) -> Grap
             m = layers[i]
             if isinstance(m, (ConvTD, LinearTD)):
                 w = m.weight.detach().double()
-                b = m.bias.detach().double() if m.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+                b = (
+                    m.bias.detach().double()
+                    if m.bias is not None
+                    else torch.zeros(w.shape[0], dtype=torch.float64)
+                )
                 if i + 1 < len(layers) and isinstance(layers[i + 1], TdBN):
                     scale, shift = layers[i + 1].fold()
                     scale, shift = scale.double(), shift.double()
@@ -422,12 +470,20 @@ def to_graph(model: DspikeNet, input_shape: Sequence[int] | None = None) -> Grap
                 if isinstance(m, ConvTD):
                     if m.groups != 1 or tuple(m.dilation) != (1, 1) or m.padding_mode != "zeros":
                         raise ValueError("to_graph: only plain zero-padded convs are exported")
-                    prev = g.conv2d(name("conv"), prev, w.float().numpy(), b.float().numpy(),
-                                    stride=tuple(m.stride), padding=tuple(m.padding))
+                    prev = g.conv2d(
+                        name("conv"),
+                        prev,
+                        w.float().numpy(),
+                        b.float().numpy(),
+                        stride=tuple(m.stride),
+                        padding=tuple(m.padding),
+                    )
                 else:
                     prev = g.linear(name("fc"), prev, w.float().numpy(), b.float().numpy())
             elif isinstance(m, DspikeNeuron):
-                prev = g.dspike_lif(name("sn"), prev, fire=np.float32(m.vth), leak=np.float32(m.leak))
+                prev = g.dspike_lif(
+                    name("sn"), prev, fire=np.float32(m.vth), leak=np.float32(m.leak)
+                )
             elif isinstance(m, AvgPoolTD):
                 if m.padding not in (0, (0, 0)) or m.ceil_mode:
                     raise ValueError("to_graph: average pools without padding only")
@@ -435,7 +491,9 @@ def to_graph(model: DspikeNet, input_shape: Sequence[int] | None = None) -> Grap
             elif isinstance(m, FlattenTD):
                 prev = g.flatten(name("flat"), prev)
             else:
-                raise ValueError(f"to_graph: cannot export layer {type(m).__name__} (sequential CNNs only)")
+                raise ValueError(
+                    f"to_graph: cannot export layer {type(m).__name__} (sequential CNNs only)"
+                )
             i += 1
     if not isinstance(layers[-1], LinearTD):
         raise ValueError("to_graph: the body must end with the output LinearTD")
@@ -447,4 +505,6 @@ def to_graph(model: DspikeNet, input_shape: Sequence[int] | None = None) -> Grap
 
 def neuron_names(model: DspikeNet) -> list[str]:
     """Graph node names (``sn1``, ``sn2``...) of the model's neurons, in body order."""
-    return [f"sn{k + 1}" for k, _ in enumerate(m for m in model.body if isinstance(m, DspikeNeuron))]
+    return [
+        f"sn{k + 1}" for k, _ in enumerate(m for m in model.body if isinstance(m, DspikeNeuron))
+    ]

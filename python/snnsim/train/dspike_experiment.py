@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -31,9 +31,16 @@ from torch import Tensor
 from ..models import create_model
 from .checkpoint import save_checkpoint
 from .dspike import DspikeNet, inherit, temperature_search
-from .surrogates import DspikeSurrogate
 
-__all__ = ["ExperimentConfig", "load_data", "build_model", "evaluate", "train", "run_experiment", "METHODS"]
+__all__ = [
+    "ExperimentConfig",
+    "load_data",
+    "build_model",
+    "evaluate",
+    "train",
+    "run_experiment",
+    "METHODS",
+]
 
 METHODS = ("dspike-adaptive", "dspike-fixed", "rect", "triangle")
 DATASETS = ("mnist5k", "synthetic-nmnist")
@@ -92,7 +99,9 @@ def _frames(events: list[np.ndarray], T: int) -> np.ndarray:
     return np.stack([bin_events(ev, (2, 34, 34), T, "time") for ev in events]).astype(np.float32)
 
 
-def load_data(dataset: str, T: int, n_train: int | None = None, n_test: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def load_data(
+    dataset: str, T: int, n_train: int | None = None, n_test: int | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(x_train, y_train, x_test, y_test)`` (``n_train``/``n_test``: fixed random subsets):
     MNIST-5k images ``[N, 1, 28, 28]`` or SYNTHETIC
     N-MNIST event frames ``[N, T, 2, 34, 34]`` (event counts, time binning)."""
@@ -111,13 +120,24 @@ def load_data(dataset: str, T: int, n_train: int | None = None, n_test: int | No
         xte, yte = _frames([ete[k] for k in j], T), yte[j]
     else:
         raise ValueError(f"unknown dataset {dataset!r}")
-    return (torch.from_numpy(np.ascontiguousarray(xtr)), torch.from_numpy(np.asarray(ytr, dtype=np.int64)),
-            torch.from_numpy(np.ascontiguousarray(xte)), torch.from_numpy(np.asarray(yte, dtype=np.int64)))
+    return (
+        torch.from_numpy(np.ascontiguousarray(xtr)),
+        torch.from_numpy(np.asarray(ytr, dtype=np.int64)),
+        torch.from_numpy(np.ascontiguousarray(xte)),
+        torch.from_numpy(np.asarray(yte, dtype=np.int64)),
+    )
 
 
 def build_model(cfg: ExperimentConfig, T: int | None = None) -> DspikeNet:
-    surrogate = {"dspike-adaptive": "dspike", "dspike-fixed": "dspike", "rect": "rect", "triangle": "triangle"}[cfg.method]
-    kw: dict[str, Any] = dict(T=T or cfg.T, surrogate=surrogate, b=cfg.b0, a=cfg.a, leak=cfg.leak, vth=cfg.vth)
+    surrogate = {
+        "dspike-adaptive": "dspike",
+        "dspike-fixed": "dspike",
+        "rect": "rect",
+        "triangle": "triangle",
+    }[cfg.method]
+    kw: dict[str, Any] = dict(
+        T=T or cfg.T, surrogate=surrogate, b=cfg.b0, a=cfg.a, leak=cfg.leak, vth=cfg.vth
+    )
     if cfg.dataset == "synthetic-nmnist":
         kw.update(in_channels=2, image_size=34, static_input=False)
     return create_model("dspike-mnist-cnn", **kw)  # type: ignore[return-value]
@@ -130,16 +150,22 @@ def evaluate(model: DspikeNet, x: Tensor, y: Tensor, batch_size: int = 500) -> f
     dev = next(model.parameters()).device
     correct = 0
     for i in range(0, len(y), batch_size):
-        out = model(x[i:i + batch_size].to(dev))
-        correct += int((out.argmax(1).cpu() == y[i:i + batch_size]).sum())
+        out = model(x[i : i + batch_size].to(dev))
+        correct += int((out.argmax(1).cpu() == y[i : i + batch_size]).sum())
     return correct / max(1, len(y))
 
 
 EpochHook = Callable[[DspikeNet, int, dict[str, Any]], None]
 
 
-def train(model: DspikeNet, cfg: ExperimentConfig, data: tuple[Tensor, Tensor, Tensor, Tensor],
-          epochs: int | None = None, on_epoch_start: EpochHook | None = None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def train(
+    model: DspikeNet,
+    cfg: ExperimentConfig,
+    data: tuple[Tensor, Tensor, Tensor, Tensor],
+    epochs: int | None = None,
+    on_epoch_start: EpochHook | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
     """Train ``model``; per epoch: ``on_epoch_start`` (e.g. the temperature search), one pass
     over the shuffled training set, evaluation. Returns the per-epoch history."""
     epochs = cfg.epochs if epochs is None else epochs
@@ -161,7 +187,7 @@ def train(model: DspikeNet, cfg: ExperimentConfig, data: tuple[Tensor, Tensor, T
         perm = torch.randperm(len(ytr), generator=gen)
         total, n = 0.0, 0
         for i in range(0, len(ytr), cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
+            idx = perm[i : i + cfg.batch_size]
             xb, yb = xtr[idx].to(dev), ytr[idx].to(dev)
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
@@ -170,13 +196,18 @@ def train(model: DspikeNet, cfg: ExperimentConfig, data: tuple[Tensor, Tensor, T
             sched.step()
             total += float(loss.detach()) * len(idx)
             n += len(idx)
-        rec.update(loss=total / n, acc=evaluate(model, xte, yte), train_s=time.time() - t1, hook_s=t1 - t0)
+        rec.update(
+            loss=total / n, acc=evaluate(model, xte, yte), train_s=time.time() - t1, hook_s=t1 - t0
+        )
         if model.temperature is not None:
             rec["b"] = model.temperature
         rec["rates"] = model.firing_rates()
         history.append(rec)
-        log(f"  epoch {ep + 1}/{epochs}: loss {rec['loss']:.4f} acc {rec['acc']:.4f}"
-            + (f" b {rec['b']:.2f}" if "b" in rec else "") + f" ({rec['train_s']:.0f}s + {rec['hook_s']:.0f}s)")
+        log(
+            f"  epoch {ep + 1}/{epochs}: loss {rec['loss']:.4f} acc {rec['acc']:.4f}"
+            + (f" b {rec['b']:.2f}" if "b" in rec else "")
+            + f" ({rec['train_s']:.0f}s + {rec['hook_s']:.0f}s)"
+        )
     return history
 
 
@@ -189,20 +220,28 @@ def search_hook(cfg: ExperimentConfig, data: tuple[Tensor, Tensor, Tensor, Tenso
     def hook(model: DspikeNet, ep: int, rec: dict[str, Any]) -> None:
         dev = next(model.parameters()).device
         idx = torch.randperm(len(ytr), generator=gen)[: cfg.fdg_batch]
-        res = temperature_search(model, xtr[idx].to(dev), ytr[idx].to(dev), db=cfg.db, eps=cfg.eps, chunk=cfg.fdg_chunk)
+        res = temperature_search(
+            model, xtr[idx].to(dev), ytr[idx].to(dev), db=cfg.db, eps=cfg.eps, chunk=cfg.fdg_chunk
+        )
         rec.update(b_candidates=res.candidates, cosines=[round(c, 4) for c in res.cosines])
 
     return hook
 
 
-def _fit(cfg: ExperimentConfig, model: DspikeNet, data: Any, epochs: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def _fit(
+    cfg: ExperimentConfig, model: DspikeNet, data: Any, epochs: int, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
     hook = search_hook(cfg, data) if cfg.method == "dspike-adaptive" else None
     return train(model, cfg, data, epochs, hook, log)
 
 
-def run_experiment(cfg: ExperimentConfig, log: Callable[[str], None] = print,
-                   init_state: dict[str, Any] | None = None, save_to: str | Path | None = None,
-                   data: Any = None) -> dict[str, Any]:
+def run_experiment(
+    cfg: ExperimentConfig,
+    log: Callable[[str], None] = print,
+    init_state: dict[str, Any] | None = None,
+    save_to: str | Path | None = None,
+    data: Any = None,
+) -> dict[str, Any]:
     """Train one configuration and return its result row. With ``cfg.tit_from`` the model is
     initialised from the network trained at ``tit_from`` steps (``init_state``: its saved
     ``{"model": state_dict, "b": temperature}``; trained here first when absent)."""
@@ -210,7 +249,12 @@ def run_experiment(cfg: ExperimentConfig, log: Callable[[str], None] = print,
     np.random.seed(cfg.seed)
     t0 = time.time()
     data = data if data is not None else load_data(cfg.dataset, cfg.T, cfg.n_train, cfg.n_test)
-    row: dict[str, Any] = {"dataset": cfg.dataset, "method": cfg.method, "T": cfg.T, "seed": cfg.seed}
+    row: dict[str, Any] = {
+        "dataset": cfg.dataset,
+        "method": cfg.method,
+        "T": cfg.T,
+        "seed": cfg.seed,
+    }
     if cfg.tit_from is not None:
         if cfg.tit_from <= cfg.T:
             raise ValueError("TIT initialises a shorter latency: tit_from must exceed T")
@@ -218,7 +262,11 @@ def run_experiment(cfg: ExperimentConfig, log: Callable[[str], None] = print,
         if init_state is None:
             log(f"  TIT: training the source network at T={cfg.tit_from}")
             src_cfg = replace(cfg, T=cfg.tit_from, tit_from=None)
-            src_data = load_data(cfg.dataset, cfg.tit_from, cfg.n_train, cfg.n_test) if cfg.dataset != "mnist5k" else data
+            src_data = (
+                load_data(cfg.dataset, cfg.tit_from, cfg.n_train, cfg.n_test)
+                if cfg.dataset != "mnist5k"
+                else data
+            )
             _fit(src_cfg, src, src_data, cfg.epochs, log)
         else:
             src.load_state_dict(init_state["model"])
@@ -240,9 +288,18 @@ def run_experiment(cfg: ExperimentConfig, log: Callable[[str], None] = print,
             row["cosines"] = [h.get("cosines") for h in hist]
     if cfg.method in ("rect", "triangle"):
         row["a"] = cfg.a
-    row.update(n_train=len(data[1]), n_test=len(data[3]), lr=cfg.lr, batch_size=cfg.batch_size,
-               leak=cfg.leak, vth=cfg.vth, time_s=round(time.time() - t0, 1),
-               rates=hist[-1]["rates"])
+    row.update(
+        n_train=len(data[1]),
+        n_test=len(data[3]),
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        leak=cfg.leak,
+        vth=cfg.vth,
+        time_s=round(time.time() - t0, 1),
+        rates=hist[-1]["rates"],
+    )
     if save_to is not None:
-        save_checkpoint(save_to, {"model": model.state_dict(), "b": model.temperature, "config": asdict(cfg)})
+        save_checkpoint(
+            save_to, {"model": model.state_dict(), "b": model.temperature, "config": asdict(cfg)}
+        )
     return row

@@ -92,11 +92,15 @@ class DSRNeuronConfig:
         if self.kind not in ("if", "lif"):
             raise ValueError(f"DSRNeuronConfig.kind must be 'if' or 'lif', got {self.kind!r}")
         if not self.theta0 > 0 or not self.bound > 0:
-            raise ValueError(f"DSRNeuronConfig: theta0 and bound must be > 0, got {self.theta0}, {self.bound}")
+            raise ValueError(
+                f"DSRNeuronConfig: theta0 and bound must be > 0, got {self.theta0}, {self.bound}"
+            )
         if not 0 < self.alpha <= 1:
             raise ValueError(f"DSRNeuronConfig.alpha must be in (0, 1], got {self.alpha}")
         if not self.dt > 0 or not self.tau > 0:
-            raise ValueError(f"DSRNeuronConfig: dt and tau must be > 0, got dt={self.dt}, tau={self.tau}")
+            raise ValueError(
+                f"DSRNeuronConfig: dt and tau must be > 0, got dt={self.dt}, tau={self.tau}"
+            )
 
     @property
     def grad_scale(self) -> float:
@@ -186,7 +190,9 @@ def _native_law(theta: Tensor, cfg: DSRNeuronConfig) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def simulate_dsr(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static: bool = False) -> Tensor:
+def simulate_dsr(
+    x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static: bool = False
+) -> Tensor:
     """Run the DSR neuron over ``T`` steps from a zero membrane and return the value each spike
     carries at every step, ``[T*B, ...]`` time-major (``spike_value * s``).
 
@@ -199,7 +205,9 @@ def simulate_dsr(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static:
     p, step = _torch_law(theta, cfg, x)
     value = spike_value(theta, cfg)
     fmt = memory_format_of(x)
-    out = torch.empty((T * B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(memory_format=fmt)
+    out = torch.empty((T * B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(
+        memory_format=fmt
+    )
     v = torch.zeros(shape, dtype=x.dtype, device=x.device).contiguous(memory_format=fmt)
     for t in range(T):
         xt = x if static else x[t * B : (t + 1) * B]
@@ -246,8 +254,14 @@ def _flat(t: Tensor) -> Tensor | None:
 
 
 @torch.no_grad()
-def dsr_forward(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static: bool = False,
-                pool: int | None = None) -> DSRForward:
+def dsr_forward(
+    x: Tensor,
+    T: int,
+    theta: Tensor,
+    cfg: DSRNeuronConfig,
+    static: bool = False,
+    pool: int | None = None,
+) -> DSRForward:
     """One DSR neuron layer's forward: :func:`simulate_dsr`, :func:`mean_current` and the time
     mean of the outputs together. On the CPU in float32 this is one fused pass in the native
     core (``snnsim._core.dsr_forward``), bit-identical in its spikes to the torch step
@@ -257,8 +271,14 @@ def dsr_forward(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static: 
     ``nn.AvgPool2d(k)``) before they are returned, so ``out`` is the pooled ``[T*B, C, H/k,
     W/k]``; natively the full-size outputs are never stored. ``I`` and ``r`` stay full size."""
     core = _native()
-    xf = _flat(x) if (core is not None and x.device.type == "cpu" and x.dtype == torch.float32) else None
-    poolable = pool is not None and x.ndim == 4 and x.shape[2] % pool == 0 and x.shape[3] % pool == 0
+    xf = (
+        _flat(x)
+        if (core is not None and x.device.type == "cpu" and x.dtype == torch.float32)
+        else None
+    )
+    poolable = (
+        pool is not None and x.ndim == 4 and x.shape[2] % pool == 0 and x.shape[3] % pool == 0
+    )
     if xf is None or (pool is not None and not poolable):
         out = simulate_dsr(x, T, theta, cfg, static)
         r = out.reshape((T, out.shape[0] // T) + tuple(out.shape[1:])).mean(0)
@@ -281,8 +301,15 @@ def dsr_forward(x: Tensor, T: int, theta: Tensor, cfg: DSRNeuronConfig, static: 
     if cfg.kind == "lif" and not static:
         kw["current_weights"] = lif_weights(T, cfg, x).numpy()
     n = core.dsr_forward(
-        xf.numpy(), _flat(out).numpy(), _flat(I).numpy(), _flat(r).numpy(), T, static, cfg.kind,
-        pool=native_pool, **kw,
+        xf.numpy(),
+        _flat(out).numpy(),
+        _flat(I).numpy(),
+        _flat(r).numpy(),
+        T,
+        static,
+        cfg.kind,
+        pool=native_pool,
+        **kw,
     )
     return DSRForward(out, I, r, torch.tensor(float(n)))
 
@@ -309,16 +336,31 @@ def dsr_forward_chunk(
     flats = [_flat(t) for t in (x, membrane, I_acc, r_acc)] if core is not None else [None]
     B = x.shape[0] if static else x.shape[0] // steps
     fmt = memory_format_of(x)
-    out = torch.empty((steps * B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(memory_format=fmt)
+    out = torch.empty((steps * B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(
+        memory_format=fmt
+    )
     th = theta.detach().to(dtype=x.dtype)
-    usable = (core is not None and x.device.type == "cpu" and x.dtype == torch.float32
-              and all(f is not None for f in flats) and _flat(out) is not None
-              and all(memory_format_of(t) == fmt for t in (membrane, I_acc, r_acc)))
+    usable = (
+        core is not None
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and all(f is not None for f in flats)
+        and _flat(out) is not None
+        and all(memory_format_of(t) == fmt for t in (membrane, I_acc, r_acc))
+    )
     if usable:
         xf, vf, cf, rf = flats
         n = core.dsr_forward(
-            xf.numpy(), _flat(out).numpy(), cf.numpy(), rf.numpy(), steps, static, cfg.kind,
-            current_weights=current_weights.to(torch.float32).numpy(), membrane=vf.numpy(), accumulate=1.0 / T,
+            xf.numpy(),
+            _flat(out).numpy(),
+            cf.numpy(),
+            rf.numpy(),
+            steps,
+            static,
+            cfg.kind,
+            current_weights=current_weights.to(torch.float32).numpy(),
+            membrane=vf.numpy(),
+            accumulate=1.0 / T,
             **_native_law(th, cfg),
         )
         return out, int(n)
@@ -338,7 +380,9 @@ def dsr_forward_chunk(
 
 
 # ---------------------------------------------------------------------- autograd: per-step form
-def _mask_grads(G: Tensor, I: Tensor, theta: Tensor, cfg: DSRNeuronConfig, need_theta: bool) -> tuple[Tensor, Tensor | None]:
+def _mask_grads(
+    G: Tensor, I: Tensor, theta: Tensor, cfg: DSRNeuronConfig, need_theta: bool
+) -> tuple[Tensor, Tensor | None]:
     """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (SPEC §1.1)."""
     ub = _upper(theta.detach(), cfg)
     if cfg.kind == "if":
@@ -360,7 +404,9 @@ class DSRStepFn(Function):
     ``[T*B, ...]``: the value carried by each step's spikes. Only ``I`` (``[B, ...]``) is saved."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, theta: Tensor, T: int, cfg: DSRNeuronConfig, static: bool) -> Tensor:  # type: ignore[override]
+    def forward(
+        ctx: Any, x: Tensor, theta: Tensor, T: int, cfg: DSRNeuronConfig, static: bool
+    ) -> Tensor:  # type: ignore[override]
         fwd = dsr_forward(x.detach(), T, theta, cfg, static)
         out, I = fwd.out, fwd.I
         ctx.save_for_backward(I, theta)
@@ -394,7 +440,9 @@ class DSRRateFn(Function):
     ``dL/dtheta`` of Eq. 19. ``I_graph`` only routes the gradient."""
 
     @staticmethod
-    def forward(ctx: Any, I_graph: Tensor, theta: Tensor, I: Tensor, r: Tensor, cfg: DSRNeuronConfig) -> Tensor:  # type: ignore[override]
+    def forward(
+        ctx: Any, I_graph: Tensor, theta: Tensor, I: Tensor, r: Tensor, cfg: DSRNeuronConfig
+    ) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(I, theta)
         ctx.cfg = cfg
         return r.clone()
@@ -430,7 +478,9 @@ class AffineRateFn(Function):
     padding, dilation, groups)``."""
 
     @staticmethod
-    def forward(ctx: Any, r_in: Tensor, weight: Tensor, bias: Tensor | None, value: Tensor, spec: tuple) -> Tensor:  # type: ignore[override]
+    def forward(
+        ctx: Any, r_in: Tensor, weight: Tensor, bias: Tensor | None, value: Tensor, spec: tuple
+    ) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(r_in, weight)
         ctx.spec = spec
         ctx.has_bias = bias is not None
@@ -441,7 +491,11 @@ class AffineRateFn(Function):
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         r_in, weight = ctx.saved_tensors
         spec = ctx.spec
-        need_in, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        need_in, need_w, need_b = (
+            ctx.needs_input_grad[0],
+            ctx.needs_input_grad[1],
+            ctx.needs_input_grad[2],
+        )
         gin = gw = gb = None
         if spec[0] == "linear":
             if need_in:

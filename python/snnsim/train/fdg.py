@@ -51,7 +51,9 @@ def finite_difference_grad(
     if (loss_fn is None) == (batched_loss_fn is None):
         raise ValueError("finite_difference_grad: give exactly one of loss_fn and batched_loss_fn")
     n = param.numel()
-    idx = torch.arange(n) if coords is None else torch.as_tensor(coords, dtype=torch.long).reshape(-1)
+    idx = (
+        torch.arange(n) if coords is None else torch.as_tensor(coords, dtype=torch.long).reshape(-1)
+    )
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
         raise ValueError(f"finite_difference_grad: coords outside [0, {n})")
     grad = torch.zeros(n, dtype=torch.float64)
@@ -70,15 +72,19 @@ def finite_difference_grad(
         raise ValueError(f"finite_difference_grad: chunk must be >= 1, got {chunk}")
     half = max(1, chunk // 2)
     for start in range(0, idx.numel(), half):
-        sel = idx[start:start + half]
+        sel = idx[start : start + half]
         m = sel.numel()
         deltas = torch.zeros((2 * m, n), dtype=param.dtype, device=param.device)
         rows = torch.arange(m, device=param.device)
         deltas[rows, sel.to(param.device)] = eps
         deltas[rows + m, sel.to(param.device)] = -eps
-        losses = batched_loss_fn(deltas.reshape((2 * m,) + tuple(param.shape))).detach().double().cpu()
+        losses = (
+            batched_loss_fn(deltas.reshape((2 * m,) + tuple(param.shape))).detach().double().cpu()
+        )
         if losses.shape != (2 * m,):
-            raise ValueError(f"batched_loss_fn returned shape {list(losses.shape)}, expected [{2 * m}]")
+            raise ValueError(
+                f"batched_loss_fn returned shape {list(losses.shape)}, expected [{2 * m}]"
+            )
         grad[sel] = (losses[:m] - losses[m:]) / (2.0 * eps)
     return grad.to(param.dtype).reshape(param.shape)
 

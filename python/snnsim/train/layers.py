@@ -79,7 +79,11 @@ class Seq:
         if not self.static:
             return self.steps
         s = self.steps
-        return s.unsqueeze(0).expand((self.T,) + tuple(s.shape)).reshape((self.T * s.shape[0],) + tuple(s.shape[1:]))
+        return (
+            s.unsqueeze(0)
+            .expand((self.T,) + tuple(s.shape))
+            .reshape((self.T * s.shape[0],) + tuple(s.shape[1:]))
+        )
 
     def mean(self) -> Tensor:
         return self.steps if self.static else time_mean(self.steps, self.T)
@@ -115,8 +119,17 @@ class _AffineMixin:
             return grad_out.reshape(-1, grad_out.shape[-1]).t() @ inp.reshape(-1, inp.shape[-1])
         _, stride, padding, dilation, groups = spec
         return torch.ops.aten.convolution_backward(
-            grad_out.contiguous(memory_format=memory_format_of(inp)), inp, self.weight, None,  # type: ignore[attr-defined]
-            list(stride), list(padding), list(dilation), False, [0, 0], groups, [False, True, False],
+            grad_out.contiguous(memory_format=memory_format_of(inp)),
+            inp,
+            self.weight,
+            None,  # type: ignore[attr-defined]
+            list(stride),
+            list(padding),
+            list(dilation),
+            False,
+            [0, 0],
+            groups,
+            [False, True, False],
         )[1]
 
 
@@ -171,8 +184,14 @@ class _BNTMixin:
             # one pass: normalised steps, batch mean/invstd over T*B, running-stat update
             momentum = self._momentum_now()
             steps, _, invstd = torch.native_batch_norm(
-                z, self.weight, self.bias, self.running_mean, self.running_var,  # type: ignore[attr-defined]
-                True, 0.0 if momentum is None else momentum, self.eps,  # type: ignore[attr-defined]
+                z,
+                self.weight,
+                self.bias,
+                self.running_mean,
+                self.running_var,  # type: ignore[attr-defined]
+                True,
+                0.0 if momentum is None else momentum,
+                self.eps,  # type: ignore[attr-defined]
             )
             var_all = invstd.double().pow(-2).sub(self.eps).float()  # type: ignore[attr-defined]
             cov = None
@@ -204,7 +223,9 @@ class _BNTMixin:
         self.running_mean.mul_(1 - m).add_(mean.to(self.running_mean.dtype), alpha=m)  # type: ignore[attr-defined]
         self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)  # type: ignore[attr-defined]
 
-    def rate_graph(self, zb: Tensor, var_all: Tensor, cov: tuple[Tensor, Tensor, int] | None = None) -> Tensor:
+    def rate_graph(
+        self, zb: Tensor, var_all: Tensor, cov: tuple[Tensor, Tensor, int] | None = None
+    ) -> Tensor:
         """The normalisation on the rate graph ``zb`` (time means, ``[B, C, ...]``) given the
         per-channel variance over all ``T*B`` step values (see the class docstring); one
         fused forward and one batch-norm backward kernel (:class:`_RateBatchNormFn`).
@@ -246,8 +267,17 @@ class _RateBatchNormFn(torch.autograd.Function):
     gradients equal the per-step form's (the public code's) on networks with batch norm too."""
 
     @staticmethod
-    def forward(ctx: Any, zb: Tensor, var_all: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float,  # type: ignore[override]
-                w_op: Tensor | None = None, K: Tensor | None = None, T: int = 1) -> Tensor:
+    def forward(
+        ctx: Any,
+        zb: Tensor,
+        var_all: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        eps: float,  # type: ignore[override]
+        w_op: Tensor | None = None,
+        K: Tensor | None = None,
+        T: int = 1,
+    ) -> Tensor:
         dims = [0] + list(range(2, zb.ndim))
         between, mu = torch.var_mean(zb, dim=dims, correction=0)
         var = torch.maximum(var_all.to(between.dtype), between)
@@ -261,7 +291,15 @@ class _RateBatchNormFn(torch.autograd.Function):
         zb, weight, mu, invstd, K = ctx.saved_tensors
         need = ctx.needs_input_grad
         gz, gw, gb = torch.ops.aten.native_batch_norm_backward(
-            gy.contiguous(memory_format=memory_format_of(zb)), zb, weight, None, None, mu, invstd, True, ctx.eps,
+            gy.contiguous(memory_format=memory_format_of(zb)),
+            zb,
+            weight,
+            None,
+            None,
+            mu,
+            invstd,
+            True,
+            ctx.eps,
             [need[0], weight is not None and need[2], weight is not None and need[3]],
         )
         g_op = None
@@ -344,7 +382,9 @@ class DropoutT(nn.Module):
             return F.dropout(x, self.p, True)
         B = x.batch
         shape = (B,) + tuple(x.steps.shape[1:])
-        mask = torch.empty(shape, dtype=x.steps.dtype, device=x.steps.device).bernoulli_(1 - self.p) / (1 - self.p)
+        mask = torch.empty(shape, dtype=x.steps.dtype, device=x.steps.device).bernoulli_(
+            1 - self.p
+        ) / (1 - self.p)
         if x.static:
             steps = x.steps * mask
         else:
@@ -434,8 +474,16 @@ class DSRNeuron(nn.Module):
         can be (rate form or no autograd, and no forward hooks that want the full-size spikes;
         these are then never stored)."""
         k = pool.window
-        if k is None or self._hooked() or (isinstance(x, Seq) and x.rate is None and torch.is_grad_enabled()
-                                           and (x.steps.requires_grad or self.theta.requires_grad)):
+        if (
+            k is None
+            or self._hooked()
+            or (
+                isinstance(x, Seq)
+                and x.rate is None
+                and torch.is_grad_enabled()
+                and (x.steps.requires_grad or self.theta.requires_grad)
+            )
+        ):
             return pool(self(x))
         return self._forward(x, pool)
 
@@ -444,8 +492,12 @@ class DSRNeuron(nn.Module):
         spikes: then the neuron and the pool run as two modules."""
         from torch.nn.modules import module as _m
 
-        return bool(self._forward_hooks or self._forward_pre_hooks or _m._global_forward_hooks
-                    or _m._global_forward_pre_hooks)
+        return bool(
+            self._forward_hooks
+            or self._forward_pre_hooks
+            or _m._global_forward_hooks
+            or _m._global_forward_pre_hooks
+        )
 
     def _forward(self, x: Flow, pool: AvgPoolT | None) -> Seq:
         if isinstance(x, Tensor):
@@ -476,7 +528,9 @@ class DSRNeuron(nn.Module):
             self.last_rate = fwd.spikes / n_out
             return y
         with torch.no_grad():
-            self.last_rate = y.steps.sum() / (spike_value(self.theta.detach(), cfg) * y.steps.numel())
+            self.last_rate = y.steps.sum() / (
+                spike_value(self.theta.detach(), cfg) * y.steps.numel()
+            )
         return y
 
     def extra_repr(self) -> str:

@@ -8,8 +8,8 @@ from typing import Iterable, Literal
 import torch
 from torch import Tensor, nn
 
-from .dsr import DSRNeuronConfig, NeuronKind, dsr_defaults
 from .chunked import check_chunkable, chunked_rate_forward
+from .dsr import DSRNeuronConfig, NeuronKind, dsr_defaults
 from .layers import DSRNeuron, Flow, Readout, Seq, run_layers
 
 __all__ = ["Mode", "DSRNet", "neuron_config", "make_neuron"]
@@ -134,7 +134,9 @@ class DSRNet(nn.Module):
             flow: Flow = Seq(x, T, True, x if rate_mode else None)
         else:
             if x.ndim < 3 or x.shape[1] != T:
-                raise ValueError(f"DSRNet: a sequence input must be [B, T={T}, ...], got {list(x.shape)}")
+                raise ValueError(
+                    f"DSRNet: a sequence input must be [B, T={T}, ...], got {list(x.shape)}"
+                )
             steps = x.transpose(0, 1).reshape((T * x.shape[0],) + tuple(x.shape[2:]))
             if self.channels_last and steps.ndim == 4:
                 steps = steps.contiguous(memory_format=torch.channels_last)
@@ -145,12 +147,18 @@ class DSRNet(nn.Module):
         T, chunk = self.T, self.time_chunk
         assert chunk is not None
         if self.static_input:
-            return chunked_rate_forward(self.body, lambda t0, t1: Seq(x, t1 - t0, True), x, T, chunk, self.cfg)
+            return chunked_rate_forward(
+                self.body, lambda t0, t1: Seq(x, t1 - t0, True), x, T, chunk, self.cfg
+            )
         if x.ndim < 3 or x.shape[1] != T:
-            raise ValueError(f"DSRNet: a sequence input must be [B, T={T}, ...], got {list(x.shape)}")
+            raise ValueError(
+                f"DSRNet: a sequence input must be [B, T={T}, ...], got {list(x.shape)}"
+            )
 
         def source(t0: int, t1: int) -> Seq:
-            steps = x[:, t0:t1].transpose(0, 1).reshape(((t1 - t0) * x.shape[0],) + tuple(x.shape[2:]))
+            steps = (
+                x[:, t0:t1].transpose(0, 1).reshape(((t1 - t0) * x.shape[0],) + tuple(x.shape[2:]))
+            )
             if self.channels_last and steps.ndim == 4:
                 steps = steps.contiguous(memory_format=torch.channels_last)
             return Seq(steps, t1 - t0, False)

@@ -34,8 +34,14 @@ __all__ = ["TdBN"]
 class TdBN(nn.Module):
     """tdBN over ``[T, N, C, ...]`` with learnable ``weight`` (gamma) and ``bias`` (beta)."""
 
-    def __init__(self, channels: int, alpha: float = 1.0, vth: float = 0.5, eps: float = 1e-5,
-                 momentum: float = 0.1) -> None:
+    def __init__(
+        self,
+        channels: int,
+        alpha: float = 1.0,
+        vth: float = 0.5,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+    ) -> None:
         super().__init__()
         self.channels = channels
         self.alpha = float(alpha)
@@ -63,13 +69,23 @@ class TdBN(nn.Module):
         g = self.weight * self.scale
         if not self.training:
             flat = x.reshape((T * N,) + tuple(x.shape[2:]))
-            y = F.batch_norm(flat, self.running_mean, self.running_var, g, self.bias, False, 0.0, self.eps)
+            y = F.batch_norm(
+                flat, self.running_mean, self.running_var, g, self.bias, False, 0.0, self.eps
+            )
             return y.reshape(x.shape)
         if self.groups == 1:
             flat = x.reshape((T * N,) + tuple(x.shape[2:]))
             if self.update_stats:
-                y = F.batch_norm(flat, self.running_mean, self.running_var, g, self.bias, True,
-                                 self.momentum, self.eps)
+                y = F.batch_norm(
+                    flat,
+                    self.running_mean,
+                    self.running_var,
+                    g,
+                    self.bias,
+                    True,
+                    self.momentum,
+                    self.eps,
+                )
             else:
                 y = F.batch_norm(flat, None, None, g, self.bias, True, 0.0, self.eps)
             return y.reshape(x.shape)
@@ -81,7 +97,9 @@ class TdBN(nn.Module):
         mean = xg.mean(dim=dims, keepdim=True)
         var = ((xg - mean) ** 2).mean(dim=dims, keepdim=True)
         cshape = [1, 1, 1, -1] + [1] * (xg.ndim - 4)
-        y = (xg - mean) * torch.rsqrt(var + self.eps) * g.reshape(cshape) + self.bias.reshape(cshape)
+        y = (xg - mean) * torch.rsqrt(var + self.eps) * g.reshape(cshape) + self.bias.reshape(
+            cshape
+        )
         return y.reshape(x.shape)
 
     @torch.no_grad()

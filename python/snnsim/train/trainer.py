@@ -31,7 +31,15 @@ from .checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from .configs import TrainConfig
 from .net import DSRNet
 
-__all__ = ["Trainer", "train", "load_datasets", "resolve_device", "augment_batch", "epoch_seed", "lr_at"]
+__all__ = [
+    "Trainer",
+    "train",
+    "load_datasets",
+    "resolve_device",
+    "augment_batch",
+    "epoch_seed",
+    "lr_at",
+]
 
 _SEED_STRIDE = 1_000_003
 
@@ -69,8 +77,8 @@ def augment_batch(x: Tensor, padding: int, flip: bool, gen: torch.Generator) -> 
         xp = F.pad(x, (padding, padding, padding, padding))
         oy = torch.randint(0, 2 * padding + 1, (B,), generator=gen).to(x.device)
         ox = torch.randint(0, 2 * padding + 1, (B,), generator=gen).to(x.device)
-        rows = (oy[:, None] + torch.arange(H, device=x.device)[None, :])  # [B, H]
-        cols = (ox[:, None] + torch.arange(W, device=x.device)[None, :])  # [B, W]
+        rows = oy[:, None] + torch.arange(H, device=x.device)[None, :]  # [B, H]
+        cols = ox[:, None] + torch.arange(W, device=x.device)[None, :]  # [B, W]
         lead = x.shape[1:-2]
         flat = xp.reshape((B, -1) + tuple(xp.shape[-2:]))  # [B, L, H+2p, W+2p]
         idx_r = rows[:, None, :, None].expand(B, flat.shape[1], H, xp.shape[-1])
@@ -110,14 +118,19 @@ def load_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
         if root is None:
             raise FileNotFoundError(f"{cfg.name}: DVS-CIFAR10 needs data_root or $SNNSIM_DATA")
         kw = dict(n_frames=cfg.T, size=48, cache=True)
-        return (dvs_cifar10_frames_dataset(root, "train", **kw), dvs_cifar10_frames_dataset(root, "test", **kw))
+        return (
+            dvs_cifar10_frames_dataset(root, "train", **kw),
+            dvs_cifar10_frames_dataset(root, "test", **kw),
+        )
     if cfg.dataset == "synthetic":
         g = torch.Generator().manual_seed(1234)
         proto = torch.rand(4, 1, 12, 12, generator=g)
+
         def make(n: int) -> TensorDataset:
             y = torch.randint(0, 4, (n,), generator=g)
             x = (proto[y] + 0.3 * torch.rand(n, 1, 12, 12, generator=g)).clamp(0, 1)
             return TensorDataset(x, y)
+
         return make(96), make(48)
     raise ValueError(f"{cfg.name}: unknown dataset {cfg.dataset!r}")
 
@@ -148,8 +161,12 @@ class _Batches:
                 idx = order[i : i + self.batch_size]
                 yield x[idx], y[idx]
             return
-        loader = DataLoader(torch.utils.data.Subset(self.ds, order.tolist()), batch_size=self.batch_size,
-                            shuffle=False, num_workers=0)
+        loader = DataLoader(
+            torch.utils.data.Subset(self.ds, order.tolist()),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=0,
+        )
         for xb, yb in loader:
             yield xb.to(self.device), torch.as_tensor(yb).to(self.device)
 
@@ -167,8 +184,14 @@ class EpochStats:
 class Trainer:
     """Train ``cfg`` into ``out_dir`` (``None``: no files). ``progress``: tqdm bars."""
 
-    def __init__(self, cfg: TrainConfig, out_dir: str | Path | None = None, progress: bool = True,
-                 model: nn.Module | None = None, datasets: tuple[Dataset, Dataset] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        out_dir: str | Path | None = None,
+        progress: bool = True,
+        model: nn.Module | None = None,
+        datasets: tuple[Dataset, Dataset] | None = None,
+    ) -> None:
         from ..models import create_model
 
         self.cfg = cfg
@@ -188,11 +211,15 @@ class Trainer:
             model = create_model(cfg.model, **kw)
         if cfg.exact_bn_grad:
             if not hasattr(model, "exact_bn_grad"):
-                raise ValueError(f"exact_bn_grad: model {cfg.model!r} ({type(model).__name__}) is not a DSR network")
+                raise ValueError(
+                    f"exact_bn_grad: model {cfg.model!r} ({type(model).__name__}) is not a DSR network"
+                )
             model.exact_bn_grad = True
         if cfg.time_chunk is not None:
             if not hasattr(model, "time_chunk"):
-                raise ValueError(f"time_chunk: model {cfg.model!r} ({type(model).__name__}) has no time-chunked forward")
+                raise ValueError(
+                    f"time_chunk: model {cfg.model!r} ({type(model).__name__}) has no time-chunked forward"
+                )
             model.time_chunk = cfg.time_chunk
         self.model = model.to(self.device)
         train_ds, test_ds = datasets if datasets is not None else load_datasets(cfg)
@@ -206,7 +233,12 @@ class Trainer:
         params = list(self.model.parameters())
         if cfg.optimizer == "sgd":
             self.opt: torch.optim.Optimizer = torch.optim.SGD(
-                params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+                params,
+                lr=cfg.lr,
+                momentum=cfg.momentum,
+                nesterov=cfg.nesterov,
+                weight_decay=cfg.weight_decay,
+            )
         elif cfg.optimizer == "adam":
             self.opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         else:
@@ -257,7 +289,9 @@ class Trainer:
         n = 0
         rate_sum: dict[str, float] = {}
         t0, c0 = time.perf_counter(), time.process_time()
-        bar = self._bar(self.train_batches.iterate(gen), self.iters_per_epoch, f"epoch {e + 1}/{cfg.epochs}")
+        bar = self._bar(
+            self.train_batches.iterate(gen), self.iters_per_epoch, f"epoch {e + 1}/{cfg.epochs}"
+        )
         for i, (xb, yb) in enumerate(bar):
             lr = lr_at(e * self.iters_per_epoch + i, total, warm, cfg.lr, cfg.schedule)
             for g in self.opt.param_groups:
@@ -283,8 +317,13 @@ class Trainer:
             torch.cuda.synchronize()
         secs, cpu = time.perf_counter() - t0, time.process_time() - c0
         k = max(1, self.iters_per_epoch)
-        return EpochStats(float(loss_sum) / n, float(correct) / n, {a: float(b) / k for a, b in rate_sum.items()}, secs,
-                          cpu)
+        return EpochStats(
+            float(loss_sum) / n,
+            float(correct) / n,
+            {a: float(b) / k for a, b in rate_sum.items()},
+            secs,
+            cpu,
+        )
 
     @torch.no_grad()
     def evaluate(self) -> EpochStats:
@@ -335,16 +374,24 @@ class Trainer:
         if self.out_dir is None:
             return
         save_checkpoint(self.out_dir / "checkpoint.pt", self.state())
-        write_json_atomic(self.out_dir / "metrics.json", {"config": self.cfg.to_dict(), "epochs": self.history})
+        write_json_atomic(
+            self.out_dir / "metrics.json", {"config": self.cfg.to_dict(), "epochs": self.history}
+        )
 
-    def fit(self, log: Callable[[str], None] | None = print, stop_after: int | None = None) -> list[dict[str, Any]]:
+    def fit(
+        self, log: Callable[[str], None] | None = print, stop_after: int | None = None
+    ) -> list[dict[str, Any]]:
         """Train until ``cfg.epochs`` epochs are done (or, with ``stop_after``, until that many
         are, as an interrupted run would); return the per-epoch records."""
         end = self.cfg.epochs if stop_after is None else min(stop_after, self.cfg.epochs)
         while self.epoch < end:
             tr = self.train_epoch()
             k = max(1, self.cfg.eval_every)
-            do_eval = (self.epoch + 1) % k == 0 or self.epoch + 1 == end or self.epoch + 1 == self.cfg.epochs
+            do_eval = (
+                (self.epoch + 1) % k == 0
+                or self.epoch + 1 == end
+                or self.epoch + 1 == self.cfg.epochs
+            )
             ev = self.evaluate() if do_eval else EpochStats(float("nan"), float("nan"), {}, 0.0)
             self.epoch += 1
             rec = {
@@ -364,13 +411,20 @@ class Trainer:
             self._write()
             if log is not None:
                 mean_rate = sum(ev.rates.values()) / len(ev.rates) if ev.rates else float("nan")
-                log(f"[{self.cfg.name}] epoch {self.epoch}/{self.cfg.epochs} loss {tr.loss:.4f} "
-                    f"train {tr.acc:.4f} test {ev.acc:.4f} rate {mean_rate:.3f} ({tr.seconds:.1f}s + {ev.seconds:.1f}s)")
+                log(
+                    f"[{self.cfg.name}] epoch {self.epoch}/{self.cfg.epochs} loss {tr.loss:.4f} "
+                    f"train {tr.acc:.4f} test {ev.acc:.4f} rate {mean_rate:.3f} ({tr.seconds:.1f}s + {ev.seconds:.1f}s)"
+                )
         return self.history
 
 
-def train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] | None = print) -> Trainer:
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> Trainer:
     """Build a :class:`Trainer` for ``cfg``, optionally resume from ``out_dir``, and fit."""
     tr = Trainer(cfg, out_dir, progress=progress)
     if resume and tr.resume() and log is not None:
