@@ -300,7 +300,7 @@ dispatch! {
     /// One step for a block: integrate, fire, reset; adds the outputs to `acc` (AVX2 when the
     /// CPU has it: same IEEE operations, wider vectors).
     pub fn step_block[](law: DsrLaw, value: f32, xs: &[f32], v: &mut [f32], os: &mut [f32], acc: &mut [f32]) -> u64
-        => step_block_impl, step_block_avx2
+        => step_block_impl
     where []
 }
 
