@@ -278,6 +278,122 @@ fn gather_position<A, W>(
     blocks!(1);
 }
 
+/// [`gather_block`] for int8 weights and int32 values with 16-bit partial sums: `flush` terms
+/// at most go into the i16 lanes before they are added to the i32 sums, so that no partial sum
+/// leaves the i16 range (`flush * max|x| * max|w| <= i16::MAX`, the caller's bound). Integer
+/// sums do not depend on grouping: the result equals [`gather_block`]'s.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gather_block_i16<const B: usize>(
+    dst: &mut [i32; B],
+    k: &[i8],
+    g: &Geom,
+    off: usize,
+    taps: &[(u32, u32)],
+    inp: Active<'_, i32>,
+    bias: Option<&[i32]>,
+    flush: usize,
+) {
+    let (c, co, area) = (g.c, g.co, g.kh * g.kw);
+    let Active {
+        x,
+        nz,
+        starts,
+        unit,
+    } = inp;
+    let mut t: [i32; B] = match bias
+        .and_then(|b| b.get(off..))
+        .and_then(|b| b.first_chunk::<B>())
+    {
+        Some(b) => *b,
+        None => [0; B],
+    };
+    let mut h = [0i16; B];
+    let mut n = 0usize;
+    for &(p, tap) in taps {
+        let (p, tap) = (p as usize, tap as usize);
+        let (a, b) = (starts[p] as usize, starts[p + 1] as usize);
+        let base = p * c;
+        for &i in nz.get(a..b).unwrap_or(&[]) {
+            let i = i as usize;
+            let row = (i - base) * area + tap;
+            let Some(wr) = k.get(row * co + off..).and_then(|s| s.first_chunk::<B>()) else {
+                continue;
+            };
+            if unit {
+                for (s, &wv) in h.iter_mut().zip(wr) {
+                    *s = s.wrapping_add(wv as i16);
+                }
+            } else {
+                let xv = x[i] as i16;
+                for (s, &wv) in h.iter_mut().zip(wr) {
+                    *s = s.wrapping_add(xv.wrapping_mul(wv as i16));
+                }
+            }
+            n += 1;
+            if n == flush {
+                for (a, s) in t.iter_mut().zip(h.iter_mut()) {
+                    *a = a.wrapping_add(*s as i32);
+                    *s = 0;
+                }
+                n = 0;
+            }
+        }
+    }
+    for (a, &s) in t.iter_mut().zip(&h) {
+        *a = a.wrapping_add(s as i32);
+    }
+    *dst = t;
+}
+
+#[inline(always)]
+fn conv_gather_i16_impl(
+    acc: &mut [i32],
+    k: &[i8],
+    g: &Geom,
+    inp: Active<'_, i32>,
+    bias: Option<&[i32]>,
+    first: usize,
+    flush: usize,
+) {
+    let mut taps = [(0u32, 0u32); 64];
+    let mut big = Vec::new();
+    let taps: &mut [(u32, u32)] = if g.kh * g.kw <= taps.len() {
+        &mut taps
+    } else {
+        big.resize(g.kh * g.kw, (0u32, 0u32));
+        &mut big
+    };
+    for (n, out) in acc.chunks_exact_mut(g.co).enumerate() {
+        let o = first + n;
+        let nt = window_taps(g, o / g.wo, o % g.wo, taps);
+        let taps = &taps[..nt];
+        let mut off = 0;
+        macro_rules! blocks {
+            ($b:literal) => {
+                while let Some(dst) = out.get_mut(off..).and_then(|s| s.first_chunk_mut::<$b>()) {
+                    gather_block_i16::<$b>(dst, k, g, off, taps, inp, bias, flush);
+                    off += $b;
+                }
+            };
+        }
+        blocks!(64);
+        blocks!(32);
+        blocks!(16);
+        blocks!(1);
+    }
+}
+
+dispatch! {
+    /// [`conv_gather`] for int8 weights and int32 values, summing each register block in 16-bit
+    /// lanes (twice the lanes per instruction) and adding them to the int32 sums every `flush`
+    /// terms. Exact when `flush * max|x| * max|w| <= i16::MAX` (the caller checks) and the
+    /// int32 sums cannot overflow (the node's bound).
+    pub fn conv_gather_i16[](acc: &mut [i32], k: &[i8], g: &Geom, inp: Active<'_, i32>, bias: Option<&[i32]>, first: usize, flush: usize)
+        => conv_gather_i16_impl
+    where []
+}
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn conv_gather_impl<A, W>(

@@ -376,3 +376,72 @@ fn conv_gather_equals_scatter_bit_for_bit_at_every_simd_level() {
     }
     set_level(None);
 }
+
+#[test]
+fn conv_gather_i16_equals_i32_gather() {
+    use super::simd::{set_level, Level};
+    let mut rng = Rng::new(21);
+    for level in [Level::Portable, Level::Avx2, Level::Avx512] {
+        set_level(Some(level));
+        // (c, h, w, co): channel counts around the 64/32/16-lane blocks
+        for &(c, h, w, co) in &[
+            (3usize, 9usize, 7usize, 64usize),
+            (5, 6, 6, 37),
+            (2, 8, 8, 100),
+        ] {
+            let g = Geom {
+                c,
+                h,
+                w,
+                co,
+                ho: h,
+                wo: w,
+                kh: 3,
+                kw: 3,
+                sh: 1,
+                sw: 1,
+                ph: 1,
+                pw: 1,
+            };
+            let k: Vec<i8> = (0..co * c * 9).map(|_| rng.int(-127, 127) as i8).collect();
+            for unit in [true, false] {
+                let x: Vec<i32> = (0..c * h * w)
+                    .map(|_| match (rng.next() % 2, unit) {
+                        (0, _) => 0,
+                        (_, true) => 1,
+                        _ => rng.int(-4, 4) as i32,
+                    })
+                    .collect();
+                let nz: Vec<u32> = (0..x.len() as u32)
+                    .filter(|&i| x[i as usize] != 0)
+                    .collect();
+                let fanout: Vec<u32> = (0..h * w).map(|p| g.fanout(p / w, p % w) as u32).collect();
+                let mut starts = Vec::new();
+                scan_active(&nz, &x, c, h * w, &fanout, unit, &mut starts);
+                let inp = Active {
+                    x: &x,
+                    nz: &nz,
+                    starts: &starts,
+                    unit,
+                };
+                let bias: Vec<i32> = (0..co as i32).map(|v| v * 3 - 50).collect();
+                let mut want = vec![0i32; h * w * co];
+                conv_gather(&mut want, &k, &g, inp, Some(&bias), 0);
+                let max_term = if unit { 127 } else { 4 * 127 };
+                for flush in [1usize, 3, 32767 / max_term] {
+                    let mut got = vec![0i32; h * w * co];
+                    conv_gather_i16(&mut got, &k, &g, inp, Some(&bias), 0, flush);
+                    assert_eq!(
+                        got, want,
+                        "level {level:?} c={c} co={co} unit={unit} flush={flush}"
+                    );
+                    // a range of output positions alone (the split across threads)
+                    let mut part = vec![0i32; 5 * co];
+                    conv_gather_i16(&mut part, &k, &g, inp, Some(&bias), 7, flush);
+                    assert_eq!(part[..], want[7 * co..12 * co]);
+                }
+            }
+        }
+    }
+    set_level(None);
+}

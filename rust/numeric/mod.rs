@@ -59,6 +59,10 @@ pub trait Value: Copy + Send + Sync + PartialEq + PartialOrd + Default + Debug +
     fn as_i32_mut(_v: &mut [Self]) -> Option<&mut [i32]> {
         None
     }
+    /// The slice as int32 values, if this is the int32 type.
+    fn as_i32(_v: &[Self]) -> Option<&[i32]> {
+        None
+    }
     /// Calls `vis` with the typed weight slice; an error if the dtype does not belong to this
     /// precision (cannot happen for networks built by `engine::compile`).
     fn visit_weights<Vis: WeightVisitor<Self>>(
@@ -193,6 +197,9 @@ impl Value for i32 {
         }
     }
     fn as_i32_mut(v: &mut [i32]) -> Option<&mut [i32]> {
+        Some(v)
+    }
+    fn as_i32(v: &[i32]) -> Option<&[i32]> {
         Some(v)
     }
     fn visit_weights<Vis: WeightVisitor<i32>>(

@@ -28,6 +28,8 @@ pub(crate) struct ConvVisit<'a, V: Value> {
     unit: bool,
     /// Threads the gather is split across (by output positions).
     split: usize,
+    /// int8 weights: terms per 16-bit partial sum (0: no 16-bit sums).
+    flush: usize,
     bias: Option<&'a [V]>,
     acc: &'a mut [V],
     acc_w: &'a mut [V::Wide],
@@ -53,22 +55,54 @@ impl<V: Value> WeightVisitor<V> for ConvVisit<'_, V> {
                     starts,
                     unit: self.unit,
                 };
-                let bias = self.bias;
+                let (bias, flush) = (self.bias, self.flush);
+                let run = |a: &mut [V], first: usize| {
+                    if flush > 0 {
+                        if let (Some(a32), Some(w8), Some(x32)) =
+                            (V::as_i32_mut(a), W::as_i8(w), V::as_i32(x))
+                        {
+                            let inp = kernels::Active {
+                                x: x32,
+                                nz: inp.nz,
+                                starts: inp.starts,
+                                unit: inp.unit,
+                            };
+                            let b32 = bias.and_then(V::as_i32);
+                            kernels::conv_gather_i16(a32, w8, g, inp, b32, first, flush);
+                            return;
+                        }
+                    }
+                    kernels::conv_gather::<V, W>(a, w, g, inp, bias, first)
+                };
                 if self.split > 1 {
                     let per = (g.ho * g.wo).div_ceil(self.split);
                     self.acc
                         .par_chunks_mut(per * g.co)
                         .enumerate()
-                        .for_each(|(k, a)| {
-                            kernels::conv_gather::<V, W>(a, w, g, inp, bias, k * per)
-                        });
+                        .for_each(|(k, a)| run(a, k * per));
                 } else {
-                    kernels::conv_gather::<V, W>(self.acc, w, g, inp, bias, 0)
+                    run(self.acc, 0)
                 }
             }
             (true, None) => kernels::conv_scatter::<V, W>(self.acc, w, g, items, self.xs),
             (false, _) => kernels::conv_scatter::<V::Wide, W>(self.acc_w, w, g, items, self.xs_w),
         }
+    }
+}
+
+/// Terms per 16-bit partial sum of the int8 gather: as many as keep `|sum| <= i16::MAX` for
+/// the step's largest input and the node's largest weight; 0 (no 16-bit sums) when fewer than
+/// 8 would fit or the node is not integer.
+fn narrow_flush(w_max: i64, max_x: i64) -> usize {
+    let m = w_max.saturating_mul(max_x);
+    if m <= 0 {
+        return 0;
+    }
+    let n = i16::MAX as i64 / m;
+    if n >= 8 {
+        n as usize
+    } else {
+        0
     }
 }
 
@@ -133,6 +167,7 @@ pub(crate) fn run_conv<V: EngineValue>(
         gather: gather.then_some((inb.d.as_slice(), starts.as_slice())),
         unit,
         split: if sops >= PAR_MIN_SOPS { cx.par } else { 1 },
+        flush: narrow_flush(op.w_max, max_x),
         bias: op.bias.as_deref(),
         acc: &mut outb.d,
         acc_w: &mut acc_w[..n],
