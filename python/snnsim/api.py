@@ -233,7 +233,11 @@ def _not_a_checkpoint(p: str) -> None:
         "(or on the command line: snnsim export {src} net.snn.safetensors --mode int8)"
     )
     if os.path.isdir(p):
-        what = "a training run directory" if os.path.isfile(os.path.join(p, "checkpoint.pt")) else "a directory"
+        what = (
+            "a training run directory"
+            if os.path.isfile(os.path.join(p, "checkpoint.pt"))
+            else "a directory"
+        )
         raise ModelError(f"{p}: is {what}, not an snnsim model file; " + hint.format(src=p))
     try:
         with open(p, "rb") as f:

@@ -179,9 +179,7 @@ class RunResult:
         pred = self.prediction.tolist()
         shown = pred if len(pred) <= 16 else pred[:16] + ["..."]
         note = (
-            f" (the network was trained with T = {self.trained_steps})"
-            if self.steps_differ
-            else ""
+            f" (the network was trained with T = {self.trained_steps})" if self.steps_differ else ""
         )
         lines = [
             f"RunResult: batch {self.batch_size}, {self.steps} steps{note}",
