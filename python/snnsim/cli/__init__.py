@@ -92,8 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args_list  # accepted before or after the command
     args_list = [a for a in args_list if a != "--debug"]
     parser = _parser()
-    args = parser.parse_args(args_list)
-    args.debug = debug
+    if args_list[:1] == ["train"]:  # everything after it belongs to python -m snnsim.train
+        args = argparse.Namespace(command="train", args=args_list[1:], debug=debug)
+        from .commands import cmd_train
+
+        args.func = cmd_train
+    else:
+        args = parser.parse_args(args_list)
+        args.debug = debug
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
