@@ -1,5 +1,5 @@
 """Reports of a run: one self-contained HTML page (plots embedded), the plots as PNG files, the
-numbers as JSON and Markdown, and rich tables for the terminal.
+numbers as JSON and Markdown, and rich tables for the terminal::
 
     rep = snnsim.report.build_report(model, images, labels)
     rep.print()                       # rich tables
