@@ -32,7 +32,7 @@ def add_parser(sub: Any) -> None:
         help="train, export, run, verify and report a DSR CNN on MNIST-5k (~2 min)",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("--out", default="snnsim-demo", help="output folder (default ./snnsim-demo)")
+    p.add_argument("--out", default="runs/demo", help="output folder (default ./runs/demo)")
     p.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs ({EPOCHS})")
     p.add_argument("--retrain", action="store_true", help="train again even if a run exists")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
