@@ -345,8 +345,8 @@ def run(
       equal ``T``);
     * event models, recordings: a structured event array (fields x, y, p, t; t in microseconds)
       or a list of them (a batch), binned either into ``steps`` bins (default: the trained
-      ``T``) by ``binning`` (``"time"`` or ``"count"``), or into fixed windows of ``dt_us`` microseconds starting at each
-      recording's first timestamp; with ``dt_us`` and no ``steps``, ``steps`` is the largest
+      ``T``) by ``binning`` (``"time"`` or ``"count"``), or into fixed windows of ``dt_us``
+      microseconds starting at each recording's first timestamp; with ``dt_us`` and no ``steps``, ``steps`` is the largest
       ``ceil((t[-1] - t[0] + 1) / dt_us)`` of the batch (shorter recordings get empty trailing
       windows) and with ``steps`` given, events after the last window are dropped.
 

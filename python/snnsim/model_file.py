@@ -77,7 +77,8 @@ def _check_preprocess(pre: Any, input_shape: tuple[int, ...], where: str) -> dic
     shape = pre.get("input_shape", list(input_shape))
     if not isinstance(shape, list) or not shape or not all(_pos_int(d) for d in shape):
         raise ModelError(
-            f"{where}: field 'preprocess.input_shape' must be a list of positive ints, got {shape!r}"
+            f"{where}: field 'preprocess.input_shape' must be a list of positive ints, "
+            f"got {shape!r}"
         )
     if int(np.prod(shape)) != int(np.prod(input_shape)):
         raise ModelError(

@@ -175,7 +175,13 @@ def verify(
     import time
 
     model = _as_model(model)
-    xs = np.asarray(x)
+    events = isinstance(x, list)
+    if events and torch_model is not None:
+        raise ValueError(
+            "verify: the comparison with the torch model takes images or frames, not event "
+            "recordings (bin them into frames first)"
+        )
+    xs = x if events else np.asarray(x)
     n = len(xs)
     nodes = [
         nm for nm, op in zip(model.node_names, model.node_ops, strict=True) if op in NEURON_OPS
