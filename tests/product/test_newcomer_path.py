@@ -193,3 +193,22 @@ def test_torch_spikes_in_the_engine_layout(run_dir: Path, float_file: Path, digi
         assert s.dtype == np.uint8 and s.shape == res.record[n].shape == (64, 5, *m.node_shapes[n])
         assert np.mean(s == res.record[n]) > 0.999
     assert np.mean(logits.argmax(1) == res.prediction) >= 0.95
+
+
+def test_per_channel_normalisation_of_colour_images(tmp_path: Path):
+    torch.manual_seed(0)
+    tm = snnsim.models.create_model("dsr-mnist-cnn", in_channels=3, T=3).eval()
+    mean, std = [0.1, 0.2, 0.3], [0.5, 0.6, 0.7]
+    path = tmp_path / "rgb.snn.safetensors"
+    snnsim.export(tm, path, mode="float32", input_shape=(3, 28, 28), normalize=(mean, std))
+    m = snnsim.load(path)
+    x = np.random.default_rng(0).random((4, 3, 28, 28), dtype=np.float32)
+    manual = (x - np.float32(mean).reshape(1, 3, 1, 1)) / np.float32(std).reshape(1, 3, 1, 1)
+    a = snnsim.run(m, x, record=["sn1"])
+    b = snnsim.run(m, manual, preprocess=False, record=["sn1"])
+    np.testing.assert_array_equal(a.record["sn1"], b.record["sn1"])
+    assert a.steps == 3
+    # the torch model sees the same normalised input
+    from snnsim.verify import torch_input
+
+    np.testing.assert_allclose(torch_input(m, x).numpy(), manual, rtol=1e-6)
