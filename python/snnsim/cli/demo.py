@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG = "dsr-mnist5k-cnn-if-t5"
-EPOCHS = 6
+EPOCHS = 8
 
 
 def add_parser(sub: Any) -> None:
