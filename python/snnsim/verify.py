@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -239,9 +239,3 @@ def verify(
     if labels is not None:
         rep.accuracy_engine = float(np.mean(pe == np.asarray(labels)))
     return rep
-
-
-def layer_names(model: Model | Any) -> Sequence[str]:
-    """The neuron nodes of ``model`` in order (the layers :func:`verify` reports)."""
-    model = _as_model(model)
-    return [nm for nm, op in zip(model.node_names, model.node_ops, strict=True) if op in NEURON_OPS]

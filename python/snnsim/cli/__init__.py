@@ -72,13 +72,13 @@ def _handled(exc: BaseException) -> int | None:
     if isinstance(exc, KeyboardInterrupt):
         _error("interrupted")
         return EXIT_INTERRUPTED
-    if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
+    if isinstance(exc, OSError):  # not found, unreadable, a directory where a file belongs
         _error(str(exc))
         return EXIT_NOT_FOUND
     if isinstance(exc, ImportError):
         _error(f"{exc} (install the missing package, e.g. pip install 'snnsim[data,plot]')")
         return EXIT_MISSING_DEPENDENCY
-    if isinstance(exc, (SnnsimError, ValueError, TypeError, KeyError, OSError)):
+    if isinstance(exc, (SnnsimError, ValueError, TypeError, KeyError)):
         text = str(exc) if not isinstance(exc, KeyError) else f"missing key {exc}"
         _error(text.splitlines()[0] if text else type(exc).__name__)
         return EXIT_BAD_INPUT

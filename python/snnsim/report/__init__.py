@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
 import json
 import os
 import time
@@ -331,7 +330,3 @@ def _version() -> str:
     from .. import __version__
 
     return __version__
-
-
-def escape(s: Any) -> str:
-    return html.escape(str(s))
