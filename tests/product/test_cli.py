@@ -153,3 +153,27 @@ def test_run_on_event_recordings(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code = main(["run", str(model), *map(str, files)])
     err = capsys.readouterr().err
     assert code == EXIT_BAD_INPUT and "steps" in err and len(err.strip().splitlines()) == 1
+
+
+def test_demo_trains_exports_verifies_reports_and_reuses_the_run(tmp_path: Path):
+    """The demo end to end at CI size (1 epoch, 200 test images); a second call reuses the
+    finished training run."""
+    out = tmp_path / "demo"
+    args = ("demo", "--out", str(out), "--epochs", "1", "--samples", "200", "--no-progress")
+    r = snnsim_cmd(*args)
+    assert r.returncode == 0, r.stderr
+    for text in (
+        "epoch 1/1",
+        "engine == integer reference",
+        "identical spikes in every layer",
+        "predictions equal to the torch",
+        "energy per inference",
+    ):
+        assert text in r.stdout, text
+    folder = Path(r.stdout.strip().splitlines()[-1])
+    assert (folder / "report.html").is_file() and folder == (out / "report").resolve()
+    d = json.loads((folder / "report.json").read_text())
+    assert d["verify"]["bit_exact"] is True and d["verify"]["samples"] == 200
+    again = snnsim_cmd(*args)
+    assert again.returncode == 0 and "reusing the finished run" in again.stdout
+    assert "epoch 1/1" not in again.stdout

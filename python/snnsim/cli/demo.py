@@ -36,6 +36,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs ({EPOCHS})")
     p.add_argument("--retrain", action="store_true", help="train again even if a run exists")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
+    p.add_argument(
+        "--samples", type=int, default=1000, help="test images to run and verify (1000, all)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
@@ -78,7 +81,7 @@ def _summary_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
         ("engine == integer reference", same),
         ("predictions equal to the torch model's", f"{100 * v['agreement_torch']:.2f} %"),
         (
-            "speed, 1000 images",
+            f"speed, {res['verify']['samples']} images",
             f"engine {b['engine_us_per_sample']:.0f} µs/sample, torch "
             f"{b['torch_us_per_sample']:.0f} µs/sample ({b['speedup']:.1f}x)",
         ),
@@ -126,15 +129,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     model = snnsim.load(model_path)
     tm = snnsim.exporter.load_trained(run_dir).model
     x, y = load_mnist5k_split("test")
+    if not 1 <= args.samples <= len(x):
+        raise ValueError(f"--samples must be in [1, {len(x)}], got {args.samples}")
+    x, y = x[: args.samples], y[: args.samples]
 
     con.print(
-        "[bold]3. engine[/bold] on the 1000 test images, against the integer reference and "
+        f"[bold]3. engine[/bold] on {len(x)} test images, against the integer reference and "
         "the torch model"
     )
     with progress(len(x), "verifying", show) as upd:
         ver = verify(model, x, y, torch_model=tm, batch_size=250, progress=upd)
     con.print("[bold]4. speed[/bold]: engine vs torch model (batch 500, best of 2)")
-    b = bench(model, tm, Data(x, y, "MNIST-5k test"), None, 500, 2)
+    b = bench(model, tm, Data(x, y, "MNIST-5k test"), None, min(500, len(x)), 2)
     con.print("[bold]5. energy and report[/bold]")
     rep = build_report(
         model,
