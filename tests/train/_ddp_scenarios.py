@@ -151,8 +151,25 @@ def dspike_cnn() -> Case:
     return cfg, (images(24, (1, 12, 12), 4, 7), images(16, (1, 12, 12), 4, 8)), None
 
 
+def dsr_cnn_rate() -> Case:
+    """:func:`dsr_cnn` without time chunks: the rate form's batch norm over all steps at once
+    (with the exact batch-norm gradient from the steps' deviations)."""
+    cfg, data, model = dsr_cnn()
+    model.time_chunk = None  # type: ignore[union-attr]
+    return cfg.with_(name="ddp-dsr-cnn-rate", time_chunk=None, seed=4), data, model
+
+
+def dsr_cnn_local_bn() -> Case:
+    """:func:`dsr_cnn` with per-process batch-norm statistics (``sync_bn=False``): a control
+    that must NOT equal the one-process run."""
+    cfg, data, model = dsr_cnn()
+    return cfg.with_(sync_bn=False), data, model
+
+
 SCENARIOS: dict[str, Scenario] = {
     "dsr-cnn": dsr_cnn,
+    "dsr-cnn-rate": dsr_cnn_rate,
+    "dsr-cnn-local-bn": dsr_cnn_local_bn,
     "dsr-mlp-step": dsr_mlp_step,
     "ann-mlp": ann_mlp,
     "dspike-cnn": dspike_cnn,

@@ -198,7 +198,7 @@ class _BNTMixin:
                 0.0 if momentum is None else momentum,
                 self.eps,  # type: ignore[attr-defined]
             )
-            var_all = invstd.double().pow(-2).sub(self.eps).float()  # type: ignore[attr-defined]
+            var_all = invstd.double().pow(-2).sub(self.eps).to(z.dtype)  # type: ignore[attr-defined]
             cov = None
             if self.exact_rate_grad and x.producer is not None and not x.static:
                 op, inp = x.producer
