@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -71,11 +72,7 @@ def load_checkpoint(
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except _READ_ERRORS as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"checkpoint {p}: cannot be read ({type(exc).__name__}: {detail}); the file is "
-            "truncated, corrupt or not a snnsim checkpoint"
-        ) from exc
+        raise CheckpointError(_read_error(p, exc)) from exc
     if not isinstance(state, dict):
         raise CheckpointError(
             f"checkpoint {p}: holds a {type(state).__name__}, expected a dictionary"
@@ -87,6 +84,24 @@ def load_checkpoint(
             "(not a training checkpoint of snnsim.train)"
         )
     return state
+
+
+def _read_error(p: Path, exc: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    refused = [ln.strip() for ln in text.splitlines() if "WeightsUnpickler error" in ln]
+    if refused:
+        detail = refused[0].split("WeightsUnpickler error:", 1)[1].strip().split(". ")[0]
+        return (
+            f"checkpoint {p}: refused by weights_only loading ({detail}): it holds Python "
+            "objects, not only tensors and plain values, so it is not a snnsim training "
+            "checkpoint (torch.load(..., weights_only=False) runs code from the file: only for "
+            "files from a trusted source)"
+        )
+    detail = text.splitlines()[0] if text else type(exc).__name__
+    return (
+        f"checkpoint {p}: cannot be read ({type(exc).__name__}: {detail}); the file is "
+        "truncated, corrupt or not a snnsim checkpoint"
+    )
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

@@ -530,6 +530,34 @@ class Trainer:
             f"iteration {i + 1}/{self.iters_per_epoch}; {cause}; {self._checkpoint_note()}"
         )
 
+    def _check_grads(self, x: Tensor, e: int, i: int) -> None:
+        """Stop before the optimiser step when a gradient holds NaN or inf (DDP has already
+        averaged the gradients, so every process decides alike)."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if not grads:
+            return
+        norms = torch._foreach_norm(grads)
+        if bool(torch.isfinite(torch.stack(norms)).all()):
+            return
+        bad = [
+            n
+            for n, p in self.model.named_parameters()
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+        ]
+        n_bad_x = int((~torch.isfinite(x)).sum())
+        cause = (
+            f"this process's input batch holds {n_bad_x} NaN/inf values: the training data is "
+            "not finite; "
+            if n_bad_x
+            else ""
+        )
+        raise TrainingDiverged(
+            f"[{self.cfg.name}] training stopped: non-finite gradient of "
+            f"{', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''} at epoch {e + 1}, iteration "
+            f"{i + 1}/{self.iters_per_epoch} (the parameters were not updated); {cause}"
+            f"{self._checkpoint_note()}"
+        )
+
     def _check_state(self) -> None:
         """Stop before writing a checkpoint whose parameters or statistics are not finite."""
         bad = self._nonfinite_state()
@@ -610,6 +638,7 @@ class Trainer:
             self._check_loss(loss, x, e, i)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            self._check_grads(x, e, i)
             self.opt.step()
             with torch.no_grad():
                 loss_sum += loss.detach().double() * yb.shape[0]
