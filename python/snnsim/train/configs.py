@@ -241,12 +241,15 @@ def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     return kw
 
 
+_PARAM_COUNTS: dict[str, int] = {}  # parameter counts by model and arguments (T aside)
+
+
 def describe_configs(names: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per configuration for ``--list``: name, family, model, dataset, T, epochs,
     parameter count (the model built on torch's meta device), GPU needed."""
     from ..models.registry import parameter_count
 
-    counts: dict[str, int] = {}
+    counts = _PARAM_COUNTS
     rows = []
     for name in names if names is not None else list_configs():
         cfg = get_config(name)
