@@ -224,3 +224,17 @@ def test_config_file_unknown_field_is_named(tmp_path: Path) -> None:
 def test_combined_batch_must_split_over_the_processes() -> None:
     with pytest.raises(ValueError, match="batch_size=16 .* 3 processes"):
         Trainer(TINY, progress=False, dist=DistContext(rank=0, world_size=3))
+
+
+def test_cli_no_tf32_turns_tf32_off(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(TINY.with_(epochs=1).to_dict()))
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        args = ["--config", str(cfg), "--out", str(tmp_path / "r"), "--no-progress"]
+        assert cli_main(args + ["--no-tf32"]) == 0
+        assert not torch.backends.cuda.matmul.allow_tf32
+        assert not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

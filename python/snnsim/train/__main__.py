@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("rate", "step"), help="DSR backward form")
     p.add_argument("--data-root", help="dataset directory (default $SNNSIM_DATA)")
     p.add_argument("--no-sync-bn", action="store_true", help="distributed: per-process BN stats")
+    p.add_argument(
+        "--no-tf32",
+        action="store_true",
+        help="CUDA: no TF32 in matmuls and convolutions (float32 results comparable to the CPU's)",
+    )
     p.add_argument("--force", action="store_true", help="run a GPU config without a GPU")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -146,6 +151,9 @@ def _run(cfg: TrainConfig, a: argparse.Namespace) -> int:
     from . import distributed
     from .trainer import ConfigMismatch, TrainingDiverged, train
 
+    if a.no_tf32:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     try:
         ctx = distributed.setup(cfg.device)
     except (RuntimeError, ValueError) as exc:

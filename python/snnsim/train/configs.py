@@ -236,7 +236,12 @@ def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     for key, value in (("neuron", cfg.neuron), ("T", cfg.T), ("mode", cfg.mode)):
         if accepts(cfg.model, key):
             kw.setdefault(key, value)
-    if cfg.channels_last and accepts(cfg.model, "channels_last"):
+    if cfg.channels_last:
+        if not accepts(cfg.model, "channels_last"):
+            raise ValueError(
+                f"TrainConfig {cfg.name!r}: channels_last=True but model {cfg.model!r} has no "
+                "channels_last option"
+            )
         kw.setdefault("channels_last", True)
     return kw
 

@@ -76,9 +76,16 @@ class DistContext:
 
     # -------------------------------------------------------------- collectives
     def all_reduce(self, t: Tensor) -> Tensor:
-        """Sum ``t`` over the processes, in place (a no-op for one process)."""
-        if self.enabled:
-            dist.all_reduce(t)
+        """Sum ``t`` over the processes, in place (a no-op for one process). With nccl a CPU
+        tensor travels through this process's GPU."""
+        if not self.enabled:
+            return t
+        if self.backend == "nccl" and t.device.type != "cuda":
+            on_gpu = t.to(torch.device("cuda", torch.cuda.current_device()))
+            dist.all_reduce(on_gpu)
+            t.copy_(on_gpu)
+            return t
+        dist.all_reduce(t)
         return t
 
     def broadcast_object(self, obj: Any, src: int = 0) -> Any:

@@ -377,6 +377,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.start_config: dict[str, Any] = cfg.to_dict()
         self.config_changes: list[dict[str, Any]] = []
+        self._last_search: dict[str, Any] = {}  # this epoch's temperature search
 
     # ------------------------------------------------------------------ construction
     def _set_threads(self) -> None:
@@ -585,9 +586,8 @@ class Trainer:
             from tqdm.auto import tqdm
 
             w = self.model.first_layer().weight.numel()  # type: ignore[operator]
-            share = w * (self.ctx.rank + 1) // self.ctx.world_size - w * self.ctx.rank // (
-                self.ctx.world_size
-            )
+            r, world = self.ctx.rank, self.ctx.world_size
+            share = w * (r + 1) // world - w * r // world  # this process's coordinates
             bar = tqdm(total=share, desc=f"temperature search (epoch {e + 1})", leave=False)
         try:
             res = distributed.temperature_search(
@@ -776,7 +776,7 @@ class Trainer:
             log = None
         end = self.cfg.epochs if stop_after is None else min(stop_after, self.cfg.epochs)
         while self.epoch < end:
-            self._last_search: dict[str, Any] = {}
+            self._last_search = {}
             tr = self.train_epoch()
             k = max(1, self.cfg.eval_every)
             do_eval = (
