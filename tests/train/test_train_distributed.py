@@ -14,8 +14,10 @@
 * A two-process ``python -m snnsim.train`` run killed with SIGKILL mid-training resumes with
   ``--resume`` and ends as the uninterrupted one-process run.
 
-One ``torchrun`` launch runs all scenarios (processes start once); each launch takes a few
-seconds of interpreter start-up.
+The scenarios run in one multi-node launch (two ``torchrun`` agents of one process each,
+c10d rendezvous on this machine), the killed run in single-node launches
+(``--standalone --nproc-per-node 2``); each launch costs a few seconds of interpreter
+start-up.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -63,15 +66,34 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _torchrun(args: list[str]) -> list[str]:
+def _standalone() -> list[str]:
+    """``torchrun --standalone --nproc-per-node 2``: one node, two processes."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 
 
 def torchrun(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    cmd = _torchrun(args) + args
+    cmd = _standalone() + args
     res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr[-4000:]}"
     return res
+
+
+def torchrun_two_nodes(args: list[str], timeout: float = 300) -> None:
+    """Two torchrun agents of one process each meeting through the c10d rendezvous on this
+    machine: the multi-node launch (``--nnodes 2``), each node holding ``LOCAL_RANK`` 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node"]
+    cmd += ["1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}"]
+    cmd += ["--rdzv-id", "snnsim-test"] + args
+    nodes = [
+        subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]
+    logs = [p.communicate(timeout=timeout)[0].decode(errors="replace") for p in nodes]
+    for p, log in zip(nodes, logs, strict=True):
+        assert p.returncode == 0, f"{' '.join(cmd)} failed:\n{log[-4000:]}"
 
 
 def assert_close(a: Any, b: Any, where: str, rtol: float = RTOL) -> None:
@@ -104,8 +126,9 @@ def assert_close(a: Any, b: Any, where: str, rtol: float = RTOL) -> None:
 
 @pytest.fixture(scope="module")
 def two_process_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One torchrun launch: every parity scenario, the per-process-BN control, and a DSR and
-    a Dspike run resumed from one-process checkpoints (written here, after 1 epoch)."""
+    """One two-node launch (two agents, c10d rendezvous): every parity scenario, the
+    per-process-BN control, and a DSR and a Dspike run resumed from one-process checkpoints
+    (written here, after 1 epoch)."""
     base = tmp_path_factory.mktemp("ddp")
     out = base / "results"
     out.mkdir()
@@ -118,7 +141,7 @@ def two_process_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
         )
         resume_specs.append(f"resume:{run_dir}:{name}")
     names = PARITY + ["dsr-cnn-local-bn"] + resume_specs
-    torchrun([str(HERE / "_ddp_scenarios.py"), str(out)] + names)
+    torchrun_two_nodes([str(HERE / "_ddp_scenarios.py"), str(out)] + names)
     results = {}
     for f in out.glob("*.pt"):
         results[f.stem] = torch.load(f, weights_only=False)
@@ -226,7 +249,7 @@ def test_killed_two_process_run_resumes(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["-m", "snnsim.train", "--config", str(cfg_file), "--out", str(run), "--no-progress"]
     proc = subprocess.Popen(
-        _torchrun(args) + args,
+        _standalone() + args,
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

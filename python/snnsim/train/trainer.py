@@ -200,6 +200,7 @@ def load_datasets(cfg: TrainConfig, progress: bool = False) -> tuple[Dataset, Da
     subsets). Generated data (SYNTHETIC N-MNIST events) comes from the data cache
     (:mod:`snnsim.data.cache`) after its first generation."""
     root = cfg.data_root or os.environ.get("SNNSIM_DATA")
+    pair: tuple[Dataset, Dataset]
     if cfg.dataset == "synthetic-nmnist":
         return _synthetic_nmnist(cfg, progress)
     if cfg.dataset == "mnist5k":
@@ -656,9 +657,11 @@ class Trainer:
             torch.cuda.synchronize()
         secs, cpu = time.perf_counter() - t0, time.process_time() - c0
         names = self._rate_names()
-        k = max(1, self.iters_per_epoch)
+        iters = max(1, self.iters_per_epoch)
         red = self._reduce([loss_sum, correct, n] + [rate_sum.get(a, 0.0) for a in names])
-        rates = {a: red[3 + j] / k / ctx.world_size for j, a in enumerate(names) if a in rate_sum}
+        rates = {
+            a: red[3 + j] / iters / ctx.world_size for j, a in enumerate(names) if a in rate_sum
+        }
         return EpochStats(red[0] / max(red[2], 1), red[1] / max(red[2], 1), rates, secs, cpu)
 
     @torch.no_grad()
