@@ -248,12 +248,9 @@ def test_killed_two_process_run_resumes(tmp_path: Path) -> None:
     cfg_file.write_text(json.dumps(KILL_CONFIG))
     run = tmp_path / "run"
     args = ["-m", "snnsim.train", "--config", str(cfg_file), "--out", str(run), "--no-progress"]
-    proc = subprocess.Popen(
-        _standalone() + args,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = tmp_path / "killed-run.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(_standalone() + args, env=_env(), stdout=sink, stderr=sink)
     killed_after = None
     deadline = time.time() + 240
     try:
@@ -269,7 +266,7 @@ def test_killed_two_process_run_resumes(tmp_path: Path) -> None:
         if proc.poll() is None and killed_after is None:
             _kill_tree(proc.pid)
         proc.wait(timeout=60)
-    assert killed_after is not None, f"the run ended before it could be killed: {proc.stderr}"
+    assert killed_after is not None, f"the run ended before it was killed:\n{log.read_text()}"
     at_kill = load_checkpoint(run / "checkpoint.pt")["epoch"]
     assert 2 <= at_kill < KILL_CONFIG["epochs"]
 
