@@ -955,8 +955,8 @@ def load_trained(src: str | os.PathLike[str], device: str = "cpu") -> TrainedRun
     registry with the run's config and its weights loaded. ``ExportError`` for a file that is
     not such a checkpoint."""
     from .models import create_model
-    from .train.checkpoint import load_checkpoint
-    from .train.configs import TrainConfig
+    from .train.checkpoint import effective_config, load_checkpoint
+    from .train.configs import TrainConfig, model_kwargs
 
     ck = checkpoint_path(src)
     try:
@@ -969,16 +969,14 @@ def load_trained(src: str | os.PathLike[str], device: str = "cpu") -> TrainedRun
             f"{ck}: not an snnsim training checkpoint (expected keys 'config' and 'model', "
             f"got {keys})"
         )
-    cfg_d = dict(st["config"])
+    cfg_d = effective_config(st)
     known = set(TrainConfig.__dataclass_fields__)
-    cfg = TrainConfig(**{k: v for k, v in cfg_d.items() if k in known})
-    kw = dict(cfg.model_kwargs)
-    kw.setdefault("neuron", cfg.neuron)
-    kw.setdefault("T", cfg.T)
-    kw.setdefault("mode", cfg.mode)
     try:
-        model = create_model(cfg.model, **kw)
+        cfg = TrainConfig(**{k: v for k, v in cfg_d.items() if k in known})
+        model = create_model(cfg.model, **model_kwargs(cfg))
         model.load_state_dict(st["model"])
+        if st.get("temperature") is not None and hasattr(model, "temperature"):
+            model.temperature = float(st["temperature"])
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         raise ExportError(
             f"{ck}: cannot rebuild model {cfg.model!r} of run {cfg.name!r}: {exc}"

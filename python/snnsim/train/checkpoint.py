@@ -108,3 +108,13 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
     atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def effective_config(st: dict[str, Any]) -> dict[str, Any]:
+    """The configuration a checkpoint's last epoch was trained with: its start ``config`` with
+    the recorded ``config_changes`` applied."""
+    cfg = dict(st["config"])
+    for ch in st.get("config_changes", []):
+        for k, v in ch["changes"].items():
+            cfg[k] = v["to"]
+    return cfg

@@ -42,7 +42,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
 from . import distributed
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_json_atomic
+from .checkpoint import (
+    CheckpointError,
+    effective_config,
+    load_checkpoint,
+    save_checkpoint,
+    write_json_atomic,
+)
 from .configs import TrainConfig, model_kwargs
 from .distributed import DistContext
 from .net import DSRNet
@@ -747,7 +753,7 @@ class Trainer:
             return False
         if kind == "error":
             raise CheckpointError(body)
-        changes = config_diff(_effective(body), self.cfg.to_dict())
+        changes = config_diff(effective_config(body), self.cfg.to_dict())
         if changes and not allow_config_change:
             listed = "; ".join(f"{k}: {v['from']!r} -> {v['to']!r}" for k, v in changes.items())
             raise ConfigMismatch(
@@ -842,14 +848,6 @@ def _ddp(model: nn.Module, device: torch.device, sync_buffers: bool) -> nn.Modul
     else:
         kw["broadcast_buffers"] = sync_buffers
     return ddp(model, **kw)
-
-
-def _effective(st: dict[str, Any]) -> dict[str, Any]:
-    cfg = dict(st["config"])
-    for ch in st.get("config_changes", []):
-        for k, v in ch["changes"].items():
-            cfg[k] = v["to"]
-    return cfg
 
 
 def _init_from(model: nn.Module, source: str) -> None:
