@@ -180,7 +180,7 @@ fn int_conv_network_static_input_matches_reference() {
         let batch = 3;
         let x: Vec<i32> = (0..batch * n_in)
             .map(|_| {
-                if rng.next() % 3 == 0 {
+                if rng.next().is_multiple_of(3) {
                     0
                 } else {
                     rng.int(-128, 127) as i32 / 16
@@ -222,7 +222,7 @@ fn int_and_float_conv_network_frames_match_reference() {
             let (batch, steps) = (2, 5);
             let fr: Vec<i64> = (0..batch * steps * n_in)
                 .map(|_| {
-                    if rng.next() % 4 == 0 {
+                    if rng.next().is_multiple_of(4) {
                         rng.int(1, 2)
                     } else {
                         0
@@ -308,7 +308,7 @@ fn stream_in_chunks_equals_one_shot() {
         let n_in = 2 * 42;
         let steps = 9;
         let fr: Vec<i64> = (0..steps * n_in)
-            .map(|_| if rng.next() % 3 == 0 { 1 } else { 0 })
+            .map(|_| if rng.next().is_multiple_of(3) { 1 } else { 0 })
             .collect();
         let rec = spiking_names(&nb);
         let conv = |v: &[i64]| -> (Vec<f32>, Vec<i32>) {
@@ -894,7 +894,7 @@ fn one_sample_split_across_threads_equals_serial_and_reference() {
         let rec = spiking_names(&nb);
         let (n_in, steps) = (2 * 40 * 40, 4);
         let fr: Vec<i64> = (0..steps * n_in)
-            .map(|_| (rng.next() % 3 == 0) as i64)
+            .map(|_| rng.next().is_multiple_of(3) as i64)
             .collect();
         let run = |threads| {
             if int {
