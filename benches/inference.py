@@ -178,14 +178,14 @@ def load_snapshot(interval: float = 1.0) -> dict[str, Any]:
     a = _proc_cpu_ticks()
     time.sleep(interval)
     b = _proc_cpu_ticks()
-    busy = []
+    busy: list[dict[str, Any]] = []
     for pid, (comm, t1) in b.items():
         if pid == os.getpid() or pid not in a:
             continue
         pct = 100.0 * (t1 - a[pid][1]) / hz / interval
         if pct >= 5.0:
             busy.append({"pid": pid, "command": comm, "cpu_percent": round(pct, 1)})
-    snap["busy_processes"] = sorted(busy, key=lambda p: -p["cpu_percent"])[:10]
+    snap["busy_processes"] = sorted(busy, key=lambda p: -float(p["cpu_percent"]))[:10]
     return snap
 
 
@@ -270,8 +270,10 @@ def _activity(trace: Trace, x: np.ndarray, net: Network) -> dict[str, Any]:
 def check_engine(engine: Engine, x: np.ndarray, refs: dict[str, Trace]) -> tuple[Any, str | None]:
     """Prepare the input and compare every IF layer's spikes with the reference of the engine's
     neuron law (and snnsim's exact SOP count with the reference's): (input, None) or
-    (input, message)."""
+    (input, message). The recorded call follows a plain call, so a state that survives the
+    reset between inferences shows up as a mismatch."""
     xin = engine.prepare(x)
+    engine.run(xin)
     ref = refs[engine.law]
     msg = spike_mismatch(ref.spikes, engine.record(xin), engine.name)
     if msg is None and not engine.peer:
@@ -320,9 +322,9 @@ def run_config(
         for name in names:
             act = _activity(refs[engine_class(name).law], x, net)
             if name in failed:
-                status, msg = failed[name]
-                rows.append(_row(workload, batch, threads, name, status=status, message=msg, **act))
-                log(f"  {workload} b={batch} t={threads} {name}: {status}: {msg}")
+                status, why = failed[name]
+                rows.append(_row(workload, batch, threads, name, status=status, message=why, **act))
+                log(f"  {workload} b={batch} t={threads} {name}: {status}: {why}")
                 continue
             eng = built[name]
             eng.set_threads(threads)
@@ -558,10 +560,10 @@ def render_tables(doc: dict[str, Any]) -> str:
     row), the workload list and the firing sweep, from a results document."""
     lines: list[str] = []
     if doc.get("preliminary"):
-        start, end = doc["load"]["start"]["loadavg"][0], doc["load"]["end"]["loadavg"][0]
+        avg = [doc["load"][k].get("loadavg", [float("nan")])[0] for k in ("start", "end")]
         lines.append(
             f"**PRELIMINARY** ({doc.get('preliminary_reason', '')}; load average at start "
-            f"{start:.1f}, at end {end:.1f})."
+            f"{avg[0]:.1f}, at end {avg[1]:.1f})."
         )
         lines.append("")
     engines = [e for e in ENGINES if any(r["engine"] == e for r in doc["rows"])]
@@ -711,6 +713,10 @@ def run_benchmark(args: argparse.Namespace, argv: list[str] | None) -> None:
         }
         for b in _batches(args.batches, w):
             rows += run_config(w, net, b, list(args.engines), args, log)
+            partial = assemble(
+                args, argv, started, machine, (load_start, {}), workloads, rows, None
+            )
+            write_doc(args.out, partial)  # a long run that is cut short keeps what it measured
     if not args.no_memory:
         mem_batches = (
             {1} if args.quick else {b for w in args.workloads for b in _batches(args.batches, w)}
@@ -722,12 +728,18 @@ def run_benchmark(args: argparse.Namespace, argv: list[str] | None) -> None:
         sweep = run_sweep(rows, args, log)
     load_end = load_snapshot()
     doc = assemble(args, argv, started, machine, (load_start, load_end), workloads, rows, sweep)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    part = args.out.with_suffix(".json.part")
-    part.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(part, args.out)
+    doc["complete"] = True
+    write_doc(args.out, doc)
     log(f"wrote {args.out}")
     print(render_tables(doc), end="")
+
+
+def write_doc(path: Path, doc: dict[str, Any]) -> None:
+    """Write the results atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_suffix(".json.part")
+    part.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(part, path)
 
 
 def assemble(
@@ -742,11 +754,12 @@ def assemble(
 ) -> dict[str, Any]:
     load_start, load_end = load
     ncpu = os.cpu_count() or 1
-    busy = max(load_start["loadavg"][0], load_end["loadavg"][0]) > 0.25 * ncpu
+    load1 = max(s["loadavg"][0] for s in load if s)
     flags = (
         ("--quick smoke run", args.quick),
         ("--tiny networks", args.tiny),
-        ("machine not idle", busy),
+        ("machine not idle", load1 > 0.25 * ncpu),
+        ("run not finished", not load_end),
     )
     reasons = [r for r, on in flags if on]
     cmd = sys.argv[1:] if argv is None else argv
@@ -754,6 +767,7 @@ def assemble(
         "benchmark": "inference, side by side",
         "preliminary": bool(reasons),
         "preliminary_reason": "; ".join(reasons),
+        "complete": False,
         "command": "python benches/inference.py " + " ".join(cmd),
         "started_utc": started,
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -772,6 +786,9 @@ def assemble(
             "timing": "per row: median over interleaved repetitions of the median of the "
             "timed calls; one call = one inference of the batch (state reset, all steps)",
             "memory": MEMORY_METHOD if not args.no_memory else "not measured",
+            "ratio": "ratio_vs_fastest_peer = the fastest checked peer's ms per sample (same "
+            "workload, batch and threads; Norse included although it runs reset to zero) / "
+            "the row's",
             "reference": "plain torch evaluation, layer by layer over all steps, with the "
             "exactness bound of benches/inference_nets.py; every engine's spikes at every IF "
             "layer must equal it before timing",

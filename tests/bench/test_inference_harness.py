@@ -133,6 +133,21 @@ def test_check_catches_peer_semantics(nets: dict[str, N.Network]) -> None:
     assert E.spike_mismatch(ref.spikes, norse.record(norse.prepare(x)), "norse")
 
 
+class _NoReset(E.TorchStep):
+    """The per-step loop without its state reset between inferences."""
+
+    def reset(self) -> None:
+        pass
+
+
+def test_check_catches_state_left_from_the_previous_inference(nets: dict[str, N.Network]) -> None:
+    net = nets["A"]
+    x = _input(net)
+    refs = {"subtract": N.evaluate(net, x)}
+    _, msg = inference.check_engine(_NoReset(net, BATCH), x, refs)
+    assert msg is not None and "spike mismatch" in msg
+
+
 def test_int_export_uses_integer_units(nets: dict[str, N.Network]) -> None:
     """The int graph holds int8 weights, integer thresholds (= the float thresholds in grid
     units) and sum pools; the float graph average pools."""
@@ -157,6 +172,7 @@ def test_harness_end_to_end(tmp_path: Path) -> None:
     inference.main(args)
     doc = json.loads(out.read_text())
     assert doc["preliminary"] is True and "quick" in doc["preliminary_reason"]
+    assert doc["complete"] is True
     assert doc["load"]["start"]["loadavg"] and doc["versions"]["torch"]
     rows = doc["rows"]
     assert len(rows) == 2 * 2 * len(engines)
