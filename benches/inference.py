@@ -540,6 +540,89 @@ def halving_summary(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# ---------------------------------------------------------------------- targets
+BATCH1_TARGET = {"A": 10.0, "B": 10.0, "C": 5.0, "D": 5.0}  # x the fastest peer at batch 1
+BIG_TARGET = 4.0  # x the fastest peer at batch 32/64, every workload
+THREADS_TARGET = 1.6  # 1 -> 2 threads speed-up at batch 1 on B, C, D
+HALVING_TARGET = 0.40  # fall of the time per sample when firing halves
+
+
+def targets_summary(
+    rows: list[dict[str, Any]], sweep: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """snnsim's rows against the speed targets: ratio to the fastest peer, 1 -> 2 thread
+    speed-up, and the fall of the time per sample when firing halves."""
+    ok = [r for r in rows if not r["peer"] and r["status"] == "ok"]
+    return _ratio_targets(ok) + _thread_targets(ok) + _halving_targets(sweep)
+
+
+def _ratio_targets(ok: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for r in ok:
+        goal = BATCH1_TARGET.get(r["workload"]) if r["batch"] == 1 else BIG_TARGET
+        if goal is not None and "ratio_vs_fastest_peer" in r:
+            what = f">= {goal:g}x the fastest peer"
+            out.append(_target(r, what, r["ratio_vs_fastest_peer"], goal))
+    return out
+
+
+def _thread_targets(ok: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by = {(r["workload"], r["engine"], r["batch"], r["threads"]): r for r in ok}
+    out = []
+    for (w, e, b, th), r in sorted(by.items()):
+        two = by.get((w, e, b, 2))
+        if b == 1 and th == 1 and w in ("B", "C", "D") and two is not None:
+            speedup = r["ms_per_sample"] / two["ms_per_sample"]
+            what = f">= {THREADS_TARGET:g}x from 1 to 2 threads"
+            out.append(_target({**r, "threads": "1->2"}, what, speedup, THREADS_TARGET))
+    return out
+
+
+def _halving_targets(sweep: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not sweep:
+        return []
+    out = []
+    for h in sweep["halving"]:
+        if h["engine"].startswith("snnsim"):
+            row = {"workload": "B", "engine": h["engine"], "batch": h["batch"]}
+            what = (
+                f"time falls >= {HALVING_TARGET:.0%} when {h['sweep']} firing halves "
+                f"({h['from_level']:.1%} -> {h['to_level']:.1%})"
+            )
+            row["threads"] = sweep["threads"]
+            out.append(_target(row, what, h["time_fall"], HALVING_TARGET))
+    return out
+
+
+def _target(r: dict[str, Any], what: str, value: float, goal: float) -> dict[str, Any]:
+    return {
+        "target": what,
+        "workload": r["workload"],
+        "engine": r["engine"],
+        "batch": r["batch"],
+        "threads": r["threads"],
+        "measured": value,
+        "met": value >= goal,
+    }
+
+
+def _targets_table(targets: list[dict[str, Any]]) -> list[str]:
+    if not targets:
+        return []
+    out = ["", "Targets (issue 10) for snnsim:", ""]
+    out.append("| target | workload | engine | batch | threads | measured | met |")
+    out.append("|---|---|---|---|---|---|---|")
+    for t in targets:
+        v = t["measured"]
+        val = f"{v:.0%}" if "falls" in t["target"] else _ratio(v)
+        met = "yes" if t["met"] else "no"
+        out.append(
+            f"| {t['target']} | {t['workload']} | {t['engine']} | {t['batch']} | "
+            f"{t['threads']} | {val} | {met} |"
+        )
+    return out
+
+
 # ---------------------------------------------------------------------- README tables
 def _cell(rows: dict[str, dict[str, Any]], name: str) -> str:
     r = rows.get(name)
@@ -550,9 +633,12 @@ def _cell(rows: dict[str, dict[str, Any]], name: str) -> str:
     ms = r["ms_per_sample"]
     txt = f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
     if not r["peer"] and "ratio_vs_fastest_peer" in r:
-        ratio = r["ratio_vs_fastest_peer"]
-        txt += f" ({ratio:.0f}x)" if ratio >= 100 else f" ({ratio:.3g}x)"
+        txt += f" ({_ratio(r['ratio_vs_fastest_peer'])})"
     return txt
+
+
+def _ratio(v: float) -> str:
+    return f"{v:.0f}x" if v >= 100 else f"{v:.3g}x"
 
 
 def render_tables(doc: dict[str, Any]) -> str:
@@ -585,6 +671,7 @@ def render_tables(doc: dict[str, Any]) -> str:
     for w, info in doc["workloads"].items():
         lines.append(f"- {w}: {info['description']}")
     lines += _sweep_table(doc.get("sweep"))
+    lines += _targets_table(doc.get("targets", []))
     return "\n".join(lines) + "\n"
 
 
@@ -685,13 +772,18 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_benchmark(args: argparse.Namespace, argv: list[str] | None) -> None:
+    """Measure everything ``args`` asks for and write the results document."""
+    with tempfile.TemporaryDirectory(prefix="snnsim-inference-") as tmp:
+        _run_benchmark(args, argv, Path(tmp))
+
+
+def _run_benchmark(args: argparse.Namespace, argv: list[str] | None, tmp: Path) -> None:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     machine = machine_facts()
     load_start = load_snapshot()
-    tmp = Path(tempfile.mkdtemp(prefix="snnsim-inference-"))
     rows: list[dict[str, Any]] = []
     workloads: dict[str, Any] = {}
     net_paths: dict[str, Path] = {}
@@ -797,6 +889,7 @@ def assemble(
         "workloads": workloads,
         "rows": rows,
         "sweep": sweep,
+        "targets": targets_summary(rows, sweep),
     }
 
 
