@@ -78,10 +78,11 @@ SWEEP_LEVELS = (0.025, 0.05, 0.10, 0.20)
 MARK_BEGIN, MARK_END = "<!-- inference-table:begin -->", "<!-- inference-table:end -->"
 INPUT_SEED = 0
 MEMORY_METHOD = (
-    "fresh subprocess per (workload, engine, batch) at 1 thread: imports, network and input "
-    "built, then the peak-RSS mark is reset (/proc/self/clear_refs) and the engine is built and "
-    "run 3 times; peak_rss_mib is VmHWM after that (absolute, includes the baseline), "
-    "peak_rss_delta_mib = peak - RSS before building the engine"
+    "fresh subprocess per (workload, engine, batch) at 1 thread: network and input built, the "
+    "engine's library modules imported (rss_after_imports_mib), then the peak-RSS mark is reset "
+    "(/proc/self/clear_refs) and the engine is built and run 3 times; peak_rss_mib is VmHWM "
+    "after that (absolute, includes the baseline), peak_rss_delta_mib = peak - RSS before "
+    "building the engine (it undercounts memory the allocator reuses from freed blocks)"
 )
 
 
@@ -328,14 +329,13 @@ def run_config(
                 continue
             eng = built[name]
             eng.set_threads(threads)
+            status = "mismatch"
             try:
                 xin, msg = check_engine(eng, x, refs)
-            except Exception as exc:  # noqa: BLE001
-                xin, msg = None, f"{name}: {type(exc).__name__}: {exc}"
+            except Exception as exc:  # noqa: BLE001 - a peer's failure is a row, not a crash
+                xin, msg, status = None, f"{name}: {type(exc).__name__}: {exc}", "error"
             if msg is not None:
-                rows.append(
-                    _row(workload, batch, threads, name, status="mismatch", message=msg, **act)
-                )
+                rows.append(_row(workload, batch, threads, name, status=status, message=msg, **act))
                 log(f"  {workload} b={batch} t={threads} {name}: NOT TIMED: {msg}")
                 continue
             cands.append(Candidate(name, eng, xin))
@@ -398,7 +398,8 @@ def memory_probe(spec: dict[str, Any]) -> dict[str, Any]:
     with open(spec["net"], "rb") as f:
         net = pickle.load(f)
     x = make_input(net, spec["batch"], INPUT_SEED)
-    importlib.import_module(LIBRARY[spec["engine"]])
+    for module in engine_class(spec["engine"]).modules:
+        importlib.import_module(module)
     after_imports = status()
     try:
         Path("/proc/self/clear_refs").write_text("5")
@@ -781,8 +782,11 @@ def _run_benchmark(args: argparse.Namespace, argv: list[str] | None, tmp: Path) 
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    machine = machine_facts()
+    context = {  # taken before anything runs: the code, libraries and machine measured
+        "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_facts(),
+        "versions": versions(),
+    }
     load_start = load_snapshot()
     rows: list[dict[str, Any]] = []
     workloads: dict[str, Any] = {}
@@ -805,9 +809,7 @@ def _run_benchmark(args: argparse.Namespace, argv: list[str] | None, tmp: Path) 
         }
         for b in _batches(args.batches, w):
             rows += run_config(w, net, b, list(args.engines), args, log)
-            partial = assemble(
-                args, argv, started, machine, (load_start, {}), workloads, rows, None
-            )
+            partial = assemble(args, argv, context, (load_start, {}), workloads, rows, None)
             write_doc(args.out, partial)  # a long run that is cut short keeps what it measured
     if not args.no_memory:
         mem_batches = (
@@ -819,7 +821,7 @@ def _run_benchmark(args: argparse.Namespace, argv: list[str] | None, tmp: Path) 
         args.sweep_batches = [1] if args.quick else _batches(args.batches, "B")
         sweep = run_sweep(rows, args, log)
     load_end = load_snapshot()
-    doc = assemble(args, argv, started, machine, (load_start, load_end), workloads, rows, sweep)
+    doc = assemble(args, argv, context, (load_start, load_end), workloads, rows, sweep)
     doc["complete"] = True
     write_doc(args.out, doc)
     log(f"wrote {args.out}")
@@ -837,8 +839,7 @@ def write_doc(path: Path, doc: dict[str, Any]) -> None:
 def assemble(
     args: argparse.Namespace,
     argv: list[str] | None,
-    started: str,
-    machine: dict[str, Any],
+    context: dict[str, Any],
     load: tuple[dict[str, Any], dict[str, Any]],
     workloads: dict[str, Any],
     rows: list[dict[str, Any]],
@@ -861,10 +862,10 @@ def assemble(
         "preliminary_reason": "; ".join(reasons),
         "complete": False,
         "command": "python benches/inference.py " + " ".join(cmd),
-        "started_utc": started,
+        "started_utc": context["started_utc"],
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine,
-        "versions": versions(),
+        "machine": context["machine"],
+        "versions": context["versions"],
         "load": {"start": load_start, "end": load_end},
         "settings": {
             "quick": args.quick,

@@ -135,6 +135,7 @@ class Engine:
     peer = True
     law = "subtract"  # the IF reset this engine runs (see inference_nets.evaluate)
     note = ""
+    modules: tuple[str, ...] = ("torch",)  # what the engine imports (memory baseline)
 
     def __init__(self, net: Network, batch: int) -> None:
         self.net, self.batch, self.steps = net, batch, net.steps
@@ -309,6 +310,7 @@ class TorchMultiStep(TorchEngine):
 
 class SpikingJelly(TorchEngine):
     name = "spikingjelly"
+    modules = tuple(f"spikingjelly.activation_based.{m}" for m in ("functional", "layer", "neuron"))
     layout = "tb"
     note = (
         "SpikingJelly multi-step (step_mode='m'): layer.Linear/Conv2d/AvgPool2d/Flatten and "
@@ -359,6 +361,7 @@ class SpikingJelly(TorchEngine):
 
 class SnnTorch(PerStepEngine):
     name = "snntorch"
+    modules = ("snntorch",)
     note = (
         "snnTorch per step: snn.Leaky(beta=1, threshold=theta, reset_mechanism='subtract', "
         "init_hidden=True) in nn.Sequential. Leaky fires at U > theta (strict); on the grid "
@@ -388,6 +391,7 @@ class SnnTorch(PerStepEngine):
 
 class Norse(PerStepEngine):
     name = "norse"
+    modules = ("norse.torch",)
     law = "zero"
     note = (
         "Norse per step: IAFCell in SequentialState, state carried between steps. Norse 1.1.0 "
@@ -448,6 +452,7 @@ class NorseResidual(nn.Module):
 
 class Sinabs(TorchEngine):
     name = "sinabs"
+    modules = ("sinabs", "sinabs.layers", "sinabs.activation")
     layout = "bt"
     note = (
         "Sinabs: nn layers and layers.IAFSqueeze(spike_threshold=theta, spike_fn=SingleSpike, "
@@ -494,6 +499,7 @@ class Snnsim(Engine):
 
     peer = False
     precision = "float32"
+    modules = ("snnsim", "snnsim._core")
 
     def __init__(self, net: Network, batch: int) -> None:
         super().__init__(net, batch)
