@@ -25,7 +25,7 @@ batch so that each IF layer fires close to a target rate (spikes per neuron per 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Union
 
 import numpy as np
@@ -123,7 +123,6 @@ class Network:
     input_note: str = ""
     target_rate: float = 0.10
     input_rate: float = 0.0  # fraction of ones per frame (events)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def neurons(self) -> list[IF]:
         """Every IF layer in execution order."""
