@@ -339,6 +339,13 @@ def run_config(
                 log(f"  {workload} b={batch} t={threads} {name}: NOT TIMED: {msg}")
                 continue
             cands.append(Candidate(name, eng, xin))
+        if args.check_only:
+            for c in cands:
+                act = _activity(refs[c.engine.law], x, net)
+                checked = sorted(refs[c.engine.law].spikes)
+                rows.append(_row(workload, batch, threads, c.name, spikes_checked=checked, **act))
+                log(f"  {workload} b={batch} t={threads} {c.name:16s} spikes equal (not timed)")
+            continue
         if cands:
             time_interleaved(cands, threads, args)
         for c in cands:
@@ -371,14 +378,14 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         groups.setdefault((r["workload"], r["batch"], r["threads"]), []).append(r)
     for group in groups.values():
-        peers = [r for r in group if r["peer"] and r["status"] == "ok"]
+        timed = [r for r in group if r["status"] == "ok" and "ms_per_sample" in r]
+        peers = [r for r in timed if r["peer"]]
         if not peers:
             continue
         best = min(peers, key=lambda r: r["ms_per_sample"])
-        for r in group:
-            if r["status"] == "ok":
-                r["fastest_peer"] = best["engine"]
-                r["ratio_vs_fastest_peer"] = best["ms_per_sample"] / r["ms_per_sample"]
+        for r in timed:
+            r["fastest_peer"] = best["engine"]
+            r["ratio_vs_fastest_peer"] = best["ms_per_sample"] / r["ms_per_sample"]
 
 
 # ---------------------------------------------------------------------- memory
@@ -553,7 +560,7 @@ def targets_summary(
 ) -> list[dict[str, Any]]:
     """snnsim's rows against the speed targets: ratio to the fastest peer, 1 -> 2 thread
     speed-up, and the fall of the time per sample when firing halves."""
-    ok = [r for r in rows if not r["peer"] and r["status"] == "ok"]
+    ok = [r for r in rows if not r["peer"] and r["status"] == "ok" and "ms_per_sample" in r]
     return _ratio_targets(ok) + _thread_targets(ok) + _halving_targets(sweep)
 
 
@@ -631,6 +638,8 @@ def _cell(rows: dict[str, dict[str, Any]], name: str) -> str:
         return "–"
     if r["status"] != "ok":
         return {"unsupported": "n/s", "unavailable": "n/i"}.get(r["status"], r["status"])
+    if "ms_per_sample" not in r:
+        return "checked"
     ms = r["ms_per_sample"]
     txt = f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
     if not r["peer"] and "ratio_vs_fastest_peer" in r:
@@ -723,6 +732,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--tiny", action="store_true", help="reduced networks of the same structure (tests)"
     )
+    ap.add_argument(
+        "--check-only",
+        action="store_true",
+        help="only check every engine's spikes against the reference: no timing, memory, sweep",
+    )
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
     ap.add_argument("--no-sweep", action="store_true", help="skip the firing sweep on B")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -811,13 +825,13 @@ def _run_benchmark(args: argparse.Namespace, argv: list[str] | None, tmp: Path) 
             rows += run_config(w, net, b, list(args.engines), args, log)
             partial = assemble(args, argv, context, (load_start, {}), workloads, rows, None)
             write_doc(args.out, partial)  # a long run that is cut short keeps what it measured
-    if not args.no_memory:
+    if not (args.no_memory or args.check_only):
         mem_batches = (
             {1} if args.quick else {b for w in args.workloads for b in _batches(args.batches, w)}
         )
         attach_memory(rows, net_paths, mem_batches, log)
     sweep = None
-    if "B" in args.workloads and not args.no_sweep:
+    if "B" in args.workloads and not (args.no_sweep or args.check_only):
         args.sweep_batches = [1] if args.quick else _batches(args.batches, "B")
         sweep = run_sweep(rows, args, log)
     load_end = load_snapshot()
@@ -851,6 +865,7 @@ def assemble(
     flags = (
         ("--quick smoke run", args.quick),
         ("--tiny networks", args.tiny),
+        ("--check-only: nothing timed", args.check_only),
         ("machine not idle", load1 > 0.25 * ncpu),
         ("run not finished", not load_end),
     )
@@ -869,6 +884,7 @@ def assemble(
         "load": {"start": load_start, "end": load_end},
         "settings": {
             "quick": args.quick,
+            "check_only": args.check_only,
             "tiny_networks": args.tiny,
             "repeats": args.repeats,
             "runs_min": args.runs,
@@ -878,7 +894,7 @@ def assemble(
             "engines": list(args.engines),
             "timing": "per row: median over interleaved repetitions of the median of the "
             "timed calls; one call = one inference of the batch (state reset, all steps)",
-            "memory": MEMORY_METHOD if not args.no_memory else "not measured",
+            "memory": "not measured" if (args.no_memory or args.check_only) else MEMORY_METHOD,
             "ratio": "ratio_vs_fastest_peer = the fastest checked peer's ms per sample (same "
             "workload, batch and threads; Norse included although it runs reset to zero) / "
             "the row's",

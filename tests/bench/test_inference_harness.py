@@ -201,6 +201,19 @@ def test_harness_end_to_end(tmp_path: Path) -> None:
     assert "old" not in text and "| B | 2 | 1 |" in text and text.endswith("rest\n")
 
 
+def test_check_only_mode(tmp_path: Path) -> None:
+    """--check-only: every row's spikes checked, nothing timed, the table says so."""
+    out = tmp_path / "check.json"
+    args = ["--tiny", "--check-only", "--workloads", "C", "--batches", "2", "--threads", "1"]
+    inference.main(args + ["--out", str(out), "--engines", "torch_multistep", "snnsim_int8"])
+    doc = json.loads(out.read_text())
+    assert doc["complete"] and "check-only" in doc["preliminary_reason"]
+    assert [r["status"] for r in doc["rows"]] == ["ok", "ok"]
+    assert all("ms_per_sample" not in r and r["spikes_checked"] for r in doc["rows"])
+    assert doc["sweep"] is None and doc["targets"] == []
+    assert "| C | 2 | 1 | checked | checked |" in inference.render_tables(doc)
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 def test_memory_probe_in_fresh_process(nets: dict[str, N.Network], tmp_path: Path) -> None:
     import pickle
