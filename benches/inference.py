@@ -675,7 +675,8 @@ def render_tables(doc: dict[str, Any]) -> str:
     lines.append(
         "ms per sample, median over repetitions; snnsim cells: (fastest peer's time / snnsim's) "
         "in the same row; n/s: not supported; n/i: not installed; mismatch: spikes differ from "
-        "the reference, not timed. Norse runs IF with reset to zero (it has no subtractive IF)."
+        "the reference, not timed; checked: spikes equal, not timed (--check-only). Norse "
+        "runs IF with reset to zero (it has no subtractive IF)."
     )
     lines.append("")
     for w, info in doc["workloads"].items():
