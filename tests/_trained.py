@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 import snnsim
 from snnsim.exporter import neuron_nodes
+from snnsim.nn.dspike import DspikeNet, DspikeNeuron
+from snnsim.nn.layers import DSRNeuron
 from snnsim.testing import FLOAT_TOLERANCE as FLOAT_TOL
-from snnsim.train.dspike import DspikeNet, DspikeNeuron
-from snnsim.train.layers import DSRNeuron
 
 
 def sgd_steps(

@@ -67,6 +67,7 @@ from .graph import Graph
 __all__ = [
     "ExportError",
     "ExportMode",
+    "QMAX",
     "TrainedRun",
     "export",
     "export_graph",
@@ -76,7 +77,8 @@ __all__ = [
 ]
 
 ExportMode = Literal["float32", "int8", "int4", "int16"]
-_QMAX = {"int4": 7, "int8": 127, "int16": 32767}
+#: Largest integer weight of each integer mode (symmetric: weights lie in ``[-QMAX-1, QMAX]``).
+QMAX = {"int4": 7, "int8": 127, "int16": 32767}
 _BITS = {"int4": 4, "int8": 8, "int16": 16}
 _I32 = 2**31 - 1
 _THETA_TARGET = 2.0**12  # membrane resolution sought for DSR neurons (theta_q near this)
@@ -171,7 +173,7 @@ def _weighted(where: str, m: nn.Module) -> _Weighted:
 
 def _bn_affine(where: str, m: nn.Module) -> tuple[np.ndarray, np.ndarray]:
     """Evaluation-mode batch norm as ``y = scale*x + shift`` per channel (float64)."""
-    from .train.tdbn import TdBN
+    from .nn.tdbn import TdBN
 
     if isinstance(m, TdBN):
         sc, sh = m.fold()
@@ -196,7 +198,7 @@ def _fold_bn(st: _Weighted, scale: np.ndarray, shift: np.ndarray) -> None:
 
 def _classes() -> dict[str, Any]:
     from .models.dsr_nets import PreActBlock
-    from .train.dspike import (
+    from .nn.dspike import (
         AvgPoolTD,
         BasicBlockTD,
         ConvTD,
@@ -205,7 +207,7 @@ def _classes() -> dict[str, Any]:
         FlattenTD,
         LinearTD,
     )
-    from .train.layers import (
+    from .nn.layers import (
         AvgPoolT,
         BatchNorm1dT,
         BatchNormT,
@@ -215,8 +217,8 @@ def _classes() -> dict[str, Any]:
         FlattenT,
         LinearT,
     )
-    from .train.net import DSRNet
-    from .train.tdbn import TdBN
+    from .nn.net import DSRNet
+    from .nn.tdbn import TdBN
 
     return {
         "weighted": (ConvT, LinearT, ConvTD, LinearTD),
@@ -248,9 +250,9 @@ def _neuron(where: str, m: nn.Module) -> _Neuron:
 
 
 def _is_global_pool(m: nn.Module) -> bool:
-    from .models.dspike_nets import _GlobalAvgPoolTD
+    from .nn.dspike import GlobalAvgPoolTD
 
-    return isinstance(m, _GlobalAvgPoolTD)
+    return isinstance(m, GlobalAvgPoolTD)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -285,9 +287,9 @@ def weight_scale(weight: Any, mode: ExportMode, per_channel: bool = False) -> np
     ``clip(rint(w/scale), -qmax-1, qmax)``. Public for quantisation-aware training
     (:mod:`snnsim.qat`); the export itself may still enlarge a scale to keep int32 accumulators
     in range."""
-    if mode not in _QMAX:
+    if mode not in QMAX:
         raise ExportError(f"weight_scale: mode must be 'int8', 'int4' or 'int16', got {mode!r}")
-    return _quantise(np.asarray(weight, dtype=np.float64), _QMAX[mode], per_channel)[1]
+    return _quantise(np.asarray(weight, dtype=np.float64), QMAX[mode], per_channel)[1]
 
 
 def _fixed_point(values: Sequence[float], f: int = 16) -> tuple[list[np.ndarray], int]:
@@ -339,7 +341,7 @@ class _Emitter:
     def __init__(self, g: Graph, mode: str, per_channel: bool, T: int) -> None:
         self.g = g
         self.integer = mode != "float32"
-        self.qmax = _QMAX.get(mode, 0)
+        self.qmax = QMAX.get(mode, 0)
         self.bits = _BITS.get(mode, 8)
         self.per_channel = per_channel
         self.T = T

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .exporter import _QMAX, ExportError, weight_scale
+from .exporter import QMAX, ExportError, weight_scale
 
 __all__ = [
     "QATMode",
@@ -70,9 +70,9 @@ def fake_quant(w: Tensor, scale: Tensor | float, mode: QATMode = "int8") -> Tens
     (``round``: half to even, like the exporter's ``np.rint``); ``scale`` a scalar or ``[out]``
     (one step per output channel). Straight-through gradient: identity inside the clip range,
     zero outside."""
-    if mode not in _QMAX:
+    if mode not in QMAX:
         raise ValueError(f"fake_quant: mode must be 'int8', 'int4' or 'int16', got {mode!r}")
-    qmax = _QMAX[mode]
+    qmax = QMAX[mode]
     s = torch.as_tensor(scale, dtype=w.dtype, device=w.device)
     if s.ndim == 1 and w.ndim > 1:
         s = s.reshape((-1,) + (1,) * (w.ndim - 1))
@@ -81,7 +81,7 @@ def fake_quant(w: Tensor, scale: Tensor | float, mode: QATMode = "int8") -> Tens
 
 def _bn_fold_scale(bn: nn.Module) -> Tensor:
     """Per-channel evaluation scale of a batch norm (what the exporter folds into the weight)."""
-    from .train.tdbn import TdBN
+    from .nn.tdbn import TdBN
 
     inv = torch.rsqrt(bn.running_var.detach() + bn.eps)
     if isinstance(bn, TdBN):
@@ -120,10 +120,10 @@ class FakeQuantWeight(nn.Module):
 def _weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module | None, bool]]:
     """``(name, layer, following batch norm or None, is_output)`` for each conv/linear of
     ``model.body`` (a sequential DSRNet / DspikeNet)."""
-    from .train.dspike import DspikeNet
-    from .train.layers import BatchNorm1dT, BatchNormT
-    from .train.net import DSRNet
-    from .train.tdbn import TdBN
+    from .nn.dspike import DspikeNet
+    from .nn.layers import BatchNorm1dT, BatchNormT
+    from .nn.net import DSRNet
+    from .nn.tdbn import TdBN
 
     if not isinstance(model, (DSRNet, DspikeNet)):
         raise ExportError(
@@ -150,7 +150,7 @@ def attach_fake_quant(
 ) -> list[str]:
     """Register :class:`FakeQuantWeight` on every conv/linear weight of ``model.body``; returns
     their names. :func:`detach_fake_quant` removes them."""
-    if mode not in _QMAX:
+    if mode not in QMAX:
         raise ValueError(f"qat: mode must be 'int8', 'int4' or 'int16', got {mode!r}")
     names = []
     for name, m, bn, is_out in _weighted_layers(model):

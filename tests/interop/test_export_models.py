@@ -27,9 +27,9 @@ from _trained import compare_float, int_exact, sgd_steps
 from snnsim.data import load_mnist5k_split
 from snnsim.exporter import ExportError, export_graph, neuron_nodes
 from snnsim.models import create_model, list_models
-from snnsim.train.dspike import DspikeNeuron
-from snnsim.train.layers import BatchNormT, ConvT, DSRNeuron
-from snnsim.train.net import DSRNet, neuron_config
+from snnsim.nn.dspike import DspikeNeuron
+from snnsim.nn.layers import BatchNormT, ConvT, DSRNeuron
+from snnsim.nn.net import DSRNet, neuron_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

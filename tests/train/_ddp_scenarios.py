@@ -23,9 +23,9 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from snnsim.models.dsr_nets import conv_bn_neuron, fc_bn_neuron
+from snnsim.nn.layers import AvgPoolT, FlattenT
+from snnsim.nn.net import DSRNet, neuron_config
 from snnsim.train.configs import TrainConfig
-from snnsim.train.layers import AvgPoolT, FlattenT
-from snnsim.train.net import DSRNet, neuron_config
 from snnsim.train.trainer import Trainer
 
 

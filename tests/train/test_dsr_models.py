@@ -14,8 +14,8 @@ from torch import nn
 from snnsim.exporter import export_graph
 from snnsim.models import create_model
 from snnsim.models.dsr_nets import PreActBlock, fold_adaptive_avg_pool
-from snnsim.train.layers import AvgPoolT, BatchNorm1dT, BatchNormT, ConvT, DSRNeuron, LinearT, Seq
-from snnsim.train.net import neuron_config
+from snnsim.nn.layers import AvgPoolT, BatchNorm1dT, BatchNormT, ConvT, DSRNeuron, LinearT, Seq
+from snnsim.nn.net import neuron_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from snnsim.models import create_model
+from snnsim.nn.dspike import DspikeNet
 from snnsim.train.__main__ import main as cli_main
 from snnsim.train.checkpoint import load_checkpoint
 from snnsim.train.configs import (
@@ -27,7 +28,7 @@ from snnsim.train.configs import (
     list_configs,
     model_kwargs,
 )
-from snnsim.train.dspike import DspikeNet, temperature_search
+from snnsim.train.dspike import temperature_search
 from snnsim.train.dspike_experiment import ExperimentConfig, run_experiment
 from snnsim.train.fdg import finite_difference_grad
 from snnsim.train.trainer import Trainer, load_datasets

@@ -1,4 +1,4 @@
-"""DSR training layer (snnsim.train): the IF quantisation law in the training forward, Eq. 19 on
+"""DSR training layer (snnsim.nn): the IF quantisation law in the training forward, Eq. 19 on
 constructed inputs, equal gradients of the per-step and rate-graph backward forms, convergence of
 the (weighted) firing rate to the clamp mapping (Propositions 1 and 2), and autograd memory that
 does not grow with T in the rate form."""
@@ -14,8 +14,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from snnsim.models import create_model
-from snnsim.train import dsr as dsr_module
-from snnsim.train.dsr import (
+from snnsim.nn import dsr as dsr_module
+from snnsim.nn.dsr import (
     DSRNeuronConfig,
     dsr_defaults,
     dsr_forward,
@@ -23,7 +23,7 @@ from snnsim.train.dsr import (
     mean_current,
     simulate_dsr,
 )
-from snnsim.train.layers import (
+from snnsim.nn.layers import (
     AvgPoolT,
     ConvT,
     DropoutT,
@@ -33,7 +33,7 @@ from snnsim.train.layers import (
     Seq,
     time_mean,
 )
-from snnsim.train.net import DSRNet, neuron_config
+from snnsim.nn.net import DSRNet, neuron_config
 
 
 # ---------------------------------------------------------------------- fused native forward
@@ -490,7 +490,7 @@ def test_rate_batch_norm_kernel_equals_its_autograd_definition(channels_last: bo
     """The rate-graph batch norm (one forward kernel + torch's batch-norm backward with the
     total-variance invstd) equals the plain autograd formula: values and gradients for input,
     weight and bias, including channels whose step variance is below the between-sample one."""
-    from snnsim.train.layers import BatchNorm1dT, BatchNormT
+    from snnsim.nn.layers import BatchNorm1dT, BatchNormT
 
     torch.manual_seed(0)
     for bn, shape in ((BatchNormT(8), (16, 8, 5, 5)), (BatchNorm1dT(10), (16, 10))):
@@ -537,8 +537,8 @@ def test_pooling_inside_the_neuron_forward_is_exact(
         assert torch.equal(f.out, torch.nn.functional.avg_pool2d(full, k))
         assert int(f.spikes) == int((full != 0).sum())
 
-    import snnsim.train.net as net_module
-    from snnsim.train.layers import run_layers
+    import snnsim.nn.net as net_module
+    from snnsim.nn.layers import run_layers
 
     def one_by_one(layers: torch.nn.Sequential, flow: object) -> object:
         for m in layers.children():
@@ -575,7 +575,7 @@ def test_rate_form_gradients_equal_the_step_form_with_batch_norm(chunk: int | No
     weight-gradient term of the steps' temporal deviations (computed in the forward, weight-sized): for IF networks its
     gradients then equal the per-step form's (the public DSR code's), also time-chunked. For
     LIF the lambda-weighted collapse of the per-step input gradients is not reproduced (the
-    remaining approximation, documented in snnsim.train.layers)."""
+    remaining approximation, documented in snnsim.nn.layers)."""
     x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     grads = {}
     for mode in ("step", "rate"):

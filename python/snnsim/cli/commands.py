@@ -50,7 +50,7 @@ def progress(total: int, description: str, enabled: bool = True) -> Iterator[Cal
         yield lambda done: bar.update(task, completed=done)
 
 
-def _kv_table(title: str, rows: list[tuple[str, str]]) -> Any:
+def kv_table(title: str, rows: list[tuple[str, str]]) -> Any:
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", show_header=False)
@@ -107,7 +107,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     con = console()
     src = m.meta.get("source") or {}
     con.print(
-        _kv_table(
+        kv_table(
             "Exported",
             [
                 ("from", f"{src.get('run', '?')} (epoch {src.get('epoch', '?')})"),
@@ -142,7 +142,7 @@ def _info_checkpoint(path: str) -> int:
         ("parameters", f"{sum(p.numel() for p in run.model.parameters()):,}"),
         ("to run it in the engine", f"snnsim export {path} net.snn.safetensors --mode int8"),
     ]
-    console().print(_kv_table("Training run", rows))
+    console().print(kv_table("Training run", rows))
     return 0
 
 
@@ -175,7 +175,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if src:
         rows.append(("source", ", ".join(f"{k}={v}" for k, v in src.items() if v is not None)))
     con = console()
-    con.print(_kv_table("Model", rows))
+    con.print(kv_table("Model", rows))
     t = model_table(d)
     from rich.table import Table
 
@@ -285,7 +285,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             rows.append(("accuracy, engine", f"{100 * rep.accuracy_engine:.2f} %"))
         if rep.accuracy_torch is not None:
             rows.append(("accuracy, torch model", f"{100 * rep.accuracy_torch:.2f} %"))
-        con.print(_kv_table("Summary", rows))
+        con.print(kv_table("Summary", rows))
     failed = rep.precision == "int" and rep.bit_exact is False
     if args.min_agreement is not None and rep.agreement_torch is not None:
         failed = failed or rep.agreement_torch < args.min_agreement

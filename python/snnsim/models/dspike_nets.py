@@ -19,21 +19,22 @@ integrated without firing (logits = its mean over the ``T`` steps).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from torch import nn
 
-from ..train.dspike import (
+from ..nn.dspike import (
     AvgPoolTD,
     BasicBlockTD,
     ConvTD,
     DspikeNet,
     DspikeNeuron,
     FlattenTD,
+    GlobalAvgPoolTD,
     LinearTD,
 )
-from ..train.surrogates import Surrogate, make_surrogate
-from ..train.tdbn import TdBN
+from ..nn.surrogates import Surrogate, make_surrogate
+from ..nn.tdbn import TdBN
 from .registry import register
 
 __all__ = ["build_surrogate", "dspike_mnist_cnn", "dspike_resnet18"]
@@ -114,12 +115,5 @@ def dspike_resnet18(
             stride = 2 if (stage > 0 and j == 0) else 1
             body.append(BasicBlockTD(c, cout, stride, sg, leak, vth, alpha))
             c = cout
-    body += [_GlobalAvgPoolTD(), LinearTD(c, num_classes)]
+    body += [GlobalAvgPoolTD(), LinearTD(c, num_classes)]
     return DspikeNet(body, T, sg, static_input=static_input)
-
-
-class _GlobalAvgPoolTD(nn.Module):
-    """Mean over the spatial positions: ``[T', N, C, H, W] -> [T', N, C]``."""
-
-    def forward(self, x: Any) -> Any:
-        return x.mean(dim=(3, 4))

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..train.layers import (
+from ..nn.layers import (
     AvgPoolT,
     BatchNorm1dT,
     BatchNormT,
@@ -47,7 +47,7 @@ from ..train.layers import (
     LinearT,
     add_flows,
 )
-from ..train.net import DSRNet, Mode, make_neuron, neuron_config
+from ..nn.net import DSRNet, Mode, make_neuron, neuron_config
 from .registry import register
 
 __all__ = ["PreActBlock", "conv_bn_neuron", "fold_adaptive_avg_pool"]

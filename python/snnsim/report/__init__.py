@@ -35,15 +35,6 @@ from . import figures
 
 __all__ = ["Report", "build_report", "concat_results", "model_summary"]
 
-FIGURES = {
-    "firing_rates": "Firing rate per layer",
-    "spikes_per_step": "Spikes per time step",
-    "raster": "Spike raster of one sample",
-    "energy_layers": "Energy per layer",
-    "energy_compare": "SNN vs equivalent ANN, same basis",
-    "energy_vs_rate": "Break-even firing rate",
-}
-
 
 # ---------------------------------------------------------------------- helpers
 def concat_results(parts: Sequence[RunResult]) -> RunResult:

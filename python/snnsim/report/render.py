@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from . import FIGURES
+from .figures import FIGURES
 
 Table = dict[str, Any]  # title, columns, rows (lists of str), note (optional)
 
@@ -38,7 +38,7 @@ def _pct(v: Any) -> str:
     return f"{100 * f:.2f} %"
 
 
-def _rate(v: Any) -> str:
+def break_even_text(v: Any) -> str:
     """A break-even firing rate: "never" (0), "any rate" (>= 100 %), else a percentage."""
     if v is None:
         return "–"
@@ -159,8 +159,8 @@ def energy_table(d: dict[str, Any]) -> Table:
                 _num(r["total_pj"]),
                 "" if k == "snn" else f"{_num(r['ratio_compute'], 3)}x",
                 "" if k == "snn" else f"{_num(r['ratio_total'], 3)}x",
-                "" if k == "snn" else _rate(be[k]["compute"]),
-                "" if k == "snn" else _rate(be[k]["total"]),
+                "" if k == "snn" else break_even_text(be[k]["compute"]),
+                "" if k == "snn" else break_even_text(be[k]["total"]),
             ]
         )
     rate = d["energy"]["summary"]["firing_rate"]

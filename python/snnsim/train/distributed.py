@@ -39,9 +39,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .layers import BatchNorm1dT, BatchNormT
-from .syncbn import GroupRef
-from .tdbn import TdBN
+from ..nn.layers import BatchNorm1dT, BatchNormT
+from ..nn.syncbn import GroupRef
+from ..nn.tdbn import TdBN
 
 __all__ = [
     "DistContext",

@@ -29,9 +29,10 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from ..models import create_model
+from ..nn.dspike import DspikeNet
 from .checkpoint import save_checkpoint
 from .configs import TrainConfig, model_kwargs
-from .dspike import DspikeNet, inherit
+from .dspike import inherit
 from .trainer import Trainer
 
 __all__ = [

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
+from ..nn.net import DSRNet
 from . import distributed
 from .checkpoint import (
     CheckpointError,
@@ -51,7 +52,6 @@ from .checkpoint import (
 )
 from .configs import TrainConfig, model_kwargs
 from .distributed import DistContext
-from .net import DSRNet
 
 __all__ = [
     "Trainer",
@@ -462,7 +462,7 @@ class Trainer:
         return x
 
     def _rate_names(self) -> list[str]:
-        from .dspike import DspikeNeuron
+        from ..nn.dspike import DspikeNeuron
 
         if isinstance(self.model, DSRNet):
             return [n for n, _ in self.model.neurons()]
