@@ -39,6 +39,7 @@ from .neurons import (
     IntegrateParams,
     channel_param,
     check_int32,
+    fx,
     neuron_step,
 )
 
@@ -167,10 +168,6 @@ def _exact_int_product(x: Tensor, fn: Any, wsum_max: int, fan_in: int, where: st
     return (fn(hi.to(torch.float64)).to(torch.int64) << 16) + fn(lo.to(torch.float64)).to(
         torch.int64
     )
-
-
-def _fx(m: Tensor, x: Tensor, f: int) -> Tensor:
-    return (m * x + (1 << (f - 1))) >> f
 
 
 @contextlib.contextmanager
@@ -337,9 +334,7 @@ class _NodeOp(torch.nn.Module):
             if op == "sumpool2d":
                 return s
             check_int32(s, f"{where}: window sum")
-            return _fx(
-                torch.tensor(int(a["m"]), dtype=torch.int64, device=s.device), s, int(a["f"])
-            )
+            return fx(torch.tensor(int(a["m"]), dtype=torch.int64, device=s.device), s, int(a["f"]))
         if op == "flatten":
             return x.flatten(1)
         if op == "add":
@@ -348,7 +343,7 @@ class _NodeOp(torch.nn.Module):
                 acc = acc + t
             return acc
         if op == "scale":
-            y = _fx(channel_param(self.m, x, torch.int64), x, int(a["f"]))
+            y = fx(channel_param(self.m, x, torch.int64), x, int(a["f"]))
             if self.has_shift:
                 y = y + channel_param(self.shift, x, torch.int64)
             return y

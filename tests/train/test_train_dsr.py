@@ -14,6 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from snnsim.models import create_model
+from snnsim.native import optional_core
 from snnsim.nn import dsr as dsr_module
 from snnsim.nn.dsr import (
     DSRNeuronConfig,
@@ -50,7 +51,7 @@ def test_native_forward_spikes_equal_the_torch_steps(
 ) -> None:
     """The CPU float32 fast path (one native pass) fires exactly where the torch step functions
     fire; the two means agree to rounding (their summation order may differ)."""
-    assert dsr_module._native() is not None, "the native module must provide dsr_forward"
+    assert optional_core("dsr_forward") is not None, "the native module must provide dsr_forward"
     g = torch.Generator().manual_seed(seed)
     cfg = dsr_defaults(kind, T)
     B = 3
@@ -78,7 +79,8 @@ def test_native_forward_falls_back_and_rejects_bad_arrays() -> None:
         dsr_forward(x.transpose(1, 2).contiguous().transpose(1, 2), 4, theta, cfg).out, ref
     )
     assert torch.equal(dsr_forward(x.double(), 4, theta.double(), cfg).out, ref.double())
-    core = dsr_module._native()
+    core = optional_core("dsr_forward")
+    assert core is not None
     a = np.zeros(8, np.float32)
     with pytest.raises(ValueError, match="x"):
         core.dsr_forward(
@@ -162,7 +164,7 @@ def test_training_step_is_the_same_without_the_native_path(monkeypatch: pytest.M
     grads = []
     for native in (True, False):
         if not native:
-            monkeypatch.setattr(dsr_module, "_NATIVE", None)
+            monkeypatch.setattr(dsr_module, "optional_core", lambda feature: None)
         torch.manual_seed(0)
         net = create_model("dsr-mnist-cnn", neuron="lif", T=5)
         net.train()

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
+from ..native import optional_core
 from ..neurons import DsrIFParams, DsrLIFParams, dsr_if_step, dsr_lif_step
 
 __all__ = [
@@ -228,22 +229,6 @@ class DSRForward:
     spikes: Tensor
 
 
-def _native() -> Any:
-    """The native module when it is importable, else ``None`` (torch fallback)."""
-    global _NATIVE
-    if _NATIVE is False:
-        try:
-            from .. import _core
-
-            _NATIVE = _core if hasattr(_core, "dsr_forward") else None
-        except ImportError:
-            _NATIVE = None
-    return _NATIVE
-
-
-_NATIVE: Any = False
-
-
 def _flat(t: Tensor) -> Tensor | None:
     """A flat view of ``t`` in memory order (contiguous or channels-last), else ``None``."""
     if t.is_contiguous():
@@ -270,7 +255,7 @@ def dsr_forward(
     ``pool=k``: the outputs go through a ``k x k`` average pool (stride ``k``, no padding, as
     ``nn.AvgPool2d(k)``) before they are returned, so ``out`` is the pooled ``[T*B, C, H/k,
     W/k]``; natively the full-size outputs are never stored. ``I`` and ``r`` stay full size."""
-    core = _native()
+    core = optional_core("dsr_forward")
     xf = (
         _flat(x)
         if (core is not None and x.device.type == "cpu" and x.dtype == torch.float32)
@@ -332,7 +317,7 @@ def dsr_forward_chunk(
     share of the means to ``I_acc`` (``sum_t w_t x_t`` with ``current_weights``, the chunk's
     slice of the whole run's weights) and ``r_acc`` (``sum_t out_t / T``). Returns the chunk's
     outputs ``[steps*B, ...]`` and its spike count. The spikes are those of one whole run."""
-    core = _native()
+    core = optional_core("dsr_forward")
     flats = [_flat(t) for t in (x, membrane, I_acc, r_acc)] if core is not None else [None]
     B = x.shape[0] if static else x.shape[0] // steps
     fmt = memory_format_of(x)
