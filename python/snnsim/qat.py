@@ -54,13 +54,13 @@ class _FakeQuantSTE(torch.autograd.Function):
     zero outside (no gradient to ``scale``)."""
 
     @staticmethod
-    def forward(ctx: Any, w: Tensor, scale: Tensor, lo: int, hi: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, w: Tensor, scale: Tensor, lo: int, hi: int) -> Tensor:
         r = w / scale
         ctx.save_for_backward((r >= lo) & (r <= hi))
         return torch.clamp(torch.round(r), lo, hi) * scale
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
         (inside,) = ctx.saved_tensors
         return grad * inside.to(grad.dtype), None, None, None
 
@@ -242,7 +242,7 @@ def qat_finetune(
     if isinstance(train_data, (tuple, list)) and len(train_data) == 2:
         per_epoch = math.ceil(len(train_data[1]) / batch_size)
     else:
-        per_epoch = len(train_data)  # type: ignore[arg-type]
+        per_epoch = len(train_data)
     total, step = max(1, epochs * per_epoch), 0
     try:
         if freeze_bn_stats:
@@ -273,7 +273,7 @@ def qat_finetune(
                     f"acc {correct / max(n, 1):.4f}"
                 )
     finally:
-        for bn, m in zip(bns, saved_momentum):
+        for bn, m in zip(bns, saved_momentum, strict=True):
             bn.momentum = m
         detach_fake_quant(model, leave_quantised=True)
         # DSR thresholds: the same clamp a training forward applies, so the export accepts them

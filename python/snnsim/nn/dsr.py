@@ -391,7 +391,7 @@ class DSRStepFn(Function):
     @staticmethod
     def forward(
         ctx: Any, x: Tensor, theta: Tensor, T: int, cfg: DSRNeuronConfig, static: bool
-    ) -> Tensor:  # type: ignore[override]
+    ) -> Tensor:
         fwd = dsr_forward(x.detach(), T, theta, cfg, static)
         out, I = fwd.out, fwd.I
         ctx.save_for_backward(I, theta)
@@ -399,7 +399,7 @@ class DSRStepFn(Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         I, theta = ctx.saved_tensors
         T, cfg, static = ctx.T, ctx.cfg, ctx.static
         go = _time_view(grad_out, T)
@@ -427,13 +427,13 @@ class DSRRateFn(Function):
     @staticmethod
     def forward(
         ctx: Any, I_graph: Tensor, theta: Tensor, I: Tensor, r: Tensor, cfg: DSRNeuronConfig
-    ) -> Tensor:  # type: ignore[override]
+    ) -> Tensor:
         ctx.save_for_backward(I, theta)
         ctx.cfg = cfg
         return r.clone()
 
     @staticmethod
-    def backward(ctx: Any, G: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, G: Tensor) -> tuple[Tensor | None, ...]:
         I, theta = ctx.saved_tensors
         gI, gtheta = _mask_grads(G, I, theta, ctx.cfg, ctx.needs_input_grad[1])
         return gI, gtheta, None, None, None
@@ -446,12 +446,12 @@ class ReadoutRateFn(Function):
     ``dL/dout_t = w_t dL/dr`` and the neuron collapses ``T * sum_t w_t dL/dout_t``."""
 
     @staticmethod
-    def forward(ctx: Any, r: Tensor, value: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, r: Tensor, value: Tensor, scale: float) -> Tensor:
         ctx.scale = scale
         return value.clone()
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         return g * ctx.scale, None, None
 
 
@@ -464,8 +464,13 @@ class AffineRateFn(Function):
 
     @staticmethod
     def forward(
-        ctx: Any, r_in: Tensor, weight: Tensor, bias: Tensor | None, value: Tensor, spec: tuple
-    ) -> Tensor:  # type: ignore[override]
+        ctx: Any,
+        r_in: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        value: Tensor,
+        spec: tuple[Any, ...],
+    ) -> Tensor:
         ctx.save_for_backward(r_in, weight)
         ctx.spec = spec
         ctx.has_bias = bias is not None
@@ -473,7 +478,7 @@ class AffineRateFn(Function):
         return value.clone()
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         r_in, weight = ctx.saved_tensors
         spec = ctx.spec
         need_in, need_w, need_b = (

@@ -26,7 +26,7 @@ def neuron_config(neuron: str, T: int, **overrides: object) -> DSRNeuronConfig |
         return None
     if neuron not in ("if", "lif"):
         raise ValueError(f"neuron must be 'if', 'lif' or 'relu', got {neuron!r}")
-    kind: NeuronKind = neuron  # type: ignore[assignment]
+    kind: NeuronKind = neuron  # type: ignore[assignment]  # checked just above
     cfg = dsr_defaults(kind, T)
     kw = {k: v for k, v in overrides.items() if v is not None}
     return cfg.with_(**kw) if kw else cfg
@@ -90,7 +90,7 @@ class DSRNet(nn.Module):
         self._exact_bn_grad = bool(on)
         for m in self.modules():
             if hasattr(m, "exact_rate_grad"):
-                m.exact_rate_grad = self._exact_bn_grad
+                m.exact_rate_grad = self._exact_bn_grad  # type: ignore[assignment]  # hasattr: a batch norm over time
 
     @property
     def time_chunk(self) -> int | None:

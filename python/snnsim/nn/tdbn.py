@@ -39,6 +39,9 @@ __all__ = ["TdBN"]
 class TdBN(nn.Module):
     """tdBN over ``[T, N, C, ...]`` with learnable ``weight`` (gamma) and ``bias`` (beta)."""
 
+    running_mean: Tensor
+    running_var: Tensor
+
     def __init__(
         self,
         channels: int,
