@@ -61,7 +61,7 @@ def calibrate_bn(model: torch.nn.Module, x: torch.Tensor, batch: int = 64, passe
                 lo = (k * batch) % max(1, len(x) - batch + 1)
                 model(x[lo : lo + batch])
     finally:
-        for m, mo in zip(bns, saved):
+        for m, mo in zip(bns, saved, strict=True):
             m.momentum = mo
     model.eval()
 

@@ -176,8 +176,8 @@ def channel_param(p: ParamLike, like: Tensor, dtype: torch.dtype | None = None) 
         elif like.ndim >= 2:
             if like.shape[1] != t.numel():
                 raise SnnsimError(
-                    f"a per-channel parameter of {t.numel()} values does not match dim 1 of an input of "
-                    f"shape {list(like.shape)}"
+                    f"a per-channel parameter of {t.numel()} values does not match dim 1 of an "
+                    f"input of shape {list(like.shape)}"
                 )
             t = t.reshape((1, t.numel()) + (1,) * (like.ndim - 2))
     return t

@@ -48,7 +48,8 @@ class Counts:
         """The ``[B, L, T]`` array of one count field (one of :data:`COUNT_FIELDS`)."""
         if name not in COUNT_FIELDS:
             raise KeyError(f"unknown count field {name!r}; expected one of {COUNT_FIELDS}")
-        return getattr(self, name)
+        arr: np.ndarray = getattr(self, name)
+        return arr
 
     def per_layer(self) -> dict[str, np.ndarray]:
         """Totals per layer over the whole batch and all steps: count field -> uint64 ``[L]``,

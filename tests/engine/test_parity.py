@@ -185,7 +185,8 @@ def test_float_precision_flips_only_near_the_fire_level(case: NetworkCase) -> No
                 dist = np.abs(margins[name][b, step][diff])
                 tol = FLOAT_TOL * max(1.0, float(fires[name]))
                 assert dist.max() <= tol, (
-                    f"sample {b}, step {step}, layer {name}: spike differs {dist.max():.3g} from the fire level"
+                    f"sample {b}, step {step}, layer {name}: spike differs {dist.max():.3g} from "
+                    "the fire level"
                 )
                 FLOAT_STATS["flips"] += int(diff.sum())
                 diverged = True
@@ -200,6 +201,7 @@ def test_float_precision_flips_only_near_the_fire_level(case: NetworkCase) -> No
 def teardown_module() -> None:
     if FLOAT_STATS["samples"]:
         print(
-            f"\nfloat32 parity: {FLOAT_STATS['samples']} samples, {FLOAT_STATS['spikes']} reference spikes, "
-            f"{FLOAT_STATS['diverged']} samples diverged, {FLOAT_STATS['flips']} spikes flipped at the first divergence"
+            f"\nfloat32 parity: {FLOAT_STATS['samples']} samples, {FLOAT_STATS['spikes']} "
+            f"reference spikes, {FLOAT_STATS['diverged']} samples diverged, "
+            f"{FLOAT_STATS['flips']} spikes flipped at the first divergence"
         )

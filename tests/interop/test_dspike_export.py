@@ -1,7 +1,8 @@
-"""A trained Dspike CNN exported with ``export_graph`` (tdBN folded, float32) runs in the Rust engine
-with the torch model's spikes: per sample, step and layer, spikes are identical except where the
-torch membrane lies within FLOAT_TOL of the fire level (the float rule of tests/test_parity.py);
-after a sample's first such flip its states legitimately differ and it is not compared further.
+"""A trained Dspike CNN exported with ``export_graph`` (tdBN folded, float32) runs in the Rust
+engine with the torch model's spikes: per sample, step and layer, spikes are identical except
+where the torch membrane lies within FLOAT_TOL of the fire level (the float rule of
+tests/engine/test_parity.py); after a sample's first such flip its states legitimately differ
+and it is not compared further.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ def _compare(
     out, spike_list, margin_list, _ = torch_record(model, x)
     names = neuron_nodes(graph)
     assert len(names) == len(spike_list)
-    spikes, margins = dict(zip(names, spike_list)), dict(zip(names, margin_list))
+    spikes, margins = (
+        dict(zip(names, spike_list, strict=True)),
+        dict(zip(names, margin_list, strict=True)),
+    )
     res = snnsim.run(graph, x.numpy(), steps=steps, record=names)
     stats = {"samples": x.shape[0], "diverged": 0, "flips": 0, "spikes": 0}
     T = model.T

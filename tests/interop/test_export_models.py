@@ -155,7 +155,8 @@ def test_export_guarantees(case: str) -> None:
         assert g.precision == "int" and set(neuron_nodes(g)) == set(names)
         total, pred = int_exact(g, xt.numpy(), steps)
         print(
-            f"{case} {mode}: {len(g.nodes)} nodes, {total} spikes, engine == reference (0 mismatches); "
+            f"{case} {mode}: {len(g.nodes)} nodes, {total} spikes, engine == reference "
+            "(0 mismatches); "
             f"predictions as float32 on {float((pred == ref_float.prediction).mean()):.1%}"
         )
     stats = compare_float(model, float_graph, xt)

@@ -155,7 +155,7 @@ def dsr_cnn_rate() -> Case:
     """:func:`dsr_cnn` without time chunks: the rate form's batch norm over all steps at once
     (with the exact batch-norm gradient from the steps' deviations)."""
     cfg, data, model = dsr_cnn()
-    model.time_chunk = None  # type: ignore[union-attr]
+    model.time_chunk = None  # type: ignore[union-attr]  # a DSRNet
     return cfg.with_(name="ddp-dsr-cnn-rate", time_chunk=None, seed=4), data, model
 
 

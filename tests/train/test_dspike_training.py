@@ -23,7 +23,7 @@ def _tiny(T: int = 3, static: bool = True, seed: int = 0) -> DspikeNet:
     torch.manual_seed(seed)
     return create_model(
         "dspike-mnist-cnn", T=T, in_channels=1, image_size=8, channels=(4, 6), static_input=static
-    )  # type: ignore[return-value]
+    )  # type: ignore[return-value]  # the registry returns nn.Module; these are Dspike networks / tensor datasets
 
 
 # ---------------------------------------------------------------------- neuron
@@ -205,7 +205,7 @@ def test_temperature_search_on_a_network() -> None:
     assert res.b in res.candidates and len(res.cosines) == 3
     assert res.cosines[res.candidates.index(res.b)] == max(res.cosines)
     assert model.temperature == res.b
-    for s, m in zip(stats, [m for m in model.modules() if isinstance(m, TdBN)]):
+    for s, m in zip(stats, [m for m in model.modules() if isinstance(m, TdBN)], strict=True):
         assert torch.equal(s, m.running_mean)  # the search does not touch the statistics
     # the cosine of the chosen candidate, recomputed independently
     w = model.first_layer().weight

@@ -75,7 +75,8 @@ def test_preact_shortcut_takes_the_first_neurons_spikes(cin: int, cout: int, str
 
 
 def test_preact_block_is_the_public_composition() -> None:
-    """``conv2(neuron2(bn2(conv1(s)))) + shortcut(s)`` with ``s = neuron1(bn1(x))``, step by step."""
+    """``conv2(neuron2(bn2(conv1(s)))) + shortcut(s)`` with ``s = neuron1(bn1(x))``, step by
+    step."""
     torch.manual_seed(1)
     T = 2
     cfg = neuron_config("if", T, theta0=0.5)
@@ -192,7 +193,7 @@ def test_export_adds_the_first_neurons_spikes(mode: str) -> None:
     for n in g.nodes:
         for i in n.inputs:
             consumers.setdefault(i, []).append(n.name)
-    for blk, add in zip(blocks, adds):
+    for blk, add in zip(blocks, adds, strict=True):
         branches = [_trace_to_neuron(g, i) for i in add.inputs]
         conv2 = next(
             b for b in branches if g.node(b).op == "conv2d" and g.node(b).attrs["kernel"] == [3, 3]

@@ -238,7 +238,10 @@ def test_fixed_point_multiply_is_round_half_up(device):
             .cpu()
             .tolist()
         )
-        want = [math.floor(Fraction(int(a) * int(b), 2**f) + Fraction(1, 2)) for a, b in zip(m, x)]
+        want = [
+            math.floor(Fraction(int(a) * int(b), 2**f) + Fraction(1, 2))
+            for a, b in zip(m, x, strict=True)
+        ]
         assert got == want
 
 

@@ -210,7 +210,7 @@ def test_threshold_kept_above_bound_and_trainable_flag() -> None:
     assert not fixed.theta.requires_grad
 
 
-# ---------------------------------------------------------------------- quantisation law (float mode)
+# -------------------------------------------------------------------- quantisation law (float mode)
 def _count_law(N: int, I: float, theta: float, alpha: float) -> int:
     return min(max(math.floor(N * I / theta + 1 - alpha), 0), N)
 
@@ -240,7 +240,7 @@ def test_if_quantisation_law_in_training_forward(
     assert torch.allclose(count, torch.full_like(count, float(expect)), atol=1e-3)
 
 
-# ---------------------------------------------------------------------- Eq. 19 on constructed inputs
+# --------------------------------------------------------------------- Eq. 19 on constructed inputs
 @pytest.mark.parametrize("mode", ["rate", "step"])
 @pytest.mark.parametrize("kind", ["if", "lif"])
 def test_eq19_threshold_and_input_gradients(kind: str, mode: str) -> None:
@@ -426,7 +426,7 @@ def _biases_before_bn(net: DSRNet) -> list[bool]:
     mods = list(net.body.children())
     flagged = {
         id(m.bias)
-        for m, nxt in zip(mods, mods[1:])
+        for m, nxt in zip(mods, mods[1:], strict=False)
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
         and m.bias is not None
         and isinstance(nxt, torch.nn.modules.batchnorm._BatchNorm)
@@ -574,10 +574,10 @@ def test_pooling_inside_the_neuron_forward_is_exact(
 @pytest.mark.parametrize("chunk", [None, 2])
 def test_rate_form_gradients_equal_the_step_form_with_batch_norm(chunk: int | None) -> None:
     """With batch norm over time and ``exact_bn_grad``, the rate form adds the producing op's
-    weight-gradient term of the steps' temporal deviations (computed in the forward, weight-sized): for IF networks its
-    gradients then equal the per-step form's (the public DSR code's), also time-chunked. For
-    LIF the lambda-weighted collapse of the per-step input gradients is not reproduced (the
-    remaining approximation, documented in snnsim.nn.layers)."""
+    weight-gradient term of the steps' temporal deviations (computed in the forward, weight-sized):
+    for IF networks its gradients then equal the per-step form's (the public DSR code's), also
+    time-chunked. For LIF the lambda-weighted collapse of the per-step input gradients is not
+    reproduced (the remaining approximation, documented in snnsim.nn.layers)."""
     x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     grads = {}
     for mode in ("step", "rate"):

@@ -133,7 +133,7 @@ def test_atomic_writes_leave_old_file_on_failure(tmp_path: Path) -> None:
     p = tmp_path / "m.json"
     write_json_atomic(p, {"a": 1})
 
-    def boom(f) -> None:  # noqa: ANN001
+    def boom(f) -> None:
         f.write("partial")
         raise RuntimeError("crash while writing")
 

@@ -109,7 +109,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..report import build_report
     from ..report.render import break_even_text
     from ..verify import verify
-    from .commands import Data, bench, console, kv_table, progress
+    from .commands import bench, console, kv_table, progress
+    from .data import Data
 
     torch.set_num_threads(max(1, args.threads))
     con = console()

@@ -55,7 +55,7 @@ class ConvTD(nn.Conv2d):
     """``nn.Conv2d`` on ``[T', N, C, H, W]`` (a static ``T' = 1`` input is convolved once).
     :meth:`forward_stacked` evaluates ``K`` weight sets at once (for the FDG)."""
 
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor) -> Tensor:
         return _unflat(super().forward(_flat(x)), x.shape[0])
 
     def forward_stacked(self, x: Tensor, weights: Tensor) -> Tensor:
@@ -71,7 +71,7 @@ class ConvTD(nn.Conv2d):
 class LinearTD(nn.Linear):
     """``nn.Linear`` on ``[T', N, F]``."""
 
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor) -> Tensor:
         return super().forward(x)
 
     def forward_stacked(self, x: Tensor, weights: Tensor) -> Tensor:
@@ -85,7 +85,7 @@ class LinearTD(nn.Linear):
 class AvgPoolTD(nn.AvgPool2d):
     """``nn.AvgPool2d`` (no padding) at every step."""
 
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor) -> Tensor:
         return _unflat(super().forward(_flat(x)), x.shape[0])
 
 
@@ -143,7 +143,7 @@ class DspikeNeuron(nn.Module):
         margins: list[Tensor] = []
         if self.record:
 
-            def spike_fn(m: Tensor) -> Tensor:  # noqa: F811 - records the margins
+            def spike_fn(m: Tensor) -> Tensor:  # records the margins
                 margins.append(m.detach())
                 return self.surrogate(m)
 
@@ -197,7 +197,8 @@ class BasicBlockTD(nn.Module):
         sc = self.shortcut(x)
         if sc.shape[0] != y.shape[0]:  # a static input meets per-step values
             sc = sc.expand((y.shape[0],) + tuple(sc.shape[1:]))
-        return self.sn2(y + sc)
+        out: Tensor = self.sn2(y + sc)
+        return out
 
 
 # ---------------------------------------------------------------------- network
@@ -252,7 +253,7 @@ class DspikeNet(nn.Module):
             raise TypeError("the temperature belongs to the Dspike surrogate")
         self.surrogate.b = b
 
-    def first_layer(self) -> nn.Module:
+    def first_layer(self) -> ConvTD | LinearTD:
         """The first weighted layer (the one the temperature search differentiates)."""
         for m in self.body.modules():
             if isinstance(m, (ConvTD, LinearTD)):

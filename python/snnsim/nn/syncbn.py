@@ -113,7 +113,7 @@ class SyncBatchNormFn(Function):
     :class:`snnsim.train.layers._RateBatchNormFn`."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         x: Tensor,
         weight: Tensor | None,
@@ -133,7 +133,7 @@ class SyncBatchNormFn(Function):
         return F.batch_norm(x, mean, var, weight, bias, False, 0.0, eps)
 
     @staticmethod
-    def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:
         x, weight, mean, invstd, K = ctx.saved_tensors
         dims, shape = _dims(x), _cshape(x)
         xmu = x - mean.reshape(shape)
@@ -166,7 +166,7 @@ def _normalise(m: Any, x: Tensor, weight: Tensor | None, update: bool) -> Tensor
     mean, var, n = global_moments(x.detach(), _group(m))
     if update:
         _update_running(m, mean, var, n)
-    return SyncBatchNormFn.apply(x, weight, m.bias, mean, var, m.eps, n, _group(m))  # type: ignore[no-any-return]
+    return SyncBatchNormFn.apply(x, weight, m.bias, mean, var, m.eps, n, _group(m))
 
 
 def _update_running(m: Any, mean: Tensor, var: Tensor, n: int) -> None:
@@ -212,9 +212,7 @@ def rate_graph(
     mu, between, n = global_moments(zb.detach(), _group(m))
     var = torch.maximum(var_all.to(between.dtype), between)
     w_op, K, T = cov if cov is not None else (None, None, 1)
-    return SyncBatchNormFn.apply(  # type: ignore[no-any-return]
-        zb, m.weight, m.bias, mu, var, m.eps, n, _group(m), w_op, K, T
-    )
+    return SyncBatchNormFn.apply(zb, m.weight, m.bias, mu, var, m.eps, n, _group(m), w_op, K, T)
 
 
 def tdbn_forward(m: Any, x: Tensor) -> Tensor:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -42,6 +42,10 @@ from torch import Tensor, nn
 from ..nn.layers import BatchNorm1dT, BatchNormT
 from ..nn.syncbn import GroupRef
 from ..nn.tdbn import TdBN
+
+if TYPE_CHECKING:
+    from ..nn.dspike import DspikeNet
+    from .dspike import TemperatureSearch
 
 __all__ = [
     "DistContext",
@@ -217,15 +221,15 @@ def local_batchnorm(model: nn.Module) -> Iterator[None]:
 
 # ---------------------------------------------------------------------- Dspike temperature
 def temperature_search(
-    model: Any,
+    model: DspikeNet,
     x: Tensor,
     y: Tensor,
     ctx: DistContext,
     db: float = 0.2,
     eps: float = 0.1,
     chunk: int = 64,
-    progress: Any = None,
-) -> Any:
+    progress: Callable[[int], object] | None = None,
+) -> TemperatureSearch:
     """Algorithm 1 (:func:`snnsim.train.dspike.temperature_search`) in a distributed run:
     every process holds the same search batch ``(x, y)`` and model; process ``r`` computes the
     finite-difference gradient of its share of the first layer's coordinates, the shares are

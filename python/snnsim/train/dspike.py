@@ -97,7 +97,7 @@ def temperature_search(
     apply: bool = True,
     shard: tuple[int, int] = (0, 1),
     reduce: Callable[[Tensor], Tensor] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> TemperatureSearch:
     """Algorithm 1 on the batch ``(x, y)``: FDG of the first layer's weights (batched
     perturbations, ``chunk`` copies per pass; training-mode tdBN, running statistics frozen),
@@ -108,7 +108,8 @@ def temperature_search(
     computes the FDG of the ``r``-th of ``W`` contiguous blocks of coordinates only (the
     others are 0) and ``reduce`` sums the partial FDGs over the processes. ``progress(k)``:
     called after every ``k`` coordinates of this process's block."""
-    if not isinstance(model.surrogate, DspikeSurrogate):
+    surrogate = model.surrogate  # shared by every neuron: setting its b sets the temperature
+    if not isinstance(surrogate, DspikeSurrogate):
         raise TypeError("temperature_search needs a Dspike surrogate")
     layer = model.first_layer()
     rank, world = shard
@@ -121,7 +122,7 @@ def temperature_search(
         every = list(range(layer.weight.numel())) if coords is None else list(coords)
         mine = every[len(every) * rank // world : len(every) * (rank + 1) // world]
     was_training = model.training
-    b0 = model.surrogate.b
+    b0 = surrogate.b
     model.train()
     try:
         with FrozenStats(model), torch.no_grad():
@@ -137,17 +138,17 @@ def temperature_search(
                 fdg = reduce(fdg)
 
         def sg(b: float) -> Tensor:
-            model.surrogate.b = b
+            surrogate.b = b
             with FrozenStats(model):
                 g = autograd_grad(lambda: F.cross_entropy(model(x), y), layer.weight)
             return g if coords is None else _mask(g, coords)
 
         res = select_temperature(b0, fdg if coords is None else _mask(fdg, coords), sg, db)
     finally:
-        model.surrogate.b = b0
+        surrogate.b = b0
         model.train(was_training)
     if apply:
-        model.surrogate.b = res.b
+        surrogate.b = res.b
     return res
 
 
