@@ -1,4 +1,4 @@
-"""Energy estimates from exact operation counts (SPEC §5).
+"""Energy estimates from exact operation counts (docs/semantics.md §5).
 
 Energy = sum over layers of (count x cost per operation), in picojoules (pJ), reported per
 sample (the mean over the batch of a run, i.e. per inference over all its time steps).

@@ -2,9 +2,9 @@
 
 :func:`export` (and :func:`export_graph`, which returns the :class:`~snnsim.graph.Graph` without
 writing it) turns a trained network into a float32 or an integer-exact graph. Supported: the
-sequential :class:`~snnsim.train.net.DSRNet` and :class:`~snnsim.train.dspike.DspikeNet`
+sequential :class:`~snnsim.nn.net.DSRNet` and :class:`~snnsim.nn.dspike.DspikeNet`
 models, the DSR pre-activation ResNets (:class:`~snnsim.models.dsr_nets.PreActBlock`, the DSR
-head) and the Dspike ResNet (:class:`~snnsim.train.dspike.BasicBlockTD`, global average pool):
+head) and the Dspike ResNet (:class:`~snnsim.nn.dspike.BasicBlockTD`, global average pool):
 
 * batch norm (over time, evaluation statistics) directly after a conv/linear is folded into it;
   batch norm on a residual stream (pre-activation blocks, the DSR head) becomes a per-channel
@@ -22,7 +22,7 @@ head) and the Dspike ResNet (:class:`~snnsim.train.dspike.BasicBlockTD`, global 
   step ``n`` by ``lambda^(T-n)``, a leaky ``integrate`` (leak ``lambda``) of its spikes — the
   same argmax; the Dspike output layer is ``linear -> integrate``.
 
-Integer modes (``"int8"``, ``"int4"``, ``"int16"``, SPEC §2):
+Integer modes (``"int8"``, ``"int4"``, ``"int16"``, docs/semantics.md §2):
 
 * weights quantised symmetrically (round half to even, clipped) with one scale per layer or, with
   ``per_channel=True``, per output channel (the output layer of a Dspike network keeps one scale
@@ -778,7 +778,7 @@ def export_graph(
     source: dict[str, Any] | None = None,
 ) -> Graph:
     """The :class:`~snnsim.graph.Graph` of a trained ``model`` (a
-    :class:`~snnsim.train.net.DSRNet` or :class:`~snnsim.train.dspike.DspikeNet`: sequential,
+    :class:`~snnsim.nn.net.DSRNet` or :class:`~snnsim.nn.dspike.DspikeNet`: sequential,
     or the registry's residual networks), validated.
 
     ``mode``: ``"float32"`` or an integer width (``"int8"``, ``"int4"``, ``"int16"``).

@@ -11,7 +11,7 @@ Every model is a function ``step(x, v, params) -> (s, v_new)``:
   ``v_new`` — the membrane after firing and reset (``V[n]``). Both keep ``x``'s dtype and
   device.
 
-The equations are those of ``docs/model-format.md`` §2 ("Neurons") and ``SPEC.md`` §1-§2:
+The equations are those of ``docs/model-format.md`` §2 ("Neurons") and docs/semantics.md §1-§2:
 
 * ``dsr_if``: ``U = V + x``; ``s = U >= fire``; ``V = U - theta*s``.
 * ``dsr_lif``: ``U = leak*V + gain*x`` (int: ``fx(leak_m, V, f) + fx(gain_m, x, f)``);

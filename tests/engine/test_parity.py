@@ -101,8 +101,9 @@ def test_int_ties_at_fire_level_fire(data: st.DataObject) -> None:
 @pytest.mark.parametrize("alpha_num, alpha_den", [(1, 1), (1, 2)])
 @given(data=st.data())
 def test_if_law_for_constant_input(alpha_num: int, alpha_den: int, data: st.DataObject) -> None:
-    """SPEC 1.1: constant input I* to an IF neuron gives clamp(floor(N I*/theta + 1 - alpha), 0, N)
-    spikes after N steps (exact rationals; integer precision, engine and reference)."""
+    """docs/semantics.md §1.1: constant input I* to an IF neuron gives
+    clamp(floor(N I*/theta + 1 - alpha), 0, N) spikes after N steps (exact rationals; integer
+    precision, engine and reference)."""
     from fractions import Fraction
 
     theta = 2 * data.draw(st.integers(1, 60))  # even so that alpha*theta is an integer

@@ -9,10 +9,10 @@ so forward values, running statistics and gradients equal the single-process one
 rounding; DDP's gradient average then gives the combined batch's gradient).
 
 ``torch.nn.SyncBatchNorm`` does this for GPU tensors of plain layers only. The layers here
-need more: the DSR batch norm over time (:class:`~snnsim.train.layers.BatchNormT`) takes its
+need more: the DSR batch norm over time (:class:`~snnsim.nn.layers.BatchNormT`) takes its
 statistics over the ``T*B`` step values and replays the normalisation on the rate graph (the
 ``[B, ...]`` time means) with a variance floor and, with ``exact_bn_grad``, an extra weight
-gradient for the producing linear op; tdBN (:class:`~snnsim.train.tdbn.TdBN`) normalises
+gradient for the producing linear op; tdBN (:class:`~snnsim.nn.tdbn.TdBN`) normalises
 ``[T, N, C, ...]`` over ``T*N``. Both run on the CPU (gloo) as well as on GPUs (nccl).
 
 A layer is synchronised by setting its ``process_group`` attribute to a :class:`GroupRef`
@@ -110,7 +110,7 @@ class SyncBatchNormFn(Function):
     weight gradient of the steps' deviations from their time means (this process's rows); the
     op then receives ``-(invstd^2 m2 / T) K`` with ``m2`` the global mean of
     ``dL/dy * weight * xhat``, the term of
-    :class:`snnsim.train.layers._RateBatchNormFn`."""
+    :class:`snnsim.nn.layers._RateBatchNormFn`."""
 
     @staticmethod
     def forward(
@@ -181,7 +181,7 @@ def _update_running(m: Any, mean: Tensor, var: Tensor, n: int) -> None:
 
 
 def bnt_forward(m: Any, x: Flow) -> Flow:
-    """Training forward of a synchronised :class:`~snnsim.train.layers.BatchNormT` /
+    """Training forward of a synchronised :class:`~snnsim.nn.layers.BatchNormT` /
     ``BatchNorm1dT``: a plain tensor (ANN) or a :class:`Seq` (per-step form: statistics and
     gradient over the ``T*B`` steps of every process; rate form: the steps normalised without
     autograd, the rate graph through :func:`rate_graph`)."""
@@ -206,7 +206,7 @@ def bnt_forward(m: Any, x: Flow) -> Flow:
 def rate_graph(
     m: Any, zb: Tensor, var_all: Tensor, cov: tuple[Tensor, Tensor, int] | None = None
 ) -> Tensor:
-    """:meth:`~snnsim.train.layers._BNTMixin.rate_graph` with the between-sample statistics
+    """:meth:`~snnsim.nn.layers._BNTMixin.rate_graph` with the between-sample statistics
     of the time means ``zb`` taken over every process (``var_all``: the global variance of
     the step values, already reduced)."""
     mu, between, n = global_moments(zb.detach(), _group(m))
@@ -216,7 +216,7 @@ def rate_graph(
 
 
 def tdbn_forward(m: Any, x: Tensor) -> Tensor:
-    """Training forward of a synchronised :class:`~snnsim.train.tdbn.TdBN` (``groups == 1``):
+    """Training forward of a synchronised :class:`~snnsim.nn.tdbn.TdBN` (``groups == 1``):
     ``[T, N, C, ...]`` normalised over the ``T*N`` rows of every process."""
     T, N = x.shape[0], x.shape[1]
     flat = x.reshape((T * N,) + tuple(x.shape[2:]))

@@ -11,7 +11,7 @@ on the CPU, nccl on CUDA), and :class:`~snnsim.train.trainer.Trainer` wraps the 
   on ``W`` and a run can resume on another number of processes;
 * synchronised batch norm (``TrainConfig.sync_bn``, on by default): the DSR batch norm over
   ``T*B`` (both backward forms, the time-chunked forward and ``exact_bn_grad``) and tdBN take
-  their statistics over every process (:mod:`snnsim.train.syncbn`);
+  their statistics over every process (:mod:`snnsim.nn.syncbn`);
 * random crops and flips are drawn for the combined batch and each process keeps its rows, so
   augmentation is independent of ``W`` too;
 * Dspike's temperature search splits the finite-difference coordinates over the processes,

@@ -12,7 +12,7 @@ Eq. 10) is, coordinate by coordinate, the central difference::
 * or batched: ``batched_loss_fn(deltas)`` takes ``K`` perturbations ``[K, *param.shape]`` and
   returns the ``K`` losses at ``param + delta`` in one pass (e.g. a network whose first layer
   is evaluated with ``K`` weight sets, see
-  :meth:`snnsim.train.dspike.DspikeNet.first_layer_losses`); ``chunk`` perturbations per call
+  :meth:`snnsim.nn.dspike.DspikeNet.first_layer_losses`); ``chunk`` perturbations per call
   bound the memory.
 
 ``coords`` restricts the estimate to a subset of flat indices (the others are returned as 0 and
