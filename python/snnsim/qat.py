@@ -211,8 +211,8 @@ def qat_finetune(
     seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> nn.Module:
-    """Fine-tune a trained ``model`` (sequential :class:`~snnsim.train.net.DSRNet` or
-    :class:`~snnsim.train.dspike.DspikeNet`) in place with fake-quantised weights for the
+    """Fine-tune a trained ``model`` (sequential :class:`~snnsim.nn.net.DSRNet` or
+    :class:`~snnsim.nn.dspike.DspikeNet`) in place with fake-quantised weights for the
     integer export ``mode`` (``"int4"``, ``"int8"``, ``"int16"``) and ``per_channel`` weight
     scales (pass the same to :func:`snnsim.export` afterwards).
 

@@ -1,7 +1,7 @@
 """Dspike network architectures (Li et al., NeurIPS 2021), registered by name.
 
 Every factory takes ``T``, ``surrogate`` (``"dspike"``, ``"rect"``, ``"triangle"`` or a
-:class:`~snnsim.train.surrogates.Surrogate`), ``b`` (initial Dspike temperature, 1.0),
+:class:`~snnsim.nn.surrogates.Surrogate`), ``b`` (initial Dspike temperature, 1.0),
 ``w`` (Dspike half-width, 0.5), ``a`` (rect/triangle width, 1.0), ``leak`` (LIF leak factor
 ``k``, 0.5), ``vth`` (firing level, 0.5), ``alpha`` (tdBN scale, 1.0) and ``num_classes``.
 Spiking layers are ``weights -> tdBN -> Dspike LIF``; the output layer is a linear layer
@@ -10,7 +10,7 @@ integrated without firing (logits = its mean over the ``T`` steps).
 =====================  ===================================================================
 ``dspike-mnist-cnn``   conv(C,16,3)-tdBN-LIF-AP2-conv(16,32,3)-tdBN-LIF-AP2-FC(.,10)
                        (small, for CPU runs; static images or event frames; exportable
-                       with :func:`snnsim.train.dspike.to_graph`)
+                       with :func:`snnsim.export`)
 ``dspike-resnet18``    CIFAR ResNet-18: 3-conv stem (3x3, 64 channels), 4 stages of 2
                        basic blocks (64, 128, 256, 512), average-pool downsampling
                        shortcuts, global average pool, FC output

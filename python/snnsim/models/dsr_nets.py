@@ -2,7 +2,7 @@
 
 Every factory takes ``neuron`` (``"if"``, ``"lif"``, or ``"relu"`` for the ANN baseline with
 ReLU in place of the neurons), ``T`` (time steps), ``mode`` (``"rate"`` or ``"step"``, see
-:mod:`snnsim.train.dsr`), ``num_classes`` and neuron overrides (``theta0``, ``alpha``,
+:mod:`snnsim.nn.dsr`), ``num_classes`` and neuron overrides (``theta0``, ``alpha``,
 ``bound``, ``dt``, ``tau``, ``theta_grad_scale``, ``train_theta``); the paper's defaults at
 ``T`` fill the rest. Each spiking layer is ``weights -> batch norm over time -> neuron``; the
 first such layer encodes static images (its current is computed once and applied at every

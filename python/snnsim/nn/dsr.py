@@ -1,5 +1,5 @@
 """DSR neurons for training (Meng et al., CVPR 2022): forward = the true SNN over ``T`` steps,
-backward = the spike-representation mapping (``SPEC.md`` §1.1).
+backward = the spike-representation mapping (docs/semantics.md §1.1).
 
 The forward pass simulates each neuron layer with the step functions of
 :mod:`snnsim.neurons` (:func:`~snnsim.neurons.dsr_if_step`, :func:`~snnsim.neurons.dsr_lif_step`);
@@ -31,7 +31,7 @@ Two backward forms, selected per network (``mode``):
     form's (the upstream gradient of a linear op is constant over time in that form). With
     batch norm over time, the gradient through the batch variance keeps only its between-sample
     part (the within-sample temporal variance enters as a constant), see
-    :class:`snnsim.train.layers.BatchNormT`.
+    :class:`snnsim.nn.layers.BatchNormT`.
 
 Units: currents and thresholds are in the membrane's units; ``dt`` and ``tau`` in the same
 (arbitrary) time unit, ``lambda = exp(-dt/tau)``.
@@ -119,7 +119,7 @@ class DSRNeuronConfig:
 
 
 def dsr_defaults(kind: NeuronKind, T: int) -> DSRNeuronConfig:
-    """The paper's defaults by latency (``SPEC.md`` §1.1): IF ``theta0 = 6, alpha = 0.5,
+    """The paper's defaults by latency (docs/semantics.md §1.1): IF ``theta0 = 6, alpha = 0.5,
     bound = 0.01``; LIF ``tau = 1`` and ``T >= 16``: ``theta0 0.3, bound 5e-4, dt 0.05,
     alpha 0.3``; ``8 <= T <= 15``: as ``T = 20`` with ``alpha 0.4``; ``T <= 7``: ``theta0 0.6,
     bound 1e-3, dt 0.1, alpha 0.5``."""
@@ -368,7 +368,7 @@ def dsr_forward_chunk(
 def _mask_grads(
     G: Tensor, I: Tensor, theta: Tensor, cfg: DSRNeuronConfig, need_theta: bool
 ) -> tuple[Tensor, Tensor | None]:
-    """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (SPEC §1.1)."""
+    """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (docs/semantics.md §1.1)."""
     ub = _upper(theta.detach(), cfg)
     if cfg.kind == "if":
         mask = (I >= 0) & (I <= ub)

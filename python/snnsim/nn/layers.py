@@ -4,7 +4,7 @@ Between layers flows a :class:`Seq`: the per-step tensor ``steps`` (``[T*B, ...]
 step ``t`` is rows ``t*B .. t*B+B-1``), or, for a *static* sequence (the same value at every
 step, e.g. the first layer's current for an image), one ``[B, ...]`` tensor; and, in the
 ``"rate"`` training mode, ``rate``: the graph tensor ``[B, ...]`` whose value is the uniform
-time mean of ``steps`` and through which the gradient flows (see :mod:`snnsim.train.dsr`).
+time mean of ``steps`` and through which the gradient flows (see :mod:`snnsim.nn.dsr`).
 
 Every layer also accepts a plain tensor and then acts as the ordinary torch layer, so the same
 model definition with ReLU in place of the neurons is the ANN baseline.

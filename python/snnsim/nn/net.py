@@ -48,7 +48,7 @@ class DSRNet(nn.Module):
     (``[B, T, C, H, W]``, e.g. event frames); ``channels_last``: store 4-D activations
     channels-last (often faster on CPU); ``time_chunk``: in the rate form, run the steps
     through the network this many at a time so the peak training memory does not grow with
-    ``T`` (:mod:`snnsim.train.chunked`; flat bodies only; costs one extra partial forward per
+    ``T`` (:mod:`snnsim.nn.chunked`; flat bodies only; costs one extra partial forward per
     batch norm on a time-varying input). ``None``: all steps at once. ``exact_bn_grad``: in
     the rate form, add the batch norms' temporal-deviation weight-gradient term so the
     gradients equal the per-step form's for IF networks (one extra weight-gradient op over the

@@ -2,7 +2,7 @@
 
 Each surrogate is a callable object usable as the ``spike_fn`` hook of
 :func:`snnsim.neurons.dspike_lif_step`: it receives ``x = U - fire`` and returns the spikes
-``1[x > 0]`` (strict, SPEC §1.2) whose backward is the surrogate derivative ``dS/dU``:
+``1[x > 0]`` (strict, docs/semantics.md §1.2) whose backward is the surrogate derivative ``dS/dU``:
 
 * :class:`DspikeSurrogate` (Li et al., NeurIPS 2021, the Dspike function with temperature
   ``b`` and half-width ``w``)::
