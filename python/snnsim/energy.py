@@ -144,6 +144,8 @@ class ModelInfo:
 
     @classmethod
     def from_graph(cls, graph: Graph) -> "ModelInfo":
+        """What the energy model needs from ``graph``: node names and ops, value kinds, precision,
+        weight widths and the per-node dense MACs of the equivalent ANN."""
         nodes = graph.topological_order()
         bits: list[int | None] = []
         for n in nodes:
@@ -230,6 +232,7 @@ class EnergyReport:
 
     @property
     def memory_total_pj(self) -> float:
+        """Memory energy of the SNN (weight reads and membrane traffic), pJ."""
         return float(self.memory_pj.sum())
 
     @property

@@ -912,14 +912,17 @@ class TrainedRun:
 
     @property
     def name(self) -> str:
+        """The run's name (its config's ``name``, else its directory's)."""
         return str(self.config.get("name", os.path.basename(os.path.dirname(self.checkpoint))))
 
     @property
     def normalize(self) -> Any:
+        """The run's input normalisation ``(mean, std)`` per channel, or ``None``."""
         return self.config.get("normalize")
 
     @property
     def data_shape(self) -> tuple[int, ...] | None:
+        """Per-sample shape of the run's dataset as its loader gives it, if known."""
         return DATASET_SHAPES.get(str(self.config.get("dataset")))
 
 

@@ -458,6 +458,7 @@ class ReferenceNetwork(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """The device of the network's buffers (CPU when it has none)."""
         for b in self.buffers():
             return b.device
         return torch.device("cpu")

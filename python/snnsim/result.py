@@ -37,6 +37,7 @@ class Counts:
 
     @property
     def batch_size(self) -> int:
+        """Number of samples ``B``."""
         return int(self.spikes.shape[0])
 
     @property
@@ -126,10 +127,12 @@ class RunResult:
 
     @property
     def batch_size(self) -> int:
+        """Number of samples ``B``."""
         return int(self.output.shape[0])
 
     @property
     def layer_names(self) -> tuple[str, ...]:
+        """Node names in count order (``[B, L, T]`` arrays index ``L`` this way)."""
         return self.counts.layer_names
 
     @classmethod

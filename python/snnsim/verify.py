@@ -147,6 +147,7 @@ class VerifyReport:
         return sum(self.engine_vs_reference.values()) == 0 and self.agreement_reference == 1.0
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as a JSON-able dict."""
         d = dict(self.__dict__)
         d["bit_exact"] = self.bit_exact
         return d

@@ -34,6 +34,7 @@ class Data:
         return len(self.x)
 
     def limit(self, n: int | None) -> "Data":
+        """The first ``n`` samples (all for ``None``); ``InputError`` for ``n < 1``."""
         if n is None:
             return self
         if n < 1:

@@ -27,6 +27,7 @@ EPOCHS = 8
 
 
 def add_parser(sub: Any) -> None:
+    """Add the ``demo`` subcommand to ``sub`` (an argparse subparsers object)."""
     p = sub.add_parser(
         "demo",
         help="train, export, run, verify and report a DSR CNN on MNIST-5k (~2 min)",
@@ -101,6 +102,8 @@ def _summary_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``snnsim demo``: train (or reuse) the DSR CNN, export it to int8, run, verify and
+    report it; exit code 0, 1 when the engine and the integer reference disagree."""
     import torch
 
     import snnsim

@@ -56,6 +56,7 @@ class ConvTD(nn.Conv2d):
     :meth:`forward_stacked` evaluates ``K`` weight sets at once (for the FDG)."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """``[T', N, C, H, W] -> [T', N, Cout, Ho, Wo]``."""
         return _unflat(super().forward(_flat(x)), x.shape[0])
 
     def forward_stacked(self, x: Tensor, weights: Tensor) -> Tensor:
@@ -72,9 +73,11 @@ class LinearTD(nn.Linear):
     """``nn.Linear`` on ``[T', N, F]``."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """``[T', N, F] -> [T', N, out_features]``."""
         return super().forward(x)
 
     def forward_stacked(self, x: Tensor, weights: Tensor) -> Tensor:
+        """``weights [K, out, in]`` -> ``[T', K*N, out]`` (sample index ``k*N + n``)."""
         K, T, N = weights.shape[0], x.shape[0], x.shape[1]
         y = torch.einsum("tnf,kof->tkno", x, weights)
         if self.bias is not None:
@@ -86,6 +89,7 @@ class AvgPoolTD(nn.AvgPool2d):
     """``nn.AvgPool2d`` (no padding) at every step."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """``[T', N, C, H, W] -> [T', N, C, Ho, Wo]``."""
         return _unflat(super().forward(_flat(x)), x.shape[0])
 
 
@@ -93,6 +97,7 @@ class FlattenTD(nn.Module):
     """Flatten each sample (``[T', N, C, H, W] -> [T', N, C*H*W]``)."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """``[T', N, C, H, W] -> [T', N, C*H*W]``."""
         return x.reshape(x.shape[0], x.shape[1], -1)
 
 
@@ -100,6 +105,7 @@ class GlobalAvgPoolTD(nn.Module):
     """Mean over the spatial positions at every step: ``[T', N, C, H, W] -> [T', N, C]``."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """``[T', N, C, H, W] -> [T', N, C]``."""
         return x.mean(dim=(3, 4))
 
 
@@ -129,9 +135,11 @@ class DspikeNeuron(nn.Module):
         self.last_rate: float | None = None
 
     def params(self) -> DspikeLIFParams:
+        """The float parameters for :func:`snnsim.neurons.dspike_lif_step`."""
         return DspikeLIFParams(fire=self.vth, leak=self.leak)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Currents ``[T', N, ...]`` -> spikes ``[T, N, ...]`` (0/1 in ``x``'s dtype)."""
         T = x.shape[0] if x.shape[0] > 1 else self.T
         if x.shape[0] not in (1, T):
             raise ValueError(f"DspikeNeuron: input has {x.shape[0]} steps, expected 1 or {T}")
@@ -193,6 +201,7 @@ class BasicBlockTD(nn.Module):
         self.sn2 = DspikeNeuron(surrogate, leak, vth)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Spikes or currents ``[T', N, C, H, W]`` -> spikes ``[T, N, Cout, Ho, Wo]``."""
         y = self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x)))))
         sc = self.shortcut(x)
         if sc.shape[0] != y.shape[0]:  # a static input meets per-step values
@@ -225,6 +234,7 @@ class DspikeNet(nn.Module):
     # ------------------------------------------------------------------ settings
     @property
     def T(self) -> int:
+        """Time steps per forward (setting it sets every neuron's; ``>= 1``)."""
         return self._T
 
     @T.setter
@@ -236,15 +246,19 @@ class DspikeNet(nn.Module):
             m.T = self._T
 
     def neurons(self) -> list[DspikeNeuron]:
+        """The Dspike neuron layers, in module order."""
         return [m for m in self.modules() if isinstance(m, DspikeNeuron)]
 
     def set_surrogate(self, surrogate: Surrogate) -> None:
+        """Use ``surrogate`` (one shared object) in every neuron."""
         self.surrogate = surrogate
         for m in self.neurons():
             m.surrogate = surrogate
 
     @property
     def temperature(self) -> float | None:
+        """The Dspike surrogate's temperature ``b`` (``None`` for another surrogate; setting it
+        then raises ``TypeError``)."""
         return self.surrogate.b if isinstance(self.surrogate, DspikeSurrogate) else None
 
     @temperature.setter
@@ -261,6 +275,8 @@ class DspikeNet(nn.Module):
         raise ValueError("DspikeNet: no weighted layer")
 
     def firing_rates(self) -> dict[str, float]:
+        """Mean firing rate (spikes per neuron per step) of each neuron layer in the last
+        forward, by module name."""
         return {
             n: m.last_rate
             for n, m in self.named_modules()
@@ -283,6 +299,8 @@ class DspikeNet(nn.Module):
         return y.mean(0)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[B, classes]``: the output layer's mean over the ``T`` steps; ``x`` is
+        ``[B, C, H, W]`` (static) or ``[B, T, C, H, W]`` (event frames)."""
         return self._readout(self.body(self._time_major(x)))
 
     def forward_first_stacked(self, x: Tensor, weights: Tensor) -> Tensor:

@@ -127,6 +127,7 @@ class SyncBatchNormFn(Function):
         K: Tensor | None = None,
         T: int = 1,
     ) -> Tensor:
+        """Normalise ``x`` with statistics reduced over every process of the group."""
         invstd = torch.rsqrt(var + eps)
         ctx.save_for_backward(x, weight, mean, invstd, K)
         ctx.count, ctx.group, ctx.T = count, group, T
@@ -134,6 +135,7 @@ class SyncBatchNormFn(Function):
 
     @staticmethod
     def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:
+        """Gradients with the statistics' terms reduced over every process."""
         x, weight, mean, invstd, K = ctx.saved_tensors
         dims, shape = _dims(x), _cshape(x)
         xmu = x - mean.reshape(shape)

@@ -178,6 +178,7 @@ class Report:
     figures: dict[str, bytes] = field(default_factory=dict)
 
     def to_json(self) -> str:
+        """The report's data as a JSON string (figures excluded)."""
         return json.dumps(_json_safe(self.data), indent=2)
 
     def write(self, out_dir: str | os.PathLike[str]) -> Path:

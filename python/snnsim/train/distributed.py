@@ -72,10 +72,12 @@ class DistContext:
 
     @property
     def enabled(self) -> bool:
+        """Whether more than one process takes part."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """Whether this is rank 0 (the process that writes files and logs)."""
         return self.rank == 0
 
     # -------------------------------------------------------------- collectives
@@ -101,6 +103,7 @@ class DistContext:
         return box[0]
 
     def barrier(self) -> None:
+        """Wait for every process (a no-op in a single process)."""
         if self.enabled:
             dist.barrier()
 

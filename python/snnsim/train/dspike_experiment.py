@@ -57,6 +57,9 @@ _SURROGATE = {
 
 @dataclass
 class ExperimentConfig:
+    """One Dspike experiment of the paper's table: dataset, surrogate (and whether the
+    temperature is searched), time steps ``T``, epochs, optimiser settings and Time Inheritance."""
+
     dataset: str = "mnist5k"
     method: str = "dspike-adaptive"
     T: int = 4
@@ -141,6 +144,7 @@ def load_data(
 
 
 def build_model(cfg: ExperimentConfig, T: int | None = None) -> DspikeNet:
+    """The experiment's DspikeNet (from the registry) at ``T`` steps (default ``cfg.T``)."""
     tcfg = to_train_config(cfg, T)
     return _dspike_net(create_model(tcfg.model, **model_kwargs(tcfg)))
 

@@ -346,6 +346,9 @@ class _Batches:
 # ---------------------------------------------------------------------- trainer
 @dataclass
 class EpochStats:
+    """One training epoch: mean loss and accuracy over the combined batch, firing rates by layer
+    (spikes per neuron per step), wall-clock and process CPU seconds."""
+
     loss: float
     acc: float
     rates: dict[str, float]
@@ -649,6 +652,7 @@ class Trainer:
         }
 
     def train_epoch(self) -> EpochStats:
+        """Train epoch ``self.epoch`` (0-based) over this process's share of the batches."""
         cfg, model, ctx = self.cfg, self.train_model, self.ctx
         e = self.epoch
         seed = epoch_seed(cfg.seed, e)
@@ -728,6 +732,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
+        """The checkpoint dict: model, optimiser, epoch, history, configuration (and the Dspike
+        temperature)."""
         st: dict[str, Any] = {
             "config": self.start_config,
             "config_changes": self.config_changes,
@@ -752,6 +758,7 @@ class Trainer:
         return cfg
 
     def load_state(self, st: dict[str, Any]) -> None:
+        """Restore model, optimiser, epoch, history and configuration from checkpoint ``st``."""
         self.model.load_state_dict(st["model"])
         self.opt.load_state_dict(st["optimizer"])
         self.epoch = int(st["epoch"])
