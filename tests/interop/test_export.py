@@ -170,7 +170,7 @@ def test_float_lif_matches_torch(mlp_lif, data) -> None:
 
 
 def test_float_dspike_matches_torch(dspike, data) -> None:
-    g = export_graph(dspike, "float32", input_shape=(1, 28, 28))  # the Dspike to_graph
+    g = export_graph(dspike, "float32", input_shape=(1, 28, 28))
     with torch.no_grad():
         want = dspike(data[2]).argmax(1).numpy()
     res = snnsim.run(g, data[2].numpy(), steps=4)
