@@ -920,3 +920,33 @@ fn one_sample_split_across_threads_equals_serial_and_reference() {
         check_against_reference(&nb, &serial, 0, &reference(&nb, &ins, steps));
     }
 }
+
+/// A checked (int64) conv leaves its accumulators zeroed: a pool that scatters its window sums
+/// into the same scratch space later, in the next chunk or the next sample on a reused state,
+/// sees zeros (found by the engine fuzz target).
+#[test]
+fn wide_accumulation_leaves_the_scratch_zeroed() {
+    let mut nb = NetBuilder::new(true, &[1, 4, 4], "events");
+    nb.pool("p", "input", false, [1, 1], [1, 1], 0, 0);
+    nb.conv("c", "p", 1, [3, 3], [1, 1], [1, 1], vec![127; 9], None);
+    nb.dsr_if("n", "c", vec![1 << 30], vec![1 << 29]);
+    let m = nb.model();
+    let mut x = vec![0i32; 16];
+    x[5] = 1 << 22; // 127 * 2^22 fits int32, 9 * 127 * 2^22 does not: the checked path
+    let one = m.run_frames(Data::I32(&x), 1, 1, &[], Some(1)).unwrap();
+    let two_x: Vec<i32> = x.iter().chain(x.iter()).copied().collect();
+    let two = m.run_frames(Data::I32(&two_x), 2, 1, &[], Some(1)).unwrap();
+    assert_eq!(two.output_sum[16..], one.output_sum[..]);
+    assert_eq!(two.output_sum[..16], one.output_sum[..]);
+    let mut m2 = nb.model();
+    m2.set_chunk(1);
+    let steps: Vec<i32> = x.iter().chain(x.iter()).copied().collect();
+    let r = m2
+        .run_frames(Data::I32(&steps), 1, 2, &[], Some(1))
+        .unwrap();
+    let whole = nb
+        .model()
+        .run_frames(Data::I32(&steps), 1, 2, &[], Some(1))
+        .unwrap();
+    assert_eq!(r, whole);
+}
