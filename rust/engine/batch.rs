@@ -10,6 +10,7 @@ use super::network::Network;
 use super::result::{finish_outputs, new_result, split_outputs, RunResult};
 use super::state::{RecSpec, SampleInput, SampleOut, SampleState};
 use super::step::{output_sums, run_steps};
+use super::team::{run_with_team, Team};
 use super::value::EngineValue;
 use crate::error::{Result, SnnError};
 use crate::events::{self, Binning, EventBatch};
@@ -110,7 +111,11 @@ pub(crate) fn run_batch<V: EngineValue>(
     };
     {
         let outs = split_outputs(&mut res, steps)?;
-        let one = |st: &mut SampleState<V>, b: usize, mut so: SampleOut<'_>| -> Result<()> {
+        let one = |st: &mut SampleState<V>,
+                   b: usize,
+                   mut so: SampleOut<'_>,
+                   team: &Team|
+         -> Result<()> {
             st.reset();
             let si = match &input {
                 BatchInput::Static(x) => SampleInput::Static(&x[b * n_in..(b + 1) * n_in]),
@@ -123,38 +128,31 @@ pub(crate) fn run_batch<V: EngineValue>(
                     SampleInput::Events(events::bin_sample(&ev.sample(b), shape, steps, *binning)?)
                 }
             };
-            run_steps(net, plan, st, &si, steps, &mut so, &rec, in_map)?;
+            run_steps(net, plan, st, &si, steps, &mut so, &rec, in_map, team)?;
             output_sums(net, st, so.out_sum);
             Ok(())
         };
-        // A batch of one sample on several threads: the sample runs inside a pool and its
-        // large nodes split their work across the pool's threads.
+        let serial = |st: &mut SampleState<V>, b: usize, so: SampleOut<'_>| {
+            run_with_team(1, |team| one(st, b, so, team))
+        };
+        // A batch of one sample on several threads: the sample runs inside a pool with a team
+        // of its threads, and its large nodes split each step's work across the team.
         let width = threads.unwrap_or_else(rayon::current_num_threads).max(1);
         let results: Vec<Result<()>> = if batch == 1 && width > 1 {
             pool_for(width)?.install(|| {
-                let mut st = eng.take();
-                outs.into_iter()
-                    .enumerate()
-                    .map(|(b, so)| {
-                        st.run(|s| {
-                            s.par = width;
-                            one(s, b, so)
-                        })
-                        .map_err(|e| e.in_sample(b))
-                    })
-                    .collect()
+                run_with_team(width, |team| {
+                    let mut st = eng.take();
+                    outs.into_iter()
+                        .enumerate()
+                        .map(|(b, so)| st.run(|s| one(s, b, so, team)).map_err(|e| e.in_sample(b)))
+                        .collect()
+                })
             })
         } else if threads == Some(1) || batch <= 1 {
             let mut st = eng.take();
             outs.into_iter()
                 .enumerate()
-                .map(|(b, so)| {
-                    st.run(|s| {
-                        s.par = 1;
-                        one(s, b, so)
-                    })
-                    .map_err(|e| e.in_sample(b))
-                })
+                .map(|(b, so)| st.run(|s| serial(s, b, so)).map_err(|e| e.in_sample(b)))
                 .collect()
         } else {
             let work = || {
@@ -162,13 +160,7 @@ pub(crate) fn run_batch<V: EngineValue>(
                     .enumerate()
                     .map_init(
                         || eng.take(),
-                        |st, (b, so)| {
-                            st.run(|s| {
-                                s.par = 1;
-                                one(s, b, so)
-                            })
-                            .map_err(|e| e.in_sample(b))
-                        },
+                        |st, (b, so)| st.run(|s| serial(s, b, so)).map_err(|e| e.in_sample(b)),
                     )
                     .collect::<Vec<_>>()
             };

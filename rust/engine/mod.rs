@@ -15,6 +15,7 @@ pub(crate) mod result;
 pub(crate) mod state;
 pub(crate) mod step;
 pub(crate) mod stream;
+pub(crate) mod team;
 pub(crate) mod value;
 
 pub use model::{Model, ModelInfo};

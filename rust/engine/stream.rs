@@ -5,6 +5,7 @@ use super::model::{check_input, Compiled, Model};
 use super::result::{finish_outputs, new_result, split_outputs, RunResult};
 use super::state::{SampleInput, SampleState};
 use super::step::{output_sums, run_steps};
+use super::team::run_with_team;
 use super::value::{Data, EngineValue};
 use crate::error::{Result, SnnError};
 use crate::events::{self, Events};
@@ -53,7 +54,19 @@ pub(crate) fn feed<V: EngineValue>(
             .get_mut(0)
             .ok_or_else(|| SnnError::Internal("no sample output".into()))?;
         if tn > 0 {
-            run_steps(net, &net.plan_dynamic, target, &input, tn, so, &rec, in_map)?;
+            run_with_team(1, |team| {
+                run_steps(
+                    net,
+                    &net.plan_dynamic,
+                    target,
+                    &input,
+                    tn,
+                    so,
+                    &rec,
+                    in_map,
+                    team,
+                )
+            })?;
         }
         output_sums(net, target, so.out_sum);
     }
