@@ -129,7 +129,7 @@ fn field_specs(op: OpKind, precision: Precision) -> Vec<FieldSpec> {
             ),
         ],
         OpKind::DspikeLif => vec![
-            fs("fire", true, Role::Channel, Check::None),
+            fs("fire", true, Role::Channel, Check::Positive),
             fs(
                 if int { "leak_m" } else { "leak" },
                 true,
