@@ -27,7 +27,7 @@ pub enum SnnError {
     },
 
     /// A tensor a node owns is missing, has the wrong dtype/shape, or holds invalid values.
-    #[error("invalid tensor '{field}' of node '{node}' (stored as '{node}.{field}'): {msg}")]
+    #[error("invalid node '{node}': tensor '{field}' (stored as '{node}.{field}'): {msg}")]
     Tensor {
         node: String,
         field: String,

@@ -22,8 +22,9 @@ from importlib import metadata as _metadata
 
 from .api import Model, Stream, load, run
 from .energy import CostTable, EnergyReport, ModelInfo, energy
-from .errors import InputError, ModelError, SnnsimError
+from .errors import InputError, LimitError, ModelError, NumericError, SnnsimError
 from .graph import Graph, Node
+from .limits import memory_limit, set_memory_limit
 from .model_file import save
 from .result import Counts, RunResult
 
@@ -49,10 +50,12 @@ __all__ = [
     "EnergyReport",
     "Graph",
     "InputError",
+    "LimitError",
     "Model",
     "ModelError",
     "ModelInfo",
     "Node",
+    "NumericError",
     "RunResult",
     "SnnsimError",
     "Stream",
@@ -60,6 +63,8 @@ __all__ = [
     "energy",
     "export",
     "load",
+    "memory_limit",
     "run",
     "save",
+    "set_memory_limit",
 ]

@@ -5,6 +5,10 @@ A model file is one safetensors file: every tensor a node owns is stored as
 (with ``"format": "snnsim"``). :func:`save` validates the graph and writes the file atomically;
 :func:`load` reads it back and validates it. Every problem with a file is reported as
 :class:`~snnsim.errors.ModelError` naming what is wrong (never a raw safetensors or JSON error).
+
+There is one validator, the engine's (``snnsim._core.validate_file``): :func:`from_bytes` runs
+it on the bytes before anything else reads them, and :meth:`Graph.validate` runs it on the bytes
+a graph is saved as, so Python and the engine accept exactly the same files.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -52,11 +57,52 @@ def graph_metadata(graph: Graph) -> dict[str, str]:
     return {FORMAT_KEY: FORMAT_VALUE, GRAPH_KEY: doc}
 
 
+def native_module() -> ModuleType:
+    """The compiled engine module ``snnsim._core``, with a clear message when it is missing."""
+    try:
+        from . import _core
+    except ImportError as exc:
+        raise ImportError(
+            "snnsim's native engine (snnsim._core) is not built or not importable; build it with "
+            "`maturin develop --release` in the repository"
+        ) from exc
+    return _core
+
+
+def check_bytes(data: bytes, source: str) -> dict[str, Any]:
+    """Validate the bytes of a model file with the engine's validator; return its description
+    (precision, input, node names/ops/shapes in topological order, output). ModelError naming
+    ``source`` and the problem otherwise."""
+    try:
+        return native_module().validate_file(data)  # type: ignore[no-any-return]
+    except ModelError as exc:
+        raise ModelError(f"{source}: {exc}") from None
+
+
+def unchecked_bytes(graph: Graph) -> bytes:
+    """The bytes of the model file of ``graph``, not validated (see :func:`to_bytes`)."""
+    if graph.input_scale is not None and not (
+        isinstance(graph.input_scale, (int, float, np.integer, np.floating))
+        and np.isfinite(graph.input_scale)
+    ):
+        raise ModelError(
+            f"input: field 'scale' must be a finite positive number, got {graph.input_scale!r}"
+        )
+    tensors = graph.tensor_dict()
+    try:
+        return safetensors.numpy.save(tensors, metadata=graph_metadata(graph))
+    except (ValueError, TypeError, KeyError, safetensors.SafetensorError) as exc:
+        bad = [k for k, v in tensors.items() if v.dtype.kind not in "biuf"]
+        what = f"tensor(s) {bad[:5]} of unsupported dtype" if bad else "the tensors"
+        raise ModelError(f"graph: cannot store {what}: {exc}") from None
+
+
 def to_bytes(graph: Graph) -> bytes:
     """Validate ``graph`` and serialise it to the bytes of a model file (what :func:`save`
     writes; what ``snnsim._core.Model.from_bytes`` compiles)."""
-    graph.validate()
-    return safetensors.numpy.save(graph.tensor_dict(), metadata=graph_metadata(graph))
+    data = unchecked_bytes(graph)
+    check_bytes(data, "graph")
+    return data
 
 
 def save(graph: Graph, path: str | os.PathLike[str]) -> None:
@@ -85,70 +131,22 @@ def load(path: str | os.PathLike[str]) -> Graph:
 
 
 def from_bytes(data: bytes, *, source: str = "<bytes>") -> Graph:
-    """Parse and validate the bytes of a model file; ``source`` names it in error messages."""
+    """Parse and validate the bytes of a model file; ``source`` names it in error messages.
+
+    The engine's validator checks the bytes first (container, graph JSON, tensors); only a
+    valid file is then decoded into a :class:`Graph`."""
+    check_bytes(bytes(data), source)
     metadata = _read_metadata(data, source)
-    fmt = metadata.get(FORMAT_KEY)
-    if fmt != FORMAT_VALUE:
-        raise ModelError(
-            f"{source}: metadata key {FORMAT_KEY!r} must be {FORMAT_VALUE!r}, got {fmt!r} "
-            "(not an snnsim model file?)"
-        )
-    if GRAPH_KEY not in metadata:
-        raise ModelError(f"{source}: metadata key {GRAPH_KEY!r} (the graph JSON) is missing")
+    doc = json.loads(metadata[GRAPH_KEY])
+    tensors = safetensors.numpy.load(data)
     try:
-        doc = json.loads(metadata[GRAPH_KEY])
-    except json.JSONDecodeError as exc:
-        raise ModelError(
-            f"{source}: metadata {GRAPH_KEY!r} is not valid JSON: {exc.msg} at "
-            f"line {exc.lineno} column {exc.colno}"
-        ) from None
-    if not isinstance(doc, dict):
-        raise ModelError(
-            f"{source}: metadata {GRAPH_KEY!r} must be a JSON object, got {type(doc).__name__}"
-        )
-    try:
-        tensors = safetensors.numpy.load(data)
-    except safetensors.SafetensorError as exc:
-        raise ModelError(f"{source}: corrupt tensor data: {exc}") from None
-    try:
-        graph = Graph.from_json(doc, tensors)
-        graph.validate()
-    except ModelError as exc:
+        return Graph.from_json(doc, tensors)
+    except ModelError as exc:  # cannot happen for a file the validator accepted
         raise ModelError(f"{source}: {exc}") from None
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        # Values of the wrong JSON type deep inside the graph (e.g. a string where a number is
-        # expected) that the validator does not name field by field.
-        raise ModelError(f"{source}: malformed graph JSON ({type(exc).__name__}: {exc})") from None
-    return graph
 
 
 def _read_metadata(data: bytes, source: str) -> dict[str, str]:
-    """Decode the safetensors header of ``data`` and return its ``__metadata__`` dict, with an
-    error naming the problem for anything that is not a well-formed safetensors header."""
-    if len(data) < _LEN_BYTES:
-        raise ModelError(f"{source}: file is {len(data)} bytes, too short to be a safetensors file")
+    """The ``__metadata__`` of the safetensors header of a file the validator accepted."""
     (n,) = struct.unpack("<Q", data[:_LEN_BYTES])
-    if n > len(data) - _LEN_BYTES:
-        raise ModelError(
-            f"{source}: header length {n} exceeds the file size {len(data)} "
-            "(truncated, or not a safetensors file)"
-        )
-    try:
-        header = json.loads(data[_LEN_BYTES : _LEN_BYTES + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelError(
-            f"{source}: the safetensors header is not valid JSON (not a safetensors file?)"
-        ) from None
-    if not isinstance(header, dict):
-        raise ModelError(
-            f"{source}: the safetensors header is not a JSON object (not a safetensors file?)"
-        )
-    metadata = header.get("__metadata__")
-    if metadata is None:
-        raise ModelError(
-            f"{source}: the file has no metadata (expected keys {FORMAT_KEY!r} and {GRAPH_KEY!r}; "
-            "not an snnsim model file?)"
-        )
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise ModelError(f"{source}: the safetensors metadata must map strings to strings")
-    return metadata
+    header = json.loads(data[_LEN_BYTES : _LEN_BYTES + n].decode("utf-8"))
+    return header["__metadata__"]  # type: ignore[no-any-return]

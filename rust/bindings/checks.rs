@@ -4,7 +4,9 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
+use super::arrays::int_arg;
 use super::{detached, to_py};
+use crate::error::SnnError;
 use crate::format;
 
 /// Validates the bytes of a model file (container, graph JSON, tensors) without compiling it;
@@ -40,10 +42,36 @@ pub(super) fn memory_limit() -> PyResult<u64> {
     crate::engine::memory_limit().map_err(to_py)
 }
 
-/// Sets the memory limit in bytes (>= 1); None goes back to `SNNSIM_MEMORY_LIMIT` or the
-/// default.
+/// Sets the memory limit: bytes (an int >= 1, or a string such as "16G": a number with an
+/// optional K, M, G or T suffix, powers of 1024); None goes back to `SNNSIM_MEMORY_LIMIT` or
+/// the default.
 #[pyfunction]
 #[pyo3(signature = (nbytes))]
-pub(super) fn set_memory_limit(nbytes: Option<u64>) -> PyResult<()> {
-    crate::engine::set_memory_limit(nbytes).map_err(to_py)
+pub(super) fn set_memory_limit(nbytes: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    let bytes = match nbytes.filter(|b| !b.is_none()) {
+        None => None,
+        Some(b) => {
+            if let Ok(s) = b.extract::<String>() {
+                Some(crate::engine::parse_bytes(&s).ok_or_else(|| {
+                    to_py(SnnError::arg(
+                        "nbytes",
+                        format!(
+                            "'{s}' is not a byte count (a positive integer, optionally with a \
+                             K, M, G or T suffix)"
+                        ),
+                    ))
+                })?)
+            } else {
+                let v = int_arg(b, "nbytes")?;
+                if v < 1 {
+                    return Err(to_py(SnnError::arg(
+                        "nbytes",
+                        format!("the memory limit must be >= 1 byte, got {v}"),
+                    )));
+                }
+                Some(v as u64)
+            }
+        }
+    };
+    crate::engine::set_memory_limit(bytes).map_err(to_py)
 }

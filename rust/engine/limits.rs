@@ -603,7 +603,7 @@ mod tests {
             let e = st
                 .feed_events(&ev(&[800_000_000]), 0, 1, steps, &[])
                 .unwrap_err();
-            limit_err(e, "steps");
+            limit_err(e, "dt_us");
             assert_eq!(
                 st.steps_done(),
                 1,

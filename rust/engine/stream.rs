@@ -31,6 +31,7 @@ pub struct StreamState {
 /// What feeding `tn` steps allocates: the results, a copy of the state, the binned events.
 fn check_feed<V>(
     net: &super::network::Network<V>,
+    arg: &str,
     tn: usize,
     rec: &[usize],
     events: usize,
@@ -41,7 +42,7 @@ fn check_feed<V>(
     if events > 0 {
         limits::add_binned(&mut need, 1, tn, events);
     }
-    need.check("steps", "this stream step")
+    need.check(arg, &format!("this stream step ({tn} steps)"))
 }
 
 pub(crate) fn feed<V: EngineValue>(
@@ -54,7 +55,7 @@ pub(crate) fn feed<V: EngineValue>(
     let net = &eng.net;
     let rec = record_specs(net, record)?;
     let rec_nodes: Vec<usize> = rec.iter().map(|r| r.node).collect();
-    check_feed(net, tn, &rec_nodes, 0)?;
+    check_feed(net, "frames", tn, &rec_nodes, 0)?;
     let in_map = &eng.in_map;
     let mut res = new_result(net, 1, tn, &rec)?;
     // A run may stop half-way (integer overflow) or end with non-finite float32 values: work
@@ -145,8 +146,8 @@ impl StreamState {
             };
             let rec = nodes(record);
             match &model.inner.net {
-                Compiled::F32(e) => check_feed(&e.net, steps, &rec, ev.t.len())?,
-                Compiled::Int(e) => check_feed(&e.net, steps, &rec, ev.t.len())?,
+                Compiled::F32(e) => check_feed(&e.net, "dt_us", steps, &rec, ev.t.len())?,
+                Compiled::Int(e) => check_feed(&e.net, "dt_us", steps, &rec, ev.t.len())?,
             }
         }
         let binned = events::bin_windows(ev, shape, origin_us, dt_us, done, steps)?;

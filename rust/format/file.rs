@@ -297,7 +297,7 @@ mod tests {
         nb.dspike("sn", "fc", vec![0], vec![3], 2);
         let e = read_bytes(&nb.bytes()).unwrap_err().to_string();
         assert!(
-            e.contains("'fire' of node 'sn'") && e.contains(">= 1"),
+            e.contains("node 'sn': tensor 'fire'") && e.contains(">= 1"),
             "{e}"
         );
         let mut nb = NetBuilder::new(true, &[3], "static");

@@ -208,7 +208,7 @@ fn tensor_validation() {
         &|t| {
             t.remove("n1.theta");
         },
-        "tensor 'theta' of node 'n1' (stored as 'n1.theta'): missing",
+        "node 'n1': tensor 'theta' (stored as 'n1.theta'): missing",
     );
     check(
         &|t| {
@@ -256,7 +256,7 @@ fn tensor_validation() {
                 },
             );
         },
-        "dtype I32 where float32 precision needs F32",
+        "dtype I32 (int32) where float32 precision needs F32 (float32)",
     );
     check(
         &|t| {
@@ -327,7 +327,7 @@ fn int_tensor_validation() {
         },
     );
     let e = take_params(&g, t).unwrap_err().to_string();
-    assert!(e.contains("needs I16 (weight_bits = 16)"), "{e}");
+    assert!(e.contains("needs I16 (int16) (weight_bits = 16)"), "{e}");
     let mut t = good();
     t.insert(
         "n1.fire".into(),
