@@ -19,7 +19,7 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 
 from . import model_file
-from .errors import InputError, LimitError, ModelError
+from .errors import InputError, LimitError, ModelError, SnnsimError
 from .events import (
     bin_events,
     bin_events_window,
@@ -144,7 +144,7 @@ class Model:
                     self._engine = core.Model.load(self._path)
                 else:
                     self._engine = core.Model.from_bytes(model_file.to_bytes(self._graph))
-            except ModelError:
+            except SnnsimError:  # ModelError, or LimitError for a network too large to run
                 raise
             except ValueError as exc:
                 raise ModelError(str(exc)) from exc
@@ -289,19 +289,21 @@ def run(
       ``ceil((t[-1] - t[0] + 1) / dt_us)`` of the batch (shorter recordings get empty trailing
       windows) and with ``steps`` given, events after the last window are dropped.
 
-    Raises ``TypeError`` for wrong argument types, :class:`~snnsim.errors.InputError` (a
-    ``ValueError``) for inputs that do not fit the model, :class:`~snnsim.errors.ModelError` for
-    an invalid model, and ``ValueError`` from the engine (e.g. integer overflow, naming the node
-    and step).
+    Raises ``TypeError`` for wrong argument types, and otherwise an
+    :class:`~snnsim.errors.SnnsimError` (a ``ValueError``): ``InputError`` for arguments and
+    inputs that do not fit the model, ``ModelError`` for an invalid model, ``LimitError`` when
+    the run would allocate more than the memory limit (:func:`snnsim.set_memory_limit`; checked
+    before allocating), ``NumericError`` for an integer overflow (naming the node and step) or
+    a non-finite float32 value (naming the node).
     """
     m = _as_model(model)
     if mode not in MODES:
-        raise ValueError(f"mode must be 'engine' or 'reference', got {mode!r}")
+        raise InputError(f"mode must be 'engine' or 'reference', got {mode!r}")
     steps = None if steps is None else check_steps(steps)
     threads = _check_threads(threads)
     rec = _record_names(m, record)
     if binning not in ("time", "count"):
-        raise ValueError(f"binning must be 'time' or 'count', got {binning!r}")
+        raise InputError(f"binning must be 'time' or 'count', got {binning!r}")
     dt = check_dt(dt_us) if dt_us is not None else None
 
     recordings = _event_batch(inputs)

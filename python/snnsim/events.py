@@ -263,7 +263,7 @@ def bin_events(
     shape = _sensor(input_shape)
     steps = check_steps(steps)
     if binning not in ("time", "count"):
-        raise ValueError(f"binning must be 'time' or 'count', got {binning!r}")
+        raise InputError(f"binning must be 'time' or 'count', got {binning!r}")
     if validate:
         validate_events(ev, shape)
     x, y, p, t = event_columns(ev)

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::network::{Network, CHUNK_BYTES, MAX_CHUNK};
 use crate::error::{Result, SnnError};
-use crate::format::{Graph, OpKind};
+use crate::format::{ModelFile, OpKind};
 use crate::numeric::Precision;
 
 /// Largest `threads` argument of a run.
@@ -216,12 +216,17 @@ impl Need {
             .take(3)
             .map(|(w, b)| format!("{w}: {}", fmt_bytes(*b)))
             .collect();
+        let what = if arg == "model" {
+            "a smaller network".to_string()
+        } else {
+            format!("a smaller '{arg}'")
+        };
         Err(SnnError::limit(
             arg,
             format!(
-                "{action} would allocate {} ({}), more than the memory limit of {}; lower \
-                 '{arg}', or raise the limit with snnsim.set_memory_limit(bytes) or the \
-                 environment variable {ENV_VAR}",
+                "{action} would allocate {} ({}), more than the memory limit of {}; use {what}, \
+                 or raise the limit with snnsim.set_memory_limit(bytes) or the environment \
+                 variable {ENV_VAR}",
                 fmt_bytes(total),
                 parts.join(", "),
                 fmt_bytes(limit as u128)
@@ -289,7 +294,8 @@ fn numel(s: &[usize]) -> u128 {
 /// The compiled network and one sample state of a validated graph, before `compile` allocates
 /// them (the "compiled geometry": a conv whose padding makes a 2x2 input 40000x40000 is a
 /// valid file that no machine can run).
-pub(crate) fn check_graph(g: &Graph) -> Result<()> {
+pub(crate) fn check_graph(mf: &ModelFile) -> Result<()> {
+    let g = &mf.graph;
     let vb = value_bytes(g.precision);
     let mut need = Need::new();
     let mut slots: Vec<u128> = vec![numel(&g.input.shape)];
@@ -297,7 +303,7 @@ pub(crate) fn check_graph(g: &Graph) -> Result<()> {
     let mut tables = 0u128;
     let mut state_len = 0u128;
     let mut biggest: (u128, &str) = (0, "");
-    for n in &g.nodes {
+    for (n, params) in g.nodes.iter().zip(&mf.params) {
         let len = numel(&n.shape);
         let a = &n.attrs;
         let wb: u128 = match (g.precision, a.weight_bits) {
@@ -340,8 +346,16 @@ pub(crate) fn check_graph(g: &Graph) -> Result<()> {
             OpKind::Add => {
                 tables = tables.saturating_add(mul(&[len, n.inputs.len() as u128 + 1, 4]))
             }
-            // expanded per-element parameters (at most four, `len` entries each)
-            _ => tables = tables.saturating_add(mul(&[len, 4, vb])),
+            // per-channel parameters expanded to one period of the value's layout
+            _ => {
+                let period = if n.shape.len() == 3 {
+                    n.shape[0] as u128
+                } else {
+                    len
+                };
+                let fields = params.fields.len().max(1) as u128;
+                tables = tables.saturating_add(mul(&[period, fields, vb]))
+            }
         }
         if n.op.has_state() {
             state_len = state_len.saturating_add(len);
