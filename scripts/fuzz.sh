@@ -14,6 +14,8 @@
 # rustc. By default this script uses the stable toolchain with RUSTC_BOOTSTRAP=1, which lets a
 # stable rustc accept them (the machine the committed figures come from could not download a
 # nightly); SNNSIM_FUZZ_TOOLCHAIN=nightly installs and uses a nightly toolchain instead.
+# SNNSIM_FUZZ_SANITIZER=none builds without AddressSanitizer (about 7x more executions per
+# second on the engine target; the build goes to fuzz/target/nosan).
 # Run it niced on a shared machine: nice -n 19 bash scripts/fuzz.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,11 @@ else
     export RUSTC_BOOTSTRAP=1
 fi
 
+san=()
+if [[ "${SNNSIM_FUZZ_SANITIZER:-address}" == none ]]; then
+    san=(-s none --target-dir target/nosan)
+fi
+
 cd fuzz
 mkdir -p logs
 for t in "${targets[@]}"; do
@@ -42,7 +49,7 @@ for t in "${targets[@]}"; do
     [[ -f "dicts/$t.dict" ]] && extra+=("-dict=dicts/$t.dict")
     echo "== $t: $runs executions"
     start=$(date +%s)
-    cargo "${plus[@]}" fuzz run "$t" "corpus/$t" "seeds/$t" -- \
+    cargo "${plus[@]}" fuzz run "${san[@]}" "$t" "corpus/$t" "seeds/$t" -- \
         -runs="$runs" -max_len=16384 -print_final_stats=1 "${extra[@]}" 2>&1 | tee "logs/$t.log"
     echo "== $t: $(( $(date +%s) - start )) s, corpus $(ls "corpus/$t" | wc -l) files" \
         | tee -a "logs/$t.log"

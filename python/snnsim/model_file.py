@@ -114,7 +114,11 @@ def save(graph: Graph, path: str | os.PathLike[str]) -> None:
     ``path`` is not touched.
     """
     data = to_bytes(graph)
-    atomic_write(path, lambda f: f.write(data))
+
+    def write(f: Any) -> None:
+        f.write(data)
+
+    atomic_write(path, write)
 
 
 def load(path: str | os.PathLike[str]) -> Graph:

@@ -502,17 +502,14 @@ mod tests {
     #[test]
     fn need_names_the_largest_items() {
         let mut n = Need::new();
-        n.add("small", 10);
+        n.add("tiny", 10);
         n.add("huge", u128::MAX);
         n.add("huge2", u128::MAX);
         n.add("huge3", 1 << 70);
         assert_eq!(n.total(), u128::MAX);
         let e = n.check("steps", "this run").unwrap_err().to_string();
         assert!(e.contains("'steps'") && e.contains("huge") && e.contains("memory limit"));
-        assert!(
-            !e.contains("small") && e.contains("more than 16 EiB"),
-            "{e}"
-        );
+        assert!(!e.contains("tiny") && e.contains("more than 16 EiB"), "{e}");
     }
 
     // -----------------------------------------------------------------------------------------
