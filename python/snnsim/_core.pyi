@@ -163,3 +163,13 @@ def dsr_forward(
     `mean_out += scale * sum_t out_t`) instead of writing them. `pool=(k, C, H, W,
     channels_last)`: `out` receives the k x k average pool (stride k) of each step's outputs
     (`steps*n/k^2` values), summed row by row and divided by k*k as torch's avg_pool2d."""
+
+def simd_level() -> Literal["portable", "avx2", "avx512"]:
+    """The instruction set the engine's kernels run with."""
+
+def set_simd_level(
+    level: Literal["portable", "avx2", "avx512"] | None = None,
+) -> Literal["portable", "avx2", "avx512"]:
+    """Caps the kernels' instruction set at `level` (None: the best the CPU supports) and returns
+    the level now in effect. Results never depend on it (every level computes the same values
+    in the same order); tests run the parity suite at every level."""

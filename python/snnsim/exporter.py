@@ -64,7 +64,16 @@ from torch import nn
 from .errors import ModelError
 from .graph import Graph
 
-__all__ = ["ExportError", "ExportMode", "export", "export_graph", "neuron_nodes", "weight_scale"]
+__all__ = [
+    "ExportError",
+    "ExportMode",
+    "TrainedRun",
+    "export",
+    "export_graph",
+    "load_trained",
+    "neuron_nodes",
+    "weight_scale",
+]
 
 ExportMode = Literal["float32", "int8", "int4", "int16"]
 _QMAX = {"int4": 7, "int8": 127, "int16": 32767}
@@ -554,6 +563,13 @@ class _Walker:
         self.em = em
         self.family = family
         self.cls = _classes()
+        #: node name -> the torch modules it was made from (a conv and its folded batch norm...)
+        self.modules: dict[str, list[str]] = {}
+
+    def _claim(self, before: int, wheres: list[str]) -> None:
+        """Map the nodes emitted since ``before`` (not claimed by a nested block) to ``wheres``."""
+        for n in self.em.g.nodes[before:]:
+            self.modules.setdefault(n.name, list(wheres))
 
     def run(self, items: list[tuple[str, nn.Module]], v: _Val, last_is_out: bool = False) -> _Val:
         cls, em = self.cls, self.em
@@ -563,11 +579,13 @@ class _Walker:
         i = 0
         while i < len(items):
             where, m = items[i]
+            before, wheres = len(em.g.nodes), [where]
             nxt = items[i + 1][1] if i + 1 < len(items) else None
             if isinstance(m, cls["weighted"]):
                 st = _weighted(where, m)
                 if nxt is not None and isinstance(nxt, cls["bn"]):
                     _fold_bn(st, *_bn_affine(items[i + 1][0], nxt))
+                    wheres.append(items[i + 1][0])
                     i += 1
                 is_out = last_is_out and i == len(items) - 1
                 v = em.weighted(v, st, is_out=is_out)
@@ -594,7 +612,8 @@ class _Walker:
             elif isinstance(m, cls["flatten"]):
                 if isinstance(m, nn.Flatten) and (m.start_dim != 1 or m.end_dim != -1):
                     raise ExportError(
-                        f"module {where!r} (Flatten): only flattening of each whole sample is supported"
+                        f"module {where!r} (Flatten): only flattening of each whole sample is "
+                        "supported"
                     )
                 v = em.flatten(v)
             elif type(m) is cls["preact"]:
@@ -609,6 +628,7 @@ class _Walker:
                 raise ExportError(
                     f"module {where!r} ({type(m).__name__}): not supported by export ({what} only)"
                 )
+            self._claim(before, wheres)
             i += 1
         return v
 
@@ -673,7 +693,8 @@ def _family(model: nn.Module) -> str:
     if isinstance(model, cls["DSRNet"]):
         if model.is_ann:
             raise ExportError(
-                "model (DSRNet): an ANN (ReLU in place of the neurons) has no spiking network to export"
+                "model (DSRNet): an ANN (ReLU in place of the neurons) has no spiking network to "
+                "export"
             )
         return "dsr"
     if isinstance(model, cls["DspikeNet"]):
@@ -692,6 +713,72 @@ def _first_weighted(model: nn.Module) -> nn.Module | None:
 
 
 # ---------------------------------------------------------------------- export
+#: Per-sample shape of each dataset as its loader gives it (for checkpoints of conv networks).
+DATASET_SHAPES: dict[str, tuple[int, ...]] = {
+    "mnist5k": (1, 28, 28),
+    "digits": (1, 8, 8),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+    "synthetic": (1, 12, 12),
+}
+
+
+def _preprocess_meta(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    data_shape: Sequence[int] | None,
+    normalize: Any,
+) -> dict[str, Any] | None:
+    """The ``preprocess`` entry of the file's metadata (static input only)."""
+    if not model.static_input:
+        return None
+    shape = [int(d) for d in (data_shape if data_shape is not None else input_shape)]
+    if int(np.prod(shape)) != int(np.prod(input_shape)):
+        raise ExportError(
+            f"export: data_shape {shape} does not hold the {int(np.prod(input_shape))} values of "
+            f"input_shape {list(input_shape)}"
+        )
+    mean = std = None
+    if normalize is not None:
+        try:
+            mean = [float(v) for v in np.atleast_1d(np.asarray(normalize[0], dtype=np.float64))]
+            std = [float(v) for v in np.atleast_1d(np.asarray(normalize[1], dtype=np.float64))]
+        except (TypeError, ValueError, IndexError):
+            raise ExportError(
+                f"export: normalize must be (mean, std) per channel, got {normalize!r}"
+            ) from None
+    return {
+        "input_shape": shape,
+        "rescale": 1.0,
+        "mean": mean,
+        "std": std,
+        "flatten": shape != list(input_shape),
+    }
+
+
+def _normalized_scale(pre: dict[str, Any] | None) -> float | None:
+    """int8 input step for inputs in [0, 1] after normalisation: max |(v - mean) / std| / 127."""
+    if pre is None or pre["mean"] is None:
+        return None
+    mean, std = np.asarray(pre["mean"]), np.asarray(pre["std"])
+    return float(np.max(np.maximum(np.abs(-mean / std), np.abs((1.0 - mean) / std)))) / 127.0
+
+
+def _input_scale(
+    given: float | None, calib: np.ndarray | None, pre: dict[str, Any] | None
+) -> float:
+    """The static input's quantisation step (int modes), see :func:`export_graph`."""
+    scale = given
+    if scale is None:
+        if calib is not None and np.abs(calib).max() > 0:
+            scale = float(np.abs(calib).max()) / 127.0
+        else:
+            scale = _normalized_scale(pre) or 1.0 / 127.0
+    if not (math.isfinite(scale) and scale > 0):
+        raise ExportError(f"export: input_scale must be a finite positive float, got {scale!r}")
+    return float(scale)
+
+
 def export_graph(
     model: nn.Module,
     mode: ExportMode = "int8",
@@ -700,6 +787,9 @@ def export_graph(
     per_channel: bool = False,
     calibration: Any = None,
     input_scale: float | None = None,
+    normalize: Any = None,
+    data_shape: Sequence[int] | None = None,
+    source: dict[str, Any] | None = None,
 ) -> Graph:
     """The :class:`~snnsim.graph.Graph` of a trained ``model`` (a
     :class:`~snnsim.train.net.DSRNet` or :class:`~snnsim.train.dspike.DspikeNet`: sequential,
@@ -709,7 +799,16 @@ def export_graph(
     ``input_shape``: per sample, ``(C, H, W)`` or ``(F,)``; inferred from ``calibration`` (a batch
     of inputs) or, for a network starting with [flatten ->] linear, as ``(in_features,)``.
     ``per_channel``: one weight scale per output channel (int modes). ``input_scale``: the static
-    input's quantisation step (int modes); default ``max|calibration|/127``, else 1/127.
+    input's quantisation step (int modes); default ``max|calibration|/127``, else (with
+    ``normalize``) the largest normalised value of an input in [0, 1] over 127, else 1/127.
+
+    The graph's :attr:`~snnsim.graph.Graph.meta` records what the network was trained with
+    (docs/model-format.md §1.1): ``T`` (the default number of steps of :func:`snnsim.run`), the
+    input preprocessing (``normalize`` = ``(mean, std)`` per channel, as the training applied it
+    to the loader's images; ``data_shape`` = the per-sample shape the loader gives, default the
+    calibration batch's or ``input_shape``; a network that flattens its input first accepts both)
+    and, per node, the torch modules it was made from. ``source``: extra JSON-able facts about
+    the origin (run name, checkpoint...), stored as ``meta["source"]``.
     """
     if mode not in ("float32", "int8", "int4", "int16"):
         raise ExportError(
@@ -725,6 +824,8 @@ def export_graph(
             if isinstance(calibration, torch.Tensor)
             else np.asarray(calibration)
         )
+        if data_shape is None and in_kind == "static":
+            data_shape = calib.shape[1:]
     if input_shape is None:
         if calib is not None:
             input_shape = calib.shape[1:] if in_kind == "static" else calib.shape[2:]
@@ -733,22 +834,15 @@ def export_graph(
             if first is None or not isinstance(first, nn.Linear):
                 where = next((n for n, m in model.body.named_modules() if m is first), "body")
                 raise ExportError(
-                    f"module {'body.' + where!r}: give input_shape (e.g. (1, 28, 28)) for a network "
-                    f"starting with a convolution"
+                    f"module {'body.' + where!r}: give input_shape (e.g. (1, 28, 28)) for a "
+                    f"network starting with a convolution"
                 )
             input_shape = (first.in_features,)
     input_shape = tuple(int(d) for d in input_shape)
+    pre = _preprocess_meta(model, input_shape, data_shape, normalize)
     integer = mode != "float32"
     if integer and in_kind == "static":
-        if input_scale is None:
-            if calib is not None and np.abs(calib).max() > 0:
-                input_scale = float(np.abs(calib).max()) / 127.0
-            else:
-                input_scale = 1.0 / 127.0
-        if not (math.isfinite(input_scale) and input_scale > 0):
-            raise ExportError(
-                f"export: input_scale must be a finite positive float, got {input_scale!r}"
-            )
+        input_scale = _input_scale(input_scale, calib, pre)
     g = Graph(
         input_shape=input_shape,
         precision="int" if integer else "float32",
@@ -756,13 +850,16 @@ def export_graph(
         input_scale=float(input_scale) if (integer and in_kind == "static") else None,
     )
     em = _Emitter(g, mode, per_channel, T)
-    # Carry of the input: its quantisation step (int static), else 1; bound: int8 input, event counts.
+    # Carry of the input: its quantisation step (int static), else 1; bound: int8 input (128),
+    # event counts (16).
     carry = float(input_scale) if (integer and in_kind == "static") else 1.0
     c0 = input_shape[0]
     x = _Val("input", input_shape, np.full(c0, carry), 128.0 if in_kind == "static" else 16.0)
     items = [(f"body.{n}", m) for n, m in model.body.named_children()]
-    v = _Walker(em, family).run(items, x, last_is_out=(family == "dspike"))
+    walker = _Walker(em, family)
+    v = walker.run(items, x, last_is_out=(family == "dspike"))
     out_node = g.node(v.node) if v.node != "input" else None
+    before = len(g.nodes)
     if family == "dsr":
         if out_node is None or out_node.op not in ("dsr_if", "dsr_lif"):
             last = items[-1][0] if items else "body"
@@ -778,7 +875,9 @@ def export_graph(
                 f"module {last!r}: a Dspike network must end with its output linear layer"
             )
         v = _Val(g.integrate("out", v.node), v.shape, v.carry, 0.0)
+    walker._claim(before, ["readout"])
     g.set_output(v.node)
+    g.meta = _meta(model, family, mode, per_channel, pre, walker.modules, source)
     try:
         g.validate()
     except ModelError as exc:  # pragma: no cover - a bug of this module
@@ -786,8 +885,118 @@ def export_graph(
     return g
 
 
-def export(
+def _meta(
     model: nn.Module,
+    family: str,
+    mode: str,
+    per_channel: bool,
+    pre: dict[str, Any] | None,
+    modules: dict[str, list[str]],
+    source: dict[str, Any] | None,
+) -> dict[str, Any]:
+    src: dict[str, Any] = {
+        "family": family,
+        "class": type(model).__name__,
+        "export_mode": mode,
+        "per_channel": bool(per_channel),
+    }
+    cfg = getattr(model, "cfg", None)
+    if family == "dsr" and cfg is not None:
+        src["neuron"] = str(cfg.kind)
+    src.update(source or {})
+    meta: dict[str, Any] = {"version": 1, "T": int(model.T), "modules": modules, "source": src}
+    if pre is not None:
+        meta["preprocess"] = pre
+    return meta
+
+
+@dataclass
+class TrainedRun:
+    """A trained network read back from a training run: the torch ``model`` (eval mode, on the
+    CPU), the run's ``config`` (a dict, as the checkpoint stores it), the ``checkpoint`` path,
+    the number of ``epoch`` s done and the last recorded test accuracy (``None`` if absent)."""
+
+    model: nn.Module
+    config: dict[str, Any]
+    checkpoint: str
+    epoch: int
+    test_acc: float | None
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name", os.path.basename(os.path.dirname(self.checkpoint))))
+
+    @property
+    def normalize(self) -> Any:
+        return self.config.get("normalize")
+
+    @property
+    def data_shape(self) -> tuple[int, ...] | None:
+        return DATASET_SHAPES.get(str(self.config.get("dataset")))
+
+
+def checkpoint_path(src: str | os.PathLike[str]) -> str:
+    """The checkpoint file of ``src`` (a run directory holding ``checkpoint.pt``, or the file);
+    ``FileNotFoundError`` naming what was tried."""
+    p = os.fspath(src)
+    if os.path.isdir(p):
+        ck = os.path.join(p, "checkpoint.pt")
+        if not os.path.isfile(ck):
+            raise FileNotFoundError(f"{p}: a run directory must hold checkpoint.pt (not found)")
+        return ck
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"{p}: no such run directory or checkpoint file")
+    return p
+
+
+def load_trained(src: str | os.PathLike[str], device: str = "cpu") -> TrainedRun:
+    """Rebuild the trained torch model of a run directory (``runs/NAME``) or of its
+    ``checkpoint.pt`` (as written by ``python -m snnsim.train``): the model is created from the
+    registry with the run's config and its weights loaded. ``ExportError`` for a file that is
+    not such a checkpoint."""
+    from .models import create_model
+    from .train.checkpoint import effective_config, load_checkpoint
+    from .train.configs import TrainConfig, model_kwargs
+
+    ck = checkpoint_path(src)
+    try:
+        st = load_checkpoint(ck, device)
+    except Exception as exc:  # torch raises many kinds for a file that is no checkpoint
+        raise ExportError(f"{ck}: not a torch checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(st, dict) or not isinstance(st.get("config"), dict) or "model" not in st:
+        keys = sorted(st) if isinstance(st, dict) else type(st).__name__
+        raise ExportError(
+            f"{ck}: not an snnsim training checkpoint (expected keys 'config' and 'model', "
+            f"got {keys})"
+        )
+    cfg_d = effective_config(st)
+    known = set(TrainConfig.__dataclass_fields__)
+    try:
+        cfg = TrainConfig(**{k: v for k, v in cfg_d.items() if k in known})
+        model = create_model(cfg.model, **model_kwargs(cfg))
+        model.load_state_dict(st["model"])
+        if st.get("temperature") is not None and hasattr(model, "temperature"):
+            model.temperature = float(st["temperature"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        raise ExportError(
+            f"{ck}: cannot rebuild model {cfg.model!r} of run {cfg.name!r}: {exc}"
+        ) from None
+    model.eval()
+    hist = st.get("history") or []
+    accs = [
+        h.get("test_acc") for h in hist if isinstance(h, dict) and h.get("test_acc") is not None
+    ]
+    return TrainedRun(
+        model=model,
+        config=cfg_d,
+        checkpoint=os.path.abspath(ck),
+        epoch=int(st.get("epoch", len(hist))),
+        test_acc=float(accs[-1]) if accs else None,
+    )
+
+
+def export(
+    model: nn.Module | str | os.PathLike[str],
     path: str | os.PathLike[str] | None,
     mode: ExportMode = "int8",
     *,
@@ -795,11 +1004,39 @@ def export(
     per_channel: bool = False,
     calibration: Any = None,
     input_scale: float | None = None,
+    normalize: Any = None,
+    data_shape: Sequence[int] | None = None,
 ) -> Graph:
     """Export a trained DSR or Dspike network and write it to ``path`` with :func:`snnsim.save`
-    (``path=None``: only build it). Returns the :class:`~snnsim.graph.Graph`. Arguments as
-    :func:`export_graph`; raises :class:`ExportError` (a ValueError) for what cannot be
-    exported."""
+    (``path=None``: only build it). Returns the :class:`~snnsim.graph.Graph`.
+
+    ``model``: the torch model, or a training run directory / its ``checkpoint.pt`` (the model is
+    rebuilt with :func:`load_trained`; its dataset gives ``data_shape`` and its config
+    ``normalize``). Other arguments as :func:`export_graph`; raises :class:`ExportError` (a
+    ValueError) for what cannot be exported."""
+    source: dict[str, Any] | None = None
+    if isinstance(model, (str, os.PathLike)):
+        run = load_trained(model)
+        model = run.model
+        source = {
+            "run": run.name,
+            "checkpoint": run.checkpoint,
+            "epoch": run.epoch,
+            "test_acc": run.test_acc,
+            "dataset": run.config.get("dataset"),
+        }
+        normalize = run.normalize if normalize is None else normalize
+        if data_shape is None and calibration is None:
+            data_shape = run.data_shape
+        if input_shape is None and calibration is None and run.data_shape is not None:
+            first = _first_weighted(model)
+            if not isinstance(first, nn.Linear):
+                input_shape = run.data_shape
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch module, a run directory or a checkpoint path, got "
+            f"{type(model).__name__}"
+        )
     g = export_graph(
         model,
         mode,
@@ -807,6 +1044,9 @@ def export(
         per_channel=per_channel,
         calibration=calibration,
         input_scale=input_scale,
+        normalize=normalize,
+        data_shape=data_shape,
+        source=source,
     )
     if path is not None:
         from .model_file import save

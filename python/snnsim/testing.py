@@ -448,22 +448,46 @@ def _mutate_tensor(draw: Any, header: dict[str, Any], body: bytearray) -> None:
         body[i] = draw(st.sampled_from([0x00, 0x7F, 0x80, 0xFF, 0xC0]))
 
 
+def _valid_training_meta(doc: dict[str, Any]) -> dict[str, Any]:
+    """A valid ``"snnsim.meta"`` object for the graph JSON ``doc`` (every field used)."""
+    shape = list(doc["input"]["shape"])
+    channels = shape[0] if len(shape) == 3 else 1
+    return {
+        "version": 1,
+        "T": 4,
+        "preprocess": {
+            "input_shape": [int(np.prod(shape))],
+            "rescale": 0.5,
+            "mean": [0.1] * channels,
+            "std": [0.3],
+            "flatten": True,
+        },
+        "modules": {doc["nodes"][0]["name"]: ["body.0"]},
+        "source": {"family": "test"},
+    }
+
+
 @st.composite
 def mutated_model_files(draw: Any, base: bytes | None = None) -> bytes:
     """The bytes of a model file, valid or not: a valid file (``base``, or a random network of
     :func:`networks` saved) changed at one level -- raw bytes (flips, truncation, garbage),
-    the metadata, the graph JSON (values from :data:`HOSTILE_JSON_VALUES`, deletions, deep
-    nesting) or one tensor (dtypes from :data:`HOSTILE_DTYPES`, shapes, offsets, names,
-    element bytes). Used to show that the Python package and the engine accept exactly the
-    same files and that nothing but a clear error comes of the rest."""
+    the metadata, the training metadata (a valid ``"snnsim.meta"`` added, then maybe edited),
+    the graph JSON (values from :data:`HOSTILE_JSON_VALUES`, deletions, deep nesting) or one
+    tensor (dtypes from :data:`HOSTILE_DTYPES`, shapes, offsets, names, element bytes). Used to
+    show that the Python package and the engine accept exactly the same files and that nothing
+    but a clear error comes of the rest."""
     import json
 
-    from .model_file import GRAPH_KEY, to_bytes
+    from .model_file import GRAPH_KEY, META_KEY, to_bytes
 
     if base is None:
         base = to_bytes(draw(networks(max_steps=2, max_batch=1)).graph)
     # the graph JSON and the tensors are where validation is deepest: drawn more often
-    level = draw(st.sampled_from(["json", "tensor", "metadata", "json", "tensor", "bytes", "none"]))
+    level = draw(
+        st.sampled_from(
+            ["json", "tensor", "metadata", "training metadata", "json", "tensor", "bytes", "none"]
+        )
+    )
     if level == "none":
         return base
     if level == "bytes":
@@ -481,6 +505,12 @@ def mutated_model_files(draw: Any, base: bytes | None = None) -> bytes:
             meta.pop(key, None)
         else:
             meta[key] = draw(st.sampled_from(["", "pt", "snnsim", "{}", "[]", "1", "null"]))
+    elif level == "training metadata":
+        doc = json.loads(meta[GRAPH_KEY])
+        train = _valid_training_meta(doc)
+        if draw(st.booleans()):
+            train = _mutate_json(draw, train)
+        meta[META_KEY] = json.dumps(train)
     elif level == "json":
         meta[GRAPH_KEY] = json.dumps(_mutate_json(draw, json.loads(meta[GRAPH_KEY])))
     else:

@@ -5,7 +5,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use super::arrays::{dtype_of, steps_value};
-use super::detached;
+use super::{detached, to_py};
 use crate::training::{simulate_dsr, DsrForward, DsrLaw, DsrOutputs, Pool};
 
 fn f32_flat<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, PyArray1<f32>>> {
@@ -48,30 +48,7 @@ pub(super) fn dsr_forward<'py>(
     pool: Option<(usize, usize, usize, usize, bool)>,
 ) -> PyResult<u64> {
     let steps = steps_value(steps)?;
-    let law = match (kind, leak, gain) {
-        ("if", None, None) => DsrLaw::If { theta, fire },
-        ("lif", Some(leak), Some(gain)) => DsrLaw::Lif {
-            theta,
-            fire,
-            leak,
-            gain,
-        },
-        ("if" | "lif", _, _) => {
-            return Err(PyValueError::new_err(format!(
-                "kind: '{kind}' takes leak and gain {} ",
-                if kind == "lif" {
-                    "(both required)"
-                } else {
-                    "never"
-                }
-            )))
-        }
-        _ => {
-            return Err(PyValueError::new_err(format!(
-                "kind: expected 'if' or 'lif', got '{kind}'"
-            )))
-        }
-    };
+    let law = DsrLaw::new(kind, theta, fire, leak, gain).map_err(to_py)?;
     let xa = f32_flat(x, "x")?;
     let wa = current_weights
         .map(|w| f32_flat(w, "current_weights"))

@@ -191,11 +191,36 @@ pub(crate) fn run_batch<V: EngineValue>(
             output_sums(net, st, so.out_sum);
             check_finite(net, st, so.out_sum)
         };
-        let results: Vec<Result<()>> = if workers == 1 {
+        // A batch of one sample on several threads: the sample runs inside a pool and its
+        // large nodes split their work across the pool's threads.
+        let width = threads
+            .unwrap_or_else(rayon::current_num_threads)
+            .clamp(1, limits::MAX_THREADS);
+        let results: Vec<Result<()>> = if batch == 1 && width > 1 {
+            pool_for(width)?.install(|| {
+                let mut st = eng.take();
+                outs.into_iter()
+                    .enumerate()
+                    .map(|(b, so)| {
+                        st.run(|s| {
+                            s.par = width;
+                            one(s, b, so)
+                        })
+                        .map_err(|e| e.in_sample(b))
+                    })
+                    .collect()
+            })
+        } else if workers == 1 {
             let mut st = eng.take();
             outs.into_iter()
                 .enumerate()
-                .map(|(b, so)| st.run(|s| one(s, b, so)).map_err(|e| e.in_sample(b)))
+                .map(|(b, so)| {
+                    st.run(|s| {
+                        s.par = 1;
+                        one(s, b, so)
+                    })
+                    .map_err(|e| e.in_sample(b))
+                })
                 .collect()
         } else {
             let work = || {
@@ -203,7 +228,13 @@ pub(crate) fn run_batch<V: EngineValue>(
                     .enumerate()
                     .map_init(
                         || eng.take(),
-                        |st, (b, so)| st.run(|s| one(s, b, so)).map_err(|e| e.in_sample(b)),
+                        |st, (b, so)| {
+                            st.run(|s| {
+                                s.par = 1;
+                                one(s, b, so)
+                            })
+                            .map_err(|e| e.in_sample(b))
+                        },
                     )
                     .collect::<Vec<_>>()
             };

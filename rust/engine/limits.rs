@@ -261,8 +261,10 @@ fn state_bytes(
     let bufs = mul(&[slots, chunk, vb + 4]);
     let mem = state_len.saturating_mul(vb);
     let out = out_len.saturating_mul(8);
-    // acc_w + xs_w (wide values), mark, touched, rows/xs per step of a chunk
-    let scratch = mul(&[max_len, 8 + 8 + 1 + 4]).saturating_add(mul(&[chunk, max_len, 4 + vb]));
+    // acc_w + xs_w (wide values), mark, touched, the gather conv's starts, the active lists of
+    // a neuron layer split across threads; rows/xs per step of a chunk
+    let scratch =
+        mul(&[max_len, 8 + 8 + 1 + 4 + 4 + 4]).saturating_add(mul(&[chunk, max_len, 4 + vb]));
     bufs.saturating_add(mem)
         .saturating_add(out)
         .saturating_add(scratch)

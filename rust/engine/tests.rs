@@ -850,3 +850,73 @@ fn leaky_integrate_needs_f_in_int_precision() {
     let e = Model::from_bytes(&bytes).unwrap_err().to_string();
     assert!(e.contains("'f'") && e.contains("[1, 31]"), "{e}");
 }
+
+/// A network whose layers are large enough for one sample to be split across threads (and for
+/// the gather conv and the dense pool to be chosen).
+fn large_net(rng: &mut Rng, int: bool) -> NetBuilder {
+    let mut nb = NetBuilder::new(int, &[2, 40, 40], "events");
+    nb.conv(
+        "c1",
+        "input",
+        16,
+        [3, 3],
+        [1, 1],
+        [1, 1],
+        rng.ints(16 * 2 * 9, -3, 4),
+        Some(rng.ints(16, 0, 2)),
+    );
+    nb.dsr_if("n1", "c1", vec![4], vec![2]);
+    nb.pool("p1", "n1", false, [2, 2], [2, 2], 0, 0);
+    nb.conv(
+        "c2",
+        "p1",
+        48,
+        [3, 3],
+        [1, 1],
+        [1, 1],
+        rng.ints(48 * 16 * 9, -3, 4),
+        None,
+    );
+    nb.dsr_if("n2", "c2", vec![6], vec![3]);
+    nb.flatten("f", "n2");
+    let n_f = nb.shape_of("f")[0];
+    nb.linear("fc", "f", 10, rng.ints(10 * n_f, -2, 3), None);
+    nb.dsr_if("n3", "fc", vec![8], vec![4]);
+    nb
+}
+
+#[test]
+fn one_sample_split_across_threads_equals_serial_and_reference() {
+    for int in [true, false] {
+        let mut rng = Rng::new(77);
+        let nb = large_net(&mut rng, int);
+        let m = nb.model();
+        let rec = spiking_names(&nb);
+        let (n_in, steps) = (2 * 40 * 40, 4);
+        let fr: Vec<i64> = (0..steps * n_in)
+            .map(|_| (rng.next() % 3 == 0) as i64)
+            .collect();
+        let run = |threads| {
+            if int {
+                let v: Vec<i32> = fr.iter().map(|&x| x as i32).collect();
+                m.run_frames(Data::I32(&v), 1, steps, &rec, threads)
+            } else {
+                let v: Vec<f32> = fr.iter().map(|&x| x as f32).collect();
+                m.run_frames(Data::F32(&v), 1, steps, &rec, threads)
+            }
+            .unwrap()
+        };
+        let serial = run(Some(1));
+        assert!(
+            spike_totals(&serial).iter().any(|&s| s > 1000),
+            "layers fire"
+        );
+        assert_eq!(run(Some(2)), serial);
+        assert_eq!(run(Some(3)), serial);
+        assert_eq!(run(None), serial);
+        let ins: Vec<Vec<i64>> = (0..steps)
+            .map(|t| fr[t * n_in..(t + 1) * n_in].to_vec())
+            .collect();
+        check_against_reference(&nb, &serial, 0, &reference(&nb, &ins, steps));
+    }
+}

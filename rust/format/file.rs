@@ -8,6 +8,7 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use super::graph::Graph;
+use super::meta::{check_meta, META_KEY};
 use super::parse::parse_graph;
 use super::tensors::{take_params, NodeParams, Tensor, TensorData};
 use crate::error::{Result, SnnError};
@@ -98,6 +99,9 @@ pub fn read_bytes(bytes: &[u8]) -> Result<ModelFile> {
         ))
     })?;
     let graph = parse_graph(graph_json)?;
+    if let Some(meta) = md.get(META_KEY) {
+        check_meta(meta, &graph)?;
+    }
 
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (name, view) in st.iter() {

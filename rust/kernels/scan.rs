@@ -30,7 +30,7 @@ fn collect_nonzero_impl<V: Value>(x: &[V], nz: &mut Vec<u32>) {
 
 dispatch! {
     /// Collects the indices of the nonzero elements of `x` (ascending) into `nz`.
-    pub fn collect_nonzero[V](x: &[V], nz: &mut Vec<u32>) => collect_nonzero_impl, collect_nonzero_avx2
+    pub fn collect_nonzero[V](x: &[V], nz: &mut Vec<u32>) => collect_nonzero_impl
     where [V: Value]
 }
 
@@ -45,4 +45,20 @@ pub fn fill_bias<A: Copy + Default>(acc: &mut [A], bias: Option<&[A]>) {
         }
         Some(_) => acc.fill(A::default()),
     }
+}
+
+/// Sum over the active indices `nz` (ascending channels-last indices, `c` channels) of the
+/// fan-out of their position (`fanout[position]`), without a division per element.
+pub(crate) fn fanout_sum(nz: &[u32], c: usize, fanout: &[u32]) -> u64 {
+    let mut p = 0usize;
+    let mut end = c as u64;
+    let mut s = 0u64;
+    for &i in nz {
+        while i as u64 >= end {
+            p += 1;
+            end += c as u64;
+        }
+        s += fanout.get(p).copied().unwrap_or(0) as u64;
+    }
+    s
 }

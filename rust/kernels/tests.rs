@@ -279,3 +279,169 @@ fn nonzero_collection() {
     collect_nonzero(&x, &mut nz);
     assert_eq!(nz, vec![0, 15, 16, 36]);
 }
+
+/// Random channels-last input with about `density` active elements, its active list and the
+/// kernel in the engine's `[c][kh][kw][co]` layout.
+fn sparse_conv_case(rng: &mut Rng, g: &Geom, density: u64) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
+    let x: Vec<f32> = (0..g.c * g.h * g.w)
+        .map(|_| {
+            if rng.next() % 100 < density {
+                rng.uniform() * 2.0 - 0.5
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let nz: Vec<u32> = (0..x.len() as u32)
+        .filter(|&i| x[i as usize] != 0.0)
+        .collect();
+    let k: Vec<f32> = (0..g.co * g.c * g.kh * g.kw)
+        .map(|_| rng.uniform() - 0.5)
+        .collect();
+    (x, nz, k)
+}
+
+#[test]
+fn conv_gather_equals_scatter_bit_for_bit_at_every_simd_level() {
+    use super::simd::{set_level, Level};
+    let mut rng = Rng::new(11);
+    // (c, h, w, co, kh, kw, sh, sw, ph, pw)
+    let cases = [
+        (
+            2usize, 9usize, 8usize, 32usize, 3usize, 3usize, 1usize, 1usize, 1usize, 1usize,
+        ),
+        (5, 7, 7, 3, 3, 3, 1, 1, 1, 1),
+        (3, 8, 9, 37, 3, 2, 2, 1, 1, 0),
+        (4, 6, 6, 70, 5, 5, 1, 1, 2, 2),
+        (1, 5, 5, 8, 3, 3, 3, 3, 2, 1),
+    ];
+    for level in [Level::Portable, Level::Avx2, Level::Avx512] {
+        set_level(Some(level));
+        for &(c, h, w, co, kh, kw, sh, sw, ph, pw) in &cases {
+            let g = Geom {
+                c,
+                h,
+                w,
+                co,
+                ho: (h + 2 * ph - kh) / sh + 1,
+                wo: (w + 2 * pw - kw) / sw + 1,
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+            };
+            for density in [5, 40, 100] {
+                let (x, nz, k) = sparse_conv_case(&mut rng, &g, density);
+                let xs: Vec<f32> = nz.iter().map(|&i| x[i as usize]).collect();
+                let mut starts = Vec::new();
+                let fanout: Vec<u32> = (0..h * w).map(|p| g.fanout(p / w, p % w) as u32).collect();
+                let (fan, _, _) = scan_active(&nz, &x, c, h * w, &fanout, true, &mut starts);
+                let want_fan: u64 = nz.iter().map(|&i| fanout[i as usize / c] as u64).sum();
+                assert_eq!(fan, want_fan);
+                let per_channel: Vec<f32> = (0..co).map(|i| i as f32 * 0.25).collect();
+                let mut want = vec![0.0f32; g.ho * g.wo * co];
+                fill_bias(&mut want, Some(&per_channel));
+                conv_scatter(&mut want, &k, &g, &nz, Some(&xs));
+                let mut got = vec![f32::NAN; g.ho * g.wo * co];
+                let inp = Active {
+                    x: &x,
+                    nz: &nz,
+                    starts: &starts,
+                    unit: false,
+                };
+                conv_gather(&mut got, &k, &g, inp, Some(&per_channel), 0);
+                let same = want
+                    .iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "float gather != scatter, level {level:?}, geom {g:?}");
+                // int8 weights, unit (spike) inputs
+                let ki: Vec<i8> = k.iter().map(|&v| (v * 200.0) as i8).collect();
+                let mut wi = vec![5i32; g.ho * g.wo * co];
+                conv_scatter(&mut wi, &ki, &g, &nz, None);
+                let ones = vec![1i32; x.len()];
+                let mut gi = vec![0i32; g.ho * g.wo * co];
+                let inp = Active {
+                    x: &ones,
+                    nz: &nz,
+                    starts: &starts,
+                    unit: true,
+                };
+                conv_gather(&mut gi, &ki, &g, inp, Some(&[5i32; 70][..co]), 0);
+                assert_eq!(wi, gi, "int gather != scatter, level {level:?}, geom {g:?}");
+            }
+        }
+    }
+    set_level(None);
+}
+
+#[test]
+fn conv_gather_i16_equals_i32_gather() {
+    use super::simd::{set_level, Level};
+    let mut rng = Rng::new(21);
+    for level in [Level::Portable, Level::Avx2, Level::Avx512] {
+        set_level(Some(level));
+        // (c, h, w, co): channel counts around the 64/32/16-lane blocks
+        for &(c, h, w, co) in &[
+            (3usize, 9usize, 7usize, 64usize),
+            (5, 6, 6, 37),
+            (2, 8, 8, 100),
+        ] {
+            let g = Geom {
+                c,
+                h,
+                w,
+                co,
+                ho: h,
+                wo: w,
+                kh: 3,
+                kw: 3,
+                sh: 1,
+                sw: 1,
+                ph: 1,
+                pw: 1,
+            };
+            let k: Vec<i8> = (0..co * c * 9).map(|_| rng.int(-127, 127) as i8).collect();
+            for unit in [true, false] {
+                let x: Vec<i32> = (0..c * h * w)
+                    .map(|_| match (rng.next() % 2, unit) {
+                        (0, _) => 0,
+                        (_, true) => 1,
+                        _ => rng.int(-4, 4) as i32,
+                    })
+                    .collect();
+                let nz: Vec<u32> = (0..x.len() as u32)
+                    .filter(|&i| x[i as usize] != 0)
+                    .collect();
+                let fanout: Vec<u32> = (0..h * w).map(|p| g.fanout(p / w, p % w) as u32).collect();
+                let mut starts = Vec::new();
+                scan_active(&nz, &x, c, h * w, &fanout, unit, &mut starts);
+                let inp = Active {
+                    x: &x,
+                    nz: &nz,
+                    starts: &starts,
+                    unit,
+                };
+                let bias: Vec<i32> = (0..co as i32).map(|v| v * 3 - 50).collect();
+                let mut want = vec![0i32; h * w * co];
+                conv_gather(&mut want, &k, &g, inp, Some(&bias), 0);
+                let max_term = if unit { 127 } else { 4 * 127 };
+                for flush in [1usize, 3, 32767 / max_term] {
+                    let mut got = vec![0i32; h * w * co];
+                    conv_gather_i16(&mut got, &k, &g, inp, Some(&bias), 0, flush);
+                    assert_eq!(
+                        got, want,
+                        "level {level:?} c={c} co={co} unit={unit} flush={flush}"
+                    );
+                    // a range of output positions alone (the split across threads)
+                    let mut part = vec![0i32; 5 * co];
+                    conv_gather_i16(&mut part, &k, &g, inp, Some(&bias), 7, flush);
+                    assert_eq!(part[..], want[7 * co..12 * co]);
+                }
+            }
+        }
+    }
+    set_level(None);
+}

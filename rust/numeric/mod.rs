@@ -46,6 +46,9 @@ pub trait Value: Copy + Send + Sync + PartialEq + PartialOrd + Default + Debug +
     fn to_f64(self) -> f64;
     fn wide(self) -> Self::Wide;
     fn wide_add(a: Self::Wide, b: Self::Wide) -> Self::Wide;
+    /// `self + o` in the value type, for sums the caller has proven to stay in range (int:
+    /// wrapping, so that the loop vectorises).
+    fn add_exact(self, o: Self) -> Self;
     /// The value back from a wide sum; `None` when it does not fit (integer overflow).
     fn narrow(w: Self::Wide) -> Option<Self>;
     /// `scale` op: float `x*mul + shift`; int `fx(mul, x, f) + shift` (`None` on overflow).
@@ -54,6 +57,10 @@ pub trait Value: Copy + Send + Sync + PartialEq + PartialOrd + Default + Debug +
     fn avg_elem(sum: Self::Wide, k: u32, m: i32, f: u32) -> Option<Self>;
     /// The slice as int32 values, if this is the int32 type.
     fn as_i32_mut(_v: &mut [Self]) -> Option<&mut [i32]> {
+        None
+    }
+    /// The slice as int32 values, if this is the int32 type.
+    fn as_i32(_v: &[Self]) -> Option<&[i32]> {
         None
     }
     /// Calls `vis` with the typed weight slice; an error if the dtype does not belong to this
@@ -104,6 +111,10 @@ impl Value for f32 {
         a + b
     }
     #[inline(always)]
+    fn add_exact(self, o: f32) -> f32 {
+        self + o
+    }
+    #[inline(always)]
     fn narrow(w: f32) -> Option<f32> {
         Some(w)
     }
@@ -149,6 +160,10 @@ impl Value for i32 {
         self as i64
     }
     #[inline(always)]
+    fn add_exact(self, o: i32) -> i32 {
+        self.wrapping_add(o)
+    }
+    #[inline(always)]
     fn wide_add(a: i64, b: i64) -> i64 {
         // Sums of at most a few million int32 values: far from the i64 range.
         a.wrapping_add(b)
@@ -168,7 +183,11 @@ impl Value for i32 {
     }
     #[inline(always)]
     fn avg_elem(sum: i64, _k: u32, m: i32, f: u32) -> Option<i32> {
-        // sum is a window sum of int32 values; m*sum stays in i64 for windows < 2^32 elements.
+        if fits_i32(sum) {
+            // |m|, |sum| <= 2^31: the product and the rounding term fit in i64.
+            return Self::narrow(fx(m as i64, sum, f));
+        }
+        // A wider window sum: m*sum needs i128.
         let p = (m as i128) * (sum as i128) + (1i128 << (f - 1));
         let v = p >> f;
         if v >= i32::MIN as i128 && v <= i32::MAX as i128 {
@@ -178,6 +197,9 @@ impl Value for i32 {
         }
     }
     fn as_i32_mut(v: &mut [i32]) -> Option<&mut [i32]> {
+        Some(v)
+    }
+    fn as_i32(v: &[i32]) -> Option<&[i32]> {
         Some(v)
     }
     fn visit_weights<Vis: WeightVisitor<i32>>(

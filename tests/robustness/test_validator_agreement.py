@@ -207,6 +207,35 @@ def test_int_static_input_without_scale_is_accepted() -> None:
     np.testing.assert_array_equal(res.output_sum, [[6, 6]])
 
 
+def with_training_meta(meta: Any, base: bytes | None = None) -> bytes:
+    header, body = split_model_file(base or BASES[1])
+    header["__metadata__"]["snnsim.meta"] = json.dumps(meta)
+    return join_model_file(header, body)
+
+
+def test_training_metadata_is_validated_by_the_engine_too() -> None:
+    """``snnsim.meta`` (training metadata) is read by Python only, but validated by the one
+    validator: a malformed field is refused by both, a valid one accepted by both."""
+    ok = {"T": 5, "modules": None, "preprocess": {"input_shape": [3, 4], "flatten": True}}
+    assert assert_agree(with_training_meta(ok))
+    m = Model(model_file.from_bytes(with_training_meta(ok)))
+    assert m.graph.meta["T"] == 5
+    for bad in (
+        [],
+        {"version": 1.0},
+        {"T": 0},
+        {"T": True},
+        {"preprocess": {"input_shape": [15]}},
+        {"preprocess": {"std": [0]}},
+        {"modules": {"ghost": ["x"]}},
+        {"source": "x"},
+    ):
+        data = with_training_meta(bad)
+        assert not assert_agree(data), bad
+        with pytest.raises(ModelError, match="snnsim.meta"):
+            model_file.from_bytes(data)
+
+
 # ---------------------------------------------------------------- mutations
 @given(mutated_model_files(base=BASES[0]))
 @settings(max_examples=300)

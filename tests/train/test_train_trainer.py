@@ -68,7 +68,10 @@ def test_cli_trains_resumes_and_lists(tmp_path: Path, capsys: pytest.CaptureFixt
     try:
         out = tmp_path / "run"
         assert (
-            cli_main(["--config", "tiny-test", "--epochs", "1", "--out", str(out), "--no-progress"])
+            cli_main(
+                ["--config", "tiny-test", "--epochs", "2", "--stop-after", "1", "--out", str(out)]
+                + ["--no-progress"]
+            )
             == 0
         )
         assert (

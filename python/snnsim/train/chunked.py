@@ -17,6 +17,10 @@ conv of an image) is computed once from its ``[B, ...]`` tensor and costs nothin
 The result matches the unchunked rate form: the spikes are the same up to float rounding in
 the batch-norm statistics (float64 sums here, torch's kernel there) and the means to rounding.
 
+In a distributed run with synchronised batch norm the per-channel sums are all-reduced over the
+processes before each batch norm's statistics are formed, and the rate graph's batch norms
+reduce over every process too (:mod:`snnsim.train.syncbn`).
+
 Supported bodies: flat sequences of :class:`ConvT`, :class:`LinearT`, :class:`BatchNormT`,
 :class:`BatchNorm1dT`, :class:`AvgPoolT`, :class:`FlattenT`, :class:`DropoutT` and
 :class:`DSRNeuron` (the MLP, the MNIST CNN, CIFARNet, VGG-11); residual blocks are refused.
@@ -71,8 +75,9 @@ def check_chunkable(body: nn.Sequential) -> None:
     for name, m in body.named_children():
         if not isinstance(m, _SUPPORTED):
             raise ValueError(
-                f"time_chunk: module {name!r} ({type(m).__name__}) is not supported by the time-chunked "
-                "forward (flat sequences of conv/linear/batch-norm/pool/flatten/dropout/DSR neurons only)"
+                f"time_chunk: module {name!r} ({type(m).__name__}) is not supported by the "
+                "time-chunked forward (flat sequences of conv/linear/batch-norm/pool/flatten/"
+                "dropout/DSR neurons only)"
             )
 
 
@@ -170,6 +175,17 @@ def _current_weights(cfg: DSRNeuronConfig, T: int, like: Tensor) -> Tensor:
     return torch.full((T,), 1.0 / T, dtype=like.dtype, device=like.device)
 
 
+def _all_reduce_sums(acc: dict[str, Any], group: Any) -> None:
+    """Sum the per-channel ``s``, ``q`` and the count ``n`` over the processes of ``group``."""
+    import torch.distributed as dist
+
+    C = acc["s"].shape[0]
+    n = torch.full((1,), float(acc["n"]), dtype=torch.float64, device=acc["s"].device)
+    buf = torch.cat([acc["s"], acc["q"], n])
+    dist.all_reduce(buf, group=group)
+    acc["s"], acc["q"], acc["n"] = buf[:C], buf[C : 2 * C], int(buf[2 * C])
+
+
 def chunked_rate_forward(
     body: nn.Sequential,
     source: Callable[[int, int], Seq],
@@ -185,120 +201,148 @@ def chunked_rate_forward(
     if chunk < 1:
         raise ValueError(f"time_chunk must be >= 1, got {chunk}")
     check_chunkable(body)
-    mods = list(body.children())
-    for m in mods:
-        if isinstance(m, DSRNeuron):
-            with torch.no_grad():
-                m.theta.clamp_(min=m.cfg.bound)
-    like = rate_in
-    weights = {
-        i: _current_weights(m.cfg, T, like) for i, m in enumerate(mods) if isinstance(m, DSRNeuron)
-    }
-    masks: dict[int, Tensor] = {}
-    stats: dict[int, tuple[Tensor, Tensor]] = {}
-    var_all: dict[int, Tensor] = {}
-    bounds = [(t0, min(T, t0 + chunk)) for t0 in range(0, T, chunk)]
-    static_out: dict[int, Seq] = {}  # outputs of layers whose input is static: computed once
-
-    def layers(flow: Seq, stop: int, st: _Pass, t0: int) -> Seq:
-        for i in range(stop):
-            m = mods[i]
-            if flow.static and i in static_out:
-                flow = Seq(static_out[i].steps, flow.T, True)
-                if st.collect and isinstance(m, _AFFINE):
-                    st.values[i] = flow.steps
-                continue
-            if isinstance(m, DropoutT) and m.training and m.p > 0 and i not in masks:
-                shape = (flow.batch,) + tuple(flow.steps.shape[1:])
-                masks[i] = torch.empty(
-                    shape, dtype=flow.steps.dtype, device=flow.steps.device
-                ).bernoulli_(1 - m.p) / (1 - m.p)
-            was_static = flow.static
-            flow = _apply(i, m, flow, st, stats, masks, weights, t0, T)
-            if was_static and flow.static:
-                static_out[i] = flow
-        return flow
-
-    def run(stop: int, collect: bool, bn_input: Callable[[Seq], bool]) -> None:
-        st = _Pass(collect)
-        for t0, t1 in bounds:
-            if bn_input(layers(source(t0, t1), stop, st, t0)):
-                return
-
-    # batch-norm statistics, in order
-    for k, m in enumerate(mods):
-        if not isinstance(m, _BN):
-            continue
-        acc: dict[str, Any] = {"s": None, "q": None, "n": 0}
-
-        def add(flow: Seq, acc: dict[str, Any] = acc) -> bool:
-            z = flow.steps.double()
-            dims = [0] + list(range(2, z.ndim))
-            s, q = z.sum(dims), (z * z).sum(dims)
-            acc["s"] = s if acc["s"] is None else acc["s"] + s
-            acc["q"] = q if acc["q"] is None else acc["q"] + q
-            acc["n"] += z.numel() // z.shape[1]
-            return flow.static  # a static input: its statistics are complete after one chunk
-
-        run(k, False, add)
-        mean = acc["s"] / acc["n"]
-        var = (acc["q"] / acc["n"] - mean * mean).clamp_min(0.0)
-        stats[k] = (mean.to(like.dtype), var.to(like.dtype))
-        var_all[k] = var.to(like.dtype)
-        m.update_running(mean, var, acc["n"])
-
-    # the full pass: outputs, means, spikes, readout value
-    st = _Pass(True)
-    st.exact = {
-        i
-        for i, m in enumerate(mods[:-1])
-        if isinstance(m, _AFFINE) and isinstance(mods[i + 1], _BN) and mods[i + 1].exact_rate_grad
-    }
-    readout_value: Tensor | None = None
-    rw = (
-        lif_weights(T, readout_cfg, like)
-        if (readout_cfg is not None and readout_cfg.kind == "lif")
-        else None
-    )
-    last_static = False
-    for t0, t1 in bounds:
-        flow = layers(source(t0, t1), len(mods), st, t0)
-        n = t1 - t0
-        with torch.no_grad():
-            if flow.static:
-                part = flow.steps * (n / T)
-            elif rw is None:
-                part = _time_sum(flow.steps, n) / T
-            else:
-                part = torch.tensordot(
-                    rw[t0:t1], flow.steps.reshape((n, -1) + tuple(flow.steps.shape[1:])), dims=1
-                )
-        readout_value = part if readout_value is None else readout_value + part
-        last_static = flow.static
-        del flow
-    assert readout_value is not None
-
-    # the rate graph on [B, ...] tensors
-    rate = rate_in
-    for i, m in enumerate(mods):
-        if isinstance(m, _AFFINE):
-            rate = AffineRateFn.apply(rate, m.weight, m.bias, st.values[i], m._spec())
-        elif isinstance(m, _BN):
-            cov = None
-            if i - 1 in st.k_raw:  # K = sum z (x) in - T * zbar (x) inbar (the bias cancels)
-                op = mods[i - 1]
-                K = st.k_raw[i - 1] - T * op.weight_grad(st.values[i - 1], st.in_mean[i - 1])
-                cov = (op.weight, K, T)
-            rate = m.rate_graph(rate, var_all[i], cov)
-        elif isinstance(m, _SHAPE):
-            rate = _PLAIN[type(m)](m, rate)
-        elif isinstance(m, DropoutT):
-            if i in masks:
-                rate = rate * masks[i]
-        else:
-            rate = DSRRateFn.apply(rate, m.theta, st.I[i], st.r[i], m.cfg)
-            m.last_rate = torch.tensor(st.spikes[i] / (st.r[i].numel() * T))
+    run = _ChunkedRun(list(body.children()), source, rate_in, T, chunk)
+    run.bn_statistics()
+    st, readout_value, last_static, rw = run.full_pass(readout_cfg)
+    rate = run.rate_graph(st)
     scale = 1.0
     if rw is not None and not last_static:
         scale = float(T * (rw.double() ** 2).sum())
     return ReadoutRateFn.apply(rate, readout_value, scale)
+
+
+class _ChunkedRun:
+    """One time-chunked forward: the layers, the chunk bounds and what the passes share
+    (dropout masks, batch-norm statistics, outputs of layers on a static input)."""
+
+    def __init__(
+        self,
+        mods: list[nn.Module],
+        source: Callable[[int, int], Seq],
+        rate_in: Tensor,
+        T: int,
+        chunk: int,
+    ) -> None:
+        for m in mods:
+            if isinstance(m, DSRNeuron):
+                with torch.no_grad():
+                    m.theta.clamp_(min=m.cfg.bound)
+        self.mods, self.source, self.rate_in, self.T = mods, source, rate_in, T
+        self.weights = {
+            i: _current_weights(m.cfg, T, rate_in)
+            for i, m in enumerate(mods)
+            if isinstance(m, DSRNeuron)
+        }
+        self.masks: dict[int, Tensor] = {}
+        self.stats: dict[int, tuple[Tensor, Tensor]] = {}
+        self.var_all: dict[int, Tensor] = {}
+        self.bounds = [(t0, min(T, t0 + chunk)) for t0 in range(0, T, chunk)]
+        self.static_out: dict[int, Seq] = {}  # outputs of layers on a static input: computed once
+
+    def layers(self, flow: Seq, stop: int, st: _Pass, t0: int) -> Seq:
+        for i in range(stop):
+            m = self.mods[i]
+            if flow.static and i in self.static_out:
+                flow = Seq(self.static_out[i].steps, flow.T, True)
+                if st.collect and isinstance(m, _AFFINE):
+                    st.values[i] = flow.steps
+                continue
+            if isinstance(m, DropoutT) and m.training and m.p > 0 and i not in self.masks:
+                shape = (flow.batch,) + tuple(flow.steps.shape[1:])
+                self.masks[i] = torch.empty(
+                    shape, dtype=flow.steps.dtype, device=flow.steps.device
+                ).bernoulli_(1 - m.p) / (1 - m.p)
+            was_static = flow.static
+            flow = _apply(i, m, flow, st, self.stats, self.masks, self.weights, t0, self.T)
+            if was_static and flow.static:
+                self.static_out[i] = flow
+        return flow
+
+    def bn_statistics(self) -> None:
+        """Every batch norm's statistics over all ``T*B`` values, in order: one pass through
+        the layers before it (a static input: one chunk) accumulating float64 sums."""
+        for k, m in enumerate(self.mods):
+            if not isinstance(m, _BN):
+                continue
+            acc: dict[str, Any] = {"s": None, "q": None, "n": 0}
+            st = _Pass(False)
+            for t0, t1 in self.bounds:
+                flow = self.layers(self.source(t0, t1), k, st, t0)
+                z = flow.steps.double()
+                dims = [0] + list(range(2, z.ndim))
+                s, q = z.sum(dims), (z * z).sum(dims)
+                acc["s"] = s if acc["s"] is None else acc["s"] + s
+                acc["q"] = q if acc["q"] is None else acc["q"] + q
+                acc["n"] += z.numel() // z.shape[1]
+                if flow.static:  # a static input: its statistics are complete after one chunk
+                    break
+            if getattr(m, "process_group", None) is not None:  # distributed: every process
+                _all_reduce_sums(acc, m.process_group.group)
+            mean = acc["s"] / acc["n"]
+            var = (acc["q"] / acc["n"] - mean * mean).clamp_min(0.0)
+            dtype = self.rate_in.dtype
+            self.stats[k] = (mean.to(dtype), var.to(dtype))
+            self.var_all[k] = var.to(dtype)
+            m.update_running(mean, var, acc["n"])
+
+    def full_pass(
+        self, readout_cfg: DSRNeuronConfig | None
+    ) -> tuple[_Pass, Tensor, bool, Tensor | None]:
+        """The pass that collects outputs, means and spikes; returns its state, the readout
+        value, whether the last flow was static, and the LIF readout weights (``None``: IF)."""
+        T, mods = self.T, self.mods
+        st = _Pass(True)
+        st.exact = {
+            i
+            for i, m in enumerate(mods[:-1])
+            if isinstance(m, _AFFINE)
+            and isinstance(mods[i + 1], _BN)
+            and mods[i + 1].exact_rate_grad
+        }
+        readout_value: Tensor | None = None
+        rw = (
+            lif_weights(T, readout_cfg, self.rate_in)
+            if (readout_cfg is not None and readout_cfg.kind == "lif")
+            else None
+        )
+        last_static = False
+        for t0, t1 in self.bounds:
+            flow = self.layers(self.source(t0, t1), len(mods), st, t0)
+            n = t1 - t0
+            with torch.no_grad():
+                if flow.static:
+                    part = flow.steps * (n / T)
+                elif rw is None:
+                    part = _time_sum(flow.steps, n) / T
+                else:
+                    steps = flow.steps.reshape((n, -1) + tuple(flow.steps.shape[1:]))
+                    part = torch.tensordot(rw[t0:t1], steps, dims=1)
+            readout_value = part if readout_value is None else readout_value + part
+            last_static = flow.static
+            del flow
+        assert readout_value is not None
+        return st, readout_value, last_static, rw
+
+    def rate_graph(self, st: _Pass) -> Tensor:
+        """The rate graph on ``[B, ...]`` tensors."""
+        T, mods = self.T, self.mods
+        rate = self.rate_in
+        for i, m in enumerate(mods):
+            if isinstance(m, _AFFINE):
+                rate = AffineRateFn.apply(rate, m.weight, m.bias, st.values[i], m._spec())
+            elif isinstance(m, _BN):
+                cov = None
+                if i - 1 in st.k_raw:  # K = sum z (x) in - T * zbar (x) inbar (the bias cancels)
+                    op = mods[i - 1]
+                    K = st.k_raw[i - 1] - T * op.weight_grad(st.values[i - 1], st.in_mean[i - 1])
+                    cov = (op.weight, K, T)
+                rate = m.rate_graph(rate, self.var_all[i], cov)
+            elif isinstance(m, _SHAPE):
+                rate = _PLAIN[type(m)](m, rate)
+            elif isinstance(m, DropoutT):
+                if i in self.masks:
+                    rate = rate * self.masks[i]
+            else:
+                rate = DSRRateFn.apply(rate, m.theta, st.I[i], st.r[i], m.cfg)
+                m.last_rate = torch.tensor(st.spikes[i] / (st.r[i].numel() * T))
+        return rate

@@ -333,7 +333,7 @@ class _FrozenStats:
             m.update_stats = False
 
     def __exit__(self, *exc: Any) -> None:
-        for m, s in zip(self.bns, self.saved):
+        for m, s in zip(self.bns, self.saved, strict=True):
             m.update_stats = s
 
 
@@ -378,14 +378,31 @@ def temperature_search(
     chunk: int = 64,
     coords: Sequence[int] | None = None,
     apply: bool = True,
+    shard: tuple[int, int] = (0, 1),
+    reduce: Callable[[Tensor], Tensor] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> TemperatureSearch:
     """Algorithm 1 on the batch ``(x, y)``: FDG of the first layer's weights (batched
     perturbations, ``chunk`` copies per pass; training-mode tdBN, running statistics frozen),
     then :func:`select_temperature`. Sets ``model.temperature`` when ``apply``. The model's
-    train/eval mode is restored."""
+    train/eval mode is restored.
+
+    Distributed use (:func:`snnsim.train.distributed.temperature_search`): ``shard = (r, W)``
+    computes the FDG of the ``r``-th of ``W`` contiguous blocks of coordinates only (the
+    others are 0) and ``reduce`` sums the partial FDGs over the processes. ``progress(k)``:
+    called after every ``k`` coordinates of this process's block."""
     if not isinstance(model.surrogate, DspikeSurrogate):
         raise TypeError("temperature_search needs a Dspike surrogate")
     layer = model.first_layer()
+    rank, world = shard
+    if not 0 <= rank < world:
+        raise ValueError(
+            f"temperature_search: shard must be (rank, world) with 0 <= rank < world, got {shard}"
+        )
+    mine: Sequence[int] | None = coords
+    if world > 1:
+        every = list(range(layer.weight.numel())) if coords is None else list(coords)
+        mine = every[len(every) * rank // world : len(every) * (rank + 1) // world]
     was_training = model.training
     b0 = model.surrogate.b
     model.train()
@@ -396,8 +413,11 @@ def temperature_search(
                 eps,
                 batched_loss_fn=lambda d: model.first_layer_losses(x, y, d),
                 chunk=chunk,
-                coords=coords,
+                coords=mine,
+                progress=progress,
             )
+            if reduce is not None:
+                fdg = reduce(fdg)
 
         def sg(b: float) -> Tensor:
             model.surrogate.b = b

@@ -175,6 +175,11 @@ class _BNTMixin:
     forward."""
 
     exact_rate_grad: bool = False
+    # distributed training: statistics over every process (snnsim.train.syncbn), else None
+    process_group: Any = None
+
+    def _synced(self) -> bool:
+        return self.process_group is not None and self.training  # type: ignore[attr-defined]
 
     def _seq_forward(self, x: Seq, plain: Any) -> Seq:
         if x.rate is None:
@@ -193,7 +198,7 @@ class _BNTMixin:
                 0.0 if momentum is None else momentum,
                 self.eps,  # type: ignore[attr-defined]
             )
-            var_all = invstd.double().pow(-2).sub(self.eps).float()  # type: ignore[attr-defined]
+            var_all = invstd.double().pow(-2).sub(self.eps).to(z.dtype)  # type: ignore[attr-defined]
             cov = None
             if self.exact_rate_grad and x.producer is not None and not x.static:
                 op, inp = x.producer
@@ -231,6 +236,10 @@ class _BNTMixin:
         fused forward and one batch-norm backward kernel (:class:`_RateBatchNormFn`).
         ``cov = (W, K, T)``: the producing op's weight and the weight gradient of the steps'
         deviations from their time means, for the exact weight gradient."""
+        if self.process_group is not None:
+            from .syncbn import rate_graph
+
+            return rate_graph(self, zb, var_all, cov)
         w_op, K, T = cov if cov is not None else (None, None, 1)
         return _RateBatchNormFn.apply(zb, var_all, self.weight, self.bias, self.eps, w_op, K, T)  # type: ignore[attr-defined]
 
@@ -317,6 +326,10 @@ class BatchNormT(_BNTMixin, nn.BatchNorm2d):
     """``nn.BatchNorm2d`` over time (statistics over ``T*B``)."""
 
     def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+        if self._synced():
+            from .syncbn import bnt_forward
+
+            return bnt_forward(self, x)
         if isinstance(x, Tensor):
             return super().forward(x)
         return self._seq_forward(x, super().forward)
@@ -326,6 +339,10 @@ class BatchNorm1dT(_BNTMixin, nn.BatchNorm1d):
     """``nn.BatchNorm1d`` over time (statistics over ``T*B``)."""
 
     def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+        if self._synced():
+            from .syncbn import bnt_forward
+
+            return bnt_forward(self, x)
         if isinstance(x, Tensor):
             return super().forward(x)
         return self._seq_forward(x, super().forward)
