@@ -54,6 +54,7 @@ pub(crate) fn check_meta(text: &str, g: &Graph) -> Result<()> {
     match obj.get("modules") {
         None | Some(Json::Null) => {}
         Some(Json::Object(m)) => {
+            let mut stray: Vec<&str> = Vec::new();
             for (k, v) in m {
                 let ok = v
                     .as_array()
@@ -64,8 +65,15 @@ pub(crate) fn check_meta(text: &str, g: &Graph) -> Result<()> {
                     ));
                 }
                 if !g.nodes.iter().any(|n| n.name == *k) {
-                    return Err(err(format!("field 'modules' names unknown node '{k}'")));
+                    stray.push(k);
                 }
+            }
+            if !stray.is_empty() {
+                stray.sort_unstable();
+                stray.truncate(5);
+                return Err(err(format!(
+                    "field 'modules' names unknown nodes {stray:?}"
+                )));
             }
         }
         Some(_) => {
@@ -226,7 +234,10 @@ mod tests {
             (r#"{"preprocess": {"std": [0.0]}}"#, "'preprocess.std'"),
             (r#"{"preprocess": {"mean": [1, 2]}}"#, "'preprocess.mean'"),
             (r#"{"preprocess": {"flatten": 1}}"#, "'preprocess.flatten'"),
-            (r#"{"modules": {"ghost": ["x"]}}"#, "unknown node 'ghost'"),
+            (
+                r#"{"modules": {"ghost": ["x"]}}"#,
+                "unknown nodes [\"ghost\"]",
+            ),
             (r#"{"modules": {"out": "x"}}"#, "'modules'"),
             (r#"{"source": "dsr"}"#, "'source'"),
         ] {
