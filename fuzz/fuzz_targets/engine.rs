@@ -13,16 +13,38 @@ use snnsim::{Data, Model, RunResult, Tensor, TensorData};
 
 #[derive(Debug, Arbitrary)]
 enum Layer {
-    Linear { out: u8, bias: bool },
-    Conv { out: u8, k: u8, s: u8, p: u8, bias: bool },
-    AvgPool { k: u8, m: u16, f: u8 },
-    SumPool { k: u8 },
+    Linear {
+        out: u8,
+        bias: bool,
+    },
+    Conv {
+        out: u8,
+        k: u8,
+        s: u8,
+        p: u8,
+        bias: bool,
+    },
+    AvgPool {
+        k: u8,
+        m: u16,
+        f: u8,
+    },
+    SumPool {
+        k: u8,
+    },
     Flatten,
-    Scale { f: u8, shift: bool },
+    Scale {
+        f: u8,
+        shift: bool,
+    },
     Residual,
     If,
-    Lif { f: u8 },
-    Dspike { f: u8 },
+    Lif {
+        f: u8,
+    },
+    Dspike {
+        f: u8,
+    },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -45,7 +67,10 @@ struct Net {
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn int(&mut self, lo: i64, hi: i64) -> i64 {
@@ -75,7 +100,8 @@ impl Builder {
         } else {
             TensorData::I32(v.iter().map(|&x| x as i32).collect())
         };
-        self.tensors.push((format!("{name}.{field}"), Tensor { shape, data }));
+        self.tensors
+            .push((format!("{name}.{field}"), Tensor { shape, data }));
     }
 
     fn wrange(&self) -> (i64, i64) {
@@ -145,7 +171,11 @@ fn build(n: &Net) -> Option<(String, Vec<(String, Tensor)>, Vec<usize>)> {
     };
     let spatial = n.events || n.spatial;
     let input: Vec<usize> = if spatial {
-        let c = if n.events { 1 + n.dims.0 as usize % 2 } else { 1 + n.dims.0 as usize % 3 };
+        let c = if n.events {
+            1 + n.dims.0 as usize % 2
+        } else {
+            1 + n.dims.0 as usize % 3
+        };
         vec![c, 1 + n.dims.1 as usize % 6, 1 + n.dims.2 as usize % 6]
     } else {
         vec![1 + n.dims.0 as usize % 16]
@@ -173,7 +203,12 @@ fn build(n: &Net) -> Option<(String, Vec<(String, Tensor)>, Vec<usize>)> {
                 shape = vec![o];
             }
             Layer::Conv { out, k, s, p, bias } if shape.len() == 3 => {
-                let (o, k, s, p) = (1 + out as usize % 4, 1 + k as usize % 3, 1 + s as usize % 2, p as usize % 2);
+                let (o, k, s, p) = (
+                    1 + out as usize % 4,
+                    1 + k as usize % 3,
+                    1 + s as usize % 2,
+                    p as usize % 2,
+                );
                 if shape[1] + 2 * p < k || shape[2] + 2 * p < k {
                     continue;
                 }
@@ -188,7 +223,11 @@ fn build(n: &Net) -> Option<(String, Vec<(String, Tensor)>, Vec<usize>)> {
                     j["weight_bits"] = wb.clone();
                 }
                 x = b.node("conv", j, &[&x]);
-                shape = vec![o, (shape[1] + 2 * p - k) / s + 1, (shape[2] + 2 * p - k) / s + 1];
+                shape = vec![
+                    o,
+                    (shape[1] + 2 * p - k) / s + 1,
+                    (shape[2] + 2 * p - k) / s + 1,
+                ];
             }
             Layer::AvgPool { k, m, f } if shape.len() == 3 => {
                 let k = 1 + k as usize % 2;
@@ -208,7 +247,11 @@ fn build(n: &Net) -> Option<(String, Vec<(String, Tensor)>, Vec<usize>)> {
                 if shape[1] < k || shape[2] < k {
                     continue;
                 }
-                x = b.node("pool", json!({"op": "sumpool2d", "kernel": [k, k], "stride": [k, k]}), &[&x]);
+                x = b.node(
+                    "pool",
+                    json!({"op": "sumpool2d", "kernel": [k, k], "stride": [k, k]}),
+                    &[&x],
+                );
                 shape = vec![shape[0], shape[1] / k, shape[2] / k];
             }
             Layer::Flatten if shape.len() == 3 => {
@@ -226,7 +269,11 @@ fn build(n: &Net) -> Option<(String, Vec<(String, Tensor)>, Vec<usize>)> {
                 if shift {
                     b.tensor(&name, "shift", vec![1], -5, 5, false);
                 }
-                let j = if n.int { json!({"op": "scale", "f": 1 + f % 31}) } else { json!({"op": "scale"}) };
+                let j = if n.int {
+                    json!({"op": "scale", "f": 1 + f % 31})
+                } else {
+                    json!({"op": "scale"})
+                };
                 x = b.node("scale", j, &[&x]);
             }
             Layer::Residual => {
@@ -287,7 +334,11 @@ fn same(a: &snnsim::Result<RunResult>, b: &snnsim::Result<RunResult>) {
             }
         }
         (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
-        (a, b) => panic!("one run failed, the other did not: {:?} / {:?}", a.is_ok(), b.is_ok()),
+        (a, b) => panic!(
+            "one run failed, the other did not: {:?} / {:?}",
+            a.is_ok(),
+            b.is_ok()
+        ),
     }
 }
 
@@ -317,7 +368,11 @@ fuzz_target!(|n: Net| {
         let vals: Vec<i64> = (0..batch * steps * len).map(|_| rng.int(0, 2)).collect();
         let fi: Vec<i32> = vals.iter().map(|&v| v as i32).collect();
         let ff: Vec<f32> = vals.iter().map(|&v| v as f32).collect();
-        let data = if n.int { Data::I32(&fi) } else { Data::F32(&ff) };
+        let data = if n.int {
+            Data::I32(&fi)
+        } else {
+            Data::F32(&ff)
+        };
         let one = model.run_frames(data, batch, steps, &record, Some(1));
         let many = model.run_frames(data, batch, steps, &record, Some(3));
         same(&one, &many);
@@ -333,9 +388,20 @@ fuzz_target!(|n: Net| {
         };
         let mut st = model.new_stream();
         let first = st.feed_frames(part(0, k), &record);
-        let second = if k < steps { st.feed_frames(part(k, steps), &record) } else { first.clone() };
+        let second = if k < steps {
+            st.feed_frames(part(k, steps), &record)
+        } else {
+            first.clone()
+        };
         let whole = model.run_frames(part(0, steps), 1, steps, &record, Some(1));
-        assert_eq!(whole.is_ok(), first.is_ok() && second.is_ok());
+        assert_eq!(
+            whole.is_ok(),
+            first.is_ok() && second.is_ok(),
+            "one-shot: {:?}\nstream: {:?} / {:?}",
+            whole.as_ref().err(),
+            first.as_ref().err(),
+            second.as_ref().err()
+        );
         if let (Ok(w), Ok(s)) = (&whole, &second) {
             assert_eq!(w.output_sum.len(), s.output_sum.len());
             assert_eq!(w.prediction, s.prediction);
@@ -344,7 +410,11 @@ fuzz_target!(|n: Net| {
         let vals: Vec<i64> = (0..batch * len).map(|_| rng.int(-128, 127)).collect();
         let fi: Vec<i32> = vals.iter().map(|&v| v as i32).collect();
         let ff: Vec<f32> = vals.iter().map(|&v| v as f32 / 64.0).collect();
-        let data = if n.int { Data::I32(&fi) } else { Data::F32(&ff) };
+        let data = if n.int {
+            Data::I32(&fi)
+        } else {
+            Data::F32(&ff)
+        };
         let one = model.run_static(data, steps, &record, Some(1));
         let many = model.run_static(data, steps, &record, Some(3));
         same(&one, &many);

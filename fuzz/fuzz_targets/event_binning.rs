@@ -23,7 +23,11 @@ struct Case {
 
 fuzz_target!(|c: Case| {
     snnsim::set_memory_limit(Some(256 << 20)).unwrap();
-    let shape = [c.shape.0 as usize % 4, c.shape.1 as usize, c.shape.2 as usize];
+    let shape = [
+        c.shape.0 as usize % 4,
+        c.shape.1 as usize,
+        c.shape.2 as usize,
+    ];
     let mut t = c.t.clone();
     if c.sorted {
         // mostly valid timestamps, so that binning itself is reached
