@@ -25,6 +25,7 @@ The native engine (``snnsim._core``) is imported only when a network is run in i
 from __future__ import annotations
 
 from importlib import metadata as _metadata
+from typing import Any
 
 from .api import Model, Stream, load, run
 from .energy import CostTable, EnergyReport, ModelInfo, energy
@@ -43,7 +44,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree without ins
 _LAZY_MODULES = ("cli", "data", "exporter", "models", "report", "train", "verify")
 
 
-def __getattr__(name: str):  # noqa: ANN202 - module attribute hook
+def __getattr__(name: str) -> Any:
     # export() needs torch and the training layer: imported on first use, not with snnsim.
     if name in ("export", "ExportError", "load_trained"):
         from . import exporter

@@ -1,4 +1,4 @@
-"""Energy estimates from exact operation counts (SPEC §5).
+"""Energy estimates from exact operation counts (docs/semantics.md §5).
 
 Energy = sum over layers of (count x cost per operation), in picojoules (pJ), reported per
 sample (the mean over the batch of a run, i.e. per inference over all its time steps).
@@ -144,6 +144,8 @@ class ModelInfo:
 
     @classmethod
     def from_graph(cls, graph: Graph) -> "ModelInfo":
+        """What the energy model needs from ``graph``: node names and ops, value kinds, precision,
+        weight widths and the per-node dense MACs of the equivalent ANN."""
         nodes = graph.topological_order()
         bits: list[int | None] = []
         for n in nodes:
@@ -230,6 +232,7 @@ class EnergyReport:
 
     @property
     def memory_total_pj(self) -> float:
+        """Memory energy of the SNN (weight reads and membrane traffic), pJ."""
         return float(self.memory_pj.sum())
 
     @property

@@ -2,9 +2,9 @@
 
 :func:`export` (and :func:`export_graph`, which returns the :class:`~snnsim.graph.Graph` without
 writing it) turns a trained network into a float32 or an integer-exact graph. Supported: the
-sequential :class:`~snnsim.train.net.DSRNet` and :class:`~snnsim.train.dspike.DspikeNet`
+sequential :class:`~snnsim.nn.net.DSRNet` and :class:`~snnsim.nn.dspike.DspikeNet`
 models, the DSR pre-activation ResNets (:class:`~snnsim.models.dsr_nets.PreActBlock`, the DSR
-head) and the Dspike ResNet (:class:`~snnsim.train.dspike.BasicBlockTD`, global average pool):
+head) and the Dspike ResNet (:class:`~snnsim.nn.dspike.BasicBlockTD`, global average pool):
 
 * batch norm (over time, evaluation statistics) directly after a conv/linear is folded into it;
   batch norm on a residual stream (pre-activation blocks, the DSR head) becomes a per-channel
@@ -22,7 +22,7 @@ head) and the Dspike ResNet (:class:`~snnsim.train.dspike.BasicBlockTD`, global 
   step ``n`` by ``lambda^(T-n)``, a leaky ``integrate`` (leak ``lambda``) of its spikes — the
   same argmax; the Dspike output layer is ``linear -> integrate``.
 
-Integer modes (``"int8"``, ``"int4"``, ``"int16"``, SPEC §2):
+Integer modes (``"int8"``, ``"int4"``, ``"int16"``, docs/semantics.md §2):
 
 * weights quantised symmetrically (round half to even, clipped) with one scale per layer or, with
   ``per_channel=True``, per output channel (the output layer of a Dspike network keeps one scale
@@ -62,11 +62,35 @@ import torch
 from torch import nn
 
 from .errors import ModelError
-from .graph import Graph
+from .graph import Graph, InputKind
+from .models.dsr_nets import PreActBlock
+from .nn.dspike import (
+    AvgPoolTD,
+    BasicBlockTD,
+    ConvTD,
+    DspikeNet,
+    DspikeNeuron,
+    FlattenTD,
+    GlobalAvgPoolTD,
+    LinearTD,
+)
+from .nn.layers import (
+    AvgPoolT,
+    BatchNorm1dT,
+    BatchNormT,
+    ConvT,
+    DropoutT,
+    DSRNeuron,
+    FlattenT,
+    LinearT,
+)
+from .nn.net import DSRNet
+from .nn.tdbn import TdBN
 
 __all__ = [
     "ExportError",
     "ExportMode",
+    "QMAX",
     "TrainedRun",
     "export",
     "export_graph",
@@ -76,7 +100,8 @@ __all__ = [
 ]
 
 ExportMode = Literal["float32", "int8", "int4", "int16"]
-_QMAX = {"int4": 7, "int8": 127, "int16": 32767}
+#: Largest integer weight of each integer mode (symmetric: weights lie in ``[-QMAX-1, QMAX]``).
+QMAX = {"int4": 7, "int8": 127, "int16": 32767}
 _BITS = {"int4": 4, "int8": 8, "int16": 16}
 _I32 = 2**31 - 1
 _THETA_TARGET = 2.0**12  # membrane resolution sought for DSR neurons (theta_q near this)
@@ -89,6 +114,19 @@ _READOUT_F = 16  # fixed-point fraction bits of the readout leak
 
 class ExportError(ModelError):
     """A network cannot be exported: the message names the module and the reason."""
+
+
+# ---------------------------------------------------------------------- the modules export knows
+_WEIGHTED = (ConvT, LinearT, ConvTD, LinearTD)
+_BATCH_NORMS = (BatchNormT, BatchNorm1dT, TdBN)
+_NEURONS = (DSRNeuron, DspikeNeuron)
+_POOLS = (AvgPoolT, AvgPoolTD)
+_FLATTENS = (FlattenT, FlattenTD)
+_DROPOUTS = (DropoutT, nn.Dropout)
+WeightedLayer = ConvT | LinearT | ConvTD | LinearTD
+BatchNormLayer = BatchNormT | BatchNorm1dT | TdBN
+NeuronLayer = DSRNeuron | DspikeNeuron
+Network = DSRNet | DspikeNet
 
 
 # ---------------------------------------------------------------------- parsed modules
@@ -106,7 +144,7 @@ class _Weighted:
 class _Neuron:
     where: str
     kind: str  # "dsr_if" | "dsr_lif" | "dspike_lif"
-    module: Any
+    module: NeuronLayer
 
 
 @dataclass
@@ -135,7 +173,7 @@ def _pair(v: Any) -> tuple[int, int]:
     return int(v), int(v)
 
 
-def _check_pool(where: str, m: nn.AvgPool2d) -> _Pool:
+def _check_pool(where: str, m: AvgPoolT | AvgPoolTD) -> _Pool:
     if _pair(m.padding) != (0, 0):
         raise ExportError(
             f"module {where!r} ({type(m).__name__}): average pools with padding cannot be exported"
@@ -153,7 +191,7 @@ def _check_pool(where: str, m: nn.AvgPool2d) -> _Pool:
     return _Pool(where, k, s)
 
 
-def _weighted(where: str, m: nn.Module) -> _Weighted:
+def _weighted(where: str, m: WeightedLayer) -> _Weighted:
     w = m.weight.detach().double().cpu().numpy()
     b = m.bias.detach().double().cpu().numpy() if m.bias is not None else np.zeros(w.shape[0])
     if isinstance(m, nn.Conv2d):
@@ -169,22 +207,21 @@ def _weighted(where: str, m: nn.Module) -> _Weighted:
     return _Weighted(where, "linear", w, b)
 
 
-def _bn_affine(where: str, m: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+def _bn_affine(where: str, m: BatchNormLayer) -> tuple[np.ndarray, np.ndarray]:
     """Evaluation-mode batch norm as ``y = scale*x + shift`` per channel (float64)."""
-    from .train.tdbn import TdBN
-
     if isinstance(m, TdBN):
-        sc, sh = m.fold()
-        return sc.detach().double().cpu().numpy(), sh.detach().double().cpu().numpy()
-    if m.running_mean is None or m.running_var is None:  # type: ignore[union-attr]
+        scale, shift = m.fold()
+        return scale.detach().double().cpu().numpy(), shift.detach().double().cpu().numpy()
+    mean, var = m.running_mean, m.running_var
+    if mean is None or var is None:
         raise ExportError(
             f"module {where!r} ({type(m).__name__}): batch norm without running statistics"
         )
-    inv = 1.0 / np.sqrt(m.running_var.detach().double().cpu().numpy() + m.eps)  # type: ignore[union-attr,operator]
-    g = m.weight.detach().double().cpu().numpy() if m.weight is not None else np.ones_like(inv)  # type: ignore[union-attr]
-    bt = m.bias.detach().double().cpu().numpy() if m.bias is not None else np.zeros_like(inv)  # type: ignore[union-attr]
+    inv = 1.0 / np.sqrt(var.detach().double().cpu().numpy() + m.eps)
+    g = m.weight.detach().double().cpu().numpy() if m.weight is not None else np.ones_like(inv)
+    bt = m.bias.detach().double().cpu().numpy() if m.bias is not None else np.zeros_like(inv)
     sc = g * inv
-    return sc, bt - m.running_mean.detach().double().cpu().numpy() * sc  # type: ignore[union-attr]
+    return sc, bt - mean.detach().double().cpu().numpy() * sc
 
 
 def _fold_bn(st: _Weighted, scale: np.ndarray, shift: np.ndarray) -> None:
@@ -194,51 +231,11 @@ def _fold_bn(st: _Weighted, scale: np.ndarray, shift: np.ndarray) -> None:
     st.bias = st.bias * scale + shift
 
 
-def _classes() -> dict[str, Any]:
-    from .models.dsr_nets import PreActBlock
-    from .train.dspike import (
-        AvgPoolTD,
-        BasicBlockTD,
-        ConvTD,
-        DspikeNet,
-        DspikeNeuron,
-        FlattenTD,
-        LinearTD,
-    )
-    from .train.layers import (
-        AvgPoolT,
-        BatchNorm1dT,
-        BatchNormT,
-        ConvT,
-        DropoutT,
-        DSRNeuron,
-        FlattenT,
-        LinearT,
-    )
-    from .train.net import DSRNet
-    from .train.tdbn import TdBN
-
-    return {
-        "weighted": (ConvT, LinearT, ConvTD, LinearTD),
-        "bn": (BatchNormT, BatchNorm1dT, TdBN),
-        "neuron": (DSRNeuron, DspikeNeuron),
-        "dspike_neuron": DspikeNeuron,
-        "pool": (AvgPoolT, AvgPoolTD),
-        "flatten": (FlattenT, FlattenTD),
-        "dropout": (DropoutT, nn.Dropout),
-        "preact": PreActBlock,
-        "basic": BasicBlockTD,
-        "DSRNet": DSRNet,
-        "DspikeNet": DspikeNet,
-    }
-
-
-def _neuron(where: str, m: nn.Module) -> _Neuron:
-    cls = _classes()
-    if isinstance(m, cls["dspike_neuron"]):
+def _neuron(where: str, m: NeuronLayer) -> _Neuron:
+    if isinstance(m, DspikeNeuron):
         return _Neuron(where, "dspike_lif", m)
-    kind = "dsr_if" if m.cfg.kind == "if" else "dsr_lif"  # type: ignore[union-attr]
-    theta = float(m.theta.detach())  # type: ignore[union-attr,operator]
+    kind = "dsr_if" if m.cfg.kind == "if" else "dsr_lif"
+    theta = float(m.theta.detach())
     if not theta > 0:
         raise ExportError(
             f"module {where!r} (DSRNeuron): threshold theta = {theta:.4g} is not > 0 (training "
@@ -247,17 +244,11 @@ def _neuron(where: str, m: nn.Module) -> _Neuron:
     return _Neuron(where, kind, m)
 
 
-def _is_global_pool(m: nn.Module) -> bool:
-    from .models.dspike_nets import _GlobalAvgPoolTD
-
-    return isinstance(m, _GlobalAvgPoolTD)
-
-
 # ---------------------------------------------------------------------- helpers
 def _spike_value(n: _Neuron) -> float:
     """What one spike carries to the next layer (folded into its weights): the float32 value
     the training simulation multiplies the spikes by."""
-    if n.kind == "dspike_lif":
+    if isinstance(n.module, DspikeNeuron):
         return 1.0
     return float(n.module.spike_value().float())
 
@@ -265,7 +256,7 @@ def _spike_value(n: _Neuron) -> float:
 def _theta_in(n: _Neuron) -> float:
     """The neuron's threshold in units of its input current."""
     m = n.module
-    return float(m.vth) if n.kind == "dspike_lif" else float(m.theta.detach())
+    return float(m.vth) if isinstance(m, DspikeNeuron) else float(m.theta.detach())
 
 
 def _quantise(w: np.ndarray, qmax: int, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -285,9 +276,9 @@ def weight_scale(weight: Any, mode: ExportMode, per_channel: bool = False) -> np
     ``clip(rint(w/scale), -qmax-1, qmax)``. Public for quantisation-aware training
     (:mod:`snnsim.qat`); the export itself may still enlarge a scale to keep int32 accumulators
     in range."""
-    if mode not in _QMAX:
+    if mode not in QMAX:
         raise ExportError(f"weight_scale: mode must be 'int8', 'int4' or 'int16', got {mode!r}")
-    return _quantise(np.asarray(weight, dtype=np.float64), _QMAX[mode], per_channel)[1]
+    return _quantise(np.asarray(weight, dtype=np.float64), QMAX[mode], per_channel)[1]
 
 
 def _fixed_point(values: Sequence[float], f: int = 16) -> tuple[list[np.ndarray], int]:
@@ -339,7 +330,7 @@ class _Emitter:
     def __init__(self, g: Graph, mode: str, per_channel: bool, T: int) -> None:
         self.g = g
         self.integer = mode != "float32"
-        self.qmax = _QMAX.get(mode, 0)
+        self.qmax = QMAX.get(mode, 0)
         self.bits = _BITS.get(mode, 8)
         self.per_channel = per_channel
         self.T = T
@@ -488,7 +479,7 @@ class _Emitter:
         nm = self.name("sn")
         if not self.integer:
             v = self.unit(v)
-            if st.kind == "dspike_lif":
+            if isinstance(m, DspikeNeuron):
                 node = g.dspike_lif(nm, v.node, fire=np.float32(m.vth), leak=np.float32(m.leak))
             else:
                 cfg = m.cfg
@@ -512,7 +503,7 @@ class _Emitter:
 
     def _int_neuron(self, nm: str, v: _Val, st: _Neuron) -> str:
         g, m, s = self.g, st.module, v.carry
-        if st.kind == "dspike_lif":
+        if isinstance(m, DspikeNeuron):
             fire = np.maximum(1, np.rint(m.vth / s)).astype(np.int64)
             (leak_m,), f = _fixed_point([m.leak])
             return g.dspike_lif(nm, v.node, fire=_chan(fire), leak_m=leak_m.reshape(1), f=f)
@@ -562,7 +553,6 @@ class _Walker:
     def __init__(self, em: _Emitter, family: str) -> None:
         self.em = em
         self.family = family
-        self.cls = _classes()
         #: node name -> the torch modules it was made from (a conv and its folded batch norm...)
         self.modules: dict[str, list[str]] = {}
 
@@ -572,53 +562,51 @@ class _Walker:
             self.modules.setdefault(n.name, list(wheres))
 
     def run(self, items: list[tuple[str, nn.Module]], v: _Val, last_is_out: bool = False) -> _Val:
-        cls, em = self.cls, self.em
-        items = [
-            (w, m) for w, m in items if not isinstance(m, cls["dropout"])
-        ]  # identity at inference
+        em = self.em
+        items = [(w, m) for w, m in items if not isinstance(m, _DROPOUTS)]  # identity at inference
         i = 0
         while i < len(items):
             where, m = items[i]
             before, wheres = len(em.g.nodes), [where]
             nxt = items[i + 1][1] if i + 1 < len(items) else None
-            if isinstance(m, cls["weighted"]):
+            nxt_neuron = nxt if isinstance(nxt, _NEURONS) else None
+            if isinstance(m, _WEIGHTED):
                 st = _weighted(where, m)
-                if nxt is not None and isinstance(nxt, cls["bn"]):
+                if isinstance(nxt, _BATCH_NORMS):
                     _fold_bn(st, *_bn_affine(items[i + 1][0], nxt))
                     wheres.append(items[i + 1][0])
                     i += 1
                 is_out = last_is_out and i == len(items) - 1
                 v = em.weighted(v, st, is_out=is_out)
-            elif isinstance(m, cls["bn"]):
-                if nxt is None or not isinstance(nxt, cls["neuron"]):
+            elif isinstance(m, _BATCH_NORMS):
+                if nxt_neuron is None:
                     raise ExportError(
                         f"module {where!r} ({type(m).__name__}): batch norm must directly follow a "
                         f"conv/linear layer (folded) or directly precede a neuron (a scale node)"
                     )
-                sn = _neuron(items[i + 1][0], nxt)
+                sn = _neuron(items[i + 1][0], nxt_neuron)
                 v = em.affine(v, *_bn_affine(where, m), theta=_theta_in(sn), where=where)
-            elif isinstance(m, cls["neuron"]):
+            elif isinstance(m, _NEURONS):
                 v = em.neuron(v, _neuron(where, m))
-            elif isinstance(m, cls["pool"]) or _is_global_pool(m):
-                st = _check_pool(where, m) if isinstance(m, cls["pool"]) else self._global(where, v)
-                feeds_neuron = nxt is not None and isinstance(nxt, cls["neuron"])
-                if feeds_neuron:
+            elif isinstance(m, (*_POOLS, GlobalAvgPoolTD)):
+                pool = _check_pool(where, m) if isinstance(m, _POOLS) else self._global(where, v)
+                if nxt_neuron is not None:
                     v = em.unit(v)  # float: torch pools the values the spikes carry
-                v = em.pool(v, st)
-                if _is_global_pool(m):
+                v = em.pool(v, pool)
+                if isinstance(m, GlobalAvgPoolTD):
                     v = em.flatten(v)
-                if feeds_neuron:
-                    v = em.gain(v, _theta_in(_neuron(items[i + 1][0], nxt)))
-            elif isinstance(m, cls["flatten"]):
+                if nxt_neuron is not None:
+                    v = em.gain(v, _theta_in(_neuron(items[i + 1][0], nxt_neuron)))
+            elif isinstance(m, _FLATTENS):
                 if isinstance(m, nn.Flatten) and (m.start_dim != 1 or m.end_dim != -1):
                     raise ExportError(
                         f"module {where!r} (Flatten): only flattening of each whole sample is "
                         "supported"
                     )
                 v = em.flatten(v)
-            elif type(m) is cls["preact"]:
+            elif type(m) is PreActBlock:
                 v = self.preact(where, m, v)
-            elif type(m) is cls["basic"]:
+            elif type(m) is BasicBlockTD:
                 v = self.basic(where, m, v)
             else:
                 what = (
@@ -638,22 +626,21 @@ class _Walker:
             raise ExportError(f"module {where!r}: a global average pool needs a [C, H, W] input")
         return _Pool(where, (v.shape[1], v.shape[2]), (v.shape[1], v.shape[2]))
 
-    def preact(self, where: str, blk: nn.Module, x: _Val) -> _Val:
+    def preact(self, where: str, blk: PreActBlock, x: _Val) -> _Val:
         """``s = neuron(BN(x))``, then ``(conv -> BN -> neuron -> conv)(s) + shortcut(s)``: the
         shortcut is the first neuron's spikes themselves (identity) or a conv of them, so the
         ``add`` sums spikes (float: times the value they carry; int: put on the conv branch's
         grid by a fixed-point ``scale``) and currents, as in the Dspike ResNet."""
-        cls = self.cls
         for name in ("bn1", "bn2"):
             if not isinstance(getattr(blk, name), nn.BatchNorm2d):
                 raise ExportError(f"module {where}.{name!r}: expected a batch norm")
         for name in ("sn1", "sn2"):
-            if not isinstance(getattr(blk, name), cls["neuron"]):
+            if not isinstance(getattr(blk, name), _NEURONS):
                 raise ExportError(
                     f"module '{where}.{name}' ({type(getattr(blk, name)).__name__}): a spiking "
                     f"neuron is needed (an ANN block has no spiking network to export)"
                 )
-        if blk.shortcut is not None and not isinstance(blk.shortcut, cls["weighted"]):
+        if blk.shortcut is not None and not isinstance(blk.shortcut, _WEIGHTED):
             raise ExportError(
                 f"module '{where}.shortcut' ({type(blk.shortcut).__name__}): expected a conv or "
                 f"no shortcut (identity)"
@@ -671,7 +658,7 @@ class _Walker:
         y = self.run(inner + [(f"{where}.conv2", blk.conv2)], s)
         return self.em.add([y, sc], where)
 
-    def basic(self, where: str, blk: nn.Module, x: _Val) -> _Val:
+    def basic(self, where: str, blk: BasicBlockTD, x: _Val) -> _Val:
         """``neuron((conv-BN-neuron-conv-BN) + shortcut)``; the shortcut is the input spikes or
         ``[pool ->] conv1x1 -> BN`` of them."""
         y = self.run(
@@ -688,26 +675,25 @@ class _Walker:
         return self.run([(f"{where}.sn2", blk.sn2)], self.em.add([y, sc], where))
 
 
-def _family(model: nn.Module) -> str:
-    cls = _classes()
-    if isinstance(model, cls["DSRNet"]):
+def _network(model: nn.Module) -> Network:
+    """``model`` as the network it must be (an SNN DSRNet or a DspikeNet), else ExportError."""
+    if isinstance(model, DSRNet):
         if model.is_ann:
             raise ExportError(
                 "model (DSRNet): an ANN (ReLU in place of the neurons) has no spiking network to "
                 "export"
             )
-        return "dsr"
-    if isinstance(model, cls["DspikeNet"]):
-        return "dspike"
+        return model
+    if isinstance(model, DspikeNet):
+        return model
     raise ExportError(
         f"model ({type(model).__name__}): only DSRNet and DspikeNet models can be exported"
     )
 
 
-def _first_weighted(model: nn.Module) -> nn.Module | None:
-    cls = _classes()
+def _first_weighted(model: Network) -> WeightedLayer | None:
     for m in model.body.modules():
-        if isinstance(m, cls["weighted"]):
+        if isinstance(m, _WEIGHTED):
             return m
     return None
 
@@ -724,7 +710,7 @@ DATASET_SHAPES: dict[str, tuple[int, ...]] = {
 
 
 def _preprocess_meta(
-    model: nn.Module,
+    model: Network,
     input_shape: tuple[int, ...],
     data_shape: Sequence[int] | None,
     normalize: Any,
@@ -792,7 +778,7 @@ def export_graph(
     source: dict[str, Any] | None = None,
 ) -> Graph:
     """The :class:`~snnsim.graph.Graph` of a trained ``model`` (a
-    :class:`~snnsim.train.net.DSRNet` or :class:`~snnsim.train.dspike.DspikeNet`: sequential,
+    :class:`~snnsim.nn.net.DSRNet` or :class:`~snnsim.nn.dspike.DspikeNet`: sequential,
     or the registry's residual networks), validated.
 
     ``mode``: ``"float32"`` or an integer width (``"int8"``, ``"int4"``, ``"int16"``).
@@ -814,9 +800,10 @@ def export_graph(
         raise ExportError(
             f"export: mode must be 'float32', 'int8', 'int4' or 'int16', got {mode!r}"
         )
-    family = _family(model)
-    in_kind = "static" if model.static_input else "events"
-    T = int(model.T)
+    net = _network(model)
+    family = "dsr" if isinstance(net, DSRNet) else "dspike"
+    in_kind: InputKind = "static" if net.static_input else "events"
+    T = int(net.T)
     calib = None
     if calibration is not None:
         calib = (
@@ -830,44 +817,45 @@ def export_graph(
         if calib is not None:
             input_shape = calib.shape[1:] if in_kind == "static" else calib.shape[2:]
         else:
-            first = _first_weighted(model)
+            first = _first_weighted(net)
             if first is None or not isinstance(first, nn.Linear):
-                where = next((n for n, m in model.body.named_modules() if m is first), "body")
+                where = next((n for n, m in net.body.named_modules() if m is first), "body")
                 raise ExportError(
                     f"module {'body.' + where!r}: give input_shape (e.g. (1, 28, 28)) for a "
                     f"network starting with a convolution"
                 )
             input_shape = (first.in_features,)
     input_shape = tuple(int(d) for d in input_shape)
-    pre = _preprocess_meta(model, input_shape, data_shape, normalize)
+    pre = _preprocess_meta(net, input_shape, data_shape, normalize)
     integer = mode != "float32"
-    if integer and in_kind == "static":
-        input_scale = _input_scale(input_scale, calib, pre)
+    # the static input's quantisation step (int modes only)
+    q_scale = _input_scale(input_scale, calib, pre) if integer and in_kind == "static" else None
     g = Graph(
         input_shape=input_shape,
         precision="int" if integer else "float32",
         input_kind=in_kind,
-        input_scale=float(input_scale) if (integer and in_kind == "static") else None,
+        input_scale=q_scale,
     )
     em = _Emitter(g, mode, per_channel, T)
     # Carry of the input: its quantisation step (int static), else 1; bound: int8 input (128),
     # event counts (16).
-    carry = float(input_scale) if (integer and in_kind == "static") else 1.0
+    carry = q_scale if q_scale is not None else 1.0
     c0 = input_shape[0]
     x = _Val("input", input_shape, np.full(c0, carry), 128.0 if in_kind == "static" else 16.0)
-    items = [(f"body.{n}", m) for n, m in model.body.named_children()]
+    items = [(f"body.{n}", m) for n, m in net.body.named_children()]
     walker = _Walker(em, family)
     v = walker.run(items, x, last_is_out=(family == "dspike"))
     out_node = g.node(v.node) if v.node != "input" else None
     before = len(g.nodes)
-    if family == "dsr":
+    if isinstance(net, DSRNet):
         if out_node is None or out_node.op not in ("dsr_if", "dsr_lif"):
             last = items[-1][0] if items else "body"
             raise ExportError(
                 f"module {last!r}: a DSR network must end with its readout neuron layer"
             )
         if out_node.op == "dsr_lif":
-            v = em.lif_readout(v, float(model.cfg.leak))
+            assert net.cfg is not None  # _network refuses the ANN (cfg None)
+            v = em.lif_readout(v, float(net.cfg.leak))
     else:
         if out_node is None or out_node.op not in ("linear",):
             last = items[-1][0] if items else "body"
@@ -877,7 +865,7 @@ def export_graph(
         v = _Val(g.integrate("out", v.node), v.shape, v.carry, 0.0)
     walker._claim(before, ["readout"])
     g.set_output(v.node)
-    g.meta = _meta(model, family, mode, per_channel, pre, walker.modules, source)
+    g.meta = _meta(net, family, mode, per_channel, pre, walker.modules, source)
     try:
         g.validate()
     except ModelError as exc:  # pragma: no cover - a bug of this module
@@ -886,7 +874,7 @@ def export_graph(
 
 
 def _meta(
-    model: nn.Module,
+    model: Network,
     family: str,
     mode: str,
     per_channel: bool,
@@ -924,14 +912,17 @@ class TrainedRun:
 
     @property
     def name(self) -> str:
+        """The run's name (its config's ``name``, else its directory's)."""
         return str(self.config.get("name", os.path.basename(os.path.dirname(self.checkpoint))))
 
     @property
     def normalize(self) -> Any:
+        """The run's input normalisation ``(mean, std)`` per channel, or ``None``."""
         return self.config.get("normalize")
 
     @property
     def data_shape(self) -> tuple[int, ...] | None:
+        """Per-sample shape of the run's dataset as its loader gives it, if known."""
         return DATASET_SHAPES.get(str(self.config.get("dataset")))
 
 
@@ -955,7 +946,7 @@ def load_trained(src: str | os.PathLike[str], device: str = "cpu") -> TrainedRun
     registry with the run's config and its weights loaded. ``ExportError`` for a file that is
     not such a checkpoint."""
     from .models import create_model
-    from .train.checkpoint import effective_config, load_checkpoint
+    from .train.checkpoint import Tempered, effective_config, load_checkpoint
     from .train.configs import TrainConfig, model_kwargs
 
     ck = checkpoint_path(src)
@@ -971,27 +962,29 @@ def load_trained(src: str | os.PathLike[str], device: str = "cpu") -> TrainedRun
         )
     cfg_d = effective_config(st)
     known = set(TrainConfig.__dataclass_fields__)
+    model_name, run_name = cfg_d.get("model"), cfg_d.get("name")
     try:
         cfg = TrainConfig(**{k: v for k, v in cfg_d.items() if k in known})
+        model_name, run_name = cfg.model, cfg.name
         model = create_model(cfg.model, **model_kwargs(cfg))
         model.load_state_dict(st["model"])
-        if st.get("temperature") is not None and hasattr(model, "temperature"):
+        if st.get("temperature") is not None and isinstance(model, Tempered):
             model.temperature = float(st["temperature"])
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         raise ExportError(
-            f"{ck}: cannot rebuild model {cfg.model!r} of run {cfg.name!r}: {exc}"
+            f"{ck}: cannot rebuild model {model_name!r} of run {run_name!r}: {exc}"
         ) from None
     model.eval()
     hist = st.get("history") or []
     accs = [
-        h.get("test_acc") for h in hist if isinstance(h, dict) and h.get("test_acc") is not None
+        float(h["test_acc"]) for h in hist if isinstance(h, dict) and h.get("test_acc") is not None
     ]
     return TrainedRun(
         model=model,
         config=cfg_d,
         checkpoint=os.path.abspath(ck),
         epoch=int(st.get("epoch", len(hist))),
-        test_acc=float(accs[-1]) if accs else None,
+        test_acc=accs[-1] if accs else None,
     )
 
 
@@ -1029,7 +1022,7 @@ def export(
         if data_shape is None and calibration is None:
             data_shape = run.data_shape
         if input_shape is None and calibration is None and run.data_shape is not None:
-            first = _first_weighted(model)
+            first = _first_weighted(model) if isinstance(model, (DSRNet, DspikeNet)) else None
             if not isinstance(first, nn.Linear):
                 input_shape = run.data_shape
     if not isinstance(model, nn.Module):

@@ -37,6 +37,7 @@ class Counts:
 
     @property
     def batch_size(self) -> int:
+        """Number of samples ``B``."""
         return int(self.spikes.shape[0])
 
     @property
@@ -48,7 +49,8 @@ class Counts:
         """The ``[B, L, T]`` array of one count field (one of :data:`COUNT_FIELDS`)."""
         if name not in COUNT_FIELDS:
             raise KeyError(f"unknown count field {name!r}; expected one of {COUNT_FIELDS}")
-        return getattr(self, name)
+        arr: np.ndarray = getattr(self, name)
+        return arr
 
     def per_layer(self) -> dict[str, np.ndarray]:
         """Totals per layer over the whole batch and all steps: count field -> uint64 ``[L]``,
@@ -125,10 +127,12 @@ class RunResult:
 
     @property
     def batch_size(self) -> int:
+        """Number of samples ``B``."""
         return int(self.output.shape[0])
 
     @property
     def layer_names(self) -> tuple[str, ...]:
+        """Node names in count order (``[B, L, T]`` arrays index ``L`` this way)."""
         return self.counts.layer_names
 
     @classmethod

@@ -44,8 +44,8 @@ def torch_input(model: Model, x: Any) -> Any:
 
 
 def _neuron_modules(torch_model: Any) -> list[tuple[str, Any]]:
-    from .train.dspike import DspikeNeuron
-    from .train.layers import DSRNeuron
+    from .nn.dspike import DspikeNeuron
+    from .nn.layers import DSRNeuron
 
     return [
         (n, m) for n, m in torch_model.named_modules() if isinstance(m, (DSRNeuron, DspikeNeuron))
@@ -76,7 +76,7 @@ def torch_spikes(
     uint8 ``[B, T, *node_shape]``. The model is run on a CPU copy in eval mode."""
     import torch
 
-    from .train.dspike import DspikeNet
+    from .nn.dspike import DspikeNet
 
     model = _as_model(model)
     if any(p.device.type != "cpu" for p in torch_model.parameters()):
@@ -147,6 +147,7 @@ class VerifyReport:
         return sum(self.engine_vs_reference.values()) == 0 and self.agreement_reference == 1.0
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as a JSON-able dict."""
         d = dict(self.__dict__)
         d["bit_exact"] = self.bit_exact
         return d

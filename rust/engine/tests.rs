@@ -180,7 +180,7 @@ fn int_conv_network_static_input_matches_reference() {
         let batch = 3;
         let x: Vec<i32> = (0..batch * n_in)
             .map(|_| {
-                if rng.next() % 3 == 0 {
+                if rng.next().is_multiple_of(3) {
                     0
                 } else {
                     rng.int(-128, 127) as i32 / 16
@@ -222,7 +222,7 @@ fn int_and_float_conv_network_frames_match_reference() {
             let (batch, steps) = (2, 5);
             let fr: Vec<i64> = (0..batch * steps * n_in)
                 .map(|_| {
-                    if rng.next() % 4 == 0 {
+                    if rng.next().is_multiple_of(4) {
                         rng.int(1, 2)
                     } else {
                         0
@@ -308,7 +308,7 @@ fn stream_in_chunks_equals_one_shot() {
         let n_in = 2 * 42;
         let steps = 9;
         let fr: Vec<i64> = (0..steps * n_in)
-            .map(|_| if rng.next() % 3 == 0 { 1 } else { 0 })
+            .map(|_| if rng.next().is_multiple_of(3) { 1 } else { 0 })
             .collect();
         let rec = spiking_names(&nb);
         let conv = |v: &[i64]| -> (Vec<f32>, Vec<i32>) {
@@ -894,7 +894,7 @@ fn one_sample_split_across_threads_equals_serial_and_reference() {
         let rec = spiking_names(&nb);
         let (n_in, steps) = (2 * 40 * 40, 4);
         let fr: Vec<i64> = (0..steps * n_in)
-            .map(|_| (rng.next() % 3 == 0) as i64)
+            .map(|_| rng.next().is_multiple_of(3) as i64)
             .collect();
         let run = |threads| {
             if int {
@@ -919,4 +919,34 @@ fn one_sample_split_across_threads_equals_serial_and_reference() {
             .collect();
         check_against_reference(&nb, &serial, 0, &reference(&nb, &ins, steps));
     }
+}
+
+/// A checked (int64) conv leaves its accumulators zeroed: a pool that scatters its window sums
+/// into the same scratch space later, in the next chunk or the next sample on a reused state,
+/// sees zeros (found by the engine fuzz target).
+#[test]
+fn wide_accumulation_leaves_the_scratch_zeroed() {
+    let mut nb = NetBuilder::new(true, &[1, 4, 4], "events");
+    nb.pool("p", "input", false, [1, 1], [1, 1], 0, 0);
+    nb.conv("c", "p", 1, [3, 3], [1, 1], [1, 1], vec![127; 9], None);
+    nb.dsr_if("n", "c", vec![1 << 30], vec![1 << 29]);
+    let m = nb.model();
+    let mut x = vec![0i32; 16];
+    x[5] = 1 << 22; // 127 * 2^22 fits int32, 9 * 127 * 2^22 does not: the checked path
+    let one = m.run_frames(Data::I32(&x), 1, 1, &[], Some(1)).unwrap();
+    let two_x: Vec<i32> = x.iter().chain(x.iter()).copied().collect();
+    let two = m.run_frames(Data::I32(&two_x), 2, 1, &[], Some(1)).unwrap();
+    assert_eq!(two.output_sum[16..], one.output_sum[..]);
+    assert_eq!(two.output_sum[..16], one.output_sum[..]);
+    let mut m2 = nb.model();
+    m2.set_chunk(1);
+    let steps: Vec<i32> = x.iter().chain(x.iter()).copied().collect();
+    let r = m2
+        .run_frames(Data::I32(&steps), 1, 2, &[], Some(1))
+        .unwrap();
+    let whole = nb
+        .model()
+        .run_frames(Data::I32(&steps), 1, 2, &[], Some(1))
+        .unwrap();
+    assert_eq!(r, whole);
 }

@@ -40,7 +40,9 @@ fn linear_scatter_matches_naive_float_and_int() {
         let wi: Vec<i8> = (0..n_in * n_out)
             .map(|_| rng.int(-128, 127) as i8)
             .collect();
-        let rows: Vec<u32> = (0..n_in as u32).filter(|_| rng.next() % 3 == 0).collect();
+        let rows: Vec<u32> = (0..n_in as u32)
+            .filter(|_| rng.next().is_multiple_of(3))
+            .collect();
         let xs_f: Vec<f32> = rows.iter().map(|_| rng.uniform() * 4.0).collect();
         let xs_i: Vec<i32> = rows.iter().map(|_| rng.int(-128, 127) as i32).collect();
         let bias: Vec<f32> = (0..n_out).map(|_| rng.uniform()).collect();
@@ -133,7 +135,7 @@ fn conv_scatter_matches_naive_with_borders_and_fanout() {
         };
         let x: Vec<f32> = (0..c * h * w)
             .map(|_| {
-                if rng.next() % 3 == 0 {
+                if rng.next().is_multiple_of(3) {
                     (rng.int(1, 4)) as f32
                 } else {
                     0.0
@@ -229,7 +231,7 @@ fn pooling_dense_and_scatter_agree() {
         };
         let x: Vec<i32> = (0..c * h * w)
             .map(|_| {
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     rng.int(-5, 5) as i32
                 } else {
                     0
@@ -275,9 +277,41 @@ fn nonzero_collection() {
     x[16] = 1.0;
     x[36] = 3.0;
     x[20] = -0.0;
-    let mut nz = vec![99];
-    collect_nonzero(&x, &mut nz);
-    assert_eq!(nz, vec![0, 15, 16, 36]);
+    x[33] = f32::NAN;
+    let mut rng = Rng::new(5);
+    let xi: Vec<i32> = (0..1000)
+        .map(|_| {
+            if rng.next().is_multiple_of(7) {
+                rng.int(-3, 3) as i32
+            } else {
+                0
+            }
+        })
+        .collect();
+    let want_i: Vec<u32> = (0..xi.len() as u32)
+        .filter(|&i| xi[i as usize] != 0)
+        .collect();
+    use super::simd::{set_level, Level};
+    for level in [Level::Portable, Level::Avx2, Level::Avx512] {
+        set_level(Some(level));
+        let mut nz = vec![99];
+        collect_nonzero(&x, &mut nz);
+        assert_eq!(
+            nz,
+            vec![0, 15, 16, 33, 36],
+            "{level:?}: -0.0 is zero, NaN is not"
+        );
+        for n in [0, 1, 15, 16, 17, 999, 1000] {
+            collect_nonzero(&xi[..n], &mut nz);
+            let want: Vec<u32> = want_i
+                .iter()
+                .copied()
+                .filter(|&i| (i as usize) < n)
+                .collect();
+            assert_eq!(nz, want, "{level:?} n={n}");
+        }
+    }
+    set_level(None);
 }
 
 /// Random channels-last input with about `density` active elements, its active list and the

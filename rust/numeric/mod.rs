@@ -37,10 +37,15 @@ pub trait Value: Copy + Send + Sync + PartialEq + PartialOrd + Default + Debug +
 
     const ZERO: Self;
     const ONE: Self;
+    /// The bits of a value that are set exactly when it is nonzero (float: all but the sign,
+    /// so that -0.0 is zero and NaN is not), see [`Value::bits`].
+    const NONZERO_BITS: u32;
     const PRECISION: Precision;
 
     /// `x != 0` (for floats, `-0.0` counts as zero).
     fn is_nonzero(self) -> bool;
+    /// The values' bit patterns (both value types are 4 bytes).
+    fn bits(x: &[Self]) -> &[u32];
     /// `|x|` as i64 for integers (overflow bounds); 0 for floats.
     fn abs_i64(self) -> i64;
     fn to_f64(self) -> f64;
@@ -89,6 +94,14 @@ impl Value for f32 {
     const ZERO: f32 = 0.0;
     const ONE: f32 = 1.0;
     const PRECISION: Precision = Precision::Float32;
+    const NONZERO_BITS: u32 = 0x7fff_ffff;
+
+    #[inline(always)]
+    fn bits(x: &[f32]) -> &[u32] {
+        // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is a
+        // valid u32.
+        unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) }
+    }
 
     #[inline(always)]
     fn is_nonzero(self) -> bool {
@@ -142,6 +155,14 @@ impl Value for i32 {
     const ZERO: i32 = 0;
     const ONE: i32 = 1;
     const PRECISION: Precision = Precision::Int;
+    const NONZERO_BITS: u32 = u32::MAX;
+
+    #[inline(always)]
+    fn bits(x: &[i32]) -> &[u32] {
+        // SAFETY: i32 and u32 have the same size and alignment, and every bit pattern is a
+        // valid u32.
+        unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) }
+    }
 
     #[inline(always)]
     fn is_nonzero(self) -> bool {

@@ -166,7 +166,7 @@ pub fn simulate_dsr(f: &DsrForward<'_>, o: DsrOutputs<'_>) -> Result<u64> {
                     && band_ok
                     && p.height % p.k == 0
                     && p.width % p.k == 0
-                    && n % plane == 0
+                    && n.is_multiple_of(plane)
             };
             if !plane.is_some_and(fits) {
                 return bad(

@@ -72,7 +72,7 @@ def test_synthetic_nmnist_reads_its_cache(tmp_path: Path, monkeypatch: pytest.Mo
     calls: list[int] = []
     real = synth.synthesize_events
 
-    def counting(images, *a, **kw):  # noqa: ANN001, ANN002, ANN003
+    def counting(images, *a, **kw):
         calls.append(len(images))
         return real(images, *a, **kw)
 

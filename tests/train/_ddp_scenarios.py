@@ -23,9 +23,9 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from snnsim.models.dsr_nets import conv_bn_neuron, fc_bn_neuron
+from snnsim.nn.layers import AvgPoolT, FlattenT
+from snnsim.nn.net import DSRNet, neuron_config
 from snnsim.train.configs import TrainConfig
-from snnsim.train.layers import AvgPoolT, FlattenT
-from snnsim.train.net import DSRNet, neuron_config
 from snnsim.train.trainer import Trainer
 
 
@@ -155,7 +155,7 @@ def dsr_cnn_rate() -> Case:
     """:func:`dsr_cnn` without time chunks: the rate form's batch norm over all steps at once
     (with the exact batch-norm gradient from the steps' deviations)."""
     cfg, data, model = dsr_cnn()
-    model.time_chunk = None  # type: ignore[union-attr]
+    model.time_chunk = None  # type: ignore[union-attr]  # a DSRNet
     return cfg.with_(name="ddp-dsr-cnn-rate", time_chunk=None, seed=4), data, model
 
 

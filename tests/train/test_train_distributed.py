@@ -43,7 +43,7 @@ from snnsim.train.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import _ddp_scenarios as scen  # noqa: E402
+import _ddp_scenarios as scen  # noqa: E402 - importable once its folder is on sys.path
 
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from snnsim.models import create_model
+from snnsim.nn.dspike import DspikeNet
 from snnsim.train.__main__ import main as cli_main
 from snnsim.train.checkpoint import load_checkpoint
 from snnsim.train.configs import (
@@ -27,7 +28,7 @@ from snnsim.train.configs import (
     list_configs,
     model_kwargs,
 )
-from snnsim.train.dspike import DspikeNet, temperature_search
+from snnsim.train.dspike import temperature_search
 from snnsim.train.dspike_experiment import ExperimentConfig, run_experiment
 from snnsim.train.fdg import finite_difference_grad
 from snnsim.train.trainer import Trainer, load_datasets
@@ -130,7 +131,7 @@ def test_fixed_temperature_configs_do_not_search() -> None:
 
 def test_temperature_search_shards_sum_to_the_whole_search() -> None:
     torch.manual_seed(0)
-    model: DspikeNet = create_model(  # type: ignore[assignment]
+    model: DspikeNet = create_model(  # type: ignore[assignment]  # the registry returns nn.Module; these are Dspike networks / tensor datasets
         "dspike-mnist-cnn", T=2, image_size=8, channels=(3, 4), num_classes=4
     )
     x = torch.rand(6, 1, 8, 8)
@@ -214,7 +215,7 @@ def test_event_data_is_generated_once_then_read_from_the_cache(
     calls: list[int] = []
     real = synth.synthesize_events
 
-    def counting(images, *a, **kw):  # noqa: ANN001, ANN002, ANN003
+    def counting(images, *a, **kw):
         calls.append(len(images))
         return real(images, *a, **kw)
 
@@ -222,11 +223,11 @@ def test_event_data_is_generated_once_then_read_from_the_cache(
     cfg = get_config("dspike-snmnist-cnn-fixed-t2").with_(n_train=6, n_test=4, epochs=1)
     tr1, te1 = load_datasets(cfg)
     assert sum(calls) == 10
-    assert tr1.tensors[0].shape == (6, 2, 2, 34, 34)  # type: ignore[attr-defined]
+    assert tr1.tensors[0].shape == (6, 2, 2, 34, 34)  # type: ignore[attr-defined]  # the registry returns nn.Module; these are Dspike networks / tensor datasets
     tr2, te2 = load_datasets(cfg.with_(T=3))  # another binning of the same events: cached
     assert sum(calls) == 10
-    assert tr2.tensors[0].shape == (6, 3, 2, 34, 34)  # type: ignore[attr-defined]
-    assert torch.equal(tr1.tensors[1], tr2.tensors[1])  # type: ignore[attr-defined]
+    assert tr2.tensors[0].shape == (6, 3, 2, 34, 34)  # type: ignore[attr-defined]  # the registry returns nn.Module; these are Dspike networks / tensor datasets
+    assert torch.equal(tr1.tensors[1], tr2.tensors[1])  # type: ignore[attr-defined]  # the registry returns nn.Module; these are Dspike networks / tensor datasets
     assert sorted(p.suffix for p in (tmp_path / "data").iterdir()) == [".json"] * 2 + [".npz"] * 2
     # a Dspike event model trains on it through the trainer
     model = Trainer(cfg, None, progress=False, datasets=(tr1, te1))

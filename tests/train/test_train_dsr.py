@@ -1,4 +1,4 @@
-"""DSR training layer (snnsim.train): the IF quantisation law in the training forward, Eq. 19 on
+"""DSR training layer (snnsim.nn): the IF quantisation law in the training forward, Eq. 19 on
 constructed inputs, equal gradients of the per-step and rate-graph backward forms, convergence of
 the (weighted) firing rate to the clamp mapping (Propositions 1 and 2), and autograd memory that
 does not grow with T in the rate form."""
@@ -14,8 +14,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from snnsim.models import create_model
-from snnsim.train import dsr as dsr_module
-from snnsim.train.dsr import (
+from snnsim.native import optional_core
+from snnsim.nn import dsr as dsr_module
+from snnsim.nn.dsr import (
     DSRNeuronConfig,
     dsr_defaults,
     dsr_forward,
@@ -23,7 +24,7 @@ from snnsim.train.dsr import (
     mean_current,
     simulate_dsr,
 )
-from snnsim.train.layers import (
+from snnsim.nn.layers import (
     AvgPoolT,
     ConvT,
     DropoutT,
@@ -33,7 +34,7 @@ from snnsim.train.layers import (
     Seq,
     time_mean,
 )
-from snnsim.train.net import DSRNet, neuron_config
+from snnsim.nn.net import DSRNet, neuron_config
 
 
 # ---------------------------------------------------------------------- fused native forward
@@ -50,7 +51,7 @@ def test_native_forward_spikes_equal_the_torch_steps(
 ) -> None:
     """The CPU float32 fast path (one native pass) fires exactly where the torch step functions
     fire; the two means agree to rounding (their summation order may differ)."""
-    assert dsr_module._native() is not None, "the native module must provide dsr_forward"
+    assert optional_core("dsr_forward") is not None, "the native module must provide dsr_forward"
     g = torch.Generator().manual_seed(seed)
     cfg = dsr_defaults(kind, T)
     B = 3
@@ -78,7 +79,8 @@ def test_native_forward_falls_back_and_rejects_bad_arrays() -> None:
         dsr_forward(x.transpose(1, 2).contiguous().transpose(1, 2), 4, theta, cfg).out, ref
     )
     assert torch.equal(dsr_forward(x.double(), 4, theta.double(), cfg).out, ref.double())
-    core = dsr_module._native()
+    core = optional_core("dsr_forward")
+    assert core is not None
     a = np.zeros(8, np.float32)
     with pytest.raises(ValueError, match="x"):
         core.dsr_forward(
@@ -162,7 +164,7 @@ def test_training_step_is_the_same_without_the_native_path(monkeypatch: pytest.M
     grads = []
     for native in (True, False):
         if not native:
-            monkeypatch.setattr(dsr_module, "_NATIVE", None)
+            monkeypatch.setattr(dsr_module, "optional_core", lambda feature: None)
         torch.manual_seed(0)
         net = create_model("dsr-mnist-cnn", neuron="lif", T=5)
         net.train()
@@ -208,7 +210,7 @@ def test_threshold_kept_above_bound_and_trainable_flag() -> None:
     assert not fixed.theta.requires_grad
 
 
-# ---------------------------------------------------------------------- quantisation law (float mode)
+# -------------------------------------------------------------------- quantisation law (float mode)
 def _count_law(N: int, I: float, theta: float, alpha: float) -> int:
     return min(max(math.floor(N * I / theta + 1 - alpha), 0), N)
 
@@ -238,7 +240,7 @@ def test_if_quantisation_law_in_training_forward(
     assert torch.allclose(count, torch.full_like(count, float(expect)), atol=1e-3)
 
 
-# ---------------------------------------------------------------------- Eq. 19 on constructed inputs
+# --------------------------------------------------------------------- Eq. 19 on constructed inputs
 @pytest.mark.parametrize("mode", ["rate", "step"])
 @pytest.mark.parametrize("kind", ["if", "lif"])
 def test_eq19_threshold_and_input_gradients(kind: str, mode: str) -> None:
@@ -424,7 +426,7 @@ def _biases_before_bn(net: DSRNet) -> list[bool]:
     mods = list(net.body.children())
     flagged = {
         id(m.bias)
-        for m, nxt in zip(mods, mods[1:])
+        for m, nxt in zip(mods, mods[1:], strict=False)
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
         and m.bias is not None
         and isinstance(nxt, torch.nn.modules.batchnorm._BatchNorm)
@@ -490,7 +492,7 @@ def test_rate_batch_norm_kernel_equals_its_autograd_definition(channels_last: bo
     """The rate-graph batch norm (one forward kernel + torch's batch-norm backward with the
     total-variance invstd) equals the plain autograd formula: values and gradients for input,
     weight and bias, including channels whose step variance is below the between-sample one."""
-    from snnsim.train.layers import BatchNorm1dT, BatchNormT
+    from snnsim.nn.layers import BatchNorm1dT, BatchNormT
 
     torch.manual_seed(0)
     for bn, shape in ((BatchNormT(8), (16, 8, 5, 5)), (BatchNorm1dT(10), (16, 10))):
@@ -537,8 +539,8 @@ def test_pooling_inside_the_neuron_forward_is_exact(
         assert torch.equal(f.out, torch.nn.functional.avg_pool2d(full, k))
         assert int(f.spikes) == int((full != 0).sum())
 
-    import snnsim.train.net as net_module
-    from snnsim.train.layers import run_layers
+    import snnsim.nn.net as net_module
+    from snnsim.nn.layers import run_layers
 
     def one_by_one(layers: torch.nn.Sequential, flow: object) -> object:
         for m in layers.children():
@@ -572,10 +574,10 @@ def test_pooling_inside_the_neuron_forward_is_exact(
 @pytest.mark.parametrize("chunk", [None, 2])
 def test_rate_form_gradients_equal_the_step_form_with_batch_norm(chunk: int | None) -> None:
     """With batch norm over time and ``exact_bn_grad``, the rate form adds the producing op's
-    weight-gradient term of the steps' temporal deviations (computed in the forward, weight-sized): for IF networks its
-    gradients then equal the per-step form's (the public DSR code's), also time-chunked. For
-    LIF the lambda-weighted collapse of the per-step input gradients is not reproduced (the
-    remaining approximation, documented in snnsim.train.layers)."""
+    weight-gradient term of the steps' temporal deviations (computed in the forward, weight-sized):
+    for IF networks its gradients then equal the per-step form's (the public DSR code's), also
+    time-chunked. For LIF the lambda-weighted collapse of the per-step input gradients is not
+    reproduced (the remaining approximation, documented in snnsim.nn.layers)."""
     x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     grads = {}
     for mode in ("step", "rate"):

@@ -168,7 +168,7 @@ def test_corrupt_checkpoints_are_reported_with_their_path(
     elif kind == "pickle":  # a plain pickle, not torch's format
         path.write_bytes(pickle.dumps({"model": _Fixed()}))
     elif kind == "not-a-dict":
-        save_checkpoint(path, [1, 2, 3])  # type: ignore[arg-type]
+        save_checkpoint(path, [1, 2, 3])  # type: ignore[arg-type]  # deliberately wrong: the error is under test
     else:
         save_checkpoint(path, {"epoch": 1})
     with pytest.raises(CheckpointError, match=str(path)):

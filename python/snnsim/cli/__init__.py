@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     fn: Callable[[argparse.Namespace], int] = args.func
     try:
         return int(fn(args) or 0)
-    except BaseException as exc:  # noqa: BLE001 - every error becomes one line and an exit code
+    except BaseException as exc:  # every error becomes one line and an exit code
         if isinstance(exc, SystemExit):
             raise
         if args.debug:

@@ -19,6 +19,7 @@ from .data import Data, load_data
 
 # ---------------------------------------------------------------------- terminal helpers
 def console(stderr: bool = False) -> Any:
+    """A rich console (stdout, or stderr with ``stderr=True``), without syntax highlighting."""
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
@@ -50,7 +51,8 @@ def progress(total: int, description: str, enabled: bool = True) -> Iterator[Cal
         yield lambda done: bar.update(task, completed=done)
 
 
-def _kv_table(title: str, rows: list[tuple[str, str]]) -> Any:
+def kv_table(title: str, rows: list[tuple[str, str]]) -> Any:
+    """A two-column rich table of ``(key, value)`` rows under ``title``."""
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", show_header=False)
@@ -88,6 +90,7 @@ def _torch_model(args: argparse.Namespace, model: Any, required: bool = False) -
 
 # ---------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
+    """``snnsim train ARGS``: ``python -m snnsim.train ARGS``; returns its exit code."""
     from ..train.__main__ import main as train_main
 
     return int(train_main(list(args.args)) or 0)
@@ -95,6 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
+    """``snnsim export``: export a training run to a model file; exit code 0."""
     import snnsim
 
     from ..exporter import checkpoint_path
@@ -107,7 +111,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     con = console()
     src = m.meta.get("source") or {}
     con.print(
-        _kv_table(
+        kv_table(
             "Exported",
             [
                 ("from", f"{src.get('run', '?')} (epoch {src.get('epoch', '?')})"),
@@ -142,11 +146,12 @@ def _info_checkpoint(path: str) -> int:
         ("parameters", f"{sum(p.numel() for p in run.model.parameters()):,}"),
         ("to run it in the engine", f"snnsim export {path} net.snn.safetensors --mode int8"),
     ]
-    console().print(_kv_table("Training run", rows))
+    console().print(kv_table("Training run", rows))
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """``snnsim info``: what a model file or a training run holds; exit code 0."""
     from ..report import model_summary
     from ..report.render import model_table
 
@@ -175,7 +180,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if src:
         rows.append(("source", ", ".join(f"{k}={v}" for k, v in src.items() if v is not None)))
     con = console()
-    con.print(_kv_table("Model", rows))
+    con.print(kv_table("Model", rows))
     t = model_table(d)
     from rich.table import Table
 
@@ -214,6 +219,7 @@ def _build(args: argparse.Namespace, plots: bool, verification: Any = None) -> A
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``snnsim run``: accuracy, firing rates, counts and energy (pJ) of a model on data."""
     rep = _build(args, plots=args.report is not None)
     if args.json:
         print(rep.to_json())
@@ -226,6 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``snnsim report``: write the report folder (HTML, PNG, JSON, Markdown)."""
     verification = None
     if args.verify:
         verification = _verify(args, _load_model(args.model), _data(args))
@@ -256,6 +263,8 @@ def _verify(args: argparse.Namespace, m: Any, data: Data) -> Any:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """``snnsim verify``: the engine against the integer reference (and the torch model);
+    exit code 1 when they disagree."""
     from ..report.render import verify_table
 
     m = _load_model(args.model)
@@ -285,7 +294,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             rows.append(("accuracy, engine", f"{100 * rep.accuracy_engine:.2f} %"))
         if rep.accuracy_torch is not None:
             rows.append(("accuracy, torch model", f"{100 * rep.accuracy_torch:.2f} %"))
-        con.print(_kv_table("Summary", rows))
+        con.print(kv_table("Summary", rows))
     failed = rep.precision == "int" and rep.bit_exact is False
     if args.min_agreement is not None and rep.agreement_torch is not None:
         failed = failed or rep.agreement_torch < args.min_agreement
@@ -353,6 +362,7 @@ def bench(
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """``snnsim bench``: engine and torch model side by side (microseconds per sample)."""
     m = _load_model(args.model)
     data = _data(args)
     if isinstance(data.x, list):
@@ -404,6 +414,8 @@ def _model_data(p: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub: Any) -> None:
+    """Add the ``train``, ``export``, ``info``, ``run``, ``verify``, ``bench`` and ``report``
+    subcommands to ``sub`` (an argparse subparsers object)."""
     p = sub.add_parser(
         "train",
         add_help=False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -34,6 +34,7 @@ class Data:
         return len(self.x)
 
     def limit(self, n: int | None) -> "Data":
+        """The first ``n`` samples (all for ``None``); ``InputError`` for ``n < 1``."""
         if n is None:
             return self
         if n < 1:
@@ -43,16 +44,17 @@ class Data:
 
 
 def _bundled(spec: str) -> Data:
-    name, _, split = spec.partition(":")
-    split = split or "test"
+    name, _, split_arg = spec.partition(":")
+    # the loaders check the split and name it in their error
+    split = cast(Literal["train", "test"], split_arg or "test")
     if name == "mnist5k":
         from ..data import load_mnist5k_split
 
-        x, y = load_mnist5k_split(split)  # type: ignore[arg-type]
+        x, y = load_mnist5k_split(split)
     else:
         from ..data import load_digits_split
 
-        x, y = load_digits_split(split)  # type: ignore[arg-type]
+        x, y = load_digits_split(split)
     return Data(x, y, f"{name} {split} split ({len(y)} samples)")
 
 
@@ -75,7 +77,7 @@ def _npz(path: str) -> Data:
 def _event_file(path: str) -> np.ndarray:
     low = path.lower()
     if low.endswith(".npy"):
-        ev = np.load(path, allow_pickle=False)
+        ev: np.ndarray = np.load(path, allow_pickle=False)
         if ev.dtype.names is None:
             raise InputError(f"{path}: not a structured event array (fields x, y, p, t)")
         return ev

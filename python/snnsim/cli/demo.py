@@ -27,6 +27,7 @@ EPOCHS = 8
 
 
 def add_parser(sub: Any) -> None:
+    """Add the ``demo`` subcommand to ``sub`` (an argparse subparsers object)."""
     p = sub.add_parser(
         "demo",
         help="train, export, run, verify and report a DSR CNN on MNIST-5k (~2 min)",
@@ -101,15 +102,18 @@ def _summary_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``snnsim demo``: train (or reuse) the DSR CNN, export it to int8, run, verify and
+    report it; exit code 0, 1 when the engine and the integer reference disagree."""
     import torch
 
     import snnsim
 
     from ..data import load_mnist5k_split
     from ..report import build_report
-    from ..report.render import _rate
+    from ..report.render import break_even_text
     from ..verify import verify
-    from .commands import Data, _kv_table, bench, console, progress
+    from .commands import bench, console, kv_table, progress
+    from .data import Data
 
     torch.set_num_threads(max(1, args.threads))
     con = console()
@@ -163,7 +167,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "ann_int8_compute_uj": cmp["ann_same_width"]["compute_pj"] * 1e-6,
             "ann_fp32_compute_uj": cmp["ann_fp32"]["compute_pj"] * 1e-6,
             "rate": e["summary"]["firing_rate"],
-            "break_even": _rate(e["break_even_rate"]["ann_same_width"]["total"]),
+            "break_even": break_even_text(e["break_even_rate"]["ann_same_width"]["total"]),
         },
     }
     total_s = time.perf_counter() - t_start
@@ -178,7 +182,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "demo seconds (until the report)": round(total_s, 1),
     }
     folder = rep.write(out / "report").resolve()
-    con.print(_kv_table("snnsim demo", _summary_rows(res)))
+    con.print(kv_table("snnsim demo", _summary_rows(res)))
     con.print(f"demo took {total_s:.0f} s; report: {folder / 'report.html'}")
     print(os.fspath(folder))
     return 0 if ver.bit_exact else 1

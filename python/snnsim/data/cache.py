@@ -80,7 +80,7 @@ def cached_arrays(
     arrays = build()
     if _KEY_FIELD in arrays:
         raise ValueError(f"cached_arrays: {_KEY_FIELD!r} is reserved")
-    payload = dict(arrays)
+    payload: dict[str, Any] = dict(arrays)
     payload[_KEY_FIELD] = np.asarray(key)
     try:
         atomic_write(path, lambda f: np.savez(f, **payload))

@@ -39,7 +39,7 @@ import hashlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -344,7 +344,7 @@ def synthetic_nmnist(
 
     def build() -> dict[str, np.ndarray]:
         events: list[np.ndarray] = []
-        starts = range(0, len(labels), batch_size)
+        starts: Iterable[int] = range(0, len(labels), batch_size)
         if progress:
             from tqdm.auto import tqdm
 

@@ -40,6 +40,7 @@ def create_model(name: str, **overrides: Any) -> torch.nn.Module:
 
 
 def list_models() -> list[str]:
+    """Names of the registered architectures, sorted."""
     return sorted(_REGISTRY)
 
 

@@ -35,15 +35,6 @@ from . import figures
 
 __all__ = ["Report", "build_report", "concat_results", "model_summary"]
 
-FIGURES = {
-    "firing_rates": "Firing rate per layer",
-    "spikes_per_step": "Spikes per time step",
-    "raster": "Spike raster of one sample",
-    "energy_layers": "Energy per layer",
-    "energy_compare": "SNN vs equivalent ANN, same basis",
-    "energy_vs_rate": "Break-even firing rate",
-}
-
 
 # ---------------------------------------------------------------------- helpers
 def concat_results(parts: Sequence[RunResult]) -> RunResult:
@@ -59,14 +50,14 @@ def concat_results(parts: Sequence[RunResult]) -> RunResult:
         layer_ops=c0.layer_ops,
         dense_macs=c0.dense_macs,
     )
-    sums = [p.output_sum for p in parts]
+    sums = [p.output_sum for p in parts if p.output_sum is not None]
     return RunResult(
         output=np.concatenate([p.output for p in parts]),
         prediction=np.concatenate([p.prediction for p in parts]),
         counts=counts,
         record={k: np.concatenate([p.record[k] for p in parts]) for k in first.record},
         steps=first.steps,
-        output_sum=None if any(s is None for s in sums) else np.concatenate(sums),  # type: ignore[arg-type]
+        output_sum=np.concatenate(sums) if len(sums) == len(parts) else None,
         trained_steps=first.trained_steps,
     )
 
@@ -77,7 +68,7 @@ def model_summary(model: Model) -> dict[str, Any]:
     g = model.graph
     shapes = model.node_shapes
     mods = model.modules
-    layers = []
+    layers: list[dict[str, Any]] = []
     for n in g.topological_order():
         layers.append(
             {
@@ -187,6 +178,7 @@ class Report:
     figures: dict[str, bytes] = field(default_factory=dict)
 
     def to_json(self) -> str:
+        """The report's data as a JSON string (figures excluded)."""
         return json.dumps(_json_safe(self.data), indent=2)
 
     def write(self, out_dir: str | os.PathLike[str]) -> Path:

@@ -10,6 +10,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+#: The report's figures: name (file ``NAME.png``) -> caption.
+FIGURES = {
+    "firing_rates": "Firing rate per layer",
+    "spikes_per_step": "Spikes per time step",
+    "raster": "Spike raster of one sample",
+    "energy_layers": "Energy per layer",
+    "energy_compare": "SNN vs equivalent ANN, same basis",
+    "energy_vs_rate": "Break-even firing rate",
+}
+
 _DPI = 110
 _COLORS = {
     "synaptic": "#4C72B0",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from . import FIGURES
+from .figures import FIGURES
 
 Table = dict[str, Any]  # title, columns, rows (lists of str), note (optional)
 
@@ -38,7 +38,7 @@ def _pct(v: Any) -> str:
     return f"{100 * f:.2f} %"
 
 
-def _rate(v: Any) -> str:
+def break_even_text(v: Any) -> str:
     """A break-even firing rate: "never" (0), "any rate" (>= 100 %), else a percentage."""
     if v is None:
         return "–"
@@ -51,6 +51,8 @@ def _rate(v: Any) -> str:
 
 
 def run_table(d: dict[str, Any]) -> Table:
+    """The run: samples, time steps, accuracy, engine time per sample (µs), precision, input,
+    parameters."""
     r, m = d["run"], d["model"]
     steps = str(r["steps"])
     if r.get("steps_differ"):
@@ -71,6 +73,7 @@ def run_table(d: dict[str, Any]) -> Table:
 
 
 def model_table(d: dict[str, Any]) -> Table:
+    """The model's layers (op, shape, parameters, weight bits, torch modules) as a table."""
     rows = [
         [
             L["name"],
@@ -103,6 +106,8 @@ def model_table(d: dict[str, Any]) -> Table:
 
 
 def layer_table(d: dict[str, Any]) -> Table:
+    """Per layer and sample: firing rate, spikes, SOPs, MACs, dense MACs, and energy (pJ:
+    synaptic, other compute, neuron updates, memory)."""
     rows = []
     rates = d["firing_rates"]
     en = d["energy"]["per_layer"]
@@ -143,6 +148,8 @@ def layer_table(d: dict[str, Any]) -> Table:
 
 
 def energy_table(d: dict[str, Any]) -> Table:
+    """The SNN against the equivalent ANNs, compute only and with memory (pJ per
+    inference), with the break-even firing rates."""
     cmp = d["energy"]["comparison"]
     be = d["energy"]["break_even_rate"]
     labels = {"snn": "SNN", "ann_same_width": "ANN, same weight width", "ann_fp32": "ANN, float32"}
@@ -159,8 +166,8 @@ def energy_table(d: dict[str, Any]) -> Table:
                 _num(r["total_pj"]),
                 "" if k == "snn" else f"{_num(r['ratio_compute'], 3)}x",
                 "" if k == "snn" else f"{_num(r['ratio_total'], 3)}x",
-                "" if k == "snn" else _rate(be[k]["compute"]),
-                "" if k == "snn" else _rate(be[k]["total"]),
+                "" if k == "snn" else break_even_text(be[k]["compute"]),
+                "" if k == "snn" else break_even_text(be[k]["total"]),
             ]
         )
     rate = d["energy"]["summary"]["firing_rate"]
@@ -185,6 +192,7 @@ def energy_table(d: dict[str, Any]) -> Table:
 
 
 def neurobench_table(d: dict[str, Any]) -> Table:
+    """The synaptic operations per inference in NeuroBench's names."""
     nb = d["neurobench"]
     rows = [[f"SynapticOperations.{k}", _num(v)] for k, v in nb["SynapticOperations"].items()]
     rows.append(["ActivationSparsity", f"{nb['ActivationSparsity']:.4f}"])
@@ -192,6 +200,8 @@ def neurobench_table(d: dict[str, Any]) -> Table:
 
 
 def verify_table(d: dict[str, Any]) -> Table | None:
+    """Per layer, the engine's spikes and its mismatches against the integer reference and the
+    torch model (``None`` without a verification)."""
     v = d.get("verify")
     if not v:
         return None
@@ -225,6 +235,7 @@ def verify_table(d: dict[str, Any]) -> Table | None:
 
 
 def extra_table(d: dict[str, Any]) -> Table | None:
+    """The report's extra ``(key, value)`` facts (``None`` without any)."""
     ex = d.get("extra") or {}
     if not ex:
         return None
@@ -232,6 +243,7 @@ def extra_table(d: dict[str, Any]) -> Table | None:
 
 
 def cost_table(d: dict[str, Any]) -> Table:
+    """The cost table used (pJ per operation and per 64-bit memory access)."""
     t = d["cost_table"]
     rows = [[k, f"{t[k]:g} pJ"] for k in t if k != "name"]
     rows[-1][1] += " per 64-bit access"

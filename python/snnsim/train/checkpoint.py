@@ -15,19 +15,28 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol, runtime_checkable
 
 import torch
 
 from ..atomic import atomic_write
 
 __all__ = [
+    "Tempered",
     "CheckpointError",
     "atomic_write",
     "save_checkpoint",
     "load_checkpoint",
     "write_json_atomic",
 ]
+
+
+@runtime_checkable
+class Tempered(Protocol):
+    """A model with a Dspike temperature (``DspikeNet``), which checkpoints store beside the
+    weights (``"temperature"``). ``isinstance(model, Tempered)`` tests for the attribute."""
+
+    temperature: float | None
 
 
 class CheckpointError(ValueError):

@@ -171,9 +171,11 @@ class TrainConfig:
         return "ann" if self.neuron == "relu" else "dsr"
 
     def with_(self, **kw: Any) -> "TrainConfig":
+        """A copy with the fields in ``kw`` changed (validated)."""
         return replace(self, **kw)
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as a JSON-able dict (as checkpoints store it)."""
         return asdict(self)
 
     @classmethod
@@ -200,6 +202,7 @@ def _add(cfg: TrainConfig) -> None:
 
 
 def get_config(name: str) -> TrainConfig:
+    """The registered configuration ``name``; ``ValueError`` listing the names otherwise."""
     try:
         return CONFIGS[name]
     except KeyError:
@@ -207,6 +210,7 @@ def get_config(name: str) -> TrainConfig:
 
 
 def list_configs() -> list[str]:
+    """Names of the registered configurations, sorted."""
     return sorted(CONFIGS)
 
 

@@ -11,7 +11,7 @@ on the CPU, nccl on CUDA), and :class:`~snnsim.train.trainer.Trainer` wraps the 
   on ``W`` and a run can resume on another number of processes;
 * synchronised batch norm (``TrainConfig.sync_bn``, on by default): the DSR batch norm over
   ``T*B`` (both backward forms, the time-chunked forward and ``exact_bn_grad``) and tdBN take
-  their statistics over every process (:mod:`snnsim.train.syncbn`);
+  their statistics over every process (:mod:`snnsim.nn.syncbn`);
 * random crops and flips are drawn for the combined batch and each process keeps its rows, so
   augmentation is independent of ``W`` too;
 * Dspike's temperature search splits the finite-difference coordinates over the processes,
@@ -33,15 +33,19 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .layers import BatchNorm1dT, BatchNormT
-from .syncbn import GroupRef
-from .tdbn import TdBN
+from ..nn.layers import BatchNorm1dT, BatchNormT
+from ..nn.syncbn import GroupRef
+from ..nn.tdbn import TdBN
+
+if TYPE_CHECKING:
+    from ..nn.dspike import DspikeNet
+    from .dspike import TemperatureSearch
 
 __all__ = [
     "DistContext",
@@ -68,10 +72,12 @@ class DistContext:
 
     @property
     def enabled(self) -> bool:
+        """Whether more than one process takes part."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """Whether this is rank 0 (the process that writes files and logs)."""
         return self.rank == 0
 
     # -------------------------------------------------------------- collectives
@@ -97,6 +103,7 @@ class DistContext:
         return box[0]
 
     def barrier(self) -> None:
+        """Wait for every process (a no-op in a single process)."""
         if self.enabled:
             dist.barrier()
 
@@ -217,15 +224,15 @@ def local_batchnorm(model: nn.Module) -> Iterator[None]:
 
 # ---------------------------------------------------------------------- Dspike temperature
 def temperature_search(
-    model: Any,
+    model: DspikeNet,
     x: Tensor,
     y: Tensor,
     ctx: DistContext,
     db: float = 0.2,
     eps: float = 0.1,
     chunk: int = 64,
-    progress: Any = None,
-) -> Any:
+    progress: Callable[[int], object] | None = None,
+) -> TemperatureSearch:
     """Algorithm 1 (:func:`snnsim.train.dspike.temperature_search`) in a distributed run:
     every process holds the same search batch ``(x, y)`` and model; process ``r`` computes the
     finite-difference gradient of its share of the first layer's coordinates, the shares are

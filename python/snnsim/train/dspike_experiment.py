@@ -29,9 +29,10 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from ..models import create_model
+from ..nn.dspike import DspikeNet
 from .checkpoint import save_checkpoint
 from .configs import TrainConfig, model_kwargs
-from .dspike import DspikeNet, inherit
+from .dspike import inherit
 from .trainer import Trainer
 
 __all__ = [
@@ -56,6 +57,9 @@ _SURROGATE = {
 
 @dataclass
 class ExperimentConfig:
+    """One Dspike experiment of the paper's table: dataset, surrogate (and whether the
+    temperature is searched), time steps ``T``, epochs, optimiser settings and Time Inheritance."""
+
     dataset: str = "mnist5k"
     method: str = "dspike-adaptive"
     T: int = 4
@@ -132,14 +136,23 @@ def load_data(
         raise ValueError(f"unknown dataset {dataset!r}")
     cfg = to_train_config(ExperimentConfig(dataset=dataset, T=T, n_train=n_train, n_test=n_test))
     tr, te = load_datasets(cfg)
-    xtr, ytr = tr.tensors  # type: ignore[attr-defined]
-    xte, yte = te.tensors  # type: ignore[attr-defined]
+    if not (isinstance(tr, TensorDataset) and isinstance(te, TensorDataset)):
+        raise TypeError(f"{dataset}: expected in-memory tensor datasets")
+    xtr, ytr = tr.tensors
+    xte, yte = te.tensors
     return xtr, ytr.long(), xte, yte.long()
 
 
 def build_model(cfg: ExperimentConfig, T: int | None = None) -> DspikeNet:
+    """The experiment's DspikeNet (from the registry) at ``T`` steps (default ``cfg.T``)."""
     tcfg = to_train_config(cfg, T)
-    return create_model(tcfg.model, **model_kwargs(tcfg))  # type: ignore[return-value]
+    return _dspike_net(create_model(tcfg.model, **model_kwargs(tcfg)))
+
+
+def _dspike_net(model: torch.nn.Module) -> DspikeNet:
+    if not isinstance(model, DspikeNet):
+        raise TypeError(f"expected a Dspike network (DspikeNet), got {type(model).__name__}")
+    return model
 
 
 @torch.no_grad()
@@ -207,7 +220,7 @@ def run_experiment(
                 else data
             )
             src = _fit(replace(cfg, tit_from=None), cfg.tit_from, None, src_data, log, progress)
-            src_model: DspikeNet = src.model  # type: ignore[assignment]
+            src_model = _dspike_net(src.model)
         else:
             src_model = build_model(cfg, T=cfg.tit_from)
             src_model.load_state_dict(init_state["model"])
@@ -239,7 +252,7 @@ def run_experiment(
         rates=hist[-1]["firing_rates"],
     )
     if save_to is not None:
-        trained: DspikeNet = tr.model  # type: ignore[assignment]
+        trained = _dspike_net(tr.model)
         save_checkpoint(
             save_to,
             {"model": trained.state_dict(), "b": trained.temperature, "config": asdict(cfg)},

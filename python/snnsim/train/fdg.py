@@ -12,7 +12,7 @@ Eq. 10) is, coordinate by coordinate, the central difference::
 * or batched: ``batched_loss_fn(deltas)`` takes ``K`` perturbations ``[K, *param.shape]`` and
   returns the ``K`` losses at ``param + delta`` in one pass (e.g. a network whose first layer
   is evaluated with ``K`` weight sets, see
-  :meth:`snnsim.train.dspike.DspikeNet.first_layer_losses`); ``chunk`` perturbations per call
+  :meth:`snnsim.nn.dspike.DspikeNet.first_layer_losses`); ``chunk`` perturbations per call
   bound the memory.
 
 ``coords`` restricts the estimate to a subset of flat indices (the others are returned as 0 and
@@ -43,7 +43,7 @@ def finite_difference_grad(
     batched_loss_fn: BatchedLossFn | None = None,
     chunk: int = 64,
     coords: Sequence[int] | Tensor | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> Tensor:
     """Central-difference gradient of the loss with respect to ``param`` (same shape, float64
     accumulation, returned in ``param``'s dtype). Give ``loss_fn`` (closure) or
@@ -73,6 +73,7 @@ def finite_difference_grad(
             if progress is not None:
                 progress(1)
         return grad.to(param.dtype).reshape(param.shape)
+    assert batched_loss_fn is not None  # exactly one of the two, checked above
     if chunk < 1:
         raise ValueError(f"finite_difference_grad: chunk must be >= 1, got {chunk}")
     half = max(1, chunk // 2)

@@ -31,9 +31,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -41,9 +42,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
+from ..nn.dspike import DspikeNet
+from ..nn.net import DSRNet
 from . import distributed
 from .checkpoint import (
     CheckpointError,
+    Tempered,
     effective_config,
     load_checkpoint,
     save_checkpoint,
@@ -51,7 +55,6 @@ from .checkpoint import (
 )
 from .configs import TrainConfig, model_kwargs
 from .distributed import DistContext
-from .net import DSRNet
 
 __all__ = [
     "Trainer",
@@ -74,6 +77,18 @@ RUNTIME_FIELDS = frozenset(
     | {"sync_bn", "eval_every"}
 )
 _STATE_KEYS = ("config", "epoch", "model", "optimizer", "history")
+
+
+# What the trainer sets on a model when the model has it (DSRNet; the Dspike temperature is
+# checkpoint.Tempered); isinstance on these is hasattr on the attribute.
+@runtime_checkable
+class _ExactBnGrad(Protocol):
+    exact_bn_grad: bool
+
+
+@runtime_checkable
+class _TimeChunked(Protocol):
+    time_chunk: int | None
 
 
 class TrainingDiverged(RuntimeError):
@@ -156,7 +171,8 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str,
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(d, default=str))
+    out: dict[str, Any] = json.loads(json.dumps(d, default=str))
+    return out
 
 
 # ---------------------------------------------------------------------- data
@@ -168,8 +184,16 @@ def _subset_indices(n_total: int, n: int | None) -> np.ndarray | None:
     return np.sort(np.random.RandomState(0).permutation(n_total)[:n])
 
 
-def _take(ds: Dataset, n: int | None) -> Dataset:
-    idx = _subset_indices(len(ds), n)  # type: ignore[arg-type]
+def dataset_size(ds: Dataset[Any]) -> int:
+    """The number of samples of ``ds`` (torch's ``Dataset`` type does not promise a length;
+    every dataset snnsim trains on has one)."""
+    if not isinstance(ds, Sized):
+        raise TypeError(f"a training dataset needs a length (__len__), got {type(ds).__name__}")
+    return len(ds)
+
+
+def _take(ds: Dataset[Any], n: int | None) -> Dataset[Any]:
+    idx = _subset_indices(dataset_size(ds), n)
     if idx is None:
         return ds
     if isinstance(ds, TensorDataset):
@@ -188,25 +212,29 @@ def event_frames(events: list[np.ndarray], T: int, shape: tuple[int, int, int]) 
     return np.stack([bin_events(ev, shape, T, "time") for ev in events]).astype(np.float32)
 
 
-def _synthetic_nmnist(cfg: TrainConfig, progress: bool) -> tuple[Dataset, Dataset]:
+def _synthetic_nmnist(cfg: TrainConfig, progress: bool) -> tuple[Dataset[Any], Dataset[Any]]:
     from ..data import synthetic_nmnist
 
     out = []
-    for split, size, n in (("train", 4000, cfg.n_train), ("test", 1000, cfg.n_test)):
+    splits: tuple[tuple[Literal["train", "test"], int, int | None], ...] = (
+        ("train", 4000, cfg.n_train),
+        ("test", 1000, cfg.n_test),
+    )
+    for split, size, n in splits:
         idx = _subset_indices(size, n)
-        ds = synthetic_nmnist(split, seed=0, indices=idx, progress=progress)  # type: ignore[arg-type]
+        ds = synthetic_nmnist(split, seed=0, indices=idx, progress=progress)
         frames = event_frames(list(ds.events), cfg.T, (2, 34, 34))
         labels = np.asarray(ds.labels, dtype=np.int64)
         out.append(TensorDataset(torch.from_numpy(frames), torch.from_numpy(labels)))
     return out[0], out[1]
 
 
-def load_datasets(cfg: TrainConfig, progress: bool = False) -> tuple[Dataset, Dataset]:
+def load_datasets(cfg: TrainConfig, progress: bool = False) -> tuple[Dataset[Any], Dataset[Any]]:
     """``(train, test)`` datasets of ``cfg.dataset`` (``n_train``/``n_test``: fixed random
     subsets). Generated data (SYNTHETIC N-MNIST events) comes from the data cache
     (:mod:`snnsim.data.cache`) after its first generation."""
     root = cfg.data_root or os.environ.get("SNNSIM_DATA")
-    pair: tuple[Dataset, Dataset]
+    pair: tuple[Dataset[Any], Dataset[Any]]
     if cfg.dataset == "synthetic-nmnist":
         return _synthetic_nmnist(cfg, progress)
     if cfg.dataset == "mnist5k":
@@ -222,7 +250,7 @@ def load_datasets(cfg: TrainConfig, progress: bool = False) -> tuple[Dataset, Da
 
         if root is None:
             raise FileNotFoundError(f"{cfg.name}: CIFAR needs data_root or $SNNSIM_DATA")
-        pair = cifar_datasets(root, cfg.dataset)  # type: ignore[arg-type]
+        pair = cifar_datasets(root, "cifar10" if cfg.dataset == "cifar10" else "cifar100")
     elif cfg.dataset == "dvs-cifar10":
         from ..data import dvs_cifar10_frames_dataset
 
@@ -256,7 +284,7 @@ class _Batches:
 
     def __init__(
         self,
-        ds: Dataset,
+        ds: Dataset[Any],
         batch_size: int,
         device: torch.device,
         shuffle: bool,
@@ -266,8 +294,8 @@ class _Batches:
     ) -> None:
         self.batch_size, self.device, self.shuffle = batch_size, device, shuffle
         self.ds, self.rank, self.world = ds, rank, world
-        n = len(ds)  # type: ignore[arg-type]
-        self.sampler: DistributedSampler | None = None
+        n = dataset_size(ds)
+        self.sampler: DistributedSampler[int] | None = None
         if shuffle:
             self.sampler = DistributedSampler(
                 ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False
@@ -287,7 +315,7 @@ class _Batches:
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
             return list(self.sampler)
-        return list(range(self.rank, len(self.ds), self.world))  # type: ignore[arg-type]
+        return list(range(self.rank, dataset_size(self.ds), self.world))
 
     def rows(self, idx: list[int]) -> tuple[Tensor, Tensor]:
         """The samples ``idx`` (dataset indices) as one batch on the device."""
@@ -318,6 +346,9 @@ class _Batches:
 # ---------------------------------------------------------------------- trainer
 @dataclass
 class EpochStats:
+    """One training epoch: mean loss and accuracy over the combined batch, firing rates by layer
+    (spikes per neuron per step), wall-clock and process CPU seconds."""
+
     loss: float
     acc: float
     rates: dict[str, float]
@@ -337,7 +368,7 @@ class Trainer:
         out_dir: str | Path | None = None,
         progress: bool = True,
         model: nn.Module | None = None,
-        datasets: tuple[Dataset, Dataset] | None = None,
+        datasets: tuple[Dataset[Any], Dataset[Any]] | None = None,
         dist: DistContext | None = None,
     ) -> None:
         self.cfg = cfg
@@ -403,14 +434,14 @@ class Trainer:
         if model is None:
             model = create_model(cfg.model, **model_kwargs(cfg))
         if cfg.exact_bn_grad:
-            if not hasattr(model, "exact_bn_grad"):
+            if not isinstance(model, _ExactBnGrad):
                 raise ValueError(
                     f"exact_bn_grad: model {cfg.model!r} ({type(model).__name__}) is not a "
                     "DSR network"
                 )
             model.exact_bn_grad = True
         if cfg.time_chunk is not None:
-            if not hasattr(model, "time_chunk"):
+            if not isinstance(model, _TimeChunked):
                 raise ValueError(
                     f"time_chunk: model {cfg.model!r} ({type(model).__name__}) has no "
                     "time-chunked forward"
@@ -425,7 +456,7 @@ class Trainer:
             _init_from(model, cfg.init_from)
         return model
 
-    def _load_data(self) -> tuple[Dataset, Dataset]:
+    def _load_data(self) -> tuple[Dataset[Any], Dataset[Any]]:
         """Rank 0 first (it may generate and cache the data), then the others."""
         ctx = self.ctx
         if not ctx.is_main:
@@ -452,8 +483,9 @@ class Trainer:
     def _prep(self, x: Tensor, train: bool, gen: torch.Generator | None) -> Tensor:
         x = x.to(self.dtype)
         if train and (self.cfg.crop_padding > 0 or self.cfg.flip):
+            assert gen is not None  # training batches come with the epoch's generator
             shard = (self.ctx.rank, self.ctx.world_size)
-            x = augment_batch(x, self.cfg.crop_padding, self.cfg.flip, gen, shard)  # type: ignore[arg-type]
+            x = augment_batch(x, self.cfg.crop_padding, self.cfg.flip, gen, shard)
         if self.cfg.normalize is not None:
             if x.ndim == 5:
                 x = (x - self._mean.unsqueeze(1)) / self._std.unsqueeze(1)
@@ -462,7 +494,7 @@ class Trainer:
         return x
 
     def _rate_names(self) -> list[str]:
-        from .dspike import DspikeNeuron
+        from ..nn.dspike import DspikeNeuron
 
         if isinstance(self.model, DSRNet):
             return [n for n, _ in self.model.neurons()]
@@ -584,21 +616,24 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         gen = torch.Generator().manual_seed((epoch_seed(cfg.seed, e) + 1) % (2**63 - 1))
-        n = len(self.train_batches.ds)  # type: ignore[arg-type]
+        n = dataset_size(self.train_batches.ds)
         idx = torch.randperm(n, generator=gen)[: cfg.fdg_batch].tolist()
         xb, yb = self.train_batches.rows(idx)
         x = self._prep(xb, False, None)
+        model = self.model
+        if not isinstance(model, DspikeNet):
+            raise TypeError(f"temperature_search: {type(model).__name__} is not a DspikeNet")
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
-            w = self.model.first_layer().weight.numel()  # type: ignore[operator]
+            w = model.first_layer().weight.numel()
             r, world = self.ctx.rank, self.ctx.world_size
             share = w * (r + 1) // world - w * r // world  # this process's coordinates
             bar = tqdm(total=share, desc=f"temperature search (epoch {e + 1})", leave=False)
         try:
             res = distributed.temperature_search(
-                self.model,
+                model,
                 x,
                 yb,
                 self.ctx,
@@ -617,6 +652,7 @@ class Trainer:
         }
 
     def train_epoch(self) -> EpochStats:
+        """Train epoch ``self.epoch`` (0-based) over this process's share of the batches."""
         cfg, model, ctx = self.cfg, self.train_model, self.ctx
         e = self.epoch
         seed = epoch_seed(cfg.seed, e)
@@ -696,6 +732,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
+        """The checkpoint dict: model, optimiser, epoch, history, configuration (and the Dspike
+        temperature)."""
         st: dict[str, Any] = {
             "config": self.start_config,
             "config_changes": self.config_changes,
@@ -720,13 +758,14 @@ class Trainer:
         return cfg
 
     def load_state(self, st: dict[str, Any]) -> None:
+        """Restore model, optimiser, epoch, history and configuration from checkpoint ``st``."""
         self.model.load_state_dict(st["model"])
         self.opt.load_state_dict(st["optimizer"])
         self.epoch = int(st["epoch"])
         self.history = list(st["history"])
         self.start_config = dict(st["config"])
         self.config_changes = list(st.get("config_changes", []))
-        if st.get("temperature") is not None and hasattr(self.model, "temperature"):
+        if st.get("temperature") is not None and isinstance(self.model, Tempered):
             self.model.temperature = float(st["temperature"])
 
     def resume(self, allow_config_change: bool = False) -> bool:
@@ -864,7 +903,7 @@ def _init_from(model: nn.Module, source: str) -> None:
             f"init_from: the weights in {p} do not fit this model ({exc})"
         ) from None
     b = st.get("temperature", st.get("b"))
-    if b is not None and getattr(model, "temperature", None) is not None:
+    if b is not None and isinstance(model, Tempered) and model.temperature is not None:
         model.temperature = float(b)
 
 

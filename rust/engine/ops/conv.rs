@@ -178,7 +178,7 @@ pub(crate) fn run_conv<V: EngineValue>(
     };
     V::visit_weights(&op.w, vis).map_err(|e| SnnError::Internal(e.to_string()))?;
     if wide {
-        narrow_into(node, cx.g, &acc_w[..n], &mut outb.d)?;
+        narrow_into(node, cx.g, &mut acc_w[..n], &mut outb.d)?;
     }
     Ok(())
 }

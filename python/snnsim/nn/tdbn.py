@@ -19,7 +19,7 @@ evaluated in one pass give the same losses as ``groups`` separate passes.
 ``update_stats = False`` keeps the running statistics frozen in training mode.
 ``process_group`` (set by :func:`snnsim.train.distributed.enable_sync_batchnorm`, normally
 ``None``): in training with ``groups == 1`` the statistics span every process of a distributed
-run (:mod:`snnsim.train.syncbn`).
+run (:mod:`snnsim.nn.syncbn`).
 
 :meth:`TdBN.fold` returns the per-channel ``(scale, shift)`` of the evaluation-mode transform
 ``y = scale * x + shift`` for folding into the preceding conv/linear.
@@ -38,6 +38,9 @@ __all__ = ["TdBN"]
 
 class TdBN(nn.Module):
     """tdBN over ``[T, N, C, ...]`` with learnable ``weight`` (gamma) and ``bias`` (beta)."""
+
+    running_mean: Tensor
+    running_var: Tensor
 
     def __init__(
         self,

@@ -9,10 +9,10 @@ so forward values, running statistics and gradients equal the single-process one
 rounding; DDP's gradient average then gives the combined batch's gradient).
 
 ``torch.nn.SyncBatchNorm`` does this for GPU tensors of plain layers only. The layers here
-need more: the DSR batch norm over time (:class:`~snnsim.train.layers.BatchNormT`) takes its
+need more: the DSR batch norm over time (:class:`~snnsim.nn.layers.BatchNormT`) takes its
 statistics over the ``T*B`` step values and replays the normalisation on the rate graph (the
 ``[B, ...]`` time means) with a variance floor and, with ``exact_bn_grad``, an extra weight
-gradient for the producing linear op; tdBN (:class:`~snnsim.train.tdbn.TdBN`) normalises
+gradient for the producing linear op; tdBN (:class:`~snnsim.nn.tdbn.TdBN`) normalises
 ``[T, N, C, ...]`` over ``T*N``. Both run on the CPU (gloo) as well as on GPUs (nccl).
 
 A layer is synchronised by setting its ``process_group`` attribute to a :class:`GroupRef`
@@ -110,10 +110,10 @@ class SyncBatchNormFn(Function):
     weight gradient of the steps' deviations from their time means (this process's rows); the
     op then receives ``-(invstd^2 m2 / T) K`` with ``m2`` the global mean of
     ``dL/dy * weight * xhat``, the term of
-    :class:`snnsim.train.layers._RateBatchNormFn`."""
+    :class:`snnsim.nn.layers._RateBatchNormFn`."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         x: Tensor,
         weight: Tensor | None,
@@ -127,13 +127,15 @@ class SyncBatchNormFn(Function):
         K: Tensor | None = None,
         T: int = 1,
     ) -> Tensor:
+        """Normalise ``x`` with statistics reduced over every process of the group."""
         invstd = torch.rsqrt(var + eps)
         ctx.save_for_backward(x, weight, mean, invstd, K)
         ctx.count, ctx.group, ctx.T = count, group, T
         return F.batch_norm(x, mean, var, weight, bias, False, 0.0, eps)
 
     @staticmethod
-    def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:
+        """Gradients with the statistics' terms reduced over every process."""
         x, weight, mean, invstd, K = ctx.saved_tensors
         dims, shape = _dims(x), _cshape(x)
         xmu = x - mean.reshape(shape)
@@ -166,7 +168,7 @@ def _normalise(m: Any, x: Tensor, weight: Tensor | None, update: bool) -> Tensor
     mean, var, n = global_moments(x.detach(), _group(m))
     if update:
         _update_running(m, mean, var, n)
-    return SyncBatchNormFn.apply(x, weight, m.bias, mean, var, m.eps, n, _group(m))  # type: ignore[no-any-return]
+    return SyncBatchNormFn.apply(x, weight, m.bias, mean, var, m.eps, n, _group(m))
 
 
 def _update_running(m: Any, mean: Tensor, var: Tensor, n: int) -> None:
@@ -181,7 +183,7 @@ def _update_running(m: Any, mean: Tensor, var: Tensor, n: int) -> None:
 
 
 def bnt_forward(m: Any, x: Flow) -> Flow:
-    """Training forward of a synchronised :class:`~snnsim.train.layers.BatchNormT` /
+    """Training forward of a synchronised :class:`~snnsim.nn.layers.BatchNormT` /
     ``BatchNorm1dT``: a plain tensor (ANN) or a :class:`Seq` (per-step form: statistics and
     gradient over the ``T*B`` steps of every process; rate form: the steps normalised without
     autograd, the rate graph through :func:`rate_graph`)."""
@@ -206,19 +208,17 @@ def bnt_forward(m: Any, x: Flow) -> Flow:
 def rate_graph(
     m: Any, zb: Tensor, var_all: Tensor, cov: tuple[Tensor, Tensor, int] | None = None
 ) -> Tensor:
-    """:meth:`~snnsim.train.layers._BNTMixin.rate_graph` with the between-sample statistics
+    """:meth:`~snnsim.nn.layers._BNTMixin.rate_graph` with the between-sample statistics
     of the time means ``zb`` taken over every process (``var_all``: the global variance of
     the step values, already reduced)."""
     mu, between, n = global_moments(zb.detach(), _group(m))
     var = torch.maximum(var_all.to(between.dtype), between)
     w_op, K, T = cov if cov is not None else (None, None, 1)
-    return SyncBatchNormFn.apply(  # type: ignore[no-any-return]
-        zb, m.weight, m.bias, mu, var, m.eps, n, _group(m), w_op, K, T
-    )
+    return SyncBatchNormFn.apply(zb, m.weight, m.bias, mu, var, m.eps, n, _group(m), w_op, K, T)
 
 
 def tdbn_forward(m: Any, x: Tensor) -> Tensor:
-    """Training forward of a synchronised :class:`~snnsim.train.tdbn.TdBN` (``groups == 1``):
+    """Training forward of a synchronised :class:`~snnsim.nn.tdbn.TdBN` (``groups == 1``):
     ``[T, N, C, ...]`` normalised over the ``T*N`` rows of every process."""
     T, N = x.shape[0], x.shape[1]
     flat = x.reshape((T * N,) + tuple(x.shape[2:]))

@@ -1,5 +1,5 @@
 """DSR neurons for training (Meng et al., CVPR 2022): forward = the true SNN over ``T`` steps,
-backward = the spike-representation mapping (``SPEC.md`` §1.1).
+backward = the spike-representation mapping (docs/semantics.md §1.1).
 
 The forward pass simulates each neuron layer with the step functions of
 :mod:`snnsim.neurons` (:func:`~snnsim.neurons.dsr_if_step`, :func:`~snnsim.neurons.dsr_lif_step`);
@@ -31,7 +31,7 @@ Two backward forms, selected per network (``mode``):
     form's (the upstream gradient of a linear op is constant over time in that form). With
     batch norm over time, the gradient through the batch variance keeps only its between-sample
     part (the within-sample temporal variance enters as a constant), see
-    :class:`snnsim.train.layers.BatchNormT`.
+    :class:`snnsim.nn.layers.BatchNormT`.
 
 Units: currents and thresholds are in the membrane's units; ``dt`` and ``tau`` in the same
 (arbitrary) time unit, ``lambda = exp(-dt/tau)``.
@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
+from ..native import optional_core
 from ..neurons import DsrIFParams, DsrLIFParams, dsr_if_step, dsr_lif_step
 
 __all__ = [
@@ -118,7 +119,7 @@ class DSRNeuronConfig:
 
 
 def dsr_defaults(kind: NeuronKind, T: int) -> DSRNeuronConfig:
-    """The paper's defaults by latency (``SPEC.md`` §1.1): IF ``theta0 = 6, alpha = 0.5,
+    """The paper's defaults by latency (docs/semantics.md §1.1): IF ``theta0 = 6, alpha = 0.5,
     bound = 0.01``; LIF ``tau = 1`` and ``T >= 16``: ``theta0 0.3, bound 5e-4, dt 0.05,
     alpha 0.3``; ``8 <= T <= 15``: as ``T = 20`` with ``alpha 0.4``; ``T <= 7``: ``theta0 0.6,
     bound 1e-3, dt 0.1, alpha 0.5``."""
@@ -228,22 +229,6 @@ class DSRForward:
     spikes: Tensor
 
 
-def _native() -> Any:
-    """The native module when it is importable, else ``None`` (torch fallback)."""
-    global _NATIVE
-    if _NATIVE is False:
-        try:
-            from .. import _core
-
-            _NATIVE = _core if hasattr(_core, "dsr_forward") else None
-        except ImportError:
-            _NATIVE = None
-    return _NATIVE
-
-
-_NATIVE: Any = False
-
-
 def _flat(t: Tensor) -> Tensor | None:
     """A flat view of ``t`` in memory order (contiguous or channels-last), else ``None``."""
     if t.is_contiguous():
@@ -270,7 +255,7 @@ def dsr_forward(
     ``pool=k``: the outputs go through a ``k x k`` average pool (stride ``k``, no padding, as
     ``nn.AvgPool2d(k)``) before they are returned, so ``out`` is the pooled ``[T*B, C, H/k,
     W/k]``; natively the full-size outputs are never stored. ``I`` and ``r`` stay full size."""
-    core = _native()
+    core = optional_core("dsr_forward")
     xf = (
         _flat(x)
         if (core is not None and x.device.type == "cpu" and x.dtype == torch.float32)
@@ -332,7 +317,7 @@ def dsr_forward_chunk(
     share of the means to ``I_acc`` (``sum_t w_t x_t`` with ``current_weights``, the chunk's
     slice of the whole run's weights) and ``r_acc`` (``sum_t out_t / T``). Returns the chunk's
     outputs ``[steps*B, ...]`` and its spike count. The spikes are those of one whole run."""
-    core = _native()
+    core = optional_core("dsr_forward")
     flats = [_flat(t) for t in (x, membrane, I_acc, r_acc)] if core is not None else [None]
     B = x.shape[0] if static else x.shape[0] // steps
     fmt = memory_format_of(x)
@@ -383,7 +368,7 @@ def dsr_forward_chunk(
 def _mask_grads(
     G: Tensor, I: Tensor, theta: Tensor, cfg: DSRNeuronConfig, need_theta: bool
 ) -> tuple[Tensor, Tensor | None]:
-    """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (SPEC §1.1)."""
+    """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (docs/semantics.md §1.1)."""
     ub = _upper(theta.detach(), cfg)
     if cfg.kind == "if":
         mask = (I >= 0) & (I <= ub)
@@ -406,7 +391,7 @@ class DSRStepFn(Function):
     @staticmethod
     def forward(
         ctx: Any, x: Tensor, theta: Tensor, T: int, cfg: DSRNeuronConfig, static: bool
-    ) -> Tensor:  # type: ignore[override]
+    ) -> Tensor:
         fwd = dsr_forward(x.detach(), T, theta, cfg, static)
         out, I = fwd.out, fwd.I
         ctx.save_for_backward(I, theta)
@@ -414,7 +399,7 @@ class DSRStepFn(Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         I, theta = ctx.saved_tensors
         T, cfg, static = ctx.T, ctx.cfg, ctx.static
         go = _time_view(grad_out, T)
@@ -442,13 +427,13 @@ class DSRRateFn(Function):
     @staticmethod
     def forward(
         ctx: Any, I_graph: Tensor, theta: Tensor, I: Tensor, r: Tensor, cfg: DSRNeuronConfig
-    ) -> Tensor:  # type: ignore[override]
+    ) -> Tensor:
         ctx.save_for_backward(I, theta)
         ctx.cfg = cfg
         return r.clone()
 
     @staticmethod
-    def backward(ctx: Any, G: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, G: Tensor) -> tuple[Tensor | None, ...]:
         I, theta = ctx.saved_tensors
         gI, gtheta = _mask_grads(G, I, theta, ctx.cfg, ctx.needs_input_grad[1])
         return gI, gtheta, None, None, None
@@ -461,12 +446,12 @@ class ReadoutRateFn(Function):
     ``dL/dout_t = w_t dL/dr`` and the neuron collapses ``T * sum_t w_t dL/dout_t``."""
 
     @staticmethod
-    def forward(ctx: Any, r: Tensor, value: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, r: Tensor, value: Tensor, scale: float) -> Tensor:
         ctx.scale = scale
         return value.clone()
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         return g * ctx.scale, None, None
 
 
@@ -479,8 +464,13 @@ class AffineRateFn(Function):
 
     @staticmethod
     def forward(
-        ctx: Any, r_in: Tensor, weight: Tensor, bias: Tensor | None, value: Tensor, spec: tuple
-    ) -> Tensor:  # type: ignore[override]
+        ctx: Any,
+        r_in: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        value: Tensor,
+        spec: tuple[Any, ...],
+    ) -> Tensor:
         ctx.save_for_backward(r_in, weight)
         ctx.spec = spec
         ctx.has_bias = bias is not None
@@ -488,7 +478,7 @@ class AffineRateFn(Function):
         return value.clone()
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         r_in, weight = ctx.saved_tensors
         spec = ctx.spec
         need_in, need_w, need_b = (

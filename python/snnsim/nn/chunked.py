@@ -1,6 +1,6 @@
 """Time-chunked rate-form forward: training memory that does not grow with ``T``.
 
-The rate form (:mod:`snnsim.train.dsr`) keeps only ``[B, ...]`` tensors for the backward, but
+The rate form (:mod:`snnsim.nn.dsr`) keeps only ``[B, ...]`` tensors for the backward, but
 its forward still materialises every layer's ``[T*B, ...]`` step tensors, so the *peak* memory
 grows with ``T``. Here the steps go through the network ``chunk`` at a time, each neuron layer
 carrying its membrane from one chunk to the next, so no tensor larger than ``chunk*B`` rows is
@@ -19,7 +19,7 @@ the batch-norm statistics (float64 sums here, torch's kernel there) and the mean
 
 In a distributed run with synchronised batch norm the per-channel sums are all-reduced over the
 processes before each batch norm's statistics are formed, and the rate graph's batch norms
-reduce over every process too (:mod:`snnsim.train.syncbn`).
+reduce over every process too (:mod:`snnsim.nn.syncbn`).
 
 Supported bodies: flat sequences of :class:`ConvT`, :class:`LinearT`, :class:`BatchNormT`,
 :class:`BatchNorm1dT`, :class:`AvgPoolT`, :class:`FlattenT`, :class:`DropoutT` and
