@@ -3,17 +3,14 @@
 The cargo-fuzz `engine` target found a stale accumulator in the engine: an int conv or linear
 node that takes the checked (wide) path leaves its int64 accumulators non-zero, and the next
 user of that scratch space that expects zeros (a pool scattering its window sums) adds to them.
-A later chunk of steps, or the next sample run on the same state, then computes wrong values
-(here a spurious overflow; with other numbers a silently wrong result). The fix belongs in
-``rust/engine/ops/mod.rs::narrow_into`` (zero the accumulators it reads), which is being
-rewritten; until it lands this test is a strict expected failure, so it fails as soon as the
-fix makes it pass and the marker must then go.
+A later chunk of steps, or the next sample run on the same state, then computed wrong values
+(here a spurious overflow; with other numbers a silently wrong result). Fixed in
+``rust/engine/ops/mod.rs::narrow_into``, which now zeroes the accumulators it reads.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import snnsim
 
@@ -27,10 +24,6 @@ def wide_conv_after_pool() -> snnsim.Graph:
     return g
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stale int64 accumulators after a wide conv (rust/engine/ops/mod.rs::narrow_into)",
-)
 def test_second_sample_on_a_reused_state_equals_the_first() -> None:
     x = np.zeros((1, 1, 4, 4), np.int32)
     x[0, 0, 1, 1] = 2**22  # 127 * 2^22 fits int32, 9 * 127 * 2^22 does not: checked path
