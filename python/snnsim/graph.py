@@ -23,11 +23,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
+from . import container
 from .errors import ModelError
 
 Precision = Literal["float32", "int"]
 InputKind = Literal["static", "events"]
+#: A tensor argument of the builder: a numpy array, a torch tensor, a nested list or a scalar
+#: (anything ``numpy.asarray`` takes; a scalar is one value shared by every channel).
+Values = npt.ArrayLike
+#: A kernel, stride or padding: one int for both axes or a pair ``(height, width)``, in pixels.
+Pair = int | Sequence[int]
 
 WEIGHTED_OPS = ("linear", "conv2d")
 POOL_OPS = ("avgpool2d", "sumpool2d")
@@ -52,6 +59,7 @@ class Node:
     tensors: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The node's entry in the graph JSON: name, op, inputs and attributes."""
         return {"name": self.name, "op": self.op, "inputs": list(self.inputs), **self.attrs}
 
     def __repr__(self) -> str:
@@ -65,7 +73,7 @@ class Node:
 @dataclass
 class Graph:
     """A feed-forward spiking network as a DAG. ``input_shape`` is per sample: ``(C, H, W)`` or
-    ``(F,)``. ``precision`` is ``"float32"`` or ``"int"`` (integer-exact, SPEC §2).
+    ``(F,)``. ``precision`` is ``"float32"`` or ``"int"`` (integer-exact, docs/semantics.md §2).
 
     ``meta``: what the network was trained with, stored beside the graph in the file's
     ``"snnsim.meta"`` key (docs/model-format.md §1.1): the number of time steps ``T``, the input
@@ -98,6 +106,7 @@ class Graph:
 
     # ------------------------------------------------------------------ queries
     def node(self, name: str) -> Node:
+        """The node called ``name``; :class:`~snnsim.errors.ModelError` when there is none."""
         for n in self.nodes:
             if n.name == name:
                 return n
@@ -105,6 +114,7 @@ class Graph:
 
     @property
     def node_names(self) -> list[str]:
+        """The node names in topological order (the engine's order)."""
         return [n.name for n in self.topological_order()]
 
     def topological_order(self) -> list[Node]:
@@ -157,12 +167,12 @@ class Graph:
         The check is the engine's (``snnsim._core.validate_file``) on the bytes this graph is
         saved as, so ``validate()`` passes exactly when :func:`snnsim.save` then
         :func:`snnsim.load` succeed."""
-        from . import model_file
-
-        model_file.check_bytes(model_file.unchecked_bytes(self), "graph")
+        data = container.encode(self.to_json(), self.tensor_dict(), self.meta, self.input_shape)
+        container.check_bytes(data, "graph")
 
     # ------------------------------------------------------------------ JSON
     def to_json(self) -> dict[str, Any]:
+        """The graph JSON document of the file (docs/model-format.md), without the tensors."""
         # values as given (numpy scalars are converted when encoded): a float or bool in the
         # shape must reach the validator as such, not be truncated to an int here
         inp: dict[str, Any] = {"shape": list(self.input_shape), "kind": self.input_kind}
@@ -177,6 +187,7 @@ class Graph:
         }
 
     def tensor_dict(self) -> dict[str, np.ndarray]:
+        """Every tensor under its file name ``"{node}.{field}"``, C-contiguous."""
         return {
             f"{n.name}.{k}": np.ascontiguousarray(v)
             for n in self.nodes
@@ -239,7 +250,7 @@ class Graph:
         op: str,
         inputs: Sequence[str],
         attrs: dict[str, Any] | None = None,
-        tensors: dict[str, Any] | None = None,
+        tensors: dict[str, Values | None] | None = None,
     ) -> str:
         if any(n.name == name for n in self.nodes):
             raise ModelError(f"node {name!r}: duplicate name")
@@ -257,7 +268,7 @@ class Graph:
         self.nodes.append(node)
         return name
 
-    def _weights(self, name: str, w: Any, bits: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    def _weights(self, name: str, w: Values, bits: int | None) -> tuple[np.ndarray, dict[str, Any]]:
         a = _as_array(name, "weight", w)
         if self.precision == "float32":
             return _to_float32(name, "weight", a), {}
@@ -269,7 +280,7 @@ class Graph:
             np.int16 if bits == 16 else np.int8
         ), {"weight_bits": bits}
 
-    def _int_or_float(self, name: str, fld: str, v: Any) -> Any:
+    def _int_or_float(self, name: str, fld: str, v: Values | None) -> np.ndarray | None:
         """A parameter tensor: float32 in float precision, int32 in int precision (whole
         numbers within the int32 range; anything else raises instead of wrapping)."""
         if v is None:
@@ -280,8 +291,22 @@ class Graph:
         return _to_int(name, fld, a, *_I32, "int32").astype(np.int32)
 
     def linear(
-        self, name: str, inp: str, weight: Any, bias: Any = None, *, weight_bits: int | None = None
+        self,
+        name: str,
+        inp: str,
+        weight: Values,
+        bias: Values | None = None,
+        *,
+        weight_bits: int | None = None,
     ) -> str:
+        """Add a fully connected node ``y = weight @ x + bias`` on the node ``inp`` (whose value
+        must be ``[in]``; flatten a ``[C, H, W]`` value first) and return ``name``.
+
+        ``weight`` is ``[out, in]``, ``bias`` ``[out]`` (optional), in the units of the node's
+        output per unit of input (float: any float32 values; int: whole numbers, the weights
+        within ``weight_bits`` (4, 8 or 16; default 8) and the bias an int32 in the
+        accumulator's scale). Values that would wrap or overflow float32 raise
+        :class:`~snnsim.errors.ModelError` naming the node and field."""
         w, attrs = self._weights(name, weight, weight_bits)
         if w.ndim != 2:
             raise ModelError(
@@ -300,13 +325,19 @@ class Graph:
         self,
         name: str,
         inp: str,
-        weight: Any,
-        bias: Any = None,
+        weight: Values,
+        bias: Values | None = None,
         *,
-        stride: int | Sequence[int] = 1,
-        padding: int | Sequence[int] = 0,
+        stride: Pair = 1,
+        padding: Pair = 0,
         weight_bits: int | None = None,
     ) -> str:
+        """Add a 2-d convolution (torch's ``conv2d``, cross-correlation, zero padding) on the
+        ``[C, H, W]`` value of ``inp`` and return ``name``.
+
+        ``weight`` is ``[out, in, kh, kw]``, ``bias`` ``[out]`` (optional); ``stride`` and
+        ``padding`` in pixels (one int or ``(height, width)``). The output is ``[out, Ho, Wo]``
+        with ``Ho = (H + 2*ph - kh) // sh + 1``. Value rules as :meth:`linear`."""
         w, attrs = self._weights(name, weight, weight_bits)
         if w.ndim != 4:
             raise ModelError(
@@ -332,12 +363,19 @@ class Graph:
         self,
         name: str,
         inp: str,
-        kernel: int | Sequence[int],
-        stride: int | Sequence[int] | None = None,
+        kernel: Pair,
+        stride: Pair | None = None,
         *,
         m: int | None = None,
         f: int | None = None,
     ) -> str:
+        """Add an average pool (no padding) over ``kernel`` windows, in pixels, at ``stride``
+        (default: the kernel) and return ``name``.
+
+        Float: the window sum divided by ``kh*kw``. Int: ``fx(m, sum, f) = (m*sum + 2^(f-1))
+        >> f`` with the multiplier ``m`` in ``[0, 2^31 - 1]`` and ``f`` fraction bits in
+        ``[1, 31]`` (``m / 2^f`` approximates ``1 / (kh*kw)``); both required in int precision,
+        ignored in float."""
         attrs: dict[str, Any] = {
             "kernel": _pair(kernel),
             "stride": _pair(stride if stride is not None else kernel),
@@ -350,28 +388,40 @@ class Graph:
         self,
         name: str,
         inp: str,
-        kernel: int | Sequence[int],
-        stride: int | Sequence[int] | None = None,
+        kernel: Pair,
+        stride: Pair | None = None,
     ) -> str:
+        """Add a sum pool (no padding): the sum of each ``kernel`` window, in pixels, at
+        ``stride`` (default: the kernel); return ``name``."""
         attrs = {"kernel": _pair(kernel), "stride": _pair(stride if stride is not None else kernel)}
         return self._add(name, "sumpool2d", [inp], attrs)
 
     def flatten(self, name: str, inp: str) -> str:
+        """Add a node that flattens ``[C, H, W]`` to ``[C*H*W]`` in C, H, W order (torch's
+        ``flatten``); return ``name``."""
         return self._add(name, "flatten", [inp])
 
     def add(self, name: str, *inputs: str) -> str:
+        """Add the elementwise sum of two or more nodes of identical shape (a residual join);
+        return ``name``."""
         return self._add(name, "add", list(inputs))
 
     def scale(
         self,
         name: str,
         inp: str,
-        scale: Any = None,
-        shift: Any = None,
+        scale: Values | None = None,
+        shift: Values | None = None,
         *,
-        m: Any = None,
+        m: Values | None = None,
         f: int | None = None,
     ) -> str:
+        """Add a per-channel affine map (a batch norm on a residual stream) and return ``name``.
+
+        Float: ``x*scale + shift`` with ``scale`` and ``shift`` ``[C]`` or one value (``shift``
+        optional). Int: ``fx(m, x, f) + shift`` with the int32 multipliers ``m`` ``[C]``, ``f``
+        fraction bits in ``[1, 31]`` and an optional int32 ``shift`` ``[C]`` in the output's
+        units; ``scale`` is ignored in int precision, ``m`` and ``f`` in float."""
         if self.precision == "float32":
             return self._add(name, "scale", [inp], {}, {"scale": scale, "shift": shift})
         return self._add(
@@ -385,7 +435,13 @@ class Graph:
             },
         )
 
-    def dsr_if(self, name: str, inp: str, *, theta: Any, fire: Any) -> str:
+    def dsr_if(self, name: str, inp: str, *, theta: Values, fire: Values) -> str:
+        """Add a DSR integrate-and-fire neuron and return ``name``: ``U = V + x``, a spike when
+        ``U >= fire``, then ``V = U - theta*spike`` (reset by subtraction).
+
+        ``theta`` (the spike amplitude subtracted on a spike) and ``fire`` (the firing level)
+        are ``[C]`` or one value, both > 0, in the membrane's units (those of the input ``x``;
+        int: int32 in the accumulator's scale)."""
         return self._add(
             name,
             "dsr_if",
@@ -402,14 +458,22 @@ class Graph:
         name: str,
         inp: str,
         *,
-        theta: Any,
-        fire: Any,
-        leak: Any = None,
-        gain: Any = None,
-        leak_m: Any = None,
-        gain_m: Any = None,
+        theta: Values,
+        fire: Values,
+        leak: Values | None = None,
+        gain: Values | None = None,
+        leak_m: Values | None = None,
+        gain_m: Values | None = None,
         f: int | None = None,
     ) -> str:
+        """Add a DSR leaky integrate-and-fire neuron and return ``name``: ``U = leak*V +
+        gain*x`` (int: ``fx(leak_m, V, f) + fx(gain_m, x, f)``), a spike when ``U >= fire``,
+        then ``V = U - theta*spike``.
+
+        ``theta`` and ``fire`` as in :meth:`dsr_if`. Float: ``leak`` (the membrane's decay per
+        time step) and ``gain`` (the input's factor), ``[C]`` or one value, dimensionless.
+        Int: their fixed-point multipliers ``leak_m >= 0`` and ``gain_m`` (int32, any sign),
+        with ``f`` fraction bits in ``[1, 31]``."""
         if self.precision == "float32":
             return self._add(
                 name,
@@ -419,7 +483,7 @@ class Graph:
                 {"theta": theta, "fire": fire, "leak": leak, "gain": gain},
             )
 
-        def i(fld: str, v: Any) -> Any:
+        def i(fld: str, v: Values | None) -> np.ndarray | None:
             return self._int_or_float(name, fld, v)
 
         return self._add(
@@ -440,11 +504,18 @@ class Graph:
         name: str,
         inp: str,
         *,
-        fire: Any,
-        leak: Any = None,
-        leak_m: Any = None,
+        fire: Values,
+        leak: Values | None = None,
+        leak_m: Values | None = None,
         f: int | None = None,
     ) -> str:
+        """Add a Dspike leaky integrate-and-fire neuron and return ``name``: ``U = leak*V + x``
+        (int: ``fx(leak_m, V, f) + x``), a spike when ``U > fire`` (strict), then ``V = 0`` on
+        a spike (reset to zero), else ``V = U``.
+
+        ``fire`` is ``[C]`` or one value, > 0, in the membrane's units (int: an int32 >= 1).
+        ``leak`` is the decay per time step (float, dimensionless); ``leak_m >= 0`` with ``f``
+        fraction bits in ``[1, 31]`` its int form."""
         if self.precision == "float32":
             return self._add(name, "dspike_lif", [inp], {}, {"fire": fire, "leak": leak})
         return self._add(
@@ -459,11 +530,18 @@ class Graph:
         )
 
     def integrate(
-        self, name: str, inp: str, *, leak: Any = None, leak_m: Any = None, f: int | None = None
+        self,
+        name: str,
+        inp: str,
+        *,
+        leak: Values | None = None,
+        leak_m: Values | None = None,
+        f: int | None = None,
     ) -> str:
-        """Non-firing integrator ``V = V + x``; with a leak ``V = leak*V + x`` (float: ``leak``
-        ``[C]`` or ``[1]``; int: ``leak_m`` with the fixed-point shift ``f``,
-        ``V = fx(leak_m, V, f) + x``)."""
+        """Add a non-firing integrator (the output layer: its membrane is the network's output)
+        and return ``name``: ``V = V + x``; with a leak ``V = leak*V + x`` (float: ``leak``
+        ``[C]`` or one value, the decay per time step; int: ``leak_m >= 0`` with ``f`` fraction
+        bits in ``[1, 31]``, ``V = fx(leak_m, V, f) + x``)."""
         if self.precision == "float32":
             return self._add(name, "integrate", [inp], {}, {"leak": leak})
         if leak_m is None:
@@ -477,11 +555,12 @@ class Graph:
         )
 
     def set_output(self, name: str) -> None:
+        """Make the node ``name`` the network's output (a neuron or an ``integrate`` node)."""
         self.output = name
 
 
 # ---------------------------------------------------------------------- helpers
-def _as_array(node: str, fld: str, v: Any) -> np.ndarray:
+def _as_array(node: str, fld: str, v: Values) -> np.ndarray:
     """``v`` as a numeric numpy array (bool, integer or real float), else ModelError."""
     try:
         a = np.asarray(v)
@@ -541,7 +620,7 @@ def _to_int(node: str, fld: str, a: np.ndarray, lo: int, hi: int, what: str) -> 
     return a.astype(np.int64)
 
 
-def _pair(v: int | Sequence[int]) -> list[int]:
+def _pair(v: Pair) -> list[int]:
     if isinstance(v, (int, np.integer)):
         return [int(v), int(v)]
     vals = [int(x) for x in v]
