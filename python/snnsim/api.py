@@ -1,9 +1,10 @@
 """The user-facing API: :func:`load`, :func:`run` and :class:`Stream`.
 
-A network runs in one of two executors that agree spike for spike (SPEC.md): the event-driven
-Rust engine (``mode="engine"``, the native module ``snnsim._core``) or the torch reference
-(``mode="reference"``, :mod:`snnsim.reference`). Both receive the same prepared arrays
-(:mod:`snnsim.inputs`, :mod:`snnsim.events`) and return the same :class:`~snnsim.result.RunResult`.
+A network runs in one of two executors that agree spike for spike (docs/semantics.md): the
+event-driven Rust engine (``mode="engine"``, the native module ``snnsim._core``) or the torch
+reference (``mode="reference"``, :mod:`snnsim.reference`). Both receive the same prepared arrays
+(:mod:`snnsim.inputs`, :mod:`snnsim.events`) and return the same
+:class:`~snnsim.result.RunResult`.
 
 The native module is imported on first use, so everything else (building, saving, loading and
 validating graphs and inputs) works without it.
@@ -22,6 +23,7 @@ import numpy as np
 from . import model_file
 from .errors import InputError, LimitError, ModelError, SnnsimError
 from .events import (
+    Binning,
     bin_events,
     bin_events_window,
     check_dt,
@@ -36,22 +38,11 @@ from .events import (
 from .graph import NEURON_OPS, Graph
 from .inputs import frames_for_precision, prepare_frames, prepare_static, to_numpy
 from .limits import MAX_THREADS, check_bytes
+from .native import core as native_core
 from .result import COUNT_FIELDS, Counts, RunResult
 
 Mode = Literal["engine", "reference"]
 MODES = ("engine", "reference")
-
-
-def _native() -> ModuleType:
-    """The compiled engine module, with a clear message when it has not been built."""
-    try:
-        from . import _core
-    except ImportError as exc:
-        raise ImportError(
-            "snnsim's native engine (snnsim._core) is not built or not importable; build it with "
-            "`maturin develop --release` in the repository, or use mode='reference'"
-        ) from exc
-    return _core
 
 
 class Model:
@@ -162,7 +153,7 @@ class Model:
     def engine(self) -> Any:
         """The compiled ``snnsim._core.Model`` (built on first access)."""
         if self._engine is None:
-            core = _native()
+            core = native_core()
             try:
                 if self._path is not None:
                     self._engine = core.Model.load(self._path)
@@ -253,7 +244,10 @@ def _not_a_checkpoint(p: str) -> None:
         )
 
 
-def _as_model(model: Any) -> Model:
+def as_model(model: Model | Graph | str | os.PathLike[str]) -> Model:
+    """``model`` as a :class:`Model`: a Model as it is, a :class:`~snnsim.graph.Graph` validated
+    and wrapped (:meth:`Model.from_graph`), a path loaded (:func:`load`). ``TypeError`` for
+    anything else; :class:`~snnsim.errors.ModelError` for an invalid graph or file."""
     if isinstance(model, Model):
         return model
     if isinstance(model, Graph):
@@ -363,7 +357,7 @@ def run(
     before allocating), ``NumericError`` for an integer overflow (naming the node and step) or
     a non-finite float32 value (naming the node).
     """
-    m = _as_model(model)
+    m = as_model(model)
     if mode not in MODES:
         raise InputError(f"mode must be 'engine' or 'reference', got {mode!r}")
     steps = None if steps is None else check_steps(steps)
@@ -487,7 +481,7 @@ def _run_events(
     m: Model,
     recordings: list[np.ndarray],
     steps: int | None,
-    binning: str,
+    binning: Binning,
     dt: int | None,
     mode: str,
     rec: list[str],
@@ -542,10 +536,7 @@ def _run_events(
     if mode == "reference":
         _check_reference(m, len(recordings), steps, rec, with_frames=True)
         frames = np.stack(
-            [
-                bin_events(ev, shape, steps, binning, validate=False)  # type: ignore[arg-type]
-                for ev in recordings
-            ]
+            [bin_events(ev, shape, steps, binning, validate=False) for ev in recordings]
         )
         return _run_arrays(m, mode, rec, threads, frames=frames_for_precision(frames, m.precision))
     x, y, p, t, offsets = flatten_events(recordings, shape, validate=False)
@@ -580,7 +571,7 @@ class Stream:
         origin_us: int | None = None,
         record: str | Iterable[str] = (),
     ) -> None:
-        self._model = _as_model(model)
+        self._model = as_model(model)
         self._dt = check_dt(dt_us) if dt_us is not None else None
         if origin_us is not None:
             if isinstance(origin_us, bool) or not isinstance(origin_us, (int, np.integer)):

@@ -42,7 +42,7 @@ def _sensor(input_shape: Sequence[int]) -> tuple[int, int, int]:
         raise InputError(
             f"event input needs an input shape [C, H, W] with C in (1, 2), got {list(shape)}"
         )
-    return shape  # type: ignore[return-value]
+    return shape[0], shape[1], shape[2]
 
 
 def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str = "events") -> None:
@@ -71,7 +71,7 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
             f"{what} must be a one-dimensional array of events, got shape {list(ev.shape)}"
         )
     for f in FIELDS:
-        dt = ev.dtype.fields[f][0]  # type: ignore[index]
+        dt = ev.dtype.fields[f][0]
         if dt.kind not in "biu":
             raise InputError(
                 f"{what}: field {f!r} has dtype {dt}; event fields must be integers or bool"

@@ -15,6 +15,7 @@ their large arrays against the same limit.
 from __future__ import annotations
 
 from .errors import LimitError
+from .native import core
 
 #: Largest ``threads`` argument of a run (equals ``snnsim._core.MAX_THREADS``).
 MAX_THREADS = 256
@@ -23,9 +24,7 @@ ENV_VAR = "SNNSIM_MEMORY_LIMIT"
 
 def memory_limit() -> int:
     """The engine's memory limit in bytes."""
-    from .model_file import native_module
-
-    return int(native_module().memory_limit())
+    return int(core().memory_limit())
 
 
 def set_memory_limit(nbytes: int | str | None) -> None:
@@ -33,9 +32,7 @@ def set_memory_limit(nbytes: int | str | None) -> None:
     optional ``K``, ``M``, ``G`` or ``T`` suffix, powers of 1024), or None to go back to
     ``SNNSIM_MEMORY_LIMIT`` or the default. Raises :class:`~snnsim.errors.InputError` for
     anything else."""
-    from .model_file import native_module
-
-    native_module().set_memory_limit(nbytes)
+    core().set_memory_limit(nbytes)
 
 
 def fmt_bytes(n: int) -> str:

@@ -42,7 +42,10 @@ class NetworkCase:
 
     @property
     def inputs(self) -> np.ndarray:
-        return self.static if self.static is not None else self.frames  # type: ignore[return-value]
+        if self.static is not None:
+            return self.static
+        assert self.frames is not None  # every case has static input or frames
+        return self.frames
 
 
 class _Builder:

@@ -9,8 +9,9 @@ docs/robustness.md).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 import snnsim
 from snnsim import InputError, SnnsimError, Stream
 from snnsim.api import Model
+from snnsim.graph import Precision
 from snnsim.testing import event_recordings, mutated_model_files
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -28,16 +30,16 @@ SENSOR = (2, 6, 6)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def small_memory_limit():
+def small_memory_limit() -> Iterator[None]:
     """Fuzzed sizes must stay far from the machine's memory: 64 MiB per run."""
     snnsim.set_memory_limit(64 << 20)
     yield
     snnsim.set_memory_limit(None)
 
 
-def event_model(precision: str) -> Model:
+def event_model(precision: Precision) -> Model:
     rng = np.random.default_rng(4)
-    g = snnsim.Graph(input_shape=SENSOR, precision=precision, input_kind="events")  # type: ignore[arg-type]
+    g = snnsim.Graph(input_shape=SENSOR, precision=precision, input_kind="events")
     if precision == "int":
         g.conv2d("conv", "input", rng.integers(-2, 5, (2, 2, 3, 3)), padding=1)
         g.dsr_if("sn1", "conv", theta=4, fire=2)
@@ -54,7 +56,7 @@ def event_model(precision: str) -> Model:
     return Model.from_graph(g)
 
 
-MODELS = {p: event_model(p) for p in ("float32", "int")}
+MODELS = {p: event_model(p) for p in get_args(Precision)}
 
 
 def zeros_input(m: Model) -> np.ndarray:
@@ -66,7 +68,9 @@ def zeros_input(m: Model) -> np.ndarray:
 # ---------------------------------------------------------------- load
 @given(mutated_model_files(base=(FIXTURES / "conv_int8.snn.safetensors").read_bytes()))
 @settings(max_examples=100)
-def test_fuzz_load_and_run_hostile_files(tmp_path_factory: pytest.TempPathFactory, data: bytes):
+def test_fuzz_load_and_run_hostile_files(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
     path = tmp_path_factory.mktemp("f") / "m.snn.safetensors"
     path.write_bytes(data)
     try:
@@ -140,9 +144,9 @@ def test_fuzz_run_hostile_arguments(
             steps=steps,
             threads=threads,
             dt_us=dt_us,
-            binning=binning,  # type: ignore[arg-type]
+            binning=binning,  # type: ignore[arg-type]  # drawn values include invalid ones
             record=record,
-            mode=mode,  # type: ignore[arg-type]
+            mode=mode,  # type: ignore[arg-type]  # drawn values include invalid ones
         )
     except EXPECTED:
         return

@@ -17,7 +17,9 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,6 +34,7 @@ from snnsim import (
     Stream,
     model_file,
 )
+from snnsim.graph import Precision
 from snnsim.limits import MAX_THREADS
 
 ROOT = Path(__file__).parents[2]
@@ -52,9 +55,9 @@ def mlp() -> Graph:
     return g
 
 
-def event_model(precision: str = "float32") -> Graph:
+def event_model(precision: Precision = "float32") -> Graph:
     rng = np.random.default_rng(1)
-    g = Graph(input_shape=(2, 8, 8), precision=precision, input_kind="events")  # type: ignore[arg-type]
+    g = Graph(input_shape=(2, 8, 8), precision=precision, input_kind="events")
     g.sumpool2d("pool", "input", 2)
     g.flatten("flat", "pool")
     if precision == "int":
@@ -93,8 +96,11 @@ def run_isolated(body: str, address_space: int | None = 6 * GIB, timeout: float 
     return p.stdout
 
 
+SetLimit = Callable[[int | str | None], None]
+
+
 @pytest.fixture
-def memory_limit():
+def memory_limit() -> Iterator[SetLimit]:
     """Set a memory limit for one test and restore the default afterwards."""
     yield snnsim.set_memory_limit
     snnsim.set_memory_limit(None)
@@ -197,7 +203,7 @@ def test_abort_steps_1e8_under_6_gib() -> None:
 
 
 # ---------------------------------------------------------------- unbounded
-def test_unbounded_dt_us_1_frames_are_not_allocated(memory_limit) -> None:
+def test_unbounded_dt_us_1_frames_are_not_allocated(memory_limit: SetLimit) -> None:
     """dt_us=1 on two events 10 s apart: 10^7 windows. No dense frames are built (the engine
     bins the windows); the run is bounded by the memory limit and named."""
     ev = events([0, 10_000_000])
@@ -329,7 +335,7 @@ def test_silent_stream_fed_from_two_threads_loses_nothing() -> None:
                     accepted.append(chunks[i])
             except InputError as e:  # a chunk overtaken by a later one: refused, not lost
                 assert "chunks must continue in time" in str(e) or "already run" in str(e)
-            except BaseException as e:  # noqa: BLE001 - anything else fails the test
+            except BaseException as e:  # anything else fails the test
                 errors.append(e)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
@@ -376,7 +382,7 @@ def test_silent_random_bytes_aedat_is_not_an_empty_recording(tmp_path: Path) -> 
 
 
 # ---------------------------------------------------------------- unclear or inconsistent
-def raw_file(header: dict, body: bytes) -> bytes:
+def raw_file(header: dict[str, Any], body: bytes) -> bytes:
     raw = json.dumps(header).encode()
     return struct.pack("<Q", len(raw)) + raw + body
 

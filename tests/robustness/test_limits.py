@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,11 @@ def child(code: str, **env: str) -> str:
     return p.stdout.strip()
 
 
+SetLimit = Callable[[int | str | None], None]
+
+
 @pytest.fixture
-def limit():
+def limit() -> Iterator[SetLimit]:
     yield snnsim.set_memory_limit
     snnsim.set_memory_limit(None)
 
@@ -62,7 +66,7 @@ def test_bad_environment_variable_is_named() -> None:
     assert "SNNSIM_MEMORY_LIMIT" in out and "'lots' is not a byte count" in out
 
 
-def test_set_memory_limit(limit) -> None:
+def test_set_memory_limit(limit: SetLimit) -> None:
     limit("16G")
     assert snnsim.memory_limit() == 16 << 30
     limit(12345)
@@ -71,7 +75,7 @@ def test_set_memory_limit(limit) -> None:
         with pytest.raises(InputError, match="nbytes"):
             limit(bad)
     with pytest.raises(TypeError):
-        limit(1.5)  # type: ignore[arg-type]
+        limit(1.5)  # type: ignore[arg-type]  # deliberately wrong: the error is under test
     limit(None)
     assert snnsim.memory_limit() <= 8 << 30
 
@@ -85,7 +89,7 @@ def model() -> snnsim.Graph:
     return g
 
 
-def test_every_allocation_is_checked(limit) -> None:
+def test_every_allocation_is_checked(limit: SetLimit) -> None:
     """One small limit; each path that allocates in proportion to an argument refuses."""
     limit(1 << 20)
     g = model()
