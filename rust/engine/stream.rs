@@ -1,6 +1,7 @@
 //! Streams: one sample's state kept between calls, fed frames or event windows.
 
-use super::batch::{record_specs, Engine};
+use super::batch::{check_finite, record_specs, Engine};
+use super::limits::{self, Need};
 use super::model::{check_input, Compiled, Model};
 use super::result::{finish_outputs, new_result, split_outputs, RunResult};
 use super::state::{SampleInput, SampleState};
@@ -10,7 +11,6 @@ use super::value::{Data, EngineValue};
 use crate::error::{Result, SnnError};
 use crate::events::{self, Events};
 use crate::format::fmt_shape;
-use crate::numeric::Precision;
 
 // ---------------------------------------------------------------------------------------------
 // Streaming
@@ -29,6 +29,23 @@ pub struct StreamState {
     pub(crate) st: StreamInner,
 }
 
+/// What feeding `tn` steps allocates: the results, a copy of the state, the binned events.
+fn check_feed<V>(
+    net: &super::network::Network<V>,
+    arg: &str,
+    tn: usize,
+    rec: &[usize],
+    events: usize,
+) -> Result<()> {
+    let mut need = Need::new();
+    limits::add_results(&mut need, net, 1, tn, rec);
+    limits::add_states(&mut need, net, 1);
+    if events > 0 {
+        limits::add_binned(&mut need, 1, tn, events);
+    }
+    need.check(arg, &format!("this stream step ({tn} steps)"))
+}
+
 pub(crate) fn feed<V: EngineValue>(
     eng: &Engine<V>,
     st: &mut SampleState<V>,
@@ -38,17 +55,14 @@ pub(crate) fn feed<V: EngineValue>(
 ) -> Result<RunResult> {
     let net = &eng.net;
     let rec = record_specs(net, record)?;
+    let rec_nodes: Vec<usize> = rec.iter().map(|r| r.node).collect();
+    check_feed(net, "frames", tn, &rec_nodes, 0)?;
     let in_map = &eng.in_map;
     let mut res = new_result(net, 1, tn, &rec)?;
-    // Integer runs may stop on an overflow half-way: work on a copy so that the stream keeps
-    // its last good state.
-    let mut work = if V::PRECISION == Precision::Int {
-        Some(st.clone())
-    } else {
-        None
-    };
+    // A run may stop half-way (integer overflow) or end with non-finite float32 values: work
+    // on a copy, so that on any error the stream keeps its last good state.
+    let mut work = st.clone();
     {
-        let target: &mut SampleState<V> = work.as_mut().unwrap_or(st);
         let mut outs = split_outputs(&mut res, tn)?;
         let so = outs
             .get_mut(0)
@@ -58,7 +72,7 @@ pub(crate) fn feed<V: EngineValue>(
                 run_steps(
                     net,
                     &net.plan_dynamic,
-                    target,
+                    &mut work,
                     &input,
                     tn,
                     so,
@@ -68,11 +82,10 @@ pub(crate) fn feed<V: EngineValue>(
                 )
             })?;
         }
-        output_sums(net, target, so.out_sum);
+        output_sums(net, &work, so.out_sum);
+        check_finite(net, &work, so.out_sum)?;
     }
-    if let Some(w) = work {
-        *st = w;
-    }
+    *st = work;
     let total = st.steps_done;
     finish_outputs(&mut res, &[total]);
     Ok(res)
@@ -127,6 +140,20 @@ impl StreamState {
         }
         let shape = [shape[0], shape[1], shape[2]];
         let done = self.steps_done();
+        {
+            let model = self.model.clone();
+            let nodes = |names: &[String]| -> Vec<usize> {
+                match &model.inner.net {
+                    Compiled::F32(e) => names.iter().filter_map(|n| e.net.node_index(n)).collect(),
+                    Compiled::Int(e) => names.iter().filter_map(|n| e.net.node_index(n)).collect(),
+                }
+            };
+            let rec = nodes(record);
+            match &model.inner.net {
+                Compiled::F32(e) => check_feed(&e.net, "dt_us", steps, &rec, ev.t.len())?,
+                Compiled::Int(e) => check_feed(&e.net, "dt_us", steps, &rec, ev.t.len())?,
+            }
+        }
         let binned = events::bin_windows(ev, shape, origin_us, dt_us, done, steps)?;
         let model = self.model.clone();
         match (&model.inner.net, &mut self.st) {
