@@ -51,7 +51,10 @@ pub(crate) fn fits(g: &Geom) -> bool {
     let padded = (g.h + 2 * g.ph)
         .saturating_mul(g.w + 2 * g.pw)
         .saturating_mul(padded_channels(g.c));
-    g.co.is_multiple_of(LANES) && g.co > 0 && g.c >= 8 && padded <= padded_bytes_bound(g.c * g.h * g.w)
+    g.co.is_multiple_of(LANES)
+        && g.co > 0
+        && g.c >= 8
+        && padded <= padded_bytes_bound(g.c * g.h * g.w)
 }
 
 /// The most bytes a packed input of `n` values may take (the memory limit counts this).
