@@ -9,7 +9,8 @@
 //!     -> engine::model / batch / stream (runs) -> engine::step (one sample, chunks of steps)
 //!     -> engine::ops (one file per op family) -> kernels (scatter loops, SIMD choice)
 //!                                             -> neurons (the neuron law, also used by training)
-//! events (binning of event recordings)   training (the fused DSR forward of the torch layers)
+//! events (binning of event recordings)   training (the fused DSR forward and backward of the
+//!                                                torch layers)
 //! ```
 //!
 //! Numbers are generic over the value type (`f32`, `i32`) and the weight type (`f32`, `i8`,
@@ -35,4 +36,6 @@ pub use error::{Result, SnnError};
 pub use events::{bin_events, Binning, EventBatch, Events};
 pub use format::{write_bytes as write_model_bytes, InputKind, Tensor, TensorData};
 pub use numeric::Precision;
-pub use training::{simulate_dsr, DsrForward, DsrLaw, DsrOutputs, Pool};
+pub use training::{
+    dsr_rate_backward, simulate_dsr, DsrForward, DsrLaw, DsrOutputs, Pool, RateMask,
+};

@@ -49,4 +49,6 @@ mod _core {
     use super::model::PyStreamState;
     #[pymodule_export]
     use super::training::dsr_forward;
+    #[pymodule_export]
+    use super::training::dsr_rate_backward;
 }

@@ -176,6 +176,46 @@ def test_training_step_is_the_same_without_the_native_path(monkeypatch: pytest.M
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kind", ["if", "lif"])
+def test_native_rate_backward_equals_the_torch_masks(
+    kind: str, channels_last: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fused rate-form backward gives the torch formula's input gradient bit for bit (values
+    on both bounds included) and its threshold gradient to float32 rounding, in either memory
+    format; its native entry point rejects mismatched sizes and a bad tau by name."""
+    cfg = dsr_defaults(kind, 5)
+    theta = torch.tensor(cfg.theta0)
+    ub = float(dsr_module._upper(theta, cfg))
+    g = torch.Generator().manual_seed(3)
+    I = (torch.rand(4, 6, 8, 8, generator=g) * 2.4 - 0.6) * ub
+    I.view(-1)[:3] = torch.tensor([0.0, ub, -0.0])
+    G = torch.randn(4, 6, 8, 8, generator=g)
+    if channels_last:
+        I = I.contiguous(memory_format=torch.channels_last)
+    got = dsr_module._mask_grads(G, I, theta, cfg, True)
+    monkeypatch.setattr(dsr_module, "_NATIVE", None)
+    want = dsr_module._mask_grads(G, I, theta, cfg, True)
+    assert torch.equal(got[0], want[0])
+    assert got[1] is not None and want[1] is not None
+    torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-4)
+    monkeypatch.undo()
+    core = dsr_module._native()
+    with pytest.raises(ValueError, match="mean_current"):
+        core.dsr_rate_backward(
+            np.zeros(4, np.float32), np.zeros(3, np.float32), np.zeros(4, np.float32), 1.0, False
+        )
+    with pytest.raises(ValueError, match="tau"):
+        core.dsr_rate_backward(
+            np.zeros(4, np.float32),
+            np.zeros(4, np.float32),
+            np.zeros(4, np.float32),
+            1.0,
+            True,
+            0.0,
+        )
+
+
 # ---------------------------------------------------------------------- defaults
 def test_paper_defaults_per_T() -> None:
     c = dsr_defaults("if", 20)

@@ -383,8 +383,36 @@ def dsr_forward_chunk(
 def _mask_grads(
     G: Tensor, I: Tensor, theta: Tensor, cfg: DSRNeuronConfig, need_theta: bool
 ) -> tuple[Tensor, Tensor | None]:
-    """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (SPEC §1.1)."""
+    """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (SPEC §1.1). On the CPU in
+    float32 one fused native pass (``snnsim._core.dsr_rate_backward``) computes both."""
     ub = _upper(theta.detach(), cfg)
+    core = _native()
+    if (
+        core is not None
+        and hasattr(core, "dsr_rate_backward")
+        and G.device.type == "cpu"
+        and G.dtype == torch.float32
+        and I.dtype == torch.float32
+        and G.shape == I.shape
+    ):
+        fmt = memory_format_of(I)
+        If, Gf = _flat(I), _flat(G.contiguous(memory_format=fmt))
+        if If is not None and Gf is not None:
+            gI = torch.empty_like(I, memory_format=fmt)
+            over = core.dsr_rate_backward(
+                Gf.numpy(),
+                If.numpy(),
+                _flat(gI).numpy(),  # type: ignore[union-attr]
+                float(ub),
+                cfg.kind == "lif",
+                float(cfg.tau) if cfg.kind == "lif" else 1.0,
+            )
+            gtheta = None
+            if need_theta:
+                gtheta = torch.tensor(over * cfg.grad_scale, dtype=theta.dtype).reshape(
+                    theta.shape
+                )
+            return gI, gtheta
     if cfg.kind == "if":
         mask = (I >= 0) & (I <= ub)
         gI = G * mask
