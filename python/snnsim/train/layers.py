@@ -278,8 +278,9 @@ class _RateBatchNormFn(torch.autograd.Function):
         K: Tensor | None = None,
         T: int = 1,
     ) -> Tensor:
-        dims = [0] + list(range(2, zb.ndim))
-        between, mu = torch.var_mean(zb, dim=dims, correction=0)
+        # per-channel mean and biased variance in one pass (torch.var_mean over the batch and
+        # spatial dims is several times slower on the CPU)
+        mu, between = torch.batch_norm_update_stats(zb, None, None, 0.0)
         var = torch.maximum(var_all.to(between.dtype), between)
         invstd = torch.rsqrt(var + eps)
         ctx.save_for_backward(zb, weight, mu, invstd, K)
