@@ -201,16 +201,19 @@ def initial_snnsim(cfg: TrainConfig, **over: Any) -> nn.Module:
     torch.manual_seed(cfg.seed)
     kw = dict(cfg.model_kwargs)
     model = create_model(cfg.model, neuron=cfg.neuron, T=cfg.T, mode=over.get("mode", cfg.mode))
+    if "channels_last" in over:
+        model.channels_last = bool(over["channels_last"])
     if "exact_bn_grad" in over:
         model.exact_bn_grad = bool(over["exact_bn_grad"])
     assert not kw, "the MNIST CNN configs carry no model kwargs"
     return model
 
 
-def build(variant: str, cfg: TrainConfig) -> nn.Module:
-    """The model of ``variant`` with the seed's initial weights (identical for all variants)."""
+def build(variant: str, cfg: TrainConfig, **over: Any) -> nn.Module:
+    """The model of ``variant`` with the seed's initial weights (identical for all variants);
+    ``over``: snnsim model settings that replace the variant's (``channels_last``...)."""
     if variant in SNNSIM_VARIANTS:
-        return initial_snnsim(cfg, **SNNSIM_VARIANTS[variant])
+        return initial_snnsim(cfg, **{**SNNSIM_VARIANTS[variant], **over})
     ref = initial_snnsim(cfg)
     net = PortNet(cfg.neuron, cfg.T, ref.cfg, **PORT_VARIANTS[variant])
     net.load_snnsim_state(ref.state_dict())
@@ -254,12 +257,14 @@ def run_one(
     cfg: TrainConfig,
     keep: bool = True,
     datasets: tuple[Any, Any] | None = None,
+    **over: Any,
 ) -> tuple[dict[str, Any], nn.Module]:
     """Train ``variant`` on ``cfg`` (resuming from its checkpoint directory) and return its
     row and the trained model. ``keep``: write checkpoints (and the trained model) under
-    ``MODELS``; ``datasets``: ``(train, test)`` in place of the config's (tests)."""
+    ``MODELS``; ``datasets``: ``(train, test)`` in place of the config's (tests); ``over``: as
+    :func:`build`."""
     out_dir = model_dir(variant, cfg) if keep else None
-    model = build(variant, cfg)
+    model = build(variant, cfg, **over)
     tr = Trainer(cfg, out_dir=out_dir, progress=False, model=model, datasets=datasets)
     resumed = tr.resume()
     load = os.getloadavg()[0]

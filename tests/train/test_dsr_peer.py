@@ -38,12 +38,13 @@ def _grads(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[tor
 
 @pytest.mark.parametrize("neuron", ["if", "lif"])
 def test_port_equals_the_snnsim_step_form(harness, neuron: str) -> None:
-    """Same init, same forward (logits bit for bit), and the per-step backward of snnsim gives
-    the port's gradients (weights, batch norms, thresholds) to float rounding."""
+    """Same init, same forward (logits bit for bit in the plain memory format, whose
+    convolutions round as the port's), and the per-step backward of snnsim gives the port's
+    gradients (weights, batch norms, thresholds) to float rounding."""
     cfg = harness.config(neuron, 3, seed=1, epochs=1, threads=1)
     port = harness.build("port-weighted-readout" if neuron == "lif" else "port", cfg)
-    step = harness.build("snnsim-step", cfg)
-    rate = harness.build("snnsim", cfg)
+    step = harness.build("snnsim-step", cfg, channels_last=False)
+    rate = harness.build("snnsim", cfg, channels_last=False)
     sd = {k.replace(".v_threshold", ".theta"): v for k, v in port.state_dict().items()}
     for k, v in step.state_dict().items():
         assert torch.equal(v, sd[k]), k
@@ -74,7 +75,7 @@ def test_harness_trains_both_on_the_same_batches(harness) -> None:
     cfg = harness.config("if", 2, seed=3, epochs=2, threads=1)
     rows, models = {}, {}
     for v in ("port", "snnsim-step", "snnsim"):
-        rows[v], models[v] = harness.run_one(v, cfg, keep=False, datasets=data)
+        rows[v], models[v] = harness.run_one(v, cfg, keep=False, datasets=data, channels_last=False)
     sp = {k.replace(".v_threshold", ".theta"): t for k, t in models["port"].state_dict().items()}
     ss = models["snnsim-step"].state_dict()
     for k, t in ss.items():

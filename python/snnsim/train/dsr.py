@@ -205,10 +205,8 @@ def simulate_dsr(
     p, step = _torch_law(theta, cfg, x)
     value = spike_value(theta, cfg)
     fmt = memory_format_of(x)
-    out = torch.empty((T * B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(
-        memory_format=fmt
-    )
-    v = torch.zeros(shape, dtype=x.dtype, device=x.device).contiguous(memory_format=fmt)
+    out = _empty((T * B,) + tuple(x.shape[1:]), x, fmt)
+    v = _empty(shape, x, fmt).zero_()
     for t in range(T):
         xt = x if static else x[t * B : (t + 1) * B]
         s, v = step(xt, v, p)
@@ -294,8 +292,8 @@ def dsr_forward(
         C, H, W = x.shape[1:]
         out_shape = (C, H // pool, W // pool)
         native_pool = (pool, C, H, W, fmt == torch.channels_last)
-    out = torch.empty((T * B,) + out_shape, dtype=x.dtype).contiguous(memory_format=fmt)
-    I = torch.empty((B,) + tuple(x.shape[1:]), dtype=x.dtype).contiguous(memory_format=fmt)
+    out = _empty((T * B,) + out_shape, x, fmt)
+    I = _empty((B,) + tuple(x.shape[1:]), x, fmt)
     r = torch.empty_like(I)
     kw = _native_law(theta.detach().to(dtype=x.dtype), cfg)
     if cfg.kind == "lif" and not static:
@@ -336,9 +334,7 @@ def dsr_forward_chunk(
     flats = [_flat(t) for t in (x, membrane, I_acc, r_acc)] if core is not None else [None]
     B = x.shape[0] if static else x.shape[0] // steps
     fmt = memory_format_of(x)
-    out = torch.empty((steps * B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(
-        memory_format=fmt
-    )
+    out = _empty((steps * B,) + tuple(x.shape[1:]), x, fmt)
     th = theta.detach().to(dtype=x.dtype)
     usable = (
         core is not None
@@ -473,7 +469,7 @@ class DSRRateFn(Function):
     ) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(I, theta)
         ctx.cfg = cfg
-        return r.clone()
+        return r  # returned as is (autograd makes it a view): no copy
 
     @staticmethod
     def backward(ctx: Any, G: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -491,7 +487,7 @@ class ReadoutRateFn(Function):
     @staticmethod
     def forward(ctx: Any, r: Tensor, value: Tensor, scale: float) -> Tensor:  # type: ignore[override]
         ctx.scale = scale
-        return value.clone()
+        return value
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -513,7 +509,7 @@ class AffineRateFn(Function):
         ctx.spec = spec
         ctx.has_bias = bias is not None
         ctx.bias_shape = None if bias is None else list(bias.shape)
-        return value.clone()
+        return value
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -548,6 +544,14 @@ class AffineRateFn(Function):
                 [need_in, need_w, bool(need_b and ctx.has_bias)],
             )
         return gin, gw, gb, None, None
+
+
+def _empty(shape: tuple[int, ...], like: Tensor, fmt: torch.memory_format) -> Tensor:
+    """An uninitialised tensor of ``like``'s dtype and device stored in ``fmt`` (4-D only may be
+    channels-last), allocated that way (``empty(...).contiguous(fmt)`` would copy)."""
+    if len(shape) != 4:
+        fmt = torch.contiguous_format
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt)
 
 
 def memory_format_of(t: Tensor) -> torch.memory_format:

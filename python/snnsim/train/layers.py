@@ -134,17 +134,30 @@ class _AffineMixin:
 
 
 class ConvT(_AffineMixin, nn.Conv2d):
-    """``nn.Conv2d`` over a :class:`Seq` (a static input is convolved once)."""
+    """``nn.Conv2d`` over a :class:`Seq` (a static input is convolved once).
+
+    ``channels_last`` (set by :class:`~snnsim.train.net.DSRNet`): store the output
+    channels-last. The input alone cannot decide it when it has one channel (an MNIST image is
+    contiguous in both formats, and convolution then keeps the plain format), so the first conv
+    converts its output and every layer after it follows."""
+
+    channels_last: bool = False
 
     def _spec(self) -> tuple:
         if isinstance(self.padding, str) or self.padding_mode != "zeros":
             raise ValueError("ConvT supports numeric zero padding only")
         return ("conv2d", self.stride, self.padding, self.dilation, self.groups)
 
+    def _conv(self, x: Tensor) -> Tensor:
+        y = nn.Conv2d.forward(self, x)
+        if self.channels_last and y.ndim == 4:
+            y = y.contiguous(memory_format=torch.channels_last)
+        return y
+
     def forward(self, x: Flow) -> Flow:  # type: ignore[override]
         if isinstance(x, Tensor):
-            return super().forward(x)
-        return self._seq_forward(x, super().forward)
+            return self._conv(x)
+        return self._seq_forward(x, self._conv)
 
 
 class LinearT(_AffineMixin, nn.Linear):

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .chunked import check_chunkable, chunked_rate_forward
 from .dsr import DSRNeuronConfig, NeuronKind, dsr_defaults
-from .layers import DSRNeuron, Flow, Readout, Seq, run_layers
+from .layers import ConvT, DSRNeuron, Flow, Readout, Seq, run_layers
 
 __all__ = ["Mode", "DSRNet", "neuron_config", "make_neuron"]
 
@@ -91,6 +91,17 @@ class DSRNet(nn.Module):
         for m in self.modules():
             if hasattr(m, "exact_rate_grad"):
                 m.exact_rate_grad = self._exact_bn_grad
+
+    @property
+    def channels_last(self) -> bool:
+        return self._channels_last
+
+    @channels_last.setter
+    def channels_last(self, on: bool) -> None:
+        self._channels_last = bool(on)
+        for m in self.modules():
+            if isinstance(m, ConvT):
+                m.channels_last = self._channels_last
 
     @property
     def time_chunk(self) -> int | None:
