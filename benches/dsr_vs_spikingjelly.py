@@ -12,10 +12,11 @@ v_threshold_training=True, v_threshold_lower_bound=0.01)`` (LIF: ``DSRLIFNode`` 
 values at ``T``, the same as snnsim's ``dsr_defaults``), the image repeated over ``T`` steps,
 logits = the mean over ``T`` of the head's output spikes.
 
-Variants (``--variants``): ``snnsim`` (snnsim's defaults), ``snnsim-rate`` (the rate form
-without the batch-norm correction), ``snnsim-exact-bn`` (rate form with
-``exact_bn_grad``), ``snnsim-step`` (the per-step backward, the public code's; with it the
-gradients equal the port's to float rounding, ``tests/train/test_dsr_peer.py``),
+Variants (``--variants``): ``snnsim`` (snnsim's defaults at the commit the row names),
+``snnsim-rate`` (the rate form without the exact batch-norm term, the default before it was
+switched on), ``snnsim-exact-bn`` (the rate form with ``exact_bn_grad``, today's default),
+``snnsim-step`` (the per-step backward, the public code's; with it, and for IF with the
+default, the gradients equal the port's to float rounding, ``tests/train/test_dsr_peer.py``),
 ``port``, ``port-weighted-readout`` (LIF: the port with the lambda-weighted readout).
 
 Rows merge into ``benches/results/dsr_vs_spikingjelly.json`` by (variant, neuron, T, seed,

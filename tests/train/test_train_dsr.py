@@ -641,11 +641,12 @@ def test_pooling_inside_the_neuron_forward_is_exact(
 
 @pytest.mark.parametrize("chunk", [None, 2])
 def test_rate_form_gradients_equal_the_step_form_with_batch_norm(chunk: int | None) -> None:
-    """With batch norm over time and ``exact_bn_grad``, the rate form adds the producing op's
-    weight-gradient term of the steps' temporal deviations (computed in the forward, weight-sized): for IF networks its
-    gradients then equal the per-step form's (the public DSR code's), also time-chunked. For
-    LIF the lambda-weighted collapse of the per-step input gradients is not reproduced (the
-    remaining approximation, documented in snnsim.train.layers)."""
+    """With batch norm over time and ``exact_bn_grad`` (the default), the rate form adds the
+    producing op's weight-gradient term of the steps' temporal deviations (computed in the
+    forward, weight-sized): for IF networks its gradients then equal the per-step form's (the
+    public DSR code's), also time-chunked. For LIF the lambda-weighted collapse of the
+    per-step input gradients is not reproduced (the remaining approximation, documented in
+    snnsim.train.layers)."""
     x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     grads = {}
     for mode in ("step", "rate"):
@@ -653,8 +654,8 @@ def test_rate_form_gradients_equal_the_step_form_with_batch_norm(chunk: int | No
         net = create_model("dsr-mnist-cnn", neuron="if", T=5, mode=mode)
         net.train()
         if mode == "rate":
+            assert net.exact_bn_grad  # the default
             net.time_chunk = chunk
-            net.exact_bn_grad = True
         torch.nn.functional.cross_entropy(net(x), torch.arange(8) % 10).backward()
         grads[mode] = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
     assert grads["step"].keys() == grads["rate"].keys()
@@ -670,7 +671,7 @@ def test_rate_form_gradients_equal_the_step_form_with_batch_norm(chunk: int | No
     torch.manual_seed(0)
     net = create_model("dsr-mnist-cnn", neuron="if", T=5, mode="rate")
     net.train()
-    assert not net.exact_bn_grad  # the default
+    net.exact_bn_grad = False
     torch.nn.functional.cross_entropy(net(x), torch.arange(8) % 10).backward()
     w = dict(net.named_parameters())["body.4.weight"].grad
     assert not torch.allclose(w, grads["step"]["body.4.weight"], rtol=1e-3, atol=1e-6)
