@@ -404,12 +404,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | neuron | T | mode | per-channel | qat | seed | acc | acc before QAT | torch acc | agree |",
+        "| model | neuron | T | mode | per-channel | qat | seed | acc | acc before QAT | torch acc "
+        "| agree |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['neuron']} | {r['T']} | {r['mode']} | {r['per_channel']} | {r['qat']} | "
+            f"| {r['model']} | {r['neuron']} | {r['T']} | {r['mode']} | {r['per_channel']} "
+            f"| {r['qat']} | "
             f"{r['seed']} | {100 * r['acc']:.1f} | "
             f"{'' if r.get('acc_before') is None else format(100 * r['acc_before'], '.1f')} | "
             f"{100 * r['torch_acc']:.1f} | {100 * r['agree']:.1f} |"

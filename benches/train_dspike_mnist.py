@@ -6,10 +6,12 @@ Rows (method, T, seed, acc, epochs, plus dataset, per-epoch curves and temperatu
 into ``benches/results/dspike_mnist.json`` (a row with the same dataset/method/T/seed/eps
 replaces the old one), written after every run, so subsets can be run separately:
 
-    python benches/train_dspike_mnist.py --grid --T 6,4,2 --seeds 0 --methods dspike-adaptive,dspike-fixed,rect
+    python benches/train_dspike_mnist.py --grid --T 6,4,2 --seeds 0 \
+        --methods dspike-adaptive,dspike-fixed,rect
     python benches/train_dspike_mnist.py --tit --tit-from 4 --T 2 --seeds 0
     python benches/train_dspike_mnist.py --eps-sweep 0.02,0.5 --T 4 --seeds 0
-    python benches/train_dspike_mnist.py --dataset synthetic-nmnist --grid --T 4 --seeds 0 --n-train 2000
+    python benches/train_dspike_mnist.py --dataset synthetic-nmnist --grid --T 4 --seeds 0 \
+        --n-train 2000
     python benches/train_dspike_mnist.py --plot-only   # temperature plot and table from the JSON
 
 The temperature per epoch of the adaptive runs is plotted to
@@ -64,8 +66,8 @@ def merge_row(path: Path, row: dict[str, Any]) -> None:
         key=lambda r: (str(r.get("dataset")), r["method"], -r["T"], r["seed"], r.get("eps") or 0)
     )
     doc = {
-        "description": "Dspike (Li et al., NeurIPS 2021) on MNIST-5k (4000/1000 split) and SYNTHETIC "
-        "N-MNIST-like events (not N-MNIST); small CNN conv16-conv32-FC, tdBN, Dspike LIF "
+        "description": "Dspike (Li et al., NeurIPS 2021) on MNIST-5k (4000/1000 split) and "
+        "SYNTHETIC N-MNIST-like events (not N-MNIST); small CNN conv16-conv32-FC, tdBN, Dspike LIF "
         "(leak 0.5, Vth 0.5, hard reset), Adam + cosine LR, CPU.",
         "machine": {
             "platform": platform.platform(),
@@ -134,8 +136,8 @@ def tit_table(rows: list[dict[str, Any]]) -> str:
     """TIT vs scratch at the same T: fine-tuning epochs the TIT run needs to reach the scratch
     run's final accuracy (same dataset and seed; source epochs listed separately)."""
     lines = [
-        "| dataset | T | seed | scratch acc (epochs) | TIT from | acc inherited (0 epochs) | TIT acc per epoch | "
-        "epochs to reach scratch |",
+        "| dataset | T | seed | scratch acc (epochs) | TIT from | acc inherited (0 epochs) "
+        "| TIT acc per epoch | epochs to reach scratch |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -164,7 +166,8 @@ def tit_table(rows: list[dict[str, Any]]) -> str:
         curve_txt = ", ".join(f"{100 * a:.1f}" for a in curve)
         lines.append(
             f"| {r.get('dataset')} | {r['T']} | {r['seed']} | {sc_txt} | {r['tit_from']} "
-            f"({r['epochs']} src epochs) | {100 * r.get('acc_inherited', 0):.2f} | {curve_txt} | {reach} |"
+            f"({r['epochs']} src epochs) | {100 * r.get('acc_inherited', 0):.2f} | {curve_txt} "
+            f"| {reach} |"
         )
     return "\n".join(lines)
 
@@ -313,6 +316,78 @@ def run_task(args: argparse.Namespace) -> None:
             print(f"  -> acc {row['acc']:.4f} b {row['temperatures'][-1]} ({row['time_s']}s)")
 
 
+def build_jobs(args: argparse.Namespace) -> list[ExperimentConfig]:
+    """The runs the grid, TIT and eps-sweep options ask for."""
+    Ts = [int(t) for t in args.T.split(",") if t]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    methods = [m for m in args.methods.split(",") if m]
+    base = dict(
+        dataset=args.dataset,
+        epochs=args.epochs,
+        lr=args.lr,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        fdg_batch=args.fdg_batch,
+    )
+    jobs: list[ExperimentConfig] = []
+    if args.grid:
+        for seed in seeds:
+            for T in Ts:
+                jobs += [ExperimentConfig(method=m, T=T, seed=seed, **base) for m in methods]
+    if args.tit:
+        for seed in seeds:
+            jobs += [
+                ExperimentConfig(
+                    method="dspike-adaptive", T=T, seed=seed, tit_from=args.tit_from, **base
+                )
+                for T in Ts
+                if T < args.tit_from
+            ]
+    for e in [float(v) for v in args.eps_sweep.split(",") if v]:
+        for seed in seeds:
+            jobs += [
+                ExperimentConfig(method="dspike-adaptive", T=T, seed=seed, eps=e, **base)
+                for T in Ts
+            ]
+    return jobs
+
+
+def run_jobs(jobs: list[ExperimentConfig], args: argparse.Namespace) -> None:
+    """Run each job (skipping those in the JSON with ``--skip-existing``), merging its row."""
+    done = {_key(r) for r in load_rows(args.out)}
+    data_cache: dict[int, Any] = {}
+    for cfg in jobs:
+        name = cfg.method + (f"+tit{cfg.tit_from}" if cfg.tit_from else "")
+        eps = cfg.eps if cfg.method.startswith("dspike") else None
+        key = (cfg.dataset, name, cfg.T, cfg.seed, eps)
+        if args.skip_existing and key in done:
+            print(f"skip {key}")
+            continue
+        print(f"== {cfg.dataset} {name} T={cfg.T} seed={cfg.seed} eps={cfg.eps}", flush=True)
+        if cfg.T not in data_cache:
+            if cfg.dataset != "mnist5k":
+                data_cache.clear()
+            data_cache[cfg.T] = load_data(cfg.dataset, cfg.T, cfg.n_train, cfg.n_test)
+        init = None
+        if cfg.tit_from:
+            p = ckpt_path(cfg.dataset, cfg.method, cfg.tit_from, cfg.seed)
+            if p.exists():
+                init = load_checkpoint(p)
+                print(f"  TIT source: {p}")
+        save = None
+        if not cfg.tit_from and cfg.eps == 0.1:
+            save = ckpt_path(cfg.dataset, cfg.method, cfg.T, cfg.seed)
+        row = run_experiment(
+            cfg,
+            log=lambda s: print(s, flush=True),
+            init_state=init,
+            save_to=save,
+            data=data_cache[cfg.T],
+        )
+        merge_row(args.out, row)
+        print(f"  -> acc {row['acc']:.4f} ({row['time_s']}s)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -355,87 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         run_task(args)
         return 0
 
-    Ts = [int(t) for t in args.T.split(",") if t]
-    seeds = [int(s) for s in args.seeds.split(",") if s]
-    methods = [m for m in args.methods.split(",") if m]
-    base = dict(
-        dataset=args.dataset,
-        epochs=args.epochs,
-        lr=args.lr,
-        n_train=args.n_train,
-        n_test=args.n_test,
-        fdg_batch=args.fdg_batch,
-    )
-
-    jobs: list[tuple[ExperimentConfig, dict[str, Any]]] = []
-    if args.grid:
-        for seed in seeds:
-            for T in Ts:
-                for m in methods:
-                    jobs.append((ExperimentConfig(method=m, T=T, seed=seed, **base), {}))
-    if args.tit:
-        for seed in seeds:
-            for T in Ts:
-                if T < args.tit_from:
-                    jobs.append(
-                        (
-                            ExperimentConfig(
-                                method="dspike-adaptive",
-                                T=T,
-                                seed=seed,
-                                tit_from=args.tit_from,
-                                **base,
-                            ),
-                            {},
-                        )
-                    )
-    for e in [float(v) for v in args.eps_sweep.split(",") if v]:
-        for seed in seeds:
-            for T in Ts:
-                jobs.append(
-                    (ExperimentConfig(method="dspike-adaptive", T=T, seed=seed, eps=e, **base), {})
-                )
-
-    if args.plot_only:
-        jobs = []
-    done = {_key(r) for r in load_rows(args.out)}
-    data_cache: dict[int, Any] = {}
-    for cfg, _ in jobs:
-        name = cfg.method + (f"+tit{cfg.tit_from}" if cfg.tit_from else "")
-        key = (
-            cfg.dataset,
-            name,
-            cfg.T,
-            cfg.seed,
-            cfg.eps if cfg.method.startswith("dspike") else None,
-        )
-        if args.skip_existing and key in done:
-            print(f"skip {key}")
-            continue
-        print(f"== {cfg.dataset} {name} T={cfg.T} seed={cfg.seed} eps={cfg.eps}", flush=True)
-        if cfg.T not in data_cache:
-            data_cache.clear() if cfg.dataset != "mnist5k" else None
-            data_cache[cfg.T] = load_data(cfg.dataset, cfg.T, cfg.n_train, cfg.n_test)
-        init = None
-        if cfg.tit_from:
-            p = ckpt_path(cfg.dataset, cfg.method, cfg.tit_from, cfg.seed)
-            if p.exists():
-                init = load_checkpoint(p)
-                print(f"  TIT source: {p}")
-        save = (
-            ckpt_path(cfg.dataset, cfg.method, cfg.T, cfg.seed)
-            if not cfg.tit_from and cfg.eps == 0.1
-            else None
-        )
-        row = run_experiment(
-            cfg,
-            log=lambda s: print(s, flush=True),
-            init_state=init,
-            save_to=save,
-            data=data_cache[cfg.T],
-        )
-        merge_row(args.out, row)
-        print(f"  -> acc {row['acc']:.4f} ({row['time_s']}s)", flush=True)
+    jobs = [] if args.plot_only else build_jobs(args)
+    run_jobs(jobs, args)
 
     rows = load_rows(args.out)
     plot(rows, PNG)

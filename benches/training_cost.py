@@ -100,7 +100,8 @@ import torch
 torch.set_num_threads(int(sys.argv[6]))
 spec = __import__("importlib.util").util.spec_from_file_location("tc", sys.argv[2])
 tc = __import__("importlib.util").util.module_from_spec(spec); spec.loader.exec_module(tc)
-key, method, T, batch, steps = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[7]), int(sys.argv[8])
+key, method, T = sys.argv[3], sys.argv[4], int(sys.argv[5])
+batch, steps = int(sys.argv[7]), int(sys.argv[8])
 name, shape = tc.MODELS[key]
 torch.manual_seed(0)
 if method == "dsr":
@@ -132,7 +133,8 @@ times = []
 for _ in range(steps):
     t0 = time.perf_counter(); step(False); times.append(time.perf_counter() - t0)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"step_ms": 1000 * statistics.median(times), "step_ms_runs": [1000 * t for t in times],
+print(json.dumps({"step_ms": 1000 * statistics.median(times),
+                  "step_ms_runs": [1000 * t for t in times],
                   "peak_rss_mib": (peak - base) / 1024, "saved_mib": saved_mib}))
 """
 
@@ -180,9 +182,7 @@ def run_config(
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
         oom = "memory" in tail[0].lower() or "alloc" in tail[0].lower() or proc.returncode < 0
-        row.update(
-            failed=f"does not fit in {mem_gib} GiB" if oom else "error", error=tail[0][:300]
-        )
+        row.update(failed=f"does not fit in {mem_gib} GiB" if oom else "error", error=tail[0][:300])
     else:
         row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
     row["preliminary"] = max(row["load_avg_before"], row["load_avg_after"]) > BUSY_LOAD + threads

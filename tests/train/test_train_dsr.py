@@ -188,11 +188,11 @@ def test_native_rate_backward_equals_the_torch_masks(
     theta = torch.tensor(cfg.theta0)
     ub = float(dsr_module._upper(theta, cfg))
     g = torch.Generator().manual_seed(3)
-    I = (torch.rand(4, 6, 8, 8, generator=g) * 2.4 - 0.6) * ub
+    I = (torch.rand(4, 6, 8, 8, generator=g) * 2.4 - 0.6) * ub  # noqa: E741
     I.view(-1)[:3] = torch.tensor([0.0, ub, -0.0])
     G = torch.randn(4, 6, 8, 8, generator=g)
     if channels_last:
-        I = I.contiguous(memory_format=torch.channels_last)
+        I = I.contiguous(memory_format=torch.channels_last)  # noqa: E741
     got = dsr_module._mask_grads(G, I, theta, cfg, True)
     monkeypatch.setattr(dsr_module, "_NATIVE", None)
     want = dsr_module._mask_grads(G, I, theta, cfg, True)
@@ -248,8 +248,8 @@ def test_threshold_kept_above_bound_and_trainable_flag() -> None:
     assert not fixed.theta.requires_grad
 
 
-# ---------------------------------------------------------------------- quantisation law (float mode)
-def _count_law(N: int, I: float, theta: float, alpha: float) -> int:
+# ------------------------------------------------------------- quantisation law (float mode)
+def _count_law(N: int, I: float, theta: float, alpha: float) -> int:  # noqa: E741
     return min(max(math.floor(N * I / theta + 1 - alpha), 0), N)
 
 
@@ -263,7 +263,7 @@ def _count_law(N: int, I: float, theta: float, alpha: float) -> int:
 def test_if_quantisation_law_in_training_forward(
     N: int, alpha: float, theta: float, u: float, mode: str
 ) -> None:
-    I = u * theta
+    I = u * theta  # noqa: E741
     x = N * I / theta + 1 - alpha
     assume(abs(x - round(x)) > 1e-3)  # away from the rounding boundaries
     cfg = neuron_config("if", N, theta0=theta, alpha=alpha, bound=0.01)
@@ -278,14 +278,14 @@ def test_if_quantisation_law_in_training_forward(
     assert torch.allclose(count, torch.full_like(count, float(expect)), atol=1e-3)
 
 
-# ---------------------------------------------------------------------- Eq. 19 on constructed inputs
+# ------------------------------------------------------------- Eq. 19 on constructed inputs
 @pytest.mark.parametrize("mode", ["rate", "step"])
 @pytest.mark.parametrize("kind", ["if", "lif"])
 def test_eq19_threshold_and_input_gradients(kind: str, mode: str) -> None:
     T = 4
     cfg = neuron_config(kind, T, theta0=0.5, bound=1e-3, theta_grad_scale=None)
     ub = 0.5 if kind == "if" else 0.5 * cfg.tau / cfg.dt
-    I = torch.tensor([-1.0, 0.0, 0.25 * ub, ub, 1.5 * ub, 3 * ub, 0.75 * ub, 2 * ub])
+    I = torch.tensor([-1.0, 0.0, 0.25 * ub, ub, 1.5 * ub, 3 * ub, 0.75 * ub, 2 * ub])  # noqa: E741
     G = torch.tensor([0.3, -0.2, 0.5, 0.7, -1.1, 0.4, 0.9, 2.0])
     neuron = DSRNeuron(cfg)
     neuron.train()
@@ -310,7 +310,7 @@ def test_eq19_threshold_and_input_gradients(kind: str, mode: str) -> None:
 
 
 def test_theta_grad_scale_is_configurable() -> None:
-    I = torch.tensor([[2.0, 3.0, 0.5]])
+    I = torch.tensor([[2.0, 3.0, 0.5]])  # noqa: E741
     grads = []
     for scale in (1.0, 0.25):
         n = DSRNeuron(neuron_config("if", 2, theta0=1.0, theta_grad_scale=scale))
@@ -393,7 +393,7 @@ def test_bn_networks_forward_identically_in_both_forms() -> None:
 @settings(max_examples=10)
 def test_if_rate_converges_to_clamp(theta: float, alpha: float, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
-    I = (torch.rand(64, generator=g, dtype=torch.float64) * 1.6 - 0.3) * theta
+    I = (torch.rand(64, generator=g, dtype=torch.float64) * 1.6 - 0.3) * theta  # noqa: E741
     cfg = neuron_config("if", 1, alpha=alpha)
     target = I.clamp(0, theta)
     for N in (10, 100, 1000):
@@ -407,7 +407,7 @@ def test_lif_weighted_rate_converges_to_clamp() -> None:
     """Proposition 2: with dt = T_total/N (T_total = 8 tau) and a spike value theta/dt = c held
     fixed, the lambda-weighted rate tends to clamp(I/tau, 0, c) with an O(dt) error."""
     tau, c, Ttot = 1.0, 2.0, 8.0
-    I = torch.linspace(-0.5, 3.0, 71, dtype=torch.float64)
+    I = torch.linspace(-0.5, 3.0, 71, dtype=torch.float64)  # noqa: E741
     target = (I / tau).clamp(0, c)
     errs = []
     for N in (50, 400, 3200):
@@ -464,7 +464,7 @@ def _biases_before_bn(net: DSRNet) -> list[bool]:
     mods = list(net.body.children())
     flagged = {
         id(m.bias)
-        for m, nxt in zip(mods, mods[1:])
+        for m, nxt in zip(mods, mods[1:], strict=False)
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
         and m.bias is not None
         and isinstance(nxt, torch.nn.modules.batchnorm._BatchNorm)
@@ -528,8 +528,8 @@ def test_channels_last_is_the_same_network(neuron: str, chunk: int | None) -> No
         torch.manual_seed(0)
         net = create_model("dsr-mnist-cnn", neuron=neuron, T=5, channels_last=cl)
         assert net.channels_last == cl
-        seen = []
-        hook = net.body[1].register_forward_hook(lambda m, i, o: seen.append(o.steps))
+        seen: list[torch.Tensor] = []
+        hook = net.body[1].register_forward_hook(lambda m, i, o, seen=seen: seen.append(o.steps))
         net.train()
         loss, grads, rates, _ = _one_step(net, x, chunk)
         hook.remove()

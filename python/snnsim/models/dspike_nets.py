@@ -123,7 +123,7 @@ def dspike_resnet18(
     for cout in stem:
         body += _conv_bn_neuron(c, cout, sg, leak, vth, alpha)
         c = cout
-    for stage, (cout, n) in enumerate(zip(widths, blocks)):
+    for stage, (cout, n) in enumerate(zip(widths, blocks, strict=True)):
         for j in range(n):
             stride = 2 if (stage > 0 and j == 0) else 1
             body.append(BasicBlockTD(c, cout, stride, sg, leak, vth, alpha))

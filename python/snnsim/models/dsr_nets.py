@@ -298,7 +298,7 @@ def _preresnet(
     cfg = _cfg(neuron, T, kw)
     body: list[nn.Module] = [ConvT(in_channels, widths[0], 3, padding=1, bias=False)]
     c, size = widths[0], image_size
-    for i, (w, n) in enumerate(zip(widths, blocks)):
+    for i, (w, n) in enumerate(zip(widths, blocks, strict=True)):
         for j in range(n):
             stride = 2 if (i > 0 and j == 0) else 1
             body.append(PreActBlock(c, w, stride, cfg, dropout))

@@ -221,7 +221,7 @@ class DSRForward:
     time mean of ``out``) and ``spikes`` (how many spikes fired, a 0-d tensor)."""
 
     out: Tensor
-    I: Tensor
+    I: Tensor  # noqa: E741
     r: Tensor
     spikes: Tensor
 
@@ -293,7 +293,7 @@ def dsr_forward(
         out_shape = (C, H // pool, W // pool)
         native_pool = (pool, C, H, W, fmt == torch.channels_last)
     out = _empty((T * B,) + out_shape, x, fmt)
-    I = _empty((B,) + tuple(x.shape[1:]), x, fmt)
+    I = _empty((B,) + tuple(x.shape[1:]), x, fmt)  # noqa: E741
     r = torch.empty_like(I)
     kw = _native_law(theta.detach().to(dtype=x.dtype), cfg)
     if cfg.kind == "lif" and not static:
@@ -377,7 +377,11 @@ def dsr_forward_chunk(
 
 # ---------------------------------------------------------------------- autograd: per-step form
 def _mask_grads(
-    G: Tensor, I: Tensor, theta: Tensor, cfg: DSRNeuronConfig, need_theta: bool
+    G: Tensor,
+    I: Tensor,  # noqa: E741
+    theta: Tensor,
+    cfg: DSRNeuronConfig,
+    need_theta: bool,
 ) -> tuple[Tensor, Tensor | None]:
     """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (SPEC §1.1). On the CPU in
     float32 one fused native pass (``snnsim._core.dsr_rate_backward``) computes both."""
@@ -405,9 +409,7 @@ def _mask_grads(
             )
             gtheta = None
             if need_theta:
-                gtheta = torch.tensor(over * cfg.grad_scale, dtype=theta.dtype).reshape(
-                    theta.shape
-                )
+                gtheta = torch.tensor(over * cfg.grad_scale, dtype=theta.dtype).reshape(theta.shape)
             return gI, gtheta
     if cfg.kind == "if":
         mask = (I >= 0) & (I <= ub)
@@ -432,14 +434,14 @@ class DSRStepFn(Function):
         ctx: Any, x: Tensor, theta: Tensor, T: int, cfg: DSRNeuronConfig, static: bool
     ) -> Tensor:  # type: ignore[override]
         fwd = dsr_forward(x.detach(), T, theta, cfg, static)
-        out, I = fwd.out, fwd.I
+        out, I = fwd.out, fwd.I  # noqa: E741
         ctx.save_for_backward(I, theta)
         ctx.T, ctx.cfg, ctx.static = T, cfg, static
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        I, theta = ctx.saved_tensors
+        I, theta = ctx.saved_tensors  # noqa: E741
         T, cfg, static = ctx.T, ctx.cfg, ctx.static
         go = _time_view(grad_out, T)
         if cfg.kind == "if":
@@ -465,7 +467,12 @@ class DSRRateFn(Function):
 
     @staticmethod
     def forward(
-        ctx: Any, I_graph: Tensor, theta: Tensor, I: Tensor, r: Tensor, cfg: DSRNeuronConfig
+        ctx: Any,
+        I_graph: Tensor,
+        theta: Tensor,
+        I: Tensor,  # noqa: E741
+        r: Tensor,
+        cfg: DSRNeuronConfig,
     ) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(I, theta)
         ctx.cfg = cfg
@@ -473,7 +480,7 @@ class DSRRateFn(Function):
 
     @staticmethod
     def backward(ctx: Any, G: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        I, theta = ctx.saved_tensors
+        I, theta = ctx.saved_tensors  # noqa: E741
         gI, gtheta = _mask_grads(G, I, theta, ctx.cfg, ctx.needs_input_grad[1])
         return gI, gtheta, None, None, None
 
