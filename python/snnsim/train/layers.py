@@ -73,10 +73,11 @@ class Seq:
     T: int
     static: bool = False
     rate: Tensor | None = None
-    # rate form: the linear op that produced ``steps`` from time-varying input steps, with the
-    # time means of its input and output: ``(op, input steps, input mean, output mean)``, for
-    # the exact batch-norm weight gradient (see :class:`_RateBatchNormFn`)
-    producer: tuple[Any, Tensor, Tensor, Tensor] | None = None
+    # rate form: the linear op that produced ``steps`` from time-varying input steps (``(op,
+    # input steps)``), for the exact batch-norm weight gradient (see :class:`_RateBatchNormFn`)
+    producer: tuple[Any, Tensor] | None = None
+    # and the time means of that op's input and output (``(input mean, output mean)``)
+    producer_means: tuple[Tensor, Tensor] | None = None
 
     @property
     def batch(self) -> int:
@@ -117,8 +118,9 @@ class _AffineMixin:
             steps = plain(x.steps)
             value = steps if x.static else time_mean(steps, x.T)
         rate = AffineRateFn.apply(x.rate, self.weight, self.bias, value, self._spec())  # type: ignore[attr-defined]
-        producer = None if x.static else (self, x.steps, x.rate.detach(), value)
-        return Seq(steps, x.T, x.static, rate, producer)
+        if x.static:
+            return Seq(steps, x.T, x.static, rate)
+        return Seq(steps, x.T, x.static, rate, (self, x.steps), (x.rate.detach(), value))
 
     @torch.no_grad()
     def weight_grad(self, grad_out: Tensor, inp: Tensor) -> Tensor:
@@ -215,15 +217,20 @@ class _BNTMixin:
                 0.0 if momentum is None else momentum,
                 self.eps,  # type: ignore[attr-defined]
             )
-            var_all = invstd.double().pow(-2).sub(self.eps).float()  # type: ignore[attr-defined]
+            var_all = invstd.double().pow(-2).sub(self.eps).to(z.dtype)  # type: ignore[attr-defined]
             cov = None
             if self.exact_rate_grad and x.producer is not None and not x.static:
                 # K = sum_{b,t} (z - zbar) (x) in = sum z (x) in - T * sum_b zbar (x) inbar:
                 # one weight-gradient op over the steps and one over the means (the rate
                 # graph's values), no [T*B] deviation tensor
-                op, inp, in_mean, z_mean = x.producer
+                op, inp = x.producer
                 T = x.T
-                K = op.weight_grad(z, inp) - T * op.weight_grad(z_mean, in_mean)
+                K = op.weight_grad(z, inp)
+                if x.producer_means is not None:
+                    in_mean, z_mean = x.producer_means
+                    K -= T * op.weight_grad(z_mean, in_mean)
+                else:
+                    K -= T * op.weight_grad(time_mean(z, T), time_mean(inp, T))
                 cov = (op.weight, K, T)
         return Seq(steps, x.T, x.static, self.rate_graph(x.rate, var_all, cov))
 
