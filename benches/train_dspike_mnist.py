@@ -240,15 +240,16 @@ def task_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     their difference; adaptive against fixed from the same b0 (paired by seed)."""
     import statistics as st
 
-    groups: dict[tuple[str, float], dict[int, dict[str, Any]]] = {}
+    groups: dict[tuple[str, float, int], dict[int, dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["method"], r["b0"]), {})[r["seed"]] = r
+        groups.setdefault((r["method"], r["b0"], r["epochs"]), {})[r["seed"]] = r
     per = []
-    for (m, b0), by in sorted(groups.items()):
+    for (m, b0, epochs), by in sorted(groups.items()):
         accs = [by[k]["acc"] for k in sorted(by)]
         item: dict[str, Any] = {
             "method": m,
             "b0": b0,
+            "epochs": epochs,
             "seeds": sorted(by),
             "mean_acc": st.fmean(accs),
             "sd": st.stdev(accs) if len(accs) > 1 else None,
@@ -256,7 +257,7 @@ def task_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         }
         if m == "dspike-adaptive":
             item["final_b"] = [by[k]["temperatures"][-1] for k in sorted(by)]
-            fixed = groups.get(("dspike-fixed", b0), {})
+            fixed = groups.get(("dspike-fixed", b0, epochs), {})
             common = sorted(set(by) & set(fixed))
             if common:
                 d = [by[k]["acc"] - fixed[k]["acc"] for k in common]
@@ -266,14 +267,16 @@ def task_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
                     "ci95": _ci95(d),
                 }
         per.append(item)
-    fixed = [p for p in per if p["method"] == "dspike-fixed"]
     out: dict[str, Any] = {"groups": per}
+    main_epochs = max((p["epochs"] for p in per), key=lambda e: sum(q["epochs"] == e for q in per))
+    fixed = [p for p in per if p["method"] == "dspike-fixed" and p["epochs"] == main_epochs]
     if len(fixed) >= 2:
         best = max(fixed, key=lambda p: p["mean_acc"])
         worst = min(fixed, key=lambda p: p["mean_acc"])
         out["best_fixed_b"] = best["b0"]
         out["worst_fixed_b"] = worst["b0"]
         out["best_minus_worst"] = best["mean_acc"] - worst["mean_acc"]
+        out["epochs_of_the_grid"] = main_epochs
     return out
 
 
