@@ -543,6 +543,21 @@ def test_channels_last_is_the_same_network(neuron: str, chunk: int | None) -> No
         assert float((a - b).norm()) <= 0.05 * float(b.norm()) + 1e-6
 
 
+def test_one_channel_images_get_channels_last_strides() -> None:
+    """A one-channel image is laid out channels-last already; ``as_channels_last`` gives it the
+    strides that say so (same memory, same values), so convolutions take the channels-last
+    kernel and return channels-last outputs; ``memory_format_of`` reads those strides."""
+    x = torch.rand(3, 1, 6, 5)
+    y = dsr_module.as_channels_last(x)
+    assert y.data_ptr() == x.data_ptr() and torch.equal(x, y)
+    assert dsr_module.memory_format_of(x) == torch.contiguous_format
+    assert dsr_module.memory_format_of(y) == torch.channels_last
+    out = torch.nn.functional.conv2d(y, torch.randn(4, 1, 3, 3), padding=1)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    z = torch.rand(3, 4, 6, 5)
+    assert dsr_module.memory_format_of(dsr_module.as_channels_last(z)) == torch.channels_last
+
+
 def test_time_chunk_refuses_residual_bodies_and_bad_values() -> None:
     net = create_model("dsr-mnist-cnn", neuron="if", T=4)
     with pytest.raises(ValueError, match="positive int"):

@@ -63,6 +63,8 @@ __all__ = [
     "DSRRateFn",
     "AffineRateFn",
     "ReadoutRateFn",
+    "as_channels_last",
+    "memory_format_of",
 ]
 
 NeuronKind = Literal["if", "lif"]
@@ -562,7 +564,22 @@ def _empty(shape: tuple[int, ...], like: Tensor, fmt: torch.memory_format) -> Te
 
 
 def memory_format_of(t: Tensor) -> torch.memory_format:
-    """``channels_last`` for a 4-D tensor stored that way, else ``contiguous_format``."""
-    if t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
+    """``channels_last`` for a 4-D tensor stored that way, else ``contiguous_format``. A tensor
+    both formats describe (one channel, or 1x1 maps) counts as channels-last when its strides
+    say so (channel stride 1, as :func:`as_channels_last` makes them)."""
+    if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        if not t.is_contiguous() or (t.stride(1) == 1 and t.shape[1] * t.shape[2] * t.shape[3] > 1):
+            return torch.channels_last
     return torch.contiguous_format
+
+
+def as_channels_last(x: Tensor) -> Tensor:
+    """``x`` (4-D) stored channels-last. A one-channel tensor is already laid out that way, but
+    torch keeps its plain strides and its convolutions then run the (several times slower)
+    plain-format kernel: it gets channels-last strides over the same memory instead."""
+    if x.ndim != 4:
+        return x
+    if x.shape[1] == 1 and x.is_contiguous():
+        H, W = x.shape[2], x.shape[3]
+        return x.as_strided(x.shape, (H * W, 1, W, 1))
+    return x.contiguous(memory_format=torch.channels_last)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .chunked import check_chunkable, chunked_rate_forward
-from .dsr import DSRNeuronConfig, NeuronKind, dsr_defaults
+from .dsr import DSRNeuronConfig, NeuronKind, as_channels_last, dsr_defaults
 from .layers import ConvT, DSRNeuron, Flow, Readout, Seq, run_layers
 
 __all__ = ["Mode", "DSRNet", "neuron_config", "make_neuron"]
@@ -136,7 +136,7 @@ class DSRNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = as_channels_last(x)
         if self.is_ann:
             if not self.static_input:
                 x = x.mean(1)  # ANN on sequences: the mean frame
