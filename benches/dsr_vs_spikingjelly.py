@@ -52,9 +52,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
+from snnsim.nn.dsr import DSRNeuronConfig  # noqa: E402
 from snnsim.train.checkpoint import write_json_atomic  # noqa: E402
 from snnsim.train.configs import TrainConfig, get_config  # noqa: E402
-from snnsim.train.dsr import DSRNeuronConfig  # noqa: E402
 from snnsim.train.trainer import Trainer  # noqa: E402
 
 RESULTS = ROOT / "benches" / "results"
@@ -225,7 +225,7 @@ def firing_rates(model: nn.Module, x: Tensor, T: int) -> list[float]:
     """Spikes per neuron per step of each neuron layer on ``x`` (eval mode)."""
     from spikingjelly.activation_based.neuron import DSRIFNode, DSRLIFNode
 
-    from snnsim.train.layers import DSRNeuron
+    from snnsim.nn.layers import DSRNeuron
 
     rates: list[float] = []
 

@@ -231,7 +231,7 @@ def memory_table(Ts: list[int], batch: int = 64) -> list[dict[str, Any]]:
     """One training step of the MNIST CNN per (mode, time chunk, T) in a fresh process: bytes
     autograd keeps for backward, and the increase of the peak resident set over the process
     after model and data creation (forward transients included). The rate form runs once with
-    all steps at once and once time-chunked (5 steps per chunk, :mod:`snnsim.train.chunked`)."""
+    all steps at once and once time-chunked (5 steps per chunk, :mod:`snnsim.nn.chunked`)."""
     import subprocess
 
     rows = []

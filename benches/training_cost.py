@@ -62,8 +62,8 @@ def bptt_network(name: str, T: int) -> Any:
 
     from snnsim.models import create_model
     from snnsim.neurons import DsrIFParams, dsr_if_step
-    from snnsim.train.layers import DSRNeuron, Seq
-    from snnsim.train.surrogates import RectSurrogate
+    from snnsim.nn.layers import DSRNeuron, Seq
+    from snnsim.nn.surrogates import RectSurrogate
 
     class BPTTNeuron(nn.Module):
         """IF with a rectangular surrogate spike (width theta), unrolled over the steps with

@@ -264,7 +264,7 @@ dispatch! {
     /// `x`, writes the spikes (0/1) to `out` (spiking neurons only). Returns `false` on int
     /// overflow.
     pub fn step[V](p: &NeuronParams<V>, period: usize, v: &mut [V], x: &[V], out: &mut [V]) -> bool
-        => step_impl, step_avx2
+        => step_impl
     where [V: NeuronMath]
 }
 

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 import snnsim
 from snnsim.exporter import neuron_nodes
+from snnsim.nn.dspike import DspikeNet, DspikeNeuron
+from snnsim.nn.layers import DSRNeuron
 from snnsim.testing import FLOAT_TOLERANCE as FLOAT_TOL
-from snnsim.train.dspike import DspikeNet, DspikeNeuron
-from snnsim.train.layers import DSRNeuron
 
 
 def sgd_steps(
@@ -61,7 +61,7 @@ def calibrate_bn(model: torch.nn.Module, x: torch.Tensor, batch: int = 64, passe
                 lo = (k * batch) % max(1, len(x) - batch + 1)
                 model(x[lo : lo + batch])
     finally:
-        for m, mo in zip(bns, saved):
+        for m, mo in zip(bns, saved, strict=True):
             m.momentum = mo
     model.eval()
 

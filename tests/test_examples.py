@@ -26,5 +26,5 @@ def test_quickstart_runs_and_reports() -> None:
     import re
 
     same = float(re.search(r"([0-9.]+)% identical spikes", out).group(1))
-    assert same >= 99.9  # float32: flips only near the fire level (see tests/test_parity.py)
+    assert same >= 99.9  # float32: flips only near the fire level (see tests/engine/test_parity.py)
     assert "Effective_ACs" in out

@@ -1,10 +1,14 @@
 """snnsim: spiking neural networks (DSR, Dspike) run by an event-driven Rust engine and a torch
 reference that agree spike for spike, with exact operation counts and energy estimates.
 
-Quick start::
+Quick start (a network built by hand; trained networks come from ``snnsim.export``)::
 
+    import numpy as np
     import snnsim
-    g = snnsim.Graph(input_shape=(784,))
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0.0, 0.3, (16, 8)).astype(np.float32)
+    images = rng.random((4, 8), dtype=np.float32)
+    g = snnsim.Graph(input_shape=(8,))
     g.linear("fc1", "input", w1)
     g.dsr_if("sn1", "fc1", theta=1.0, fire=0.5)
     g.set_output("sn1")
@@ -13,12 +17,15 @@ Quick start::
     print(res.summary())
     print(snnsim.energy(res, g).summary())
 
+The command line: ``snnsim --help`` (:mod:`snnsim.cli`). Reports: :mod:`snnsim.report`;
+checks against the reference and the trained torch model: :mod:`snnsim.verify`.
 The native engine (``snnsim._core``) is imported only when a network is run in it.
 """
 
 from __future__ import annotations
 
 from importlib import metadata as _metadata
+from typing import Any
 
 from .api import Model, Stream, load, run
 from .energy import CostTable, EnergyReport, ModelInfo, energy
@@ -33,12 +40,23 @@ except _metadata.PackageNotFoundError:  # running from a source tree without ins
     __version__ = "0.1.0"
 
 
-def __getattr__(name: str):  # noqa: ANN202 - module attribute hook
+_LAZY_MODULES = ("cli", "data", "exporter", "models", "report", "train", "verify")
+
+
+def __getattr__(name: str) -> Any:
     # export() needs torch and the training layer: imported on first use, not with snnsim.
-    if name in ("export", "ExportError"):
+    if name in ("export", "ExportError", "load_trained"):
         from . import exporter
 
         return getattr(exporter, name)
+    if name == "torch_spikes":
+        from .verify import torch_spikes
+
+        return torch_spikes
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'snnsim' has no attribute {name!r}")
 
 
@@ -60,6 +78,8 @@ __all__ = [
     "energy",
     "export",
     "load",
+    "load_trained",
     "run",
     "save",
+    "torch_spikes",
 ]

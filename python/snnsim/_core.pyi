@@ -156,3 +156,13 @@ def dsr_rate_backward(
     in one memory order): writes `grad_in = grad * 1[0 <= mean_current <= upper]` (`strict`:
     open bounds, and divided by `tau`: the LIF form) and returns the sum of `grad` where
     `mean_current > upper` (the threshold gradient before its scale, summed in float64)."""
+
+def simd_level() -> Literal["portable", "avx2", "avx512"]:
+    """The instruction set the engine's kernels run with."""
+
+def set_simd_level(
+    level: Literal["portable", "avx2", "avx512"] | None = None,
+) -> Literal["portable", "avx2", "avx512"]:
+    """Caps the kernels' instruction set at `level` (None: the best the CPU supports) and returns
+    the level now in effect. Results never depend on it (every level computes the same values
+    in the same order); tests run the parity suite at every level."""

@@ -12,6 +12,7 @@ validating graphs and inputs) works without it.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from types import ModuleType
 from typing import Any, Iterable, Literal, Sequence
 
@@ -133,6 +134,29 @@ class Model:
         return int(np.prod(self._shapes[self.output]))
 
     @property
+    def meta(self) -> dict[str, Any]:
+        """What the network was trained with (the file's ``"snnsim.meta"``; empty if absent)."""
+        return self._graph.meta
+
+    @property
+    def T(self) -> int | None:
+        """Time steps the network was trained with: the default ``steps`` of :func:`run`
+        (None when the file does not record it)."""
+        t = self._graph.meta.get("T")
+        return None if t is None else int(t)
+
+    @property
+    def preprocess(self) -> dict[str, Any] | None:
+        """The input preprocessing recorded at export (``input_shape`` as the data loader gives a
+        sample, ``rescale``, per-channel ``mean``/``std``, ``flatten``), applied by :func:`run`."""
+        return self._graph.meta.get("preprocess")
+
+    @property
+    def modules(self) -> dict[str, list[str]]:
+        """Node name -> the torch modules it was made from (empty when not recorded)."""
+        return dict(self._graph.meta.get("modules") or {})
+
+    @property
     def engine(self) -> Any:
         """The compiled ``snnsim._core.Model`` (built on first access)."""
         if self._engine is None:
@@ -150,9 +174,11 @@ class Model:
 
     def __repr__(self) -> str:
         src = f", path={self._path!r}" if self._path else ""
+        t = f", T={self.T}" if self.T is not None else ""
         return (
-            f"Model(input={self.input_kind} {list(self.input_shape)}, precision={self.precision!r}, "
-            f"{len(self._names)} nodes, output={self.output!r}{src})"
+            f"Model(input={self.input_kind} {list(self.input_shape)}, "
+            f"precision={self.precision!r}{t}, {len(self._names)} nodes, "
+            f"output={self.output!r}{src})"
         )
 
     # ---------------------------------------------------------------- results
@@ -161,12 +187,14 @@ class Model:
         order (the engine may order its layers differently)."""
         if from_engine:
             eng = self.engine
-            return RunResult.from_raw(
+            res = RunResult.from_raw(
                 raw, self._names, self._ops, eng.dense_macs(), raw_layer_names=eng.node_names
             )
-        if self._reference_dense is None:
-            self._reference_dense = _reference().dense_macs(self._graph)
-        return RunResult.from_raw(raw, self._names, self._ops, self._reference_dense)
+        else:
+            if self._reference_dense is None:
+                self._reference_dense = _reference().dense_macs(self._graph)
+            res = RunResult.from_raw(raw, self._names, self._ops, self._reference_dense)
+        return replace(res, trained_steps=self.T) if self.T is not None else res
 
     def _empty_result(
         self, record: Sequence[str], output: np.ndarray | None, output_sum: np.ndarray | None
@@ -186,9 +214,41 @@ class Model:
 
 def load(path: str | os.PathLike[str]) -> Model:
     """Load a model file (``.snn.safetensors``); ``ModelError`` if it is not a valid snnsim
-    model. The engine compiles it on first run."""
+    model (for a training run directory or a torch checkpoint, the message says how to export
+    it). The engine compiles it on first run."""
     p = os.fspath(path)
+    _not_a_checkpoint(p)
     return Model(model_file.load(p), path=p)
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+_PICKLE_MAGIC = b"\x80"  # torch.save's legacy format: a pickle (protocol >= 2)
+
+
+def _not_a_checkpoint(p: str) -> None:
+    """Raise a ModelError that says what ``p`` is and what to call when it is a training run
+    directory or a torch checkpoint rather than a model file."""
+    hint = (
+        "export it first: snnsim.export({src!r}, 'net.snn.safetensors', mode='int8') "
+        "(or on the command line: snnsim export {src} net.snn.safetensors --mode int8)"
+    )
+    if os.path.isdir(p):
+        what = (
+            "a training run directory"
+            if os.path.isfile(os.path.join(p, "checkpoint.pt"))
+            else "a directory"
+        )
+        raise ModelError(f"{p}: is {what}, not an snnsim model file; " + hint.format(src=p))
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return  # model_file.load reports it
+    if head == _ZIP_MAGIC or head[:1] == _PICKLE_MAGIC:
+        raise ModelError(
+            f"{p}: is a torch checkpoint (torch.save), not an snnsim model file; "
+            + hint.format(src=p)
+        )
 
 
 def _as_model(model: Any) -> Model:
@@ -261,6 +321,7 @@ def run(
     binning: Literal["time", "count"] = "time",
     dt_us: int | None = None,
     threads: int | None = None,
+    preprocess: bool = True,
 ) -> RunResult:
     """Run a network on a batch of inputs and return outputs, predictions and exact counts.
 
@@ -273,14 +334,19 @@ def run(
     ``inputs`` by the model's input kind:
 
     * static models: an array or tensor ``[*input_shape]`` or ``[B, *input_shape]`` applied at
-      every one of ``steps`` (required, >= 1) time steps;
+      every one of ``steps`` time steps. ``steps`` defaults to the ``T`` the network was trained
+      with when the file records it (:attr:`Model.T`); a different ``steps`` runs as asked and
+      the result says so (:attr:`RunResult.trained_steps`). When the file records the input
+      preprocessing (:attr:`Model.preprocess`), float inputs are taken as the data loader gives
+      them (e.g. ``[B, 1, 28, 28]`` images in [0, 1] for a network that flattens them) and
+      normalised and reshaped as in training; ``preprocess=False`` skips that;
     * event models, pre-binned frames: a numeric array ``[B, T, *input_shape]`` or
       ``[T, *input_shape]`` of per-step event counts (``steps`` may be omitted; if given it must
       equal ``T``);
     * event models, recordings: a structured event array (fields x, y, p, t; t in microseconds)
-      or a list of them (a batch), binned either into ``steps`` bins by ``binning`` (``"time"``
-      or ``"count"``), or into fixed windows of ``dt_us`` microseconds starting at each
-      recording's first timestamp; with ``dt_us`` and no ``steps``, ``steps`` is the largest
+      or a list of them (a batch), binned either into ``steps`` bins (default: the trained
+      ``T``) by ``binning`` (``"time"`` or ``"count"``), or into fixed windows of ``dt_us``
+      microseconds starting at each recording's first timestamp; with ``dt_us`` and no ``steps``, ``steps`` is the largest
       ``ceil((t[-1] - t[0] + 1) / dt_us)`` of the batch (shorter recordings get empty trailing
       windows) and with ``steps`` given, events after the last window are dropped.
 
@@ -301,6 +367,8 @@ def run(
 
     recordings = _event_batch(inputs)
     if recordings is not None:
+        if steps is None and dt is None:
+            steps = m.T
         return _run_events(m, recordings, steps, binning, dt, mode, rec, threads)
     array = to_numpy(inputs)
     if dt is not None:
@@ -313,9 +381,43 @@ def run(
             )
         return _run_arrays(m, mode, rec, threads, frames=frames)
     if steps is None:
-        raise InputError("static input needs steps >= 1 (the number of time steps to run)")
+        steps = m.T
+    if steps is None:
+        raise InputError(
+            "static input needs steps >= 1 (the number of time steps to run); this model file "
+            "does not record the T it was trained with"
+        )
+    if preprocess:
+        array = _preprocess(m, array)
     x = prepare_static(array, m.input_shape, m.precision, m.input_scale)
     return _run_arrays(m, mode, rec, threads, static=x, steps=steps)
+
+
+def _preprocess(m: Model, a: np.ndarray) -> np.ndarray:
+    """Apply the recorded input preprocessing to a float input given as the data loader gives it
+    (``[B, *preprocess.input_shape]``, or one sample) or in the graph's input shape: rescale,
+    normalise per channel, reshape to ``[B, *input_shape]``. Other inputs pass unchanged."""
+    pre = m.preprocess
+    if pre is None or a.dtype.kind != "f":
+        return a
+    shape, data = m.input_shape, tuple(pre["input_shape"])
+    if a.shape in (data, shape):
+        a = a[None]
+    if a.shape[1:] not in (data, shape):
+        raise InputError(
+            f"static input has shape {list(a.shape)}; the model takes [B, {', '.join(map(str, data))}] "
+            f"(as its data loader gave them in training) or [B, {', '.join(map(str, shape))}]"
+        )
+    b = a.shape[0]
+    if pre.get("rescale", 1.0) == 1.0 and pre.get("mean") is None:
+        return a.reshape((b, *shape))
+    x = a.reshape((b, *data)).astype(np.float32) * np.float32(pre.get("rescale", 1.0))
+    if pre.get("mean") is not None:  # as torch normalises float32 batches in training
+        per_channel = (1, -1) + (1,) * (len(data) - 1)
+        mean = np.asarray(pre["mean"], dtype=np.float32).reshape(per_channel)
+        std = np.asarray(pre["std"], dtype=np.float32).reshape(per_channel)
+        x = (x - mean) / std
+    return x.reshape((b, *shape))
 
 
 def _reference() -> ModuleType:

@@ -19,10 +19,11 @@ __all__ = ["atomic_write"]
 
 
 def atomic_write(
-    path: str | os.PathLike[str], write: Callable[[IO[Any]], None], mode: str = "wb"
+    path: str | os.PathLike[str], write: Callable[[IO[Any]], object], mode: str = "wb"
 ) -> None:
     """Call ``write(f)`` on a temporary file opened with ``mode`` next to ``path``, then
-    rename it to ``path``. Parent directories are created."""
+    rename it to ``path``. Parent directories are created; ``write``'s return value is ignored
+    (so ``f.write`` itself may be passed)."""
     target = Path(os.path.abspath(os.fspath(path)))
     target.parent.mkdir(parents=True, exist_ok=True)
     perms = _file_mode(target)

@@ -1,4 +1,4 @@
-"""Energy estimates from exact operation counts (SPEC §5).
+"""Energy estimates from exact operation counts (docs/semantics.md §5).
 
 Energy = sum over layers of (count x cost per operation), in picojoules (pJ), reported per
 sample (the mean over the batch of a run, i.e. per inference over all its time steps).
@@ -30,8 +30,20 @@ Memory model (bytes, converted to energy at ``memory_64bit`` pJ per 64-bit acces
   precision; ``weight_bits / 8`` in int precision: 0.5, 1 or 2 bytes);
 * membrane state: every state update reads and writes one 4-byte value (float32 or int32).
 
-Activations, accumulators, biases and spike traffic between layers are not counted. The ANN
-reference (``dense_pj``) costs the equivalent ANN's dense MACs at the MAC price of each layer.
+Activations, accumulators, biases and spike traffic between layers are not counted.
+
+The equivalent ANN (the same layers with every input element processed once, ``dense_macs``) is
+costed on the same basis: compute = dense MACs at the MAC price, memory = one weight read per
+dense MAC at the weight width. Two ANNs are reported: float32 (``ann_fp32``) and one quantised to
+the SNN's weight width (``ann_same_width``: int8 weights -> int8 mult + int32 add per MAC, 1 byte
+per weight read). ``dense_pj`` is the latter's compute energy.
+
+Break-even firing rate: the SNN's energy splits into a part that scales with its spikes (SOPs,
+their weight reads, resets, pool/add/scale ops on spikes) and a fixed part (MACs of the analog
+first layer, neuron state updates and their memory). Scaling every layer's spikes by one factor,
+the SNN costs less than the ANN below ``rate * (E_ann - E_fixed) / E_spikes`` (spikes per neuron
+per step): :meth:`EnergyReport.break_even_rate`; 0 when the fixed part alone exceeds the ANN.
+The full cost table and the counting rules: docs/energy.md.
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .graph import WEIGHTED_OPS, Graph
+from .graph import NEURON_OPS, POOL_OPS, WEIGHTED_OPS, Graph
 from .result import Counts, RunResult
 
 PJ_TO_J = 1e-12
@@ -126,9 +138,14 @@ class ModelInfo:
     layer_names: tuple[str, ...]
     layer_ops: tuple[str, ...]
     weight_bits: tuple[int | None, ...]
+    #: per layer: its input is spikes (sparse, docs/model-format.md §3), so its aux ops scale
+    #: with the firing rate (None: not known; then only SOPs and resets are taken to scale)
+    sparse_input: tuple[bool, ...] | None = None
 
     @classmethod
     def from_graph(cls, graph: Graph) -> "ModelInfo":
+        """What the energy model needs from ``graph``: node names and ops, value kinds, precision,
+        weight widths and the per-node dense MACs of the equivalent ANN."""
         nodes = graph.topological_order()
         bits: list[int | None] = []
         for n in nodes:
@@ -138,12 +155,33 @@ class ModelInfo:
                 bits.append(32)
             else:
                 bits.append(int(n.attrs.get("weight_bits", 8)))
+        kinds = _value_kinds(graph)
         return cls(
             precision=graph.precision,
             layer_names=tuple(n.name for n in nodes),
             layer_ops=tuple(n.op for n in nodes),
             weight_bits=tuple(bits),
+            sparse_input=tuple(all(kinds[i] == "sparse" for i in n.inputs) for n in nodes),
         )
+
+
+def _value_kinds(graph: Graph) -> dict[str, str]:
+    """Value kind of every node (static, sparse or dense; docs/model-format.md §3)."""
+    kinds = {"input": "static" if graph.input_kind == "static" else "sparse"}
+    for n in graph.topological_order():
+        ins = [kinds[i] for i in n.inputs]
+        no_shift = "shift" not in n.tensors or not np.any(n.tensors["shift"])
+        if n.op in NEURON_OPS:
+            kinds[n.name] = "sparse"
+        elif n.op != "integrate" and all(k == "static" for k in ins):
+            kinds[n.name] = "static"
+        elif n.op in POOL_OPS + ("flatten", "add") and all(k == "sparse" for k in ins):
+            kinds[n.name] = "sparse"
+        elif n.op == "scale" and no_shift and ins == ["sparse"]:
+            kinds[n.name] = "sparse"
+        else:
+            kinds[n.name] = "dense"
+    return kinds
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,6 +209,14 @@ class EnergyReport:
     effective_macs: float
     dense_macs: float
     dense_pj: float
+    #: mean firing rate over all neuron layers: spikes per neuron per step (0 to 1)
+    firing_rate: float = 0.0
+    #: the part of the compute / memory energy that scales with the spikes (pJ)
+    spike_compute_pj: float = 0.0
+    spike_memory_pj: float = 0.0
+    #: the equivalent ANNs (float32, and quantised to the SNN's weight width): pJ per inference
+    #: under ``compute_pj``, ``memory_pj``, ``total_pj``, and ``weight_bits``
+    ann: dict[str, dict[str, float]] | None = None
 
     @property
     def synaptic_pj(self) -> float:
@@ -186,6 +232,7 @@ class EnergyReport:
 
     @property
     def memory_total_pj(self) -> float:
+        """Memory energy of the SNN (weight reads and membrane traffic), pJ."""
         return float(self.memory_pj.sum())
 
     @property
@@ -202,6 +249,57 @@ class EnergyReport:
     def total_j(self) -> float:
         """Compute + memory energy in joules."""
         return self.total_pj * PJ_TO_J
+
+    @property
+    def activation_sparsity(self) -> float:
+        """NeuroBench's ActivationSparsity: the fraction of neuron outputs that are not spikes."""
+        return 1.0 - self.firing_rate
+
+    def comparison(self) -> dict[str, dict[str, float]]:
+        """The SNN and the equivalent ANNs on the same basis, pJ per inference: rows ``snn``,
+        ``ann_fp32``, ``ann_same_width``; columns ``compute_pj``, ``memory_pj``, ``total_pj``
+        (compute + memory) and, for the ANNs, the SNN's advantage ``ratio_compute`` and
+        ``ratio_total`` (ANN energy / SNN energy: > 1 means the SNN uses less) and
+        ``break_even_rate`` (compute + memory)."""
+        snn = {
+            "compute_pj": self.compute_pj,
+            "memory_pj": self.memory_total_pj,
+            "total_pj": self.total_pj,
+            "weight_bits": float(self._snn_bits()),
+        }
+        out = {"snn": snn}
+        for key, row in (self.ann or {}).items():
+            r = dict(row)
+            r["ratio_compute"] = _ratio(row["compute_pj"], self.compute_pj)
+            r["ratio_total"] = _ratio(row["total_pj"], self.total_pj)
+            r["break_even_rate"] = self.break_even_rate(key, memory=True)
+            out[key] = r
+        return out
+
+    def _snn_bits(self) -> int:
+        return (
+            32
+            if self.precision == "float32"
+            else int((self.ann or {}).get("ann_same_width", {}).get("weight_bits", 8))
+        )
+
+    def break_even_rate(self, against: str = "ann_same_width", memory: bool = True) -> float:
+        """The firing rate (spikes per neuron per step) below which the SNN uses less energy than
+        the ANN ``against`` (``"ann_fp32"`` or ``"ann_same_width"``), counting memory
+        (``memory=True``) or compute only, when every layer's spikes scale by one factor from this
+        run's :attr:`firing_rate`. 0.0: the fixed part alone costs more than the ANN (the SNN
+        never wins); ``inf``: the spikes cost nothing."""
+        if not self.ann or against not in self.ann:
+            raise KeyError(f"against must be one of {sorted(self.ann or {})}, got {against!r}")
+        ann = self.ann[against]["total_pj" if memory else "compute_pj"]
+        snn = self.total_pj if memory else self.compute_pj
+        spike = self.spike_compute_pj + (self.spike_memory_pj if memory else 0.0)
+        fixed = snn - spike
+        if ann <= fixed:
+            return 0.0
+        if spike <= 0.0 or self.firing_rate <= 0.0:
+            return float("inf")
+        return self.firing_rate * (ann - fixed) / spike
 
     def neurobench(self) -> dict[str, float]:
         """Per-sample synaptic operations in NeuroBench's names: ``Effective_MACs``,
@@ -228,35 +326,65 @@ class EnergyReport:
             "bytes_read": float(self.bytes_read.sum()),
             "bytes_written": float(self.bytes_written.sum()),
             "dense_pj": self.dense_pj,
+            "firing_rate": self.firing_rate,
+            "ActivationSparsity": self.activation_sparsity,
             **self.neurobench(),
         }
 
     def summary(self) -> str:
-        """Text report: compute-only and compute+memory energy side by side, and the table."""
+        """Text report: the SNN's energy (compute only, compute + memory) beside the equivalent
+        ANNs on the same basis, the break-even firing rate, NeuroBench's keys and the table."""
         d = self.as_dict()
         lines = [
             (
                 f"energy per inference ({self.precision} precision, {self.steps} steps, "
-                f"mean over {self.batch_size} sample(s)):"
+                f"mean over {self.batch_size} sample(s)), pJ:"
             ),
-            f"  compute only      {d['compute_pj']:.6g} pJ  ({d['compute_j']:.4g} J)",
+            f"  SNN compute only      {d['compute_pj']:12.6g}  ({d['compute_j']:.4g} J)",
             (
-                f"    SOPs {d['sop_pj']:.6g} pJ, MACs {d['mac_pj']:.6g} pJ, aux {d['aux_pj']:.6g} pJ, "
-                f"neurons {d['neuron_pj']:.6g} pJ"
+                f"    SOPs {d['sop_pj']:.6g}, MACs {d['mac_pj']:.6g}, aux {d['aux_pj']:.6g}, "
+                f"neurons {d['neuron_pj']:.6g}"
             ),
-            f"  compute + memory  {d['total_pj']:.6g} pJ  ({d['total_j']:.4g} J)",
-            f"    memory {d['memory_pj']:.6g} pJ: {d['bytes_read']:.6g} B read, {d['bytes_written']:.6g} B written",
-            f"  equivalent ANN (dense MACs) {self.dense_pj:.6g} pJ",
+            f"  SNN compute + memory  {d['total_pj']:12.6g}  ({d['total_j']:.4g} J)",
             (
-                f"  Effective_MACs {self.effective_macs:.6g}, Effective_ACs {self.effective_acs:.6g}, "
-                f"Dense {self.dense_macs:.6g}"
+                f"    memory {d['memory_pj']:.6g}: {d['bytes_read']:.6g} B read, "
+                f"{d['bytes_written']:.6g} B written"
             ),
-            self.table.format(),
         ]
+        cmp = self.comparison()
+        for key, label in (("ann_fp32", "ANN float32"), ("ann_same_width", "ANN same width")):
+            if key not in cmp:
+                continue
+            r = cmp[key]
+            lines.append(
+                f"  {label:<14} ({int(r['weight_bits'])}-bit weights): compute "
+                f"{r['compute_pj']:.6g} (ANN/SNN {r['ratio_compute']:.3g}x), compute + memory "
+                f"{r['total_pj']:.6g} (ANN/SNN {r['ratio_total']:.3g}x); the SNN wins below "
+                f"a firing rate of "
+                f"{_rate_text(r['break_even_rate'])} (now {self.firing_rate:.2%})"
+            )
+        lines.append(
+            f"  NeuroBench: Effective_MACs {self.effective_macs:.6g}, Effective_ACs "
+            f"{self.effective_acs:.6g}, Dense {self.dense_macs:.6g}, ActivationSparsity "
+            f"{self.activation_sparsity:.4f}"
+        )
+        lines.append(self.table.format())
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def _ratio(a: float, b: float) -> float:
+    return float("inf") if b == 0 else a / b
+
+
+def _rate_text(rate: float) -> str:
+    if rate == 0.0:
+        return "0 (never: its fixed part alone costs more)"
+    if not np.isfinite(rate):
+        return "any rate"
+    return f"{rate:.2%}"
 
 
 def _model_info(model_info: Any) -> ModelInfo:
@@ -268,7 +396,8 @@ def _model_info(model_info: Any) -> ModelInfo:
     if isinstance(graph, Graph):
         return ModelInfo.from_graph(graph)
     raise TypeError(
-        f"model_info must be a ModelInfo, a Graph or an snnsim Model, got {type(model_info).__name__}"
+        "model_info must be a ModelInfo, a Graph or an snnsim Model, got "
+        f"{type(model_info).__name__}"
     )
 
 
@@ -289,7 +418,7 @@ def _layer_costs(info: ModelInfo, t: CostTable) -> dict[str, np.ndarray]:
     prod = t.fp32_mult if fl else t.int32_mult + t.int32_add
     n = len(info.layer_ops)
     c = {k: np.zeros(n) for k in ("sops", "macs", "aux_ops", "state_updates", "spikes")}
-    for i, (op, bits) in enumerate(zip(info.layer_ops, info.weight_bits)):
+    for i, (op, bits) in enumerate(zip(info.layer_ops, info.weight_bits, strict=True)):
         c["sops"][i] = add
         c["macs"][i] = _mac_cost(info.precision, bits, t)
         c["aux_ops"][i] = (mult + add) if op == "scale" else add
@@ -330,6 +459,7 @@ def energy(
         counts.layer_names,
         tuple(info.layer_ops[i] for i in perm),
         tuple(info.weight_bits[i] for i in perm),
+        None if info.sparse_input is None else tuple(info.sparse_input[i] for i in perm),
     )
 
     b = max(counts.batch_size, 1)
@@ -341,6 +471,17 @@ def energy(
     memory_pj = (bytes_read + bytes_written) / 8.0 * t.memory_64bit
     dense = per["dense_macs"]
     dense_cost = np.array([_mac_cost(info.precision, bits, t) for bits in info.weight_bits])
+    # the part that scales with the spikes: SOPs and their weight reads, resets, aux ops on spikes
+    sparse = np.array(info.sparse_input or [False] * len(info.layer_ops), dtype=bool)
+    spike_compute = (
+        per["sops"] * cost["sops"]
+        + per["spikes"] * cost["spikes"]
+        + np.where(sparse, per["aux_ops"] * cost["aux_ops"], 0.0)
+    )
+    spike_memory = per["sops"] * weight_bytes / 8.0 * t.memory_64bit
+    neuron = np.array([op in NEURON_OPS for op in info.layer_ops], dtype=bool)
+    neurons = float(per["state_updates"][neuron].sum())
+    rate = float(per["spikes"][neuron].sum()) / neurons if neurons > 0 else 0.0
     return EnergyReport(
         table=t,
         precision=info.precision,
@@ -358,4 +499,30 @@ def energy(
         effective_macs=float(per["macs"].sum()),
         dense_macs=float(dense.sum()),
         dense_pj=float((dense * dense_cost).sum()),
+        firing_rate=rate,
+        spike_compute_pj=float(spike_compute.sum()),
+        spike_memory_pj=float(spike_memory.sum()),
+        ann=_ann_rows(info, dense, t),
     )
+
+
+def _ann_rows(info: ModelInfo, dense: np.ndarray, t: CostTable) -> dict[str, dict[str, float]]:
+    """The equivalent ANN in float32 and at the SNN's weight width (compute, memory, pJ)."""
+    weighted = [b for b in info.weight_bits if b is not None]
+    rows: dict[str, dict[str, float]] = {}
+    for key, precision in (("ann_fp32", "float32"), ("ann_same_width", info.precision)):
+        bits = [
+            None if b is None else (32 if precision == "float32" else b) for b in info.weight_bits
+        ]
+        mac = np.array([_mac_cost(precision, b, t) for b in bits])
+        wbytes = np.array([0.0 if b is None else b / 8 for b in bits])
+        compute = float((dense * mac).sum())
+        memory = float((dense * wbytes).sum() / 8.0 * t.memory_64bit)
+        width = 32 if precision == "float32" else max(weighted, default=8)
+        rows[key] = {
+            "compute_pj": compute,
+            "memory_pj": memory,
+            "total_pj": compute + memory,
+            "weight_bits": float(width),
+        }
+    return rows

@@ -2,9 +2,9 @@
 
 :func:`export` (and :func:`export_graph`, which returns the :class:`~snnsim.graph.Graph` without
 writing it) turns a trained network into a float32 or an integer-exact graph. Supported: the
-sequential :class:`~snnsim.train.net.DSRNet` and :class:`~snnsim.train.dspike.DspikeNet`
+sequential :class:`~snnsim.nn.net.DSRNet` and :class:`~snnsim.nn.dspike.DspikeNet`
 models, the DSR pre-activation ResNets (:class:`~snnsim.models.dsr_nets.PreActBlock`, the DSR
-head) and the Dspike ResNet (:class:`~snnsim.train.dspike.BasicBlockTD`, global average pool):
+head) and the Dspike ResNet (:class:`~snnsim.nn.dspike.BasicBlockTD`, global average pool):
 
 * batch norm (over time, evaluation statistics) directly after a conv/linear is folded into it;
   batch norm on a residual stream (pre-activation blocks, the DSR head) becomes a per-channel
@@ -22,7 +22,7 @@ head) and the Dspike ResNet (:class:`~snnsim.train.dspike.BasicBlockTD`, global 
   step ``n`` by ``lambda^(T-n)``, a leaky ``integrate`` (leak ``lambda``) of its spikes — the
   same argmax; the Dspike output layer is ``linear -> integrate``.
 
-Integer modes (``"int8"``, ``"int4"``, ``"int16"``, SPEC §2):
+Integer modes (``"int8"``, ``"int4"``, ``"int16"``, docs/semantics.md §2):
 
 * weights quantised symmetrically (round half to even, clipped) with one scale per layer or, with
   ``per_channel=True``, per output channel (the output layer of a Dspike network keeps one scale
@@ -62,12 +62,46 @@ import torch
 from torch import nn
 
 from .errors import ModelError
-from .graph import Graph
+from .graph import Graph, InputKind
+from .models.dsr_nets import PreActBlock
+from .nn.dspike import (
+    AvgPoolTD,
+    BasicBlockTD,
+    ConvTD,
+    DspikeNet,
+    DspikeNeuron,
+    FlattenTD,
+    GlobalAvgPoolTD,
+    LinearTD,
+)
+from .nn.layers import (
+    AvgPoolT,
+    BatchNorm1dT,
+    BatchNormT,
+    ConvT,
+    DropoutT,
+    DSRNeuron,
+    FlattenT,
+    LinearT,
+)
+from .nn.net import DSRNet
+from .nn.tdbn import TdBN
 
-__all__ = ["ExportError", "ExportMode", "export", "export_graph", "neuron_nodes", "weight_scale"]
+__all__ = [
+    "ExportError",
+    "ExportMode",
+    "QMAX",
+    "TrainedRun",
+    "export",
+    "export_graph",
+    "load_trained",
+    "neuron_nodes",
+    "weight_scale",
+]
 
 ExportMode = Literal["float32", "int8", "int4", "int16"]
-_QMAX = {"int4": 7, "int8": 127, "int16": 32767}
+#: Largest integer weight of each integer mode (symmetric: weights lie in ``[-QMAX-1, QMAX]``).
+QMAX = {"int4": 7, "int8": 127, "int16": 32767}
 _BITS = {"int4": 4, "int8": 8, "int16": 16}
 _I32 = 2**31 - 1
 _THETA_TARGET = 2.0**12  # membrane resolution sought for DSR neurons (theta_q near this)
@@ -80,6 +114,19 @@ _READOUT_F = 16  # fixed-point fraction bits of the readout leak
 
 class ExportError(ModelError):
     """A network cannot be exported: the message names the module and the reason."""
+
+
+# ---------------------------------------------------------------------- the modules export knows
+_WEIGHTED = (ConvT, LinearT, ConvTD, LinearTD)
+_BATCH_NORMS = (BatchNormT, BatchNorm1dT, TdBN)
+_NEURONS = (DSRNeuron, DspikeNeuron)
+_POOLS = (AvgPoolT, AvgPoolTD)
+_FLATTENS = (FlattenT, FlattenTD)
+_DROPOUTS = (DropoutT, nn.Dropout)
+WeightedLayer = ConvT | LinearT | ConvTD | LinearTD
+BatchNormLayer = BatchNormT | BatchNorm1dT | TdBN
+NeuronLayer = DSRNeuron | DspikeNeuron
+Network = DSRNet | DspikeNet
 
 
 # ---------------------------------------------------------------------- parsed modules
@@ -97,7 +144,7 @@ class _Weighted:
 class _Neuron:
     where: str
     kind: str  # "dsr_if" | "dsr_lif" | "dspike_lif"
-    module: Any
+    module: NeuronLayer
 
 
 @dataclass
@@ -126,7 +173,7 @@ def _pair(v: Any) -> tuple[int, int]:
     return int(v), int(v)
 
 
-def _check_pool(where: str, m: nn.AvgPool2d) -> _Pool:
+def _check_pool(where: str, m: AvgPoolT | AvgPoolTD) -> _Pool:
     if _pair(m.padding) != (0, 0):
         raise ExportError(
             f"module {where!r} ({type(m).__name__}): average pools with padding cannot be exported"
@@ -144,7 +191,7 @@ def _check_pool(where: str, m: nn.AvgPool2d) -> _Pool:
     return _Pool(where, k, s)
 
 
-def _weighted(where: str, m: nn.Module) -> _Weighted:
+def _weighted(where: str, m: WeightedLayer) -> _Weighted:
     w = m.weight.detach().double().cpu().numpy()
     b = m.bias.detach().double().cpu().numpy() if m.bias is not None else np.zeros(w.shape[0])
     if isinstance(m, nn.Conv2d):
@@ -160,22 +207,21 @@ def _weighted(where: str, m: nn.Module) -> _Weighted:
     return _Weighted(where, "linear", w, b)
 
 
-def _bn_affine(where: str, m: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+def _bn_affine(where: str, m: BatchNormLayer) -> tuple[np.ndarray, np.ndarray]:
     """Evaluation-mode batch norm as ``y = scale*x + shift`` per channel (float64)."""
-    from .train.tdbn import TdBN
-
     if isinstance(m, TdBN):
-        sc, sh = m.fold()
-        return sc.detach().double().cpu().numpy(), sh.detach().double().cpu().numpy()
-    if m.running_mean is None or m.running_var is None:  # type: ignore[union-attr]
+        scale, shift = m.fold()
+        return scale.detach().double().cpu().numpy(), shift.detach().double().cpu().numpy()
+    mean, var = m.running_mean, m.running_var
+    if mean is None or var is None:
         raise ExportError(
             f"module {where!r} ({type(m).__name__}): batch norm without running statistics"
         )
-    inv = 1.0 / np.sqrt(m.running_var.detach().double().cpu().numpy() + m.eps)  # type: ignore[union-attr,operator]
-    g = m.weight.detach().double().cpu().numpy() if m.weight is not None else np.ones_like(inv)  # type: ignore[union-attr]
-    bt = m.bias.detach().double().cpu().numpy() if m.bias is not None else np.zeros_like(inv)  # type: ignore[union-attr]
+    inv = 1.0 / np.sqrt(var.detach().double().cpu().numpy() + m.eps)
+    g = m.weight.detach().double().cpu().numpy() if m.weight is not None else np.ones_like(inv)
+    bt = m.bias.detach().double().cpu().numpy() if m.bias is not None else np.zeros_like(inv)
     sc = g * inv
-    return sc, bt - m.running_mean.detach().double().cpu().numpy() * sc  # type: ignore[union-attr]
+    return sc, bt - mean.detach().double().cpu().numpy() * sc
 
 
 def _fold_bn(st: _Weighted, scale: np.ndarray, shift: np.ndarray) -> None:
@@ -185,51 +231,11 @@ def _fold_bn(st: _Weighted, scale: np.ndarray, shift: np.ndarray) -> None:
     st.bias = st.bias * scale + shift
 
 
-def _classes() -> dict[str, Any]:
-    from .models.dsr_nets import PreActBlock
-    from .train.dspike import (
-        AvgPoolTD,
-        BasicBlockTD,
-        ConvTD,
-        DspikeNet,
-        DspikeNeuron,
-        FlattenTD,
-        LinearTD,
-    )
-    from .train.layers import (
-        AvgPoolT,
-        BatchNorm1dT,
-        BatchNormT,
-        ConvT,
-        DropoutT,
-        DSRNeuron,
-        FlattenT,
-        LinearT,
-    )
-    from .train.net import DSRNet
-    from .train.tdbn import TdBN
-
-    return {
-        "weighted": (ConvT, LinearT, ConvTD, LinearTD),
-        "bn": (BatchNormT, BatchNorm1dT, TdBN),
-        "neuron": (DSRNeuron, DspikeNeuron),
-        "dspike_neuron": DspikeNeuron,
-        "pool": (AvgPoolT, AvgPoolTD),
-        "flatten": (FlattenT, FlattenTD),
-        "dropout": (DropoutT, nn.Dropout),
-        "preact": PreActBlock,
-        "basic": BasicBlockTD,
-        "DSRNet": DSRNet,
-        "DspikeNet": DspikeNet,
-    }
-
-
-def _neuron(where: str, m: nn.Module) -> _Neuron:
-    cls = _classes()
-    if isinstance(m, cls["dspike_neuron"]):
+def _neuron(where: str, m: NeuronLayer) -> _Neuron:
+    if isinstance(m, DspikeNeuron):
         return _Neuron(where, "dspike_lif", m)
-    kind = "dsr_if" if m.cfg.kind == "if" else "dsr_lif"  # type: ignore[union-attr]
-    theta = float(m.theta.detach())  # type: ignore[union-attr,operator]
+    kind = "dsr_if" if m.cfg.kind == "if" else "dsr_lif"
+    theta = float(m.theta.detach())
     if not theta > 0:
         raise ExportError(
             f"module {where!r} (DSRNeuron): threshold theta = {theta:.4g} is not > 0 (training "
@@ -238,17 +244,11 @@ def _neuron(where: str, m: nn.Module) -> _Neuron:
     return _Neuron(where, kind, m)
 
 
-def _is_global_pool(m: nn.Module) -> bool:
-    from .models.dspike_nets import _GlobalAvgPoolTD
-
-    return isinstance(m, _GlobalAvgPoolTD)
-
-
 # ---------------------------------------------------------------------- helpers
 def _spike_value(n: _Neuron) -> float:
     """What one spike carries to the next layer (folded into its weights): the float32 value
     the training simulation multiplies the spikes by."""
-    if n.kind == "dspike_lif":
+    if isinstance(n.module, DspikeNeuron):
         return 1.0
     return float(n.module.spike_value().float())
 
@@ -256,7 +256,7 @@ def _spike_value(n: _Neuron) -> float:
 def _theta_in(n: _Neuron) -> float:
     """The neuron's threshold in units of its input current."""
     m = n.module
-    return float(m.vth) if n.kind == "dspike_lif" else float(m.theta.detach())
+    return float(m.vth) if isinstance(m, DspikeNeuron) else float(m.theta.detach())
 
 
 def _quantise(w: np.ndarray, qmax: int, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -276,9 +276,9 @@ def weight_scale(weight: Any, mode: ExportMode, per_channel: bool = False) -> np
     ``clip(rint(w/scale), -qmax-1, qmax)``. Public for quantisation-aware training
     (:mod:`snnsim.qat`); the export itself may still enlarge a scale to keep int32 accumulators
     in range."""
-    if mode not in _QMAX:
+    if mode not in QMAX:
         raise ExportError(f"weight_scale: mode must be 'int8', 'int4' or 'int16', got {mode!r}")
-    return _quantise(np.asarray(weight, dtype=np.float64), _QMAX[mode], per_channel)[1]
+    return _quantise(np.asarray(weight, dtype=np.float64), QMAX[mode], per_channel)[1]
 
 
 def _fixed_point(values: Sequence[float], f: int = 16) -> tuple[list[np.ndarray], int]:
@@ -330,7 +330,7 @@ class _Emitter:
     def __init__(self, g: Graph, mode: str, per_channel: bool, T: int) -> None:
         self.g = g
         self.integer = mode != "float32"
-        self.qmax = _QMAX.get(mode, 0)
+        self.qmax = QMAX.get(mode, 0)
         self.bits = _BITS.get(mode, 8)
         self.per_channel = per_channel
         self.T = T
@@ -479,7 +479,7 @@ class _Emitter:
         nm = self.name("sn")
         if not self.integer:
             v = self.unit(v)
-            if st.kind == "dspike_lif":
+            if isinstance(m, DspikeNeuron):
                 node = g.dspike_lif(nm, v.node, fire=np.float32(m.vth), leak=np.float32(m.leak))
             else:
                 cfg = m.cfg
@@ -503,7 +503,7 @@ class _Emitter:
 
     def _int_neuron(self, nm: str, v: _Val, st: _Neuron) -> str:
         g, m, s = self.g, st.module, v.carry
-        if st.kind == "dspike_lif":
+        if isinstance(m, DspikeNeuron):
             fire = np.maximum(1, np.rint(m.vth / s)).astype(np.int64)
             (leak_m,), f = _fixed_point([m.leak])
             return g.dspike_lif(nm, v.node, fire=_chan(fire), leak_m=leak_m.reshape(1), f=f)
@@ -553,53 +553,60 @@ class _Walker:
     def __init__(self, em: _Emitter, family: str) -> None:
         self.em = em
         self.family = family
-        self.cls = _classes()
+        #: node name -> the torch modules it was made from (a conv and its folded batch norm...)
+        self.modules: dict[str, list[str]] = {}
+
+    def _claim(self, before: int, wheres: list[str]) -> None:
+        """Map the nodes emitted since ``before`` (not claimed by a nested block) to ``wheres``."""
+        for n in self.em.g.nodes[before:]:
+            self.modules.setdefault(n.name, list(wheres))
 
     def run(self, items: list[tuple[str, nn.Module]], v: _Val, last_is_out: bool = False) -> _Val:
-        cls, em = self.cls, self.em
-        items = [
-            (w, m) for w, m in items if not isinstance(m, cls["dropout"])
-        ]  # identity at inference
+        em = self.em
+        items = [(w, m) for w, m in items if not isinstance(m, _DROPOUTS)]  # identity at inference
         i = 0
         while i < len(items):
             where, m = items[i]
+            before, wheres = len(em.g.nodes), [where]
             nxt = items[i + 1][1] if i + 1 < len(items) else None
-            if isinstance(m, cls["weighted"]):
+            nxt_neuron = nxt if isinstance(nxt, _NEURONS) else None
+            if isinstance(m, _WEIGHTED):
                 st = _weighted(where, m)
-                if nxt is not None and isinstance(nxt, cls["bn"]):
+                if isinstance(nxt, _BATCH_NORMS):
                     _fold_bn(st, *_bn_affine(items[i + 1][0], nxt))
+                    wheres.append(items[i + 1][0])
                     i += 1
                 is_out = last_is_out and i == len(items) - 1
                 v = em.weighted(v, st, is_out=is_out)
-            elif isinstance(m, cls["bn"]):
-                if nxt is None or not isinstance(nxt, cls["neuron"]):
+            elif isinstance(m, _BATCH_NORMS):
+                if nxt_neuron is None:
                     raise ExportError(
                         f"module {where!r} ({type(m).__name__}): batch norm must directly follow a "
                         f"conv/linear layer (folded) or directly precede a neuron (a scale node)"
                     )
-                sn = _neuron(items[i + 1][0], nxt)
+                sn = _neuron(items[i + 1][0], nxt_neuron)
                 v = em.affine(v, *_bn_affine(where, m), theta=_theta_in(sn), where=where)
-            elif isinstance(m, cls["neuron"]):
+            elif isinstance(m, _NEURONS):
                 v = em.neuron(v, _neuron(where, m))
-            elif isinstance(m, cls["pool"]) or _is_global_pool(m):
-                st = _check_pool(where, m) if isinstance(m, cls["pool"]) else self._global(where, v)
-                feeds_neuron = nxt is not None and isinstance(nxt, cls["neuron"])
-                if feeds_neuron:
+            elif isinstance(m, (*_POOLS, GlobalAvgPoolTD)):
+                pool = _check_pool(where, m) if isinstance(m, _POOLS) else self._global(where, v)
+                if nxt_neuron is not None:
                     v = em.unit(v)  # float: torch pools the values the spikes carry
-                v = em.pool(v, st)
-                if _is_global_pool(m):
+                v = em.pool(v, pool)
+                if isinstance(m, GlobalAvgPoolTD):
                     v = em.flatten(v)
-                if feeds_neuron:
-                    v = em.gain(v, _theta_in(_neuron(items[i + 1][0], nxt)))
-            elif isinstance(m, cls["flatten"]):
+                if nxt_neuron is not None:
+                    v = em.gain(v, _theta_in(_neuron(items[i + 1][0], nxt_neuron)))
+            elif isinstance(m, _FLATTENS):
                 if isinstance(m, nn.Flatten) and (m.start_dim != 1 or m.end_dim != -1):
                     raise ExportError(
-                        f"module {where!r} (Flatten): only flattening of each whole sample is supported"
+                        f"module {where!r} (Flatten): only flattening of each whole sample is "
+                        "supported"
                     )
                 v = em.flatten(v)
-            elif type(m) is cls["preact"]:
+            elif type(m) is PreActBlock:
                 v = self.preact(where, m, v)
-            elif type(m) is cls["basic"]:
+            elif type(m) is BasicBlockTD:
                 v = self.basic(where, m, v)
             else:
                 what = (
@@ -609,6 +616,7 @@ class _Walker:
                 raise ExportError(
                     f"module {where!r} ({type(m).__name__}): not supported by export ({what} only)"
                 )
+            self._claim(before, wheres)
             i += 1
         return v
 
@@ -618,22 +626,21 @@ class _Walker:
             raise ExportError(f"module {where!r}: a global average pool needs a [C, H, W] input")
         return _Pool(where, (v.shape[1], v.shape[2]), (v.shape[1], v.shape[2]))
 
-    def preact(self, where: str, blk: nn.Module, x: _Val) -> _Val:
+    def preact(self, where: str, blk: PreActBlock, x: _Val) -> _Val:
         """``s = neuron(BN(x))``, then ``(conv -> BN -> neuron -> conv)(s) + shortcut(s)``: the
         shortcut is the first neuron's spikes themselves (identity) or a conv of them, so the
         ``add`` sums spikes (float: times the value they carry; int: put on the conv branch's
         grid by a fixed-point ``scale``) and currents, as in the Dspike ResNet."""
-        cls = self.cls
         for name in ("bn1", "bn2"):
             if not isinstance(getattr(blk, name), nn.BatchNorm2d):
                 raise ExportError(f"module {where}.{name!r}: expected a batch norm")
         for name in ("sn1", "sn2"):
-            if not isinstance(getattr(blk, name), cls["neuron"]):
+            if not isinstance(getattr(blk, name), _NEURONS):
                 raise ExportError(
                     f"module '{where}.{name}' ({type(getattr(blk, name)).__name__}): a spiking "
                     f"neuron is needed (an ANN block has no spiking network to export)"
                 )
-        if blk.shortcut is not None and not isinstance(blk.shortcut, cls["weighted"]):
+        if blk.shortcut is not None and not isinstance(blk.shortcut, _WEIGHTED):
             raise ExportError(
                 f"module '{where}.shortcut' ({type(blk.shortcut).__name__}): expected a conv or "
                 f"no shortcut (identity)"
@@ -651,7 +658,7 @@ class _Walker:
         y = self.run(inner + [(f"{where}.conv2", blk.conv2)], s)
         return self.em.add([y, sc], where)
 
-    def basic(self, where: str, blk: nn.Module, x: _Val) -> _Val:
+    def basic(self, where: str, blk: BasicBlockTD, x: _Val) -> _Val:
         """``neuron((conv-BN-neuron-conv-BN) + shortcut)``; the shortcut is the input spikes or
         ``[pool ->] conv1x1 -> BN`` of them."""
         y = self.run(
@@ -668,30 +675,96 @@ class _Walker:
         return self.run([(f"{where}.sn2", blk.sn2)], self.em.add([y, sc], where))
 
 
-def _family(model: nn.Module) -> str:
-    cls = _classes()
-    if isinstance(model, cls["DSRNet"]):
+def _network(model: nn.Module) -> Network:
+    """``model`` as the network it must be (an SNN DSRNet or a DspikeNet), else ExportError."""
+    if isinstance(model, DSRNet):
         if model.is_ann:
             raise ExportError(
-                "model (DSRNet): an ANN (ReLU in place of the neurons) has no spiking network to export"
+                "model (DSRNet): an ANN (ReLU in place of the neurons) has no spiking network to "
+                "export"
             )
-        return "dsr"
-    if isinstance(model, cls["DspikeNet"]):
-        return "dspike"
+        return model
+    if isinstance(model, DspikeNet):
+        return model
     raise ExportError(
         f"model ({type(model).__name__}): only DSRNet and DspikeNet models can be exported"
     )
 
 
-def _first_weighted(model: nn.Module) -> nn.Module | None:
-    cls = _classes()
+def _first_weighted(model: Network) -> WeightedLayer | None:
     for m in model.body.modules():
-        if isinstance(m, cls["weighted"]):
+        if isinstance(m, _WEIGHTED):
             return m
     return None
 
 
 # ---------------------------------------------------------------------- export
+#: Per-sample shape of each dataset as its loader gives it (for checkpoints of conv networks).
+DATASET_SHAPES: dict[str, tuple[int, ...]] = {
+    "mnist5k": (1, 28, 28),
+    "digits": (1, 8, 8),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+    "synthetic": (1, 12, 12),
+}
+
+
+def _preprocess_meta(
+    model: Network,
+    input_shape: tuple[int, ...],
+    data_shape: Sequence[int] | None,
+    normalize: Any,
+) -> dict[str, Any] | None:
+    """The ``preprocess`` entry of the file's metadata (static input only)."""
+    if not model.static_input:
+        return None
+    shape = [int(d) for d in (data_shape if data_shape is not None else input_shape)]
+    if int(np.prod(shape)) != int(np.prod(input_shape)):
+        raise ExportError(
+            f"export: data_shape {shape} does not hold the {int(np.prod(input_shape))} values of "
+            f"input_shape {list(input_shape)}"
+        )
+    mean = std = None
+    if normalize is not None:
+        try:
+            mean = [float(v) for v in np.atleast_1d(np.asarray(normalize[0], dtype=np.float64))]
+            std = [float(v) for v in np.atleast_1d(np.asarray(normalize[1], dtype=np.float64))]
+        except (TypeError, ValueError, IndexError):
+            raise ExportError(
+                f"export: normalize must be (mean, std) per channel, got {normalize!r}"
+            ) from None
+    return {
+        "input_shape": shape,
+        "rescale": 1.0,
+        "mean": mean,
+        "std": std,
+        "flatten": shape != list(input_shape),
+    }
+
+
+def _normalized_scale(pre: dict[str, Any] | None) -> float | None:
+    """int8 input step for inputs in [0, 1] after normalisation: max |(v - mean) / std| / 127."""
+    if pre is None or pre["mean"] is None:
+        return None
+    mean, std = np.asarray(pre["mean"]), np.asarray(pre["std"])
+    return float(np.max(np.maximum(np.abs(-mean / std), np.abs((1.0 - mean) / std)))) / 127.0
+
+
+def _input_scale(
+    given: float | None, calib: np.ndarray | None, pre: dict[str, Any] | None
+) -> float:
+    """The static input's quantisation step (int modes), see :func:`export_graph`."""
+    scale = given
+    if scale is None:
+        if calib is not None and np.abs(calib).max() > 0:
+            scale = float(np.abs(calib).max()) / 127.0
+        else:
+            scale = _normalized_scale(pre) or 1.0 / 127.0
+    if not (math.isfinite(scale) and scale > 0):
+        raise ExportError(f"export: input_scale must be a finite positive float, got {scale!r}")
+    return float(scale)
+
+
 def export_graph(
     model: nn.Module,
     mode: ExportMode = "int8",
@@ -700,24 +773,37 @@ def export_graph(
     per_channel: bool = False,
     calibration: Any = None,
     input_scale: float | None = None,
+    normalize: Any = None,
+    data_shape: Sequence[int] | None = None,
+    source: dict[str, Any] | None = None,
 ) -> Graph:
     """The :class:`~snnsim.graph.Graph` of a trained ``model`` (a
-    :class:`~snnsim.train.net.DSRNet` or :class:`~snnsim.train.dspike.DspikeNet`: sequential,
+    :class:`~snnsim.nn.net.DSRNet` or :class:`~snnsim.nn.dspike.DspikeNet`: sequential,
     or the registry's residual networks), validated.
 
     ``mode``: ``"float32"`` or an integer width (``"int8"``, ``"int4"``, ``"int16"``).
     ``input_shape``: per sample, ``(C, H, W)`` or ``(F,)``; inferred from ``calibration`` (a batch
     of inputs) or, for a network starting with [flatten ->] linear, as ``(in_features,)``.
     ``per_channel``: one weight scale per output channel (int modes). ``input_scale``: the static
-    input's quantisation step (int modes); default ``max|calibration|/127``, else 1/127.
+    input's quantisation step (int modes); default ``max|calibration|/127``, else (with
+    ``normalize``) the largest normalised value of an input in [0, 1] over 127, else 1/127.
+
+    The graph's :attr:`~snnsim.graph.Graph.meta` records what the network was trained with
+    (docs/model-format.md §1.1): ``T`` (the default number of steps of :func:`snnsim.run`), the
+    input preprocessing (``normalize`` = ``(mean, std)`` per channel, as the training applied it
+    to the loader's images; ``data_shape`` = the per-sample shape the loader gives, default the
+    calibration batch's or ``input_shape``; a network that flattens its input first accepts both)
+    and, per node, the torch modules it was made from. ``source``: extra JSON-able facts about
+    the origin (run name, checkpoint...), stored as ``meta["source"]``.
     """
     if mode not in ("float32", "int8", "int4", "int16"):
         raise ExportError(
             f"export: mode must be 'float32', 'int8', 'int4' or 'int16', got {mode!r}"
         )
-    family = _family(model)
-    in_kind = "static" if model.static_input else "events"
-    T = int(model.T)
+    net = _network(model)
+    family = "dsr" if isinstance(net, DSRNet) else "dspike"
+    in_kind: InputKind = "static" if net.static_input else "events"
+    T = int(net.T)
     calib = None
     if calibration is not None:
         calib = (
@@ -725,52 +811,51 @@ def export_graph(
             if isinstance(calibration, torch.Tensor)
             else np.asarray(calibration)
         )
+        if data_shape is None and in_kind == "static":
+            data_shape = calib.shape[1:]
     if input_shape is None:
         if calib is not None:
             input_shape = calib.shape[1:] if in_kind == "static" else calib.shape[2:]
         else:
-            first = _first_weighted(model)
+            first = _first_weighted(net)
             if first is None or not isinstance(first, nn.Linear):
-                where = next((n for n, m in model.body.named_modules() if m is first), "body")
+                where = next((n for n, m in net.body.named_modules() if m is first), "body")
                 raise ExportError(
-                    f"module {'body.' + where!r}: give input_shape (e.g. (1, 28, 28)) for a network "
-                    f"starting with a convolution"
+                    f"module {'body.' + where!r}: give input_shape (e.g. (1, 28, 28)) for a "
+                    f"network starting with a convolution"
                 )
             input_shape = (first.in_features,)
     input_shape = tuple(int(d) for d in input_shape)
+    pre = _preprocess_meta(net, input_shape, data_shape, normalize)
     integer = mode != "float32"
-    if integer and in_kind == "static":
-        if input_scale is None:
-            if calib is not None and np.abs(calib).max() > 0:
-                input_scale = float(np.abs(calib).max()) / 127.0
-            else:
-                input_scale = 1.0 / 127.0
-        if not (math.isfinite(input_scale) and input_scale > 0):
-            raise ExportError(
-                f"export: input_scale must be a finite positive float, got {input_scale!r}"
-            )
+    # the static input's quantisation step (int modes only)
+    q_scale = _input_scale(input_scale, calib, pre) if integer and in_kind == "static" else None
     g = Graph(
         input_shape=input_shape,
         precision="int" if integer else "float32",
         input_kind=in_kind,
-        input_scale=float(input_scale) if (integer and in_kind == "static") else None,
+        input_scale=q_scale,
     )
     em = _Emitter(g, mode, per_channel, T)
-    # Carry of the input: its quantisation step (int static), else 1; bound: int8 input, event counts.
-    carry = float(input_scale) if (integer and in_kind == "static") else 1.0
+    # Carry of the input: its quantisation step (int static), else 1; bound: int8 input (128),
+    # event counts (16).
+    carry = q_scale if q_scale is not None else 1.0
     c0 = input_shape[0]
     x = _Val("input", input_shape, np.full(c0, carry), 128.0 if in_kind == "static" else 16.0)
-    items = [(f"body.{n}", m) for n, m in model.body.named_children()]
-    v = _Walker(em, family).run(items, x, last_is_out=(family == "dspike"))
+    items = [(f"body.{n}", m) for n, m in net.body.named_children()]
+    walker = _Walker(em, family)
+    v = walker.run(items, x, last_is_out=(family == "dspike"))
     out_node = g.node(v.node) if v.node != "input" else None
-    if family == "dsr":
+    before = len(g.nodes)
+    if isinstance(net, DSRNet):
         if out_node is None or out_node.op not in ("dsr_if", "dsr_lif"):
             last = items[-1][0] if items else "body"
             raise ExportError(
                 f"module {last!r}: a DSR network must end with its readout neuron layer"
             )
         if out_node.op == "dsr_lif":
-            v = em.lif_readout(v, float(model.cfg.leak))
+            assert net.cfg is not None  # _network refuses the ANN (cfg None)
+            v = em.lif_readout(v, float(net.cfg.leak))
     else:
         if out_node is None or out_node.op not in ("linear",):
             last = items[-1][0] if items else "body"
@@ -778,7 +863,9 @@ def export_graph(
                 f"module {last!r}: a Dspike network must end with its output linear layer"
             )
         v = _Val(g.integrate("out", v.node), v.shape, v.carry, 0.0)
+    walker._claim(before, ["readout"])
     g.set_output(v.node)
+    g.meta = _meta(net, family, mode, per_channel, pre, walker.modules, source)
     try:
         g.validate()
     except ModelError as exc:  # pragma: no cover - a bug of this module
@@ -786,8 +873,123 @@ def export_graph(
     return g
 
 
+def _meta(
+    model: Network,
+    family: str,
+    mode: str,
+    per_channel: bool,
+    pre: dict[str, Any] | None,
+    modules: dict[str, list[str]],
+    source: dict[str, Any] | None,
+) -> dict[str, Any]:
+    src: dict[str, Any] = {
+        "family": family,
+        "class": type(model).__name__,
+        "export_mode": mode,
+        "per_channel": bool(per_channel),
+    }
+    cfg = getattr(model, "cfg", None)
+    if family == "dsr" and cfg is not None:
+        src["neuron"] = str(cfg.kind)
+    src.update(source or {})
+    meta: dict[str, Any] = {"version": 1, "T": int(model.T), "modules": modules, "source": src}
+    if pre is not None:
+        meta["preprocess"] = pre
+    return meta
+
+
+@dataclass
+class TrainedRun:
+    """A trained network read back from a training run: the torch ``model`` (eval mode, on the
+    CPU), the run's ``config`` (a dict, as the checkpoint stores it), the ``checkpoint`` path,
+    the number of ``epoch`` s done and the last recorded test accuracy (``None`` if absent)."""
+
+    model: nn.Module
+    config: dict[str, Any]
+    checkpoint: str
+    epoch: int
+    test_acc: float | None
+
+    @property
+    def name(self) -> str:
+        """The run's name (its config's ``name``, else its directory's)."""
+        return str(self.config.get("name", os.path.basename(os.path.dirname(self.checkpoint))))
+
+    @property
+    def normalize(self) -> Any:
+        """The run's input normalisation ``(mean, std)`` per channel, or ``None``."""
+        return self.config.get("normalize")
+
+    @property
+    def data_shape(self) -> tuple[int, ...] | None:
+        """Per-sample shape of the run's dataset as its loader gives it, if known."""
+        return DATASET_SHAPES.get(str(self.config.get("dataset")))
+
+
+def checkpoint_path(src: str | os.PathLike[str]) -> str:
+    """The checkpoint file of ``src`` (a run directory holding ``checkpoint.pt``, or the file);
+    ``FileNotFoundError`` naming what was tried."""
+    p = os.fspath(src)
+    if os.path.isdir(p):
+        ck = os.path.join(p, "checkpoint.pt")
+        if not os.path.isfile(ck):
+            raise FileNotFoundError(f"{p}: a run directory must hold checkpoint.pt (not found)")
+        return ck
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"{p}: no such run directory or checkpoint file")
+    return p
+
+
+def load_trained(src: str | os.PathLike[str], device: str = "cpu") -> TrainedRun:
+    """Rebuild the trained torch model of a run directory (``runs/NAME``) or of its
+    ``checkpoint.pt`` (as written by ``python -m snnsim.train``): the model is created from the
+    registry with the run's config and its weights loaded. ``ExportError`` for a file that is
+    not such a checkpoint."""
+    from .models import create_model
+    from .train.checkpoint import Tempered, effective_config, load_checkpoint
+    from .train.configs import TrainConfig, model_kwargs
+
+    ck = checkpoint_path(src)
+    try:
+        st = load_checkpoint(ck, device)
+    except Exception as exc:  # torch raises many kinds for a file that is no checkpoint
+        raise ExportError(f"{ck}: not a torch checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(st, dict) or not isinstance(st.get("config"), dict) or "model" not in st:
+        keys = sorted(st) if isinstance(st, dict) else type(st).__name__
+        raise ExportError(
+            f"{ck}: not an snnsim training checkpoint (expected keys 'config' and 'model', "
+            f"got {keys})"
+        )
+    cfg_d = effective_config(st)
+    known = set(TrainConfig.__dataclass_fields__)
+    model_name, run_name = cfg_d.get("model"), cfg_d.get("name")
+    try:
+        cfg = TrainConfig(**{k: v for k, v in cfg_d.items() if k in known})
+        model_name, run_name = cfg.model, cfg.name
+        model = create_model(cfg.model, **model_kwargs(cfg))
+        model.load_state_dict(st["model"])
+        if st.get("temperature") is not None and isinstance(model, Tempered):
+            model.temperature = float(st["temperature"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        raise ExportError(
+            f"{ck}: cannot rebuild model {model_name!r} of run {run_name!r}: {exc}"
+        ) from None
+    model.eval()
+    hist = st.get("history") or []
+    accs = [
+        float(h["test_acc"]) for h in hist if isinstance(h, dict) and h.get("test_acc") is not None
+    ]
+    return TrainedRun(
+        model=model,
+        config=cfg_d,
+        checkpoint=os.path.abspath(ck),
+        epoch=int(st.get("epoch", len(hist))),
+        test_acc=accs[-1] if accs else None,
+    )
+
+
 def export(
-    model: nn.Module,
+    model: nn.Module | str | os.PathLike[str],
     path: str | os.PathLike[str] | None,
     mode: ExportMode = "int8",
     *,
@@ -795,11 +997,39 @@ def export(
     per_channel: bool = False,
     calibration: Any = None,
     input_scale: float | None = None,
+    normalize: Any = None,
+    data_shape: Sequence[int] | None = None,
 ) -> Graph:
     """Export a trained DSR or Dspike network and write it to ``path`` with :func:`snnsim.save`
-    (``path=None``: only build it). Returns the :class:`~snnsim.graph.Graph`. Arguments as
-    :func:`export_graph`; raises :class:`ExportError` (a ValueError) for what cannot be
-    exported."""
+    (``path=None``: only build it). Returns the :class:`~snnsim.graph.Graph`.
+
+    ``model``: the torch model, or a training run directory / its ``checkpoint.pt`` (the model is
+    rebuilt with :func:`load_trained`; its dataset gives ``data_shape`` and its config
+    ``normalize``). Other arguments as :func:`export_graph`; raises :class:`ExportError` (a
+    ValueError) for what cannot be exported."""
+    source: dict[str, Any] | None = None
+    if isinstance(model, (str, os.PathLike)):
+        run = load_trained(model)
+        model = run.model
+        source = {
+            "run": run.name,
+            "checkpoint": run.checkpoint,
+            "epoch": run.epoch,
+            "test_acc": run.test_acc,
+            "dataset": run.config.get("dataset"),
+        }
+        normalize = run.normalize if normalize is None else normalize
+        if data_shape is None and calibration is None:
+            data_shape = run.data_shape
+        if input_shape is None and calibration is None and run.data_shape is not None:
+            first = _first_weighted(model) if isinstance(model, (DSRNet, DspikeNet)) else None
+            if not isinstance(first, nn.Linear):
+                input_shape = run.data_shape
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch module, a run directory or a checkpoint path, got "
+            f"{type(model).__name__}"
+        )
     g = export_graph(
         model,
         mode,
@@ -807,6 +1037,9 @@ def export(
         per_channel=per_channel,
         calibration=calibration,
         input_scale=input_scale,
+        normalize=normalize,
+        data_shape=data_shape,
+        source=source,
     )
     if path is not None:
         from .model_file import save

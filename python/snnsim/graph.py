@@ -69,11 +69,22 @@ class Node:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "op": self.op, "inputs": list(self.inputs), **self.attrs}
 
+    def __repr__(self) -> str:
+        tensors = ", ".join(f"{k} {v.dtype}{list(v.shape)}" for k, v in self.tensors.items())
+        ins = ", ".join(self.inputs)
+        return f"Node({self.name!r}, {self.op}, inputs=[{ins}]" + (
+            f", tensors: {tensors})" if tensors else ")"
+        )
+
 
 @dataclass
 class Graph:
     """A feed-forward spiking network as a DAG. ``input_shape`` is per sample: ``(C, H, W)`` or
-    ``(F,)``. ``precision`` is ``"float32"`` or ``"int"`` (integer-exact, SPEC §2)."""
+    ``(F,)``. ``precision`` is ``"float32"`` or ``"int"`` (integer-exact, SPEC §2).
+
+    ``meta``: what the network was trained with, stored beside the graph in the file's
+    ``"snnsim.meta"`` key (docs/model-format.md §1.1): the number of time steps ``T``, the input
+    preprocessing and the torch module of every node. Empty for a graph built by hand."""
 
     input_shape: tuple[int, ...]
     precision: Precision = "float32"
@@ -81,6 +92,24 @@ class Graph:
     input_scale: float | None = None
     nodes: list[Node] = field(default_factory=list)
     output: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """One line: input, precision, the ops in order and the output (no tensor values)."""
+        try:
+            order = self.topological_order()
+        except ModelError:
+            order = list(self.nodes)
+        n_par = sum(int(a.size) for n in self.nodes for a in n.tensors.values())
+        ops = " -> ".join(f"{n.name}:{n.op}" for n in order[:12])
+        if len(order) > 12:
+            ops += f" -> ... ({len(order) - 12} more)"
+        t = f", T={self.meta['T']}" if "T" in self.meta else ""
+        return (
+            f"Graph(input={self.input_kind} {list(self.input_shape)}, precision={self.precision!r}"
+            f"{t}, {len(self.nodes)} nodes, {n_par:,} parameters: {ops or '(empty)'}; "
+            f"output={self.output!r})"
+        )
 
     # ------------------------------------------------------------------ queries
     def node(self, name: str) -> Node:

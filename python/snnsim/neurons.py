@@ -11,7 +11,7 @@ Every model is a function ``step(x, v, params) -> (s, v_new)``:
   ``v_new`` — the membrane after firing and reset (``V[n]``). Both keep ``x``'s dtype and
   device.
 
-The equations are those of ``docs/model-format.md`` §2 ("Neurons") and ``SPEC.md`` §1-§2:
+The equations are those of ``docs/model-format.md`` §2 ("Neurons") and docs/semantics.md §1-§2:
 
 * ``dsr_if``: ``U = V + x``; ``s = U >= fire``; ``V = U - theta*s``.
 * ``dsr_lif``: ``U = leak*V + gain*x`` (int: ``fx(leak_m, V, f) + fx(gain_m, x, f)``);
@@ -60,6 +60,7 @@ __all__ = [
     "check_int32",
     "as_int64",
     "fixed_point_multiply",
+    "fx",
     "dsr_if_step",
     "dsr_if_step_int",
     "dsr_lif_step",
@@ -175,8 +176,8 @@ def channel_param(p: ParamLike, like: Tensor, dtype: torch.dtype | None = None) 
         elif like.ndim >= 2:
             if like.shape[1] != t.numel():
                 raise SnnsimError(
-                    f"a per-channel parameter of {t.numel()} values does not match dim 1 of an input of "
-                    f"shape {list(like.shape)}"
+                    f"a per-channel parameter of {t.numel()} values does not match dim 1 of an "
+                    f"input of shape {list(like.shape)}"
                 )
             t = t.reshape((1, t.numel()) + (1,) * (like.ndim - 2))
     return t
@@ -242,11 +243,14 @@ def fixed_point_multiply(m: Tensor | ParamLike, x: Tensor | ParamLike, f: int) -
         xt = as_int64(x, "fixed_point_multiply x", mt.device)
     check_int32(mt, "fixed_point_multiply m")
     check_int32(xt, "fixed_point_multiply x")
-    return (mt * xt + (1 << (f - 1))) >> f
+    return fx(mt, xt, f)
 
 
-def _fx(m: Tensor, x: Tensor, f: int) -> Tensor:
-    # m, x int64 already within int32: |m*x| <= 2**62, no int64 overflow possible.
+def fx(m: Tensor, x: Tensor, f: int) -> Tensor:
+    """The fixed-point product ``(m*x + 2**(f-1)) >> f`` without checks, for callers that have
+    checked already: ``m`` and ``x`` int64 tensors holding int32 values (so ``|m*x| <= 2**62``
+    and nothing overflows int64) and ``1 <= f <= 31``. :func:`fixed_point_multiply` is the
+    checked form for arbitrary integer-valued inputs."""
     return (m * x + (1 << (f - 1))) >> f
 
 
@@ -339,7 +343,7 @@ def dsr_lif_step_int(
     fire = _int_param(p.fire, xi, f"{w}: fire")
     leak_m = _int_param(p.leak_m, xi, f"{w}: leak_m")
     gain_m = _int_param(p.gain_m, xi, f"{w}: gain_m")
-    u = _fx(leak_m, vi, f) + _fx(gain_m, xi, f)
+    u = fx(leak_m, vi, f) + fx(gain_m, xi, f)
     check_int32(u, f"{w}: membrane")
     s = (u >= fire).to(torch.int64)
     vn = u - theta * s
@@ -358,7 +362,7 @@ def dspike_lif_step_int(
     check_int32(vi, f"{w}: membrane")
     fire = _int_param(p.fire, xi, f"{w}: fire")
     leak_m = _int_param(p.leak_m, xi, f"{w}: leak_m")
-    u = _fx(leak_m, vi, f) + xi
+    u = fx(leak_m, vi, f) + xi
     check_int32(u, f"{w}: membrane")
     sb = u > fire
     vn = torch.where(sb, torch.zeros_like(u), u)
@@ -377,7 +381,7 @@ def integrate_step_int(
     else:
         f = _check_f(p.f)
         check_int32(vi, f"{w}: membrane")
-        u = _fx(_int_param(p.leak_m, xi, f"{w}: leak_m"), vi, f) + xi
+        u = fx(_int_param(p.leak_m, xi, f"{w}: leak_m"), vi, f) + xi
     check_int32(u, f"{w}: membrane")
     return torch.zeros_like(x), u.to(x.dtype)
 

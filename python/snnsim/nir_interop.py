@@ -95,15 +95,17 @@ in ``tests/test_nir_peers.py`` and summarised in ``docs/nir.md``.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
-from typing import Any
+from types import ModuleType
+from typing import Any, Callable
 
 import numpy as np
 
 from .errors import ModelError
-from .graph import NEURON_OPS, Graph, Node
+from .graph import NEURON_OPS, Graph, InputKind, Node
 
 __all__ = ["to_nir", "from_nir"]
 
@@ -113,12 +115,11 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _BIG_TENSORS = ("weight", "bias")  # travel as NIR arrays, not in the JSON metadata
 
 
-def _nir():
+def _nir() -> ModuleType:
     try:
-        import nir  # noqa: PLC0415
+        return importlib.import_module("nir")
     except ImportError as exc:  # pragma: no cover - nir is a dependency of this module
         raise ImportError("NIR interchange needs the 'nir' package (pip install nir)") from exc
-    return nir
 
 
 # ---------------------------------------------------------------------- export
@@ -167,6 +168,107 @@ def _per_dt(a: np.ndarray, dt: float) -> np.ndarray:
     return (np.asarray(a, np.float64) / dt).astype(np.float32)
 
 
+def _layer_to_nir(
+    nir: ModuleType, n: Node, shape: tuple[int, ...], in_shape: tuple[int, ...], meta: Any
+) -> Any:
+    """The NIR node of a non-neuron node ``n`` (``None`` for a neuron op)."""
+    t = n.tensors
+    op = n.op
+    node: Any = None
+    if op == "linear":
+        if "bias" in t:
+            node = nir.Affine(weight=t["weight"], bias=t["bias"], metadata=meta)
+        else:
+            node = nir.Linear(weight=t["weight"], metadata=meta)
+    elif op == "conv2d":
+        bias = t["bias"] if "bias" in t else np.zeros(shape[0], dtype=np.float32)
+        node = nir.Conv2d(
+            input_shape=tuple(in_shape[1:]),
+            weight=t["weight"],
+            stride=tuple(n.attrs["stride"]),
+            padding=tuple(n.attrs["padding"]),
+            dilation=(1, 1),
+            groups=1,
+            bias=bias,
+            metadata=meta,
+        )
+    elif op in ("sumpool2d", "avgpool2d"):
+        cls = nir.SumPool2d if op == "sumpool2d" else nir.AvgPool2d
+        node = cls(
+            kernel_size=np.array(n.attrs["kernel"]),
+            stride=np.array(n.attrs["stride"]),
+            padding=np.array([0, 0]),
+            metadata=meta,
+        )
+    elif op == "flatten":
+        node = nir.Flatten(
+            input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1, metadata=meta
+        )
+    elif op == "add":
+        node = nir.Scale(scale=np.ones(shape, dtype=np.float32), metadata=meta)
+    elif op == "scale":
+        if "shift" in t:
+            if len(shape) != 1:
+                raise ModelError(
+                    f"node {n.name!r}: a scale with a shift on a {list(shape)} value has no "
+                    "NIR equivalent (NIR Scale has no offset; Affine needs a 1-D input)"
+                )
+            node = nir.Affine(
+                weight=np.diag(_full(t["scale"], shape)),
+                bias=_full(t["shift"], shape),
+                metadata=meta,
+            )
+        else:
+            node = nir.Scale(scale=_full(t["scale"], shape), metadata=meta)
+    return node
+
+
+def _neuron_to_nir(n: Node, shape: tuple[int, ...], dt: float, meta: Any, nir: ModuleType) -> Any:
+    """The NIR node of a neuron or integrate node ``n`` (time constants for step ``dt``)."""
+    t = n.tensors
+    op = n.op
+    if op == "dsr_if":
+        node = nir.IF(
+            r=_per_dt(np.ones(shape), dt),
+            v_threshold=_full(t["fire"], shape),
+            v_reset=np.zeros(shape, np.float32),
+            metadata=meta,
+        )
+    elif op in ("dsr_lif", "dspike_lif"):
+        leak = _full(t["leak"], shape)
+        gain = _full(t["gain"], shape) if op == "dsr_lif" else np.ones(shape, np.float32)
+        fire = _full(t["fire"], shape)
+        zero = np.zeros(shape, np.float32)
+        if np.all(leak == 1.0):
+            node = nir.IF(r=_per_dt(gain, dt), v_threshold=fire, v_reset=zero, metadata=meta)
+        else:
+            steps = _tau_from_leak(leak)  # tau in steps, float64
+            node = nir.LIF(
+                tau=(steps * dt).astype(np.float32),
+                r=(gain * steps).astype(np.float32),
+                v_leak=zero,
+                v_threshold=fire,
+                v_reset=zero,
+                metadata=meta,
+            )
+    elif op == "integrate":
+        leak = _full(t["leak"], shape) if "leak" in t else np.ones(shape, np.float32)
+        if np.all(leak == 1.0):
+            node = nir.I(r=_per_dt(np.ones(shape), dt), metadata=meta)
+        else:
+            # Euler: v <- v + (dt/tau)(0 - v + r x) = (1 - dt/tau) v + (dt r/tau) x = leak v + x
+            steps = _tau_from_leak(leak)  # tau in steps, float64
+            node = nir.LI(
+                tau=(steps * dt).astype(np.float32),
+                r=steps.astype(np.float32),
+                v_leak=np.zeros(shape, np.float32),
+                metadata=meta,
+            )
+    else:  # pragma: no cover - validate() rejects unknown ops
+        raise ModelError(f"node {n.name!r}: op {op!r} has no NIR mapping")
+    return node
+
+
 def to_nir(graph: Graph, *, dt: float = 1.0) -> Any:
     """Export a float32 graph as a ``nir.NIRGraph`` (see the module docstring for the mapping).
 
@@ -200,92 +302,9 @@ def to_nir(graph: Graph, *, dt: float = 1.0) -> Any:
         shape = shapes[n.name]
         in_shape = shapes[n.inputs[0]]
         meta = {_META_KEY: _node_meta(n)}
-        t = n.tensors
-        op = n.op
-        if op == "linear":
-            if "bias" in t:
-                node = nir.Affine(weight=t["weight"], bias=t["bias"], metadata=meta)
-            else:
-                node = nir.Linear(weight=t["weight"], metadata=meta)
-        elif op == "conv2d":
-            bias = t["bias"] if "bias" in t else np.zeros(shape[0], dtype=np.float32)
-            node = nir.Conv2d(
-                input_shape=tuple(in_shape[1:]),
-                weight=t["weight"],
-                stride=tuple(n.attrs["stride"]),
-                padding=tuple(n.attrs["padding"]),
-                dilation=(1, 1),
-                groups=1,
-                bias=bias,
-                metadata=meta,
-            )
-        elif op in ("sumpool2d", "avgpool2d"):
-            cls = nir.SumPool2d if op == "sumpool2d" else nir.AvgPool2d
-            node = cls(
-                kernel_size=np.array(n.attrs["kernel"]),
-                stride=np.array(n.attrs["stride"]),
-                padding=np.array([0, 0]),
-                metadata=meta,
-            )
-        elif op == "flatten":
-            node = nir.Flatten(
-                input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1, metadata=meta
-            )
-        elif op == "add":
-            node = nir.Scale(scale=np.ones(shape, dtype=np.float32), metadata=meta)
-        elif op == "scale":
-            if "shift" in t:
-                if len(shape) != 1:
-                    raise ModelError(
-                        f"node {n.name!r}: a scale with a shift on a {list(shape)} value has no NIR "
-                        "equivalent (NIR Scale has no offset; Affine needs a 1-D input)"
-                    )
-                node = nir.Affine(
-                    weight=np.diag(_full(t["scale"], shape)),
-                    bias=_full(t["shift"], shape),
-                    metadata=meta,
-                )
-            else:
-                node = nir.Scale(scale=_full(t["scale"], shape), metadata=meta)
-        elif op == "dsr_if":
-            node = nir.IF(
-                r=_per_dt(np.ones(shape), dt),
-                v_threshold=_full(t["fire"], shape),
-                v_reset=np.zeros(shape, np.float32),
-                metadata=meta,
-            )
-        elif op in ("dsr_lif", "dspike_lif"):
-            leak = _full(t["leak"], shape)
-            gain = _full(t["gain"], shape) if op == "dsr_lif" else np.ones(shape, np.float32)
-            fire = _full(t["fire"], shape)
-            zero = np.zeros(shape, np.float32)
-            if np.all(leak == 1.0):
-                node = nir.IF(r=_per_dt(gain, dt), v_threshold=fire, v_reset=zero, metadata=meta)
-            else:
-                steps = _tau_from_leak(leak)  # tau in steps, float64
-                node = nir.LIF(
-                    tau=(steps * dt).astype(np.float32),
-                    r=(gain * steps).astype(np.float32),
-                    v_leak=zero,
-                    v_threshold=fire,
-                    v_reset=zero,
-                    metadata=meta,
-                )
-        elif op == "integrate":
-            leak = _full(t["leak"], shape) if "leak" in t else np.ones(shape, np.float32)
-            if np.all(leak == 1.0):
-                node = nir.I(r=_per_dt(np.ones(shape), dt), metadata=meta)
-            else:
-                # Euler: v <- v + (dt/tau)(0 - v + r x) = (1 - dt/tau) v + (dt r/tau) x = leak v + x
-                steps = _tau_from_leak(leak)  # tau in steps, float64
-                node = nir.LI(
-                    tau=(steps * dt).astype(np.float32),
-                    r=steps.astype(np.float32),
-                    v_leak=np.zeros(shape, np.float32),
-                    metadata=meta,
-                )
-        else:  # pragma: no cover - validate() rejects unknown ops
-            raise ModelError(f"node {n.name!r}: op {op!r} has no NIR mapping")
+        node = _layer_to_nir(nir, n, shape, in_shape, meta)
+        if node is None:
+            node = _neuron_to_nir(n, shape, dt, meta, nir)
         nodes[n.name] = node
         for i in n.inputs:
             edges.append((i, n.name))
@@ -294,8 +313,10 @@ def to_nir(graph: Graph, *, dt: float = 1.0) -> Any:
     while out_name in names:
         out_name = f"output_{k}"
         k += 1
-    nodes[out_name] = nir.Output(output_type={"output": np.array(shapes[graph.output])})
-    edges.append((graph.output, out_name))
+    output = graph.output
+    assert output is not None  # validate() requires an output node
+    nodes[out_name] = nir.Output(output_type={"output": np.array(list(shapes[output]))})
+    edges.append((output, out_name))
     gmeta = {
         "version": _META_VERSION,
         "input_kind": graph.input_kind,
@@ -347,7 +368,7 @@ def _unit_gain(gain: np.ndarray) -> np.ndarray:
 
 
 class _Importer:
-    def __init__(self, ng: Any, dt: float, input_kind: str | None = None) -> None:
+    def __init__(self, ng: Any, dt: float, input_kind: InputKind | None = None) -> None:
         self.nir = _nir()
         self.ng = ng
         self.dt = float(dt)
@@ -372,7 +393,8 @@ class _Importer:
             )
         if len(outputs) != 1:
             raise ModelError(
-                f"from_nir: snnsim graphs have exactly one Output node, got {len(outputs)} ({outputs})"
+                f"from_nir: snnsim graphs have exactly one Output node, got {len(outputs)} "
+                f"({outputs})"
             )
         in_key, out_key = inputs[0], outputs[0]
         preds: dict[str, list[str]] = {k: [] for k in ng.nodes}
@@ -381,7 +403,7 @@ class _Importer:
                 raise ModelError(f"from_nir: edge ({a!r}, {b!r}) names an unknown node")
             preds[b].append(a)
         in_shape = self._input_shape(in_key, [b for a, b in ng.edges if a == in_key])
-        kind = self.input_kind or self.gmeta.get("input_kind", "static")
+        kind: InputKind = self.input_kind or self.gmeta.get("input_kind", "static")
         g = Graph(
             input_shape=in_shape,
             precision="float32",
@@ -575,137 +597,181 @@ class _Importer:
 
     def _convert_plain(self, key: str, node: Any, srcs: list[str]) -> None:
         nir = self.nir
-        g = self.g
         src = self._add_input(key, srcs)
         in_shape = self._shape(src)
-        dt = self.dt
-        if isinstance(node, (nir.Affine, nir.Linear)):
-            w = _f32(node.weight)
-            if w.ndim != 2:
-                raise self.err(
-                    key, node, f"weight must be 2-D [out, in], got shape {list(w.shape)}"
-                )
-            if len(in_shape) != 1:
-                raise self.err(
-                    key,
-                    node,
-                    f"input has shape {list(in_shape)}; insert a Flatten before an Affine",
-                )
-            bias = _f32(node.bias) if isinstance(node, nir.Affine) else None
-            out = g.linear(self._name(key), src, w, bias)
-        elif isinstance(node, nir.Conv2d):
-            if int(np.asarray(node.groups)) != 1:
-                raise self.err(key, node, f"groups={node.groups} is not supported (only 1)")
-            if any(int(d) != 1 for d in np.asarray(node.dilation).reshape(-1)):
-                raise self.err(key, node, f"dilation {node.dilation} is not supported (only 1)")
-            w = _f32(node.weight)
-            kh, kw = int(w.shape[2]), int(w.shape[3])
-            stride = [int(s) for s in np.broadcast_to(np.asarray(node.stride).reshape(-1), (2,))]
-            pad = node.padding
-            if isinstance(pad, bytes):
-                pad = pad.decode()
-            if isinstance(pad, np.ndarray) and pad.dtype.kind in "OSU":
-                pad = str(pad.item() if pad.shape == () else pad[0])
-            if isinstance(pad, str):
-                if pad == "valid":
-                    pad = [0, 0]
-                elif pad == "same" and stride == [1, 1] and kh % 2 == 1 and kw % 2 == 1:
-                    pad = [kh // 2, kw // 2]
-                else:
-                    raise self.err(
-                        key,
-                        node,
-                        f"padding {pad!r} is only supported as 'valid', or 'same' with "
-                        "stride 1 and odd kernels",
-                    )
-            else:
-                pad = [int(p) for p in np.broadcast_to(np.asarray(pad).reshape(-1), (2,))]
-            bias = _f32(node.bias) if getattr(node, "bias", None) is not None else None
-            out = g.conv2d(self._name(key), src, w, bias, stride=stride, padding=pad)
-        elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-            if np.any(np.asarray(node.padding) != 0):
-                raise self.err(
-                    key,
-                    node,
-                    f"padding {np.asarray(node.padding).tolist()} is not supported (only 0)",
-                )
-            kernel = [
-                int(k) for k in np.broadcast_to(np.asarray(node.kernel_size).reshape(-1), (2,))
-            ]
-            stride = [int(s) for s in np.broadcast_to(np.asarray(node.stride).reshape(-1), (2,))]
-            fn = g.sumpool2d if isinstance(node, nir.SumPool2d) else g.avgpool2d
-            out = fn(self._name(key), src, kernel, stride)
-        elif isinstance(node, nir.Flatten):
-            start, end = int(node.start_dim), int(node.end_dim)
-            if len(in_shape) == 1:
-                out = src  # already flat: identity
-                self.out_of[key] = out
+        converters: list[tuple[Any, Callable[[str, Any, str, tuple[int, ...]], str]]] = [
+            ((nir.Affine, nir.Linear), self._plain_affine),
+            (nir.Conv2d, self._plain_conv),
+            ((nir.SumPool2d, nir.AvgPool2d), self._plain_pool),
+            (nir.Flatten, self._plain_flatten),
+            (nir.Scale, self._plain_scale),
+            ((nir.IF, nir.LIF), self._plain_spiking),
+            (nir.I, self._plain_integrator),
+            (nir.LI, self._plain_leaky_integrator),
+        ]
+        for kinds, convert in converters:
+            if isinstance(node, kinds):
+                self.out_of[key] = convert(key, node, src, in_shape)
                 return
-            if start not in (0, 1) or end not in (-1, len(in_shape) - 1):
-                raise self.err(
-                    key,
-                    node,
-                    f"start_dim={start}, end_dim={end} does not flatten the whole sample; "
-                    "snnsim flattens [C, H, W] to [C*H*W]",
-                )
-            out = g.flatten(self._name(key), src)
-        elif isinstance(node, nir.Scale):
-            s = self._channel(key, node, "scale", node.scale, in_shape)
-            out = g.scale(self._name(key), src, scale=s)
-        elif isinstance(node, (nir.IF, nir.LIF)):
-            shape = in_shape
-            v_reset = self._channel(key, node, "v_reset", node.v_reset, shape)
-            if np.any(v_reset != 0):
-                raise self.err(
-                    key,
-                    node,
-                    "v_reset != 0 is not supported (snnsim's hard-reset neuron resets to 0)",
-                )
-            fire = self._channel(key, node, "v_threshold", node.v_threshold, shape)
-            if not np.all(fire > 0):
-                raise self.err(key, node, "v_threshold must be > 0")
-            r = self._channel(key, node, "r", node.r, shape)
-            if isinstance(node, nir.IF):
-                leak = np.ones(1)
-                gain, bias = _unit_gain(dt * r), None
+        why = {
+            "CubaLIF": "current-based LIF (synaptic state) is not supported",
+            "CubaLI": "current-based leaky integrator is not supported",
+            "Delay": "delays are not supported",
+            "Threshold": "a stateless threshold is not supported",
+            "Conv1d": "1-D convolution is not supported (only Conv2d)",
+        }.get(type(node).__name__, "node type not supported by snnsim")
+        raise self.err(key, node, why)
+
+    def _plain_affine(self, key: str, node: Any, src: str, in_shape: tuple[int, ...]) -> str:
+        """Affine / Linear -> linear."""
+        nir = self.nir
+        g = self.g
+        w = _f32(node.weight)
+        if w.ndim != 2:
+            raise self.err(key, node, f"weight must be 2-D [out, in], got shape {list(w.shape)}")
+        if len(in_shape) != 1:
+            raise self.err(
+                key,
+                node,
+                f"input has shape {list(in_shape)}; insert a Flatten before an Affine",
+            )
+        bias = _f32(node.bias) if isinstance(node, nir.Affine) else None
+        out = g.linear(self._name(key), src, w, bias)
+        return out
+
+    def _plain_conv(self, key: str, node: Any, src: str, in_shape: tuple[int, ...]) -> str:
+        """Conv2d -> conv2d (padding 'valid', 'same' with stride 1 and odd kernels, or numbers)."""
+        g = self.g
+        if int(np.asarray(node.groups)) != 1:
+            raise self.err(key, node, f"groups={node.groups} is not supported (only 1)")
+        if any(int(d) != 1 for d in np.asarray(node.dilation).reshape(-1)):
+            raise self.err(key, node, f"dilation {node.dilation} is not supported (only 1)")
+        w = _f32(node.weight)
+        kh, kw = int(w.shape[2]), int(w.shape[3])
+        stride = [int(s) for s in np.broadcast_to(np.asarray(node.stride).reshape(-1), (2,))]
+        pad = node.padding
+        if isinstance(pad, bytes):
+            pad = pad.decode()
+        if isinstance(pad, np.ndarray) and pad.dtype.kind in "OSU":
+            pad = str(pad.item() if pad.shape == () else pad[0])
+        if isinstance(pad, str):
+            if pad == "valid":
+                pad = [0, 0]
+            elif pad == "same" and stride == [1, 1] and kh % 2 == 1 and kw % 2 == 1:
+                pad = [kh // 2, kw // 2]
             else:
-                tau = self._channel(key, node, "tau", node.tau, shape)
-                v_leak = self._channel(key, node, "v_leak", node.v_leak, shape)
-                if not np.all(np.isfinite(tau)) or np.any(tau == 0):
-                    raise self.err(key, node, "tau must be finite and nonzero")
-                # float64, then rounded once to snnsim's float32
-                leak = _f32(1.0 - dt / tau)
-                gain = _unit_gain(dt * r / tau)
-                bias = _f32(dt * v_leak / tau)
-            src = self._pre_scale(key, src, gain, bias)
-            out = g.dspike_lif(self._name(key), src, fire=fire, leak=leak)
-        elif isinstance(node, nir.I):
-            r = self._channel(key, node, "r", node.r, in_shape)
-            src = self._pre_scale(key, src, _unit_gain(dt * r))
-            out = g.integrate(self._name(key), src)
-        elif isinstance(node, nir.LI):
-            r = self._channel(key, node, "r", node.r, in_shape)
-            tau = self._channel(key, node, "tau", node.tau, in_shape)
-            v_leak = self._channel(key, node, "v_leak", node.v_leak, in_shape)
+                raise self.err(
+                    key,
+                    node,
+                    f"padding {pad!r} is only supported as 'valid', or 'same' with "
+                    "stride 1 and odd kernels",
+                )
+        else:
+            pad = [int(p) for p in np.broadcast_to(np.asarray(pad).reshape(-1), (2,))]
+        bias = _f32(node.bias) if getattr(node, "bias", None) is not None else None
+        out = g.conv2d(self._name(key), src, w, bias, stride=stride, padding=pad)
+        return out
+
+    def _plain_pool(self, key: str, node: Any, src: str, in_shape: tuple[int, ...]) -> str:
+        """SumPool2d / AvgPool2d -> sumpool2d / avgpool2d (no padding)."""
+        nir = self.nir
+        g = self.g
+        if np.any(np.asarray(node.padding) != 0):
+            raise self.err(
+                key,
+                node,
+                f"padding {np.asarray(node.padding).tolist()} is not supported (only 0)",
+            )
+        kernel = [int(k) for k in np.broadcast_to(np.asarray(node.kernel_size).reshape(-1), (2,))]
+        stride = [int(s) for s in np.broadcast_to(np.asarray(node.stride).reshape(-1), (2,))]
+        fn = g.sumpool2d if isinstance(node, nir.SumPool2d) else g.avgpool2d
+        out = fn(self._name(key), src, kernel, stride)
+        return out
+
+    def _plain_flatten(self, key: str, node: Any, src: str, in_shape: tuple[int, ...]) -> str:
+        """Flatten of the whole sample -> flatten (the identity on a flat value)."""
+        g = self.g
+        start, end = int(node.start_dim), int(node.end_dim)
+        if len(in_shape) == 1:
+            return src  # already flat: identity
+        if start not in (0, 1) or end not in (-1, len(in_shape) - 1):
+            raise self.err(
+                key,
+                node,
+                f"start_dim={start}, end_dim={end} does not flatten the whole sample; "
+                "snnsim flattens [C, H, W] to [C*H*W]",
+            )
+        out = g.flatten(self._name(key), src)
+        return out
+
+    def _plain_scale(self, key: str, node: Any, src: str, in_shape: tuple[int, ...]) -> str:
+        """Scale -> scale."""
+        g = self.g
+        s = self._channel(key, node, "scale", node.scale, in_shape)
+        out = g.scale(self._name(key), src, scale=s)
+        return out
+
+    def _plain_spiking(self, key: str, node: Any, src: str, in_shape: tuple[int, ...]) -> str:
+        """IF / LIF (reset to 0) -> an input scale, then dspike_lif (Euler step ``dt``)."""
+        nir = self.nir
+        g = self.g
+        dt = self.dt
+        shape = in_shape
+        v_reset = self._channel(key, node, "v_reset", node.v_reset, shape)
+        if np.any(v_reset != 0):
+            raise self.err(
+                key,
+                node,
+                "v_reset != 0 is not supported (snnsim's hard-reset neuron resets to 0)",
+            )
+        fire = self._channel(key, node, "v_threshold", node.v_threshold, shape)
+        if not np.all(fire > 0):
+            raise self.err(key, node, "v_threshold must be > 0")
+        r = self._channel(key, node, "r", node.r, shape)
+        if isinstance(node, nir.IF):
+            leak = np.ones(1)
+            gain, bias = _unit_gain(dt * r), None
+        else:
+            tau = self._channel(key, node, "tau", node.tau, shape)
+            v_leak = self._channel(key, node, "v_leak", node.v_leak, shape)
             if not np.all(np.isfinite(tau)) or np.any(tau == 0):
                 raise self.err(key, node, "tau must be finite and nonzero")
-            # v <- v + (dt/tau)(v_leak - v + r x) = leak*v + (gain*x + bias), float64 then float32
+            # float64, then rounded once to snnsim's float32
             leak = _f32(1.0 - dt / tau)
-            src = self._pre_scale(key, src, _unit_gain(dt * r / tau), _f32(dt * v_leak / tau))
-            out = g.integrate(self._name(key), src, leak=None if np.all(leak == 1.0) else leak)
-        else:
-            why = {
-                "CubaLIF": "current-based LIF (synaptic state) is not supported",
-                "CubaLI": "current-based leaky integrator is not supported",
-                "Delay": "delays are not supported",
-                "Threshold": "a stateless threshold is not supported",
-                "Conv1d": "1-D convolution is not supported (only Conv2d)",
-            }.get(type(node).__name__, "node type not supported by snnsim")
-            raise self.err(key, node, why)
-        self.out_of[key] = out
+            gain = _unit_gain(dt * r / tau)
+            bias = _f32(dt * v_leak / tau)
+        src = self._pre_scale(key, src, gain, bias)
+        out = g.dspike_lif(self._name(key), src, fire=fire, leak=leak)
+        return out
+
+    def _plain_integrator(self, key: str, node: Any, src: str, in_shape: tuple[int, ...]) -> str:
+        """I -> an input scale, then integrate."""
+        g = self.g
+        dt = self.dt
+        r = self._channel(key, node, "r", node.r, in_shape)
+        src = self._pre_scale(key, src, _unit_gain(dt * r))
+        out = g.integrate(self._name(key), src)
+        return out
+
+    def _plain_leaky_integrator(
+        self, key: str, node: Any, src: str, in_shape: tuple[int, ...]
+    ) -> str:
+        """LI -> an input scale, then a leaky integrate (Euler step ``dt``)."""
+        g = self.g
+        dt = self.dt
+        r = self._channel(key, node, "r", node.r, in_shape)
+        tau = self._channel(key, node, "tau", node.tau, in_shape)
+        v_leak = self._channel(key, node, "v_leak", node.v_leak, in_shape)
+        if not np.all(np.isfinite(tau)) or np.any(tau == 0):
+            raise self.err(key, node, "tau must be finite and nonzero")
+        # v <- v + (dt/tau)(v_leak - v + r x) = leak*v + (gain*x + bias), float64 then float32
+        leak = _f32(1.0 - dt / tau)
+        src = self._pre_scale(key, src, _unit_gain(dt * r / tau), _f32(dt * v_leak / tau))
+        out = g.integrate(self._name(key), src, leak=None if np.all(leak == 1.0) else leak)
+        return out
 
 
-def from_nir(nir_graph: Any, *, dt: float = 1.0, input_kind: str | None = None) -> Graph:
+def from_nir(nir_graph: Any, *, dt: float = 1.0, input_kind: InputKind | None = None) -> Graph:
     """Import a ``nir.NIRGraph`` (or the path of a NIR HDF5 file) as a float32 Graph.
 
     Nodes carrying snnsim metadata (written by :func:`to_nir`) come back exactly; other nodes are

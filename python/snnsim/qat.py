@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .exporter import _QMAX, ExportError, weight_scale
+from .exporter import QMAX, ExportError, weight_scale
 
 __all__ = [
     "QATMode",
@@ -54,13 +54,13 @@ class _FakeQuantSTE(torch.autograd.Function):
     zero outside (no gradient to ``scale``)."""
 
     @staticmethod
-    def forward(ctx: Any, w: Tensor, scale: Tensor, lo: int, hi: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, w: Tensor, scale: Tensor, lo: int, hi: int) -> Tensor:
         r = w / scale
         ctx.save_for_backward((r >= lo) & (r <= hi))
         return torch.clamp(torch.round(r), lo, hi) * scale
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
         (inside,) = ctx.saved_tensors
         return grad * inside.to(grad.dtype), None, None, None
 
@@ -70,18 +70,18 @@ def fake_quant(w: Tensor, scale: Tensor | float, mode: QATMode = "int8") -> Tens
     (``round``: half to even, like the exporter's ``np.rint``); ``scale`` a scalar or ``[out]``
     (one step per output channel). Straight-through gradient: identity inside the clip range,
     zero outside."""
-    if mode not in _QMAX:
+    if mode not in QMAX:
         raise ValueError(f"fake_quant: mode must be 'int8', 'int4' or 'int16', got {mode!r}")
-    qmax = _QMAX[mode]
+    qmax = QMAX[mode]
     s = torch.as_tensor(scale, dtype=w.dtype, device=w.device)
     if s.ndim == 1 and w.ndim > 1:
         s = s.reshape((-1,) + (1,) * (w.ndim - 1))
     return _FakeQuantSTE.apply(w, s, -qmax - 1, qmax)
 
 
-def _bn_fold_scale(bn: nn.Module) -> Tensor:
+def _bn_fold_scale(bn: Any) -> Tensor:
     """Per-channel evaluation scale of a batch norm (what the exporter folds into the weight)."""
-    from .train.tdbn import TdBN
+    from .nn.tdbn import TdBN
 
     inv = torch.rsqrt(bn.running_var.detach() + bn.eps)
     if isinstance(bn, TdBN):
@@ -120,10 +120,10 @@ class FakeQuantWeight(nn.Module):
 def _weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module | None, bool]]:
     """``(name, layer, following batch norm or None, is_output)`` for each conv/linear of
     ``model.body`` (a sequential DSRNet / DspikeNet)."""
-    from .train.dspike import DspikeNet
-    from .train.layers import BatchNorm1dT, BatchNormT
-    from .train.net import DSRNet
-    from .train.tdbn import TdBN
+    from .nn.dspike import DspikeNet
+    from .nn.layers import BatchNorm1dT, BatchNormT
+    from .nn.net import DSRNet
+    from .nn.tdbn import TdBN
 
     if not isinstance(model, (DSRNet, DspikeNet)):
         raise ExportError(
@@ -150,7 +150,7 @@ def attach_fake_quant(
 ) -> list[str]:
     """Register :class:`FakeQuantWeight` on every conv/linear weight of ``model.body``; returns
     their names. :func:`detach_fake_quant` removes them."""
-    if mode not in _QMAX:
+    if mode not in QMAX:
         raise ValueError(f"qat: mode must be 'int8', 'int4' or 'int16', got {mode!r}")
     names = []
     for name, m, bn, is_out in _weighted_layers(model):
@@ -211,8 +211,8 @@ def qat_finetune(
     seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> nn.Module:
-    """Fine-tune a trained ``model`` (sequential :class:`~snnsim.train.net.DSRNet` or
-    :class:`~snnsim.train.dspike.DspikeNet`) in place with fake-quantised weights for the
+    """Fine-tune a trained ``model`` (sequential :class:`~snnsim.nn.net.DSRNet` or
+    :class:`~snnsim.nn.dspike.DspikeNet`) in place with fake-quantised weights for the
     integer export ``mode`` (``"int4"``, ``"int8"``, ``"int16"``) and ``per_channel`` weight
     scales (pass the same to :func:`snnsim.export` afterwards).
 
@@ -227,7 +227,7 @@ def qat_finetune(
         raise ValueError(f"qat_finetune: epochs must be >= 1, got {epochs}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    bns = [bn for _, _, bn, _ in _weighted_layers(model) if bn is not None]
+    bns: list[Any] = [bn for _, _, bn, _ in _weighted_layers(model) if bn is not None]
     saved_momentum = [bn.momentum for bn in bns]
     attach_fake_quant(model, mode, per_channel)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -242,7 +242,7 @@ def qat_finetune(
     if isinstance(train_data, (tuple, list)) and len(train_data) == 2:
         per_epoch = math.ceil(len(train_data[1]) / batch_size)
     else:
-        per_epoch = len(train_data)  # type: ignore[arg-type]
+        per_epoch = len(train_data)
     total, step = max(1, epochs * per_epoch), 0
     try:
         if freeze_bn_stats:
@@ -273,13 +273,14 @@ def qat_finetune(
                     f"acc {correct / max(n, 1):.4f}"
                 )
     finally:
-        for bn, m in zip(bns, saved_momentum):
+        for bn, m in zip(bns, saved_momentum, strict=True):
             bn.momentum = m
         detach_fake_quant(model, leave_quantised=True)
         # DSR thresholds: the same clamp a training forward applies, so the export accepts them
         for m in model.modules():
             cfg = getattr(m, "cfg", None)
-            if hasattr(m, "theta") and cfg is not None and hasattr(cfg, "bound"):
+            theta = getattr(m, "theta", None)
+            if isinstance(theta, Tensor) and cfg is not None and hasattr(cfg, "bound"):
                 with torch.no_grad():
-                    m.theta.clamp_(min=cfg.bound)
+                    theta.clamp_(min=cfg.bound)
     return model.eval()

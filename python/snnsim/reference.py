@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import InputError, SnnsimError
-from .graph import NEURON_OPS, OUTPUT_OPS, POOL_OPS, WEIGHTED_OPS, Graph, Node
+from .graph import NEURON_OPS, OUTPUT_OPS, POOL_OPS, WEIGHTED_OPS, Graph, Node, Precision
 from .neurons import (
     DspikeLIFIntParams,
     DspikeLIFParams,
@@ -39,6 +39,7 @@ from .neurons import (
     IntegrateParams,
     channel_param,
     check_int32,
+    fx,
     neuron_step,
 )
 
@@ -149,7 +150,9 @@ def dense_macs(graph: Graph) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- int helpers
-def _exact_int_product(x: Tensor, fn: Any, wsum_max: int, fan_in: int, where: str) -> Tensor:
+def _exact_int_product(
+    x: Tensor, fn: Callable[[Tensor], Tensor], wsum_max: int, fan_in: int, where: str
+) -> Tensor:
     """``fn`` is a linear map with integer float64 weights (matmul/conv without bias). Return
     ``fn(x)`` exactly as int64 for an int64 ``x`` holding int32 values.
 
@@ -167,10 +170,6 @@ def _exact_int_product(x: Tensor, fn: Any, wsum_max: int, fan_in: int, where: st
     return (fn(hi.to(torch.float64)).to(torch.int64) << 16) + fn(lo.to(torch.float64)).to(
         torch.int64
     )
-
-
-def _fx(m: Tensor, x: Tensor, f: int) -> Tensor:
-    return (m * x + (1 << (f - 1))) >> f
 
 
 @contextlib.contextmanager
@@ -206,7 +205,21 @@ class _NodeOp(torch.nn.Module):
     """One graph node: its tensors as buffers (float32 in float precision; float64 weights and
     int64 everything else in int precision), its fan-out map and its step computation."""
 
-    def __init__(self, node: Node, precision: str, in_shapes: list[tuple[int, ...]]) -> None:
+    # The buffers a node may have (registered from its tensors; only the node's own exist).
+    weight: Tensor
+    bias: Tensor
+    theta: Tensor
+    fire: Tensor
+    leak: Tensor
+    gain: Tensor
+    leak_m: Tensor
+    gain_m: Tensor
+    m: Tensor
+    scale: Tensor
+    shift: Tensor
+    fanmap: Tensor
+
+    def __init__(self, node: Node, precision: Precision, in_shapes: list[tuple[int, ...]]) -> None:
         super().__init__()
         self.node = node
         self.name = node.name
@@ -337,9 +350,7 @@ class _NodeOp(torch.nn.Module):
             if op == "sumpool2d":
                 return s
             check_int32(s, f"{where}: window sum")
-            return _fx(
-                torch.tensor(int(a["m"]), dtype=torch.int64, device=s.device), s, int(a["f"])
-            )
+            return fx(torch.tensor(int(a["m"]), dtype=torch.int64, device=s.device), s, int(a["f"]))
         if op == "flatten":
             return x.flatten(1)
         if op == "add":
@@ -348,7 +359,7 @@ class _NodeOp(torch.nn.Module):
                 acc = acc + t
             return acc
         if op == "scale":
-            y = _fx(channel_param(self.m, x, torch.int64), x, int(a["f"]))
+            y = fx(channel_param(self.m, x, torch.int64), x, int(a["f"]))
             if self.has_shift:
                 y = y + channel_param(self.shift, x, torch.int64)
             return y
@@ -363,7 +374,8 @@ class _NodeOp(torch.nn.Module):
     # ------------------------------------------------------------------ counting
     @staticmethod
     def processed(x: Tensor, kind: Kind, n: int, numel: int) -> Tensor:
-        """Processed elements of input ``x`` (kind ``kind``) at step ``n``, per sample: int64 [B]."""
+        """Processed elements of input ``x`` (kind ``kind``) at step ``n``, per sample:
+        int64 ``[B]``."""
         b = x.shape[0]
         if kind == "sparse":
             return (x != 0).flatten(1).sum(1)
@@ -426,7 +438,7 @@ class ReferenceNetwork(torch.nn.Module):
         super().__init__()
         graph.validate()
         self.graph = graph
-        self.precision: str = graph.precision
+        self.precision: Precision = graph.precision
         self.order: list[Node] = graph.topological_order()
         self.node_names: list[str] = [n.name for n in self.order]
         self.shapes: dict[str, tuple[int, ...]] = graph.shapes()
@@ -434,9 +446,10 @@ class ReferenceNetwork(torch.nn.Module):
         self.value_dtype: torch.dtype = (
             torch.float32 if self.precision == "float32" else torch.int64
         )
-        self.ops = torch.nn.ModuleList(
-            [_NodeOp(n, self.precision, [self.shapes[i] for i in n.inputs]) for n in self.order]
-        )
+        self.node_ops = [
+            _NodeOp(n, self.precision, [self.shapes[i] for i in n.inputs]) for n in self.order
+        ]
+        self.ops = torch.nn.ModuleList(self.node_ops)  # registered (buffers follow .to())
         self._kinds: dict[str, dict[str, Kind]] = {
             k: value_kinds(graph, k) for k in ("static", "sparse")
         }
@@ -445,6 +458,7 @@ class ReferenceNetwork(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """The device of the network's buffers (CPU when it has none)."""
         for b in self.buffers():
             return b.device
         return torch.device("cpu")
@@ -470,7 +484,8 @@ class ReferenceNetwork(torch.nn.Module):
                 raise InputError(f"record: no node named {name!r}")
             if ops[name] not in NEURON_OPS:
                 raise InputError(
-                    f"record: node {name!r} is a {ops[name]!r} node, only neurons ({', '.join(NEURON_OPS)}) can be recorded"
+                    f"record: node {name!r} is a {ops[name]!r} node, only neurons "
+                    f"({', '.join(NEURON_OPS)}) can be recorded"
                 )
             if name not in out:
                 out.append(name)
@@ -498,7 +513,7 @@ class ReferenceNetwork(torch.nn.Module):
         )
         ctx = _ieee_fp32(dev) if self.precision == "float32" else contextlib.nullcontext()
         with ctx:
-            for li, (node, op) in enumerate(zip(self.order, self.ops)):
+            for li, (node, op) in enumerate(zip(self.order, self.node_ops, strict=True)):
                 name = node.name
                 kind = kinds[name]
                 if kind == "static" and n > 0:
@@ -512,7 +527,7 @@ class ReferenceNetwork(torch.nn.Module):
                         v = torch.zeros_like(ins[0])
                     s, v_new = neuron_step(
                         node.op, self.precision, ins[0], v, op.neuron_params(), where=where
-                    )  # type: ignore[arg-type]
+                    )
                     state.membranes[name] = v_new
                     values[name] = s if node.op in NEURON_OPS else v_new
                     if counts is not None:
@@ -534,7 +549,7 @@ class ReferenceNetwork(torch.nn.Module):
                     counts["aux_ops"][:, li] = op.fanout_sum(ins[0], in_kinds[0], n)
                 elif node.op == "add":
                     tot = torch.zeros(b, dtype=torch.int64, device=dev)
-                    for t, k, ne in zip(ins, in_kinds, op.numel_in):
+                    for t, k, ne in zip(ins, in_kinds, op.numel_in, strict=True):
                         tot = tot + op.processed(t, k, n, ne)
                     counts["aux_ops"][:, li] = tot
                 elif node.op == "scale":
@@ -556,11 +571,12 @@ class ReferenceNetwork(torch.nn.Module):
         ``steps``, if given, must equal T). Tensors must already have the value dtype."""
         if (static is None) == (frames is None):
             raise InputError("give exactly one of 'static' and 'frames'")
+        input_kind: Kind
         if static is not None:
             if steps is None or int(steps) < 1:
                 raise InputError(f"steps: a static input needs steps >= 1, got {steps!r}")
             t_steps, input_kind = int(steps), "static"
-            b = static.shape[0]
+            inputs = [static] * t_steps
         else:
             assert frames is not None
             t_steps, input_kind = int(frames.shape[1]), "sparse"
@@ -568,14 +584,13 @@ class ReferenceNetwork(torch.nn.Module):
                 raise InputError("frames: need at least one step (frames.shape[1] >= 1)")
             if steps is not None and int(steps) != t_steps:
                 raise InputError(f"steps: {steps} does not match frames.shape[1] = {t_steps}")
-            b = frames.shape[0]
+            inputs = list(frames.unbind(1))  # the per-step views frames[:, n]
         names = self.check_record(record)
-        state = self.init_state(input_kind)  # type: ignore[arg-type]
+        state = self.init_state(input_kind)
         outs: list[Tensor] = []
         rec: dict[str, list[Tensor]] = {k: [] for k in names}
         per_step: dict[str, list[Tensor]] = {k: [] for k in COUNT_KEYS}
-        for n in range(t_steps):
-            x = static if static is not None else frames[:, n]  # type: ignore[index]
+        for x in inputs:
             values, c = self.step(x, state, count=count)
             outs.append(values[self.output_name])
             for k in names:
@@ -613,7 +628,8 @@ def _input_tensor(
     if arr.ndim != ndim or tuple(arr.shape[ndim - len(want_shape) :]) != want_shape:
         lead = "[B, T, " if what == "frames" else "[B, "
         raise InputError(
-            f"{what}: expected shape {lead}{', '.join(map(str, want_shape))}], got {list(arr.shape)}"
+            f"{what}: expected shape {lead}{', '.join(map(str, want_shape))}], got "
+            f"{list(arr.shape)}"
         )
     if precision == "int":
         if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):

@@ -12,6 +12,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .graph import NEURON_OPS
+
 COUNT_FIELDS = ("spikes", "sops", "macs", "aux_ops", "state_updates")
 
 
@@ -35,6 +37,7 @@ class Counts:
 
     @property
     def batch_size(self) -> int:
+        """Number of samples ``B``."""
         return int(self.spikes.shape[0])
 
     @property
@@ -46,7 +49,8 @@ class Counts:
         """The ``[B, L, T]`` array of one count field (one of :data:`COUNT_FIELDS`)."""
         if name not in COUNT_FIELDS:
             raise KeyError(f"unknown count field {name!r}; expected one of {COUNT_FIELDS}")
-        return getattr(self, name)
+        arr: np.ndarray = getattr(self, name)
+        return arr
 
     def per_layer(self) -> dict[str, np.ndarray]:
         """Totals per layer over the whole batch and all steps: count field -> uint64 ``[L]``,
@@ -87,6 +91,8 @@ class RunResult:
     * ``steps``: number of time steps ``T`` this result covers.
     * ``output_sum``: float64 ``[B, n_out]``, the output before the division by the number of
       steps (spike counts, or the integrated membrane).
+    * ``trained_steps``: the ``T`` the network was trained with, when its file records it;
+      :attr:`steps_differ` tells whether this run used another number of steps.
     """
 
     output: np.ndarray
@@ -95,6 +101,24 @@ class RunResult:
     record: dict[str, np.ndarray] = field(default_factory=dict)
     steps: int = 0
     output_sum: np.ndarray | None = None
+    trained_steps: int | None = None
+
+    @property
+    def steps_differ(self) -> bool:
+        """True when the network was trained with another number of steps than this run's."""
+        return self.trained_steps is not None and self.trained_steps != self.steps
+
+    def firing_rates(self) -> dict[str, float]:
+        """Mean firing rate of every neuron layer: spikes per neuron per time step over the
+        batch and all steps (0 to 1), in layer order."""
+        c = self.counts
+        spikes = c.spikes.sum(axis=(0, 2), dtype=np.uint64)
+        updates = c.state_updates.sum(axis=(0, 2), dtype=np.uint64)
+        return {
+            name: float(spikes[i]) / float(updates[i])
+            for i, (name, op) in enumerate(zip(c.layer_names, c.layer_ops, strict=True))
+            if op in NEURON_OPS and updates[i] > 0
+        }
 
     @property
     def spikes(self) -> np.ndarray:
@@ -103,10 +127,12 @@ class RunResult:
 
     @property
     def batch_size(self) -> int:
+        """Number of samples ``B``."""
         return int(self.output.shape[0])
 
     @property
     def layer_names(self) -> tuple[str, ...]:
+        """Node names in count order (``[B, L, T]`` arrays index ``L`` this way)."""
         return self.counts.layer_names
 
     @classmethod
@@ -156,15 +182,18 @@ class RunResult:
         c = self.counts
         pred = self.prediction.tolist()
         shown = pred if len(pred) <= 16 else pred[:16] + ["..."]
+        note = (
+            f" (the network was trained with T = {self.trained_steps})" if self.steps_differ else ""
+        )
         lines = [
-            f"RunResult: batch {self.batch_size}, {self.steps} steps",
+            f"RunResult: batch {self.batch_size}, {self.steps} steps{note}",
             f"prediction: {shown}",
             "counts (totals over the batch and all steps):",
         ]
         per = c.per_layer()
         head = ("layer", "op", "spikes", "SOPs", "MACs", "aux ops", "state upd.", "dense MACs")
         rows: list[tuple[str, ...]] = [head]
-        for i, (name, op) in enumerate(zip(c.layer_names, c.layer_ops)):
+        for i, (name, op) in enumerate(zip(c.layer_names, c.layer_ops, strict=True)):
             rows.append((name, op, *(f"{int(per[k][i]):,}" for k in (*COUNT_FIELDS, "dense_macs"))))
         tot = c.total()
         rows.append(("total", "", *(f"{tot[k]:,}" for k in (*COUNT_FIELDS, "dense_macs"))))

@@ -5,6 +5,7 @@
 mod arrays;
 mod events;
 mod model;
+mod simd;
 mod training;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -47,6 +48,10 @@ mod _core {
     use super::model::PyModel;
     #[pymodule_export]
     use super::model::PyStreamState;
+    #[pymodule_export]
+    use super::simd::set_simd_level;
+    #[pymodule_export]
+    use super::simd::simd_level;
     #[pymodule_export]
     use super::training::dsr_forward;
     #[pymodule_export]

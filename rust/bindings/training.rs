@@ -6,7 +6,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use super::arrays::{dtype_of, steps_arg};
-use super::detached;
+use super::{detached, to_py};
 use crate::training::{
     dsr_rate_backward as rate_backward, simulate_dsr, DsrForward, DsrLaw, DsrOutputs, Pool,
     RateMask,
@@ -52,30 +52,7 @@ pub(super) fn dsr_forward<'py>(
     pool: Option<(usize, usize, usize, usize, bool)>,
 ) -> PyResult<u64> {
     let steps = steps_arg(steps)?;
-    let law = match (kind, leak, gain) {
-        ("if", None, None) => DsrLaw::If { theta, fire },
-        ("lif", Some(leak), Some(gain)) => DsrLaw::Lif {
-            theta,
-            fire,
-            leak,
-            gain,
-        },
-        ("if" | "lif", _, _) => {
-            return Err(PyValueError::new_err(format!(
-                "kind: '{kind}' takes leak and gain {} ",
-                if kind == "lif" {
-                    "(both required)"
-                } else {
-                    "never"
-                }
-            )))
-        }
-        _ => {
-            return Err(PyValueError::new_err(format!(
-                "kind: expected 'if' or 'lif', got '{kind}'"
-            )))
-        }
-    };
+    let law = DsrLaw::new(kind, theta, fire, leak, gain).map_err(to_py)?;
     let xa = f32_flat(x, "x")?;
     let wa = current_weights
         .map(|w| f32_flat(w, "current_weights"))

@@ -127,11 +127,34 @@ pub(crate) fn run_batch<V: EngineValue>(
             output_sums(net, st, so.out_sum);
             Ok(())
         };
-        let results: Vec<Result<()>> = if threads == Some(1) || batch <= 1 {
+        // A batch of one sample on several threads: the sample runs inside a pool and its
+        // large nodes split their work across the pool's threads.
+        let width = threads.unwrap_or_else(rayon::current_num_threads).max(1);
+        let results: Vec<Result<()>> = if batch == 1 && width > 1 {
+            pool_for(width)?.install(|| {
+                let mut st = eng.take();
+                outs.into_iter()
+                    .enumerate()
+                    .map(|(b, so)| {
+                        st.run(|s| {
+                            s.par = width;
+                            one(s, b, so)
+                        })
+                        .map_err(|e| e.in_sample(b))
+                    })
+                    .collect()
+            })
+        } else if threads == Some(1) || batch <= 1 {
             let mut st = eng.take();
             outs.into_iter()
                 .enumerate()
-                .map(|(b, so)| st.run(|s| one(s, b, so)).map_err(|e| e.in_sample(b)))
+                .map(|(b, so)| {
+                    st.run(|s| {
+                        s.par = 1;
+                        one(s, b, so)
+                    })
+                    .map_err(|e| e.in_sample(b))
+                })
                 .collect()
         } else {
             let work = || {
@@ -139,7 +162,13 @@ pub(crate) fn run_batch<V: EngineValue>(
                     .enumerate()
                     .map_init(
                         || eng.take(),
-                        |st, (b, so)| st.run(|s| one(s, b, so)).map_err(|e| e.in_sample(b)),
+                        |st, (b, so)| {
+                            st.run(|s| {
+                                s.par = 1;
+                                one(s, b, so)
+                            })
+                            .map_err(|e| e.in_sample(b))
+                        },
                     )
                     .collect::<Vec<_>>()
             };

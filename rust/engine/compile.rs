@@ -190,12 +190,14 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
                 )
                 .ok_or_else(|| internal(name, opn, "weight dtype"))?;
                 let mut w_abs = 0i64;
+                let mut w_max = 0i64;
                 if g.precision == Precision::Int {
                     let per = c * kh * kw;
                     for oc in 0..co {
                         let s: i64 = (0..per).map(|r| abs_of(&wt.data, oc * per + r)).sum();
                         w_abs = w_abs.max(s);
                     }
+                    w_max = (0..n).map(|k| abs_of(&wt.data, k)).max().unwrap_or(0);
                 }
                 let fanout: Vec<u32> = (0..h * w)
                     .map(|p| geom.fanout(p / w, p % w) as u32)
@@ -215,6 +217,7 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
                     fanout,
                     w_abs,
                     bias_abs,
+                    w_max,
                 })
             }
             OpKind::AvgPool2d | OpKind::SumPool2d => {

@@ -74,6 +74,8 @@ pub struct ConvOp<V> {
     pub fanout: Vec<u32>,
     pub w_abs: i64,
     pub bias_abs: i64,
+    /// max |w| (int precision; 0 for float).
+    pub w_max: i64,
 }
 
 /// An avgpool2d / sumpool2d node.

@@ -58,6 +58,10 @@ pub(crate) struct Scratch<V: Value> {
     pub(crate) acc_w: Vec<V::Wide>,
     pub(crate) mark: Vec<bool>,
     pub(crate) touched: Vec<u32>,
+    /// Gather conv: where each input position's active channels start in the active list.
+    pub(crate) starts: Vec<u32>,
+    /// Active lists of the parts of a neuron layer split across threads.
+    pub(crate) par_nz: Vec<Vec<u32>>,
 }
 
 /// The state of one sample: every value (one buffer per step of a chunk), the membranes, the
@@ -73,6 +77,10 @@ pub(crate) struct SampleState<V: Value> {
     pub(crate) out_count: Vec<u64>,
     pub(crate) steps_done: usize,
     pub(crate) sc: Scratch<V>,
+    /// Threads the nodes of this sample may split their work across (1: serial). Set above 1
+    /// only when the sample runs inside a rayon pool with idle workers (a batch smaller than
+    /// the pool), so that one sample uses several cores.
+    pub(crate) par: usize,
 }
 
 impl<V: Value> SampleState<V> {
@@ -108,6 +116,7 @@ impl<V: Value> SampleState<V> {
             mem,
             out_count: vec![0; net.nodes[net.output].len],
             steps_done: 0,
+            par: 1,
             sc: Scratch {
                 rows: vec![Vec::new(); chunk],
                 xs: vec![Vec::new(); chunk],
@@ -115,6 +124,8 @@ impl<V: Value> SampleState<V> {
                 acc_w: vec![V::Wide::default(); m],
                 mark: vec![false; m],
                 touched: Vec::with_capacity(m),
+                starts: Vec::new(),
+                par_nz: Vec::new(),
             },
         }
     }

@@ -30,6 +30,8 @@ pub(crate) struct StepCtx<'a, V: Value> {
     pub(crate) plan: &'a Plan,
     /// Global step (since the start of the sample / stream).
     pub(crate) g: usize,
+    /// Threads a node may split its work across (1: serial), see [`SampleState::par`].
+    pub(crate) par: usize,
 }
 
 /// A chunk of steps.
@@ -44,6 +46,8 @@ pub(crate) struct ChunkCtx<'a, V: Value> {
     pub(crate) tn: usize,
     /// Steps in this chunk.
     pub(crate) nj: usize,
+    /// Threads a node may split its work across (1: serial), see [`SampleState::par`].
+    pub(crate) par: usize,
 }
 
 impl<V: Value> ChunkCtx<'_, V> {
@@ -60,6 +64,7 @@ impl<V: Value> ChunkCtx<'_, V> {
             net: self.net,
             plan: self.plan,
             g: self.g0 + j,
+            par: self.par,
         }
     }
     /// Index into the `[L][T]` count arrays.
@@ -141,6 +146,7 @@ pub(crate) fn run_node<V: EngineValue>(
                         so,
                         li,
                         &mut sink,
+                        &mut sc.par_nz,
                     )?
                 }
             }
@@ -231,6 +237,7 @@ pub(crate) fn run_steps<V: EngineValue>(
                 t0,
                 tn,
                 nj,
+                par: st.par,
             };
             for ni in 0..net.nodes.len() {
                 run_node(&cx, ni, st, so, rec, &mut rec_slots, ni == net.output)?;

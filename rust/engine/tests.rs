@@ -180,7 +180,7 @@ fn int_conv_network_static_input_matches_reference() {
         let batch = 3;
         let x: Vec<i32> = (0..batch * n_in)
             .map(|_| {
-                if rng.next() % 3 == 0 {
+                if rng.next().is_multiple_of(3) {
                     0
                 } else {
                     rng.int(-128, 127) as i32 / 16
@@ -222,7 +222,7 @@ fn int_and_float_conv_network_frames_match_reference() {
             let (batch, steps) = (2, 5);
             let fr: Vec<i64> = (0..batch * steps * n_in)
                 .map(|_| {
-                    if rng.next() % 4 == 0 {
+                    if rng.next().is_multiple_of(4) {
                         rng.int(1, 2)
                     } else {
                         0
@@ -308,7 +308,7 @@ fn stream_in_chunks_equals_one_shot() {
         let n_in = 2 * 42;
         let steps = 9;
         let fr: Vec<i64> = (0..steps * n_in)
-            .map(|_| if rng.next() % 3 == 0 { 1 } else { 0 })
+            .map(|_| if rng.next().is_multiple_of(3) { 1 } else { 0 })
             .collect();
         let rec = spiking_names(&nb);
         let conv = |v: &[i64]| -> (Vec<f32>, Vec<i32>) {
@@ -849,4 +849,104 @@ fn leaky_integrate_needs_f_in_int_precision() {
     let bytes = crate::format::write_bytes(&g.to_string(), &tensors).unwrap();
     let e = Model::from_bytes(&bytes).unwrap_err().to_string();
     assert!(e.contains("'f'") && e.contains("[1, 31]"), "{e}");
+}
+
+/// A network whose layers are large enough for one sample to be split across threads (and for
+/// the gather conv and the dense pool to be chosen).
+fn large_net(rng: &mut Rng, int: bool) -> NetBuilder {
+    let mut nb = NetBuilder::new(int, &[2, 40, 40], "events");
+    nb.conv(
+        "c1",
+        "input",
+        16,
+        [3, 3],
+        [1, 1],
+        [1, 1],
+        rng.ints(16 * 2 * 9, -3, 4),
+        Some(rng.ints(16, 0, 2)),
+    );
+    nb.dsr_if("n1", "c1", vec![4], vec![2]);
+    nb.pool("p1", "n1", false, [2, 2], [2, 2], 0, 0);
+    nb.conv(
+        "c2",
+        "p1",
+        48,
+        [3, 3],
+        [1, 1],
+        [1, 1],
+        rng.ints(48 * 16 * 9, -3, 4),
+        None,
+    );
+    nb.dsr_if("n2", "c2", vec![6], vec![3]);
+    nb.flatten("f", "n2");
+    let n_f = nb.shape_of("f")[0];
+    nb.linear("fc", "f", 10, rng.ints(10 * n_f, -2, 3), None);
+    nb.dsr_if("n3", "fc", vec![8], vec![4]);
+    nb
+}
+
+#[test]
+fn one_sample_split_across_threads_equals_serial_and_reference() {
+    for int in [true, false] {
+        let mut rng = Rng::new(77);
+        let nb = large_net(&mut rng, int);
+        let m = nb.model();
+        let rec = spiking_names(&nb);
+        let (n_in, steps) = (2 * 40 * 40, 4);
+        let fr: Vec<i64> = (0..steps * n_in)
+            .map(|_| rng.next().is_multiple_of(3) as i64)
+            .collect();
+        let run = |threads| {
+            if int {
+                let v: Vec<i32> = fr.iter().map(|&x| x as i32).collect();
+                m.run_frames(Data::I32(&v), 1, steps, &rec, threads)
+            } else {
+                let v: Vec<f32> = fr.iter().map(|&x| x as f32).collect();
+                m.run_frames(Data::F32(&v), 1, steps, &rec, threads)
+            }
+            .unwrap()
+        };
+        let serial = run(Some(1));
+        assert!(
+            spike_totals(&serial).iter().any(|&s| s > 1000),
+            "layers fire"
+        );
+        assert_eq!(run(Some(2)), serial);
+        assert_eq!(run(Some(3)), serial);
+        assert_eq!(run(None), serial);
+        let ins: Vec<Vec<i64>> = (0..steps)
+            .map(|t| fr[t * n_in..(t + 1) * n_in].to_vec())
+            .collect();
+        check_against_reference(&nb, &serial, 0, &reference(&nb, &ins, steps));
+    }
+}
+
+/// A checked (int64) conv leaves its accumulators zeroed: a pool that scatters its window sums
+/// into the same scratch space later, in the next chunk or the next sample on a reused state,
+/// sees zeros (found by the engine fuzz target).
+#[test]
+fn wide_accumulation_leaves_the_scratch_zeroed() {
+    let mut nb = NetBuilder::new(true, &[1, 4, 4], "events");
+    nb.pool("p", "input", false, [1, 1], [1, 1], 0, 0);
+    nb.conv("c", "p", 1, [3, 3], [1, 1], [1, 1], vec![127; 9], None);
+    nb.dsr_if("n", "c", vec![1 << 30], vec![1 << 29]);
+    let m = nb.model();
+    let mut x = vec![0i32; 16];
+    x[5] = 1 << 22; // 127 * 2^22 fits int32, 9 * 127 * 2^22 does not: the checked path
+    let one = m.run_frames(Data::I32(&x), 1, 1, &[], Some(1)).unwrap();
+    let two_x: Vec<i32> = x.iter().chain(x.iter()).copied().collect();
+    let two = m.run_frames(Data::I32(&two_x), 2, 1, &[], Some(1)).unwrap();
+    assert_eq!(two.output_sum[16..], one.output_sum[..]);
+    assert_eq!(two.output_sum[..16], one.output_sum[..]);
+    let mut m2 = nb.model();
+    m2.set_chunk(1);
+    let steps: Vec<i32> = x.iter().chain(x.iter()).copied().collect();
+    let r = m2
+        .run_frames(Data::I32(&steps), 1, 2, &[], Some(1))
+        .unwrap();
+    let whole = nb
+        .model()
+        .run_frames(Data::I32(&steps), 1, 2, &[], Some(1))
+        .unwrap();
+    assert_eq!(r, whole);
 }

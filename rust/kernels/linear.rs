@@ -94,7 +94,7 @@ fn rows_tail<A, W>(
 }
 
 #[inline(always)]
-pub(super) fn linear_rows_impl<A, W>(
+pub(crate) fn linear_rows_impl<A, W>(
     acc: &mut [A],
     w: &[W],
     stride: usize,
@@ -121,7 +121,7 @@ dispatch! {
     /// (`w[i*stride + o]`, `o < acc.len() <= stride`); `xs = None` means every `x_k` is 1
     /// (spikes: adds only). Each output element receives its terms in the order of `rows`.
     pub fn linear_rows[A, W](acc: &mut [A], w: &[W], stride: usize, rows: &[u32], xs: Option<&[A]>)
-        => linear_rows_impl, linear_rows_avx2
+        => linear_rows_impl
     where [A: Mac<W>, W: Weight]
 }
 
@@ -173,6 +173,6 @@ dispatch! {
     /// 16-bit lanes (twice the lanes per instruction) before adding it to the int32
     /// accumulator. Exact only when `rows.len() * max|w| <= i16::MAX`: the caller checks.
     pub fn linear_rows_i16[](acc: &mut [i32], w: &[i8], stride: usize, rows: &[u32])
-        => linear_rows_i16_impl, linear_rows_i16_avx2
+        => linear_rows_i16_impl
     where []
 }

@@ -1,7 +1,36 @@
 //! Pool window sums, dense or scattered from the nonzero inputs.
 
 use super::conv::Geom;
+use super::simd::dispatch;
 use crate::numeric::Value;
+
+#[inline(always)]
+fn pool_dense_exact_impl<V: Value>(x: &[V], g: &Geom, out: &mut [V]) {
+    let c = g.c;
+    for (o, dst) in out.chunks_exact_mut(c).enumerate().take(g.ho * g.wo) {
+        let (oy, ox) = (o / g.wo, o % g.wo);
+        dst.fill(V::ZERO);
+        for ky in 0..g.kh {
+            let iy = oy * g.sh + ky;
+            for kx in 0..g.kw {
+                let i = (iy * g.w + ox * g.sw + kx) * c;
+                if let Some(src) = x.get(i..i + c) {
+                    for (d, &s) in dst.iter_mut().zip(src) {
+                        *d = d.add_exact(s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+dispatch! {
+    /// Window sums of a channels-last input in the value type itself, every output:
+    /// `out[(oy*wo+ox)*c + ch]`, terms in (ky, kx) order. Exact only when no window sum can
+    /// leave the value range (the caller knows, e.g. 0/1 spikes in windows of < 2^31).
+    pub fn pool_dense_exact[V](x: &[V], g: &Geom, out: &mut [V]) => pool_dense_exact_impl
+    where [V: Value]
+}
 
 /// Window sums of a channels-last input, every output: `out_wide[(oy*wo+ox)*c + ch]`.
 pub fn pool_dense_sums<V: Value>(x: &[V], g: &Geom, out_wide: &mut [V::Wide]) {

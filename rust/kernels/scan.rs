@@ -29,9 +29,59 @@ fn collect_nonzero_impl<V: Value>(x: &[V], nz: &mut Vec<u32>) {
 }
 
 dispatch! {
-    /// Collects the indices of the nonzero elements of `x` (ascending) into `nz`.
-    pub fn collect_nonzero[V](x: &[V], nz: &mut Vec<u32>) => collect_nonzero_impl, collect_nonzero_avx2
+    /// [`collect_nonzero`] compiled from the portable body (AVX2 twin included).
+    pub fn collect_nonzero_portable[V](x: &[V], nz: &mut Vec<u32>) => collect_nonzero_impl
     where [V: Value]
+}
+
+/// Collects the indices of the nonzero elements of `x` (ascending) into `nz`. With AVX-512 a
+/// compare gives 16 elements' mask at once and a compress-store writes their indices.
+#[inline]
+pub fn collect_nonzero<V: Value>(x: &[V], nz: &mut Vec<u32>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::simd::level() == super::simd::Level::Avx512 {
+            // SAFETY: the CPU has AVX-512 F (checked by `level`).
+            unsafe { collect_nonzero_avx512(V::bits(x), V::NONZERO_BITS, nz) };
+            return;
+        }
+    }
+    collect_nonzero_portable(x, nz)
+}
+
+/// The AVX-512 body of [`collect_nonzero`]: element `i` of `bits` is nonzero when
+/// `bits[i] & mask != 0`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn collect_nonzero_avx512(bits: &[u32], mask: u32, nz: &mut Vec<u32>) {
+    use std::arch::x86_64::*;
+    nz.clear();
+    nz.reserve(bits.len());
+    let out = nz.as_mut_ptr();
+    let mut count = 0usize;
+    let m = _mm512_set1_epi32(mask as i32);
+    let sixteen = _mm512_set1_epi32(16);
+    let mut idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let mut chunks = bits.chunks_exact(16);
+    for ch in chunks.by_ref() {
+        // SAFETY: `ch` holds 16 u32 (an unaligned 64-byte load); `nz` has room for
+        // `bits.len()` indices and `count + 16 <= bits.len()` here.
+        let v = _mm512_loadu_si512(ch.as_ptr().cast());
+        let k = _mm512_test_epi32_mask(v, m);
+        _mm512_mask_compressstoreu_epi32(out.add(count).cast(), k, idx);
+        count += k.count_ones() as usize;
+        idx = _mm512_add_epi32(idx, sixteen);
+    }
+    let base = bits.len() - chunks.remainder().len();
+    for (j, &b) in chunks.remainder().iter().enumerate() {
+        if b & mask != 0 {
+            // SAFETY: as above, `count < bits.len()`.
+            *out.add(count) = (base + j) as u32;
+            count += 1;
+        }
+    }
+    // SAFETY: the first `count` elements were written above.
+    nz.set_len(count);
 }
 
 /// Sets `acc` to the bias repeated over positions (`bias.len()` channels) or to zero.
@@ -45,4 +95,20 @@ pub fn fill_bias<A: Copy + Default>(acc: &mut [A], bias: Option<&[A]>) {
         }
         Some(_) => acc.fill(A::default()),
     }
+}
+
+/// Sum over the active indices `nz` (ascending channels-last indices, `c` channels) of the
+/// fan-out of their position (`fanout[position]`), without a division per element.
+pub(crate) fn fanout_sum(nz: &[u32], c: usize, fanout: &[u32]) -> u64 {
+    let mut p = 0usize;
+    let mut end = c as u64;
+    let mut s = 0u64;
+    for &i in nz {
+        while i as u64 >= end {
+            p += 1;
+            end += c as u64;
+        }
+        s += fanout.get(p).copied().unwrap_or(0) as u64;
+    }
+    s
 }

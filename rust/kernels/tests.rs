@@ -40,7 +40,9 @@ fn linear_scatter_matches_naive_float_and_int() {
         let wi: Vec<i8> = (0..n_in * n_out)
             .map(|_| rng.int(-128, 127) as i8)
             .collect();
-        let rows: Vec<u32> = (0..n_in as u32).filter(|_| rng.next() % 3 == 0).collect();
+        let rows: Vec<u32> = (0..n_in as u32)
+            .filter(|_| rng.next().is_multiple_of(3))
+            .collect();
         let xs_f: Vec<f32> = rows.iter().map(|_| rng.uniform() * 4.0).collect();
         let xs_i: Vec<i32> = rows.iter().map(|_| rng.int(-128, 127) as i32).collect();
         let bias: Vec<f32> = (0..n_out).map(|_| rng.uniform()).collect();
@@ -133,7 +135,7 @@ fn conv_scatter_matches_naive_with_borders_and_fanout() {
         };
         let x: Vec<f32> = (0..c * h * w)
             .map(|_| {
-                if rng.next() % 3 == 0 {
+                if rng.next().is_multiple_of(3) {
                     (rng.int(1, 4)) as f32
                 } else {
                     0.0
@@ -229,7 +231,7 @@ fn pooling_dense_and_scatter_agree() {
         };
         let x: Vec<i32> = (0..c * h * w)
             .map(|_| {
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     rng.int(-5, 5) as i32
                 } else {
                     0
@@ -275,7 +277,205 @@ fn nonzero_collection() {
     x[16] = 1.0;
     x[36] = 3.0;
     x[20] = -0.0;
-    let mut nz = vec![99];
-    collect_nonzero(&x, &mut nz);
-    assert_eq!(nz, vec![0, 15, 16, 36]);
+    x[33] = f32::NAN;
+    let mut rng = Rng::new(5);
+    let xi: Vec<i32> = (0..1000)
+        .map(|_| {
+            if rng.next().is_multiple_of(7) {
+                rng.int(-3, 3) as i32
+            } else {
+                0
+            }
+        })
+        .collect();
+    let want_i: Vec<u32> = (0..xi.len() as u32)
+        .filter(|&i| xi[i as usize] != 0)
+        .collect();
+    use super::simd::{set_level, Level};
+    for level in [Level::Portable, Level::Avx2, Level::Avx512] {
+        set_level(Some(level));
+        let mut nz = vec![99];
+        collect_nonzero(&x, &mut nz);
+        assert_eq!(
+            nz,
+            vec![0, 15, 16, 33, 36],
+            "{level:?}: -0.0 is zero, NaN is not"
+        );
+        for n in [0, 1, 15, 16, 17, 999, 1000] {
+            collect_nonzero(&xi[..n], &mut nz);
+            let want: Vec<u32> = want_i
+                .iter()
+                .copied()
+                .filter(|&i| (i as usize) < n)
+                .collect();
+            assert_eq!(nz, want, "{level:?} n={n}");
+        }
+    }
+    set_level(None);
+}
+
+/// Random channels-last input with about `density` active elements, its active list and the
+/// kernel in the engine's `[c][kh][kw][co]` layout.
+fn sparse_conv_case(rng: &mut Rng, g: &Geom, density: u64) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
+    let x: Vec<f32> = (0..g.c * g.h * g.w)
+        .map(|_| {
+            if rng.next() % 100 < density {
+                rng.uniform() * 2.0 - 0.5
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let nz: Vec<u32> = (0..x.len() as u32)
+        .filter(|&i| x[i as usize] != 0.0)
+        .collect();
+    let k: Vec<f32> = (0..g.co * g.c * g.kh * g.kw)
+        .map(|_| rng.uniform() - 0.5)
+        .collect();
+    (x, nz, k)
+}
+
+#[test]
+fn conv_gather_equals_scatter_bit_for_bit_at_every_simd_level() {
+    use super::simd::{set_level, Level};
+    let mut rng = Rng::new(11);
+    // (c, h, w, co, kh, kw, sh, sw, ph, pw)
+    let cases = [
+        (
+            2usize, 9usize, 8usize, 32usize, 3usize, 3usize, 1usize, 1usize, 1usize, 1usize,
+        ),
+        (5, 7, 7, 3, 3, 3, 1, 1, 1, 1),
+        (3, 8, 9, 37, 3, 2, 2, 1, 1, 0),
+        (4, 6, 6, 70, 5, 5, 1, 1, 2, 2),
+        (1, 5, 5, 8, 3, 3, 3, 3, 2, 1),
+    ];
+    for level in [Level::Portable, Level::Avx2, Level::Avx512] {
+        set_level(Some(level));
+        for &(c, h, w, co, kh, kw, sh, sw, ph, pw) in &cases {
+            let g = Geom {
+                c,
+                h,
+                w,
+                co,
+                ho: (h + 2 * ph - kh) / sh + 1,
+                wo: (w + 2 * pw - kw) / sw + 1,
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+            };
+            for density in [5, 40, 100] {
+                let (x, nz, k) = sparse_conv_case(&mut rng, &g, density);
+                let xs: Vec<f32> = nz.iter().map(|&i| x[i as usize]).collect();
+                let mut starts = Vec::new();
+                let fanout: Vec<u32> = (0..h * w).map(|p| g.fanout(p / w, p % w) as u32).collect();
+                let (fan, _, _) = scan_active(&nz, &x, c, h * w, &fanout, true, &mut starts);
+                let want_fan: u64 = nz.iter().map(|&i| fanout[i as usize / c] as u64).sum();
+                assert_eq!(fan, want_fan);
+                let per_channel: Vec<f32> = (0..co).map(|i| i as f32 * 0.25).collect();
+                let mut want = vec![0.0f32; g.ho * g.wo * co];
+                fill_bias(&mut want, Some(&per_channel));
+                conv_scatter(&mut want, &k, &g, &nz, Some(&xs));
+                let mut got = vec![f32::NAN; g.ho * g.wo * co];
+                let inp = Active {
+                    x: &x,
+                    nz: &nz,
+                    starts: &starts,
+                    unit: false,
+                };
+                conv_gather(&mut got, &k, &g, inp, Some(&per_channel), 0);
+                let same = want
+                    .iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "float gather != scatter, level {level:?}, geom {g:?}");
+                // int8 weights, unit (spike) inputs
+                let ki: Vec<i8> = k.iter().map(|&v| (v * 200.0) as i8).collect();
+                let mut wi = vec![5i32; g.ho * g.wo * co];
+                conv_scatter(&mut wi, &ki, &g, &nz, None);
+                let ones = vec![1i32; x.len()];
+                let mut gi = vec![0i32; g.ho * g.wo * co];
+                let inp = Active {
+                    x: &ones,
+                    nz: &nz,
+                    starts: &starts,
+                    unit: true,
+                };
+                conv_gather(&mut gi, &ki, &g, inp, Some(&[5i32; 70][..co]), 0);
+                assert_eq!(wi, gi, "int gather != scatter, level {level:?}, geom {g:?}");
+            }
+        }
+    }
+    set_level(None);
+}
+
+#[test]
+fn conv_gather_i16_equals_i32_gather() {
+    use super::simd::{set_level, Level};
+    let mut rng = Rng::new(21);
+    for level in [Level::Portable, Level::Avx2, Level::Avx512] {
+        set_level(Some(level));
+        // (c, h, w, co): channel counts around the 64/32/16-lane blocks
+        for &(c, h, w, co) in &[
+            (3usize, 9usize, 7usize, 64usize),
+            (5, 6, 6, 37),
+            (2, 8, 8, 100),
+        ] {
+            let g = Geom {
+                c,
+                h,
+                w,
+                co,
+                ho: h,
+                wo: w,
+                kh: 3,
+                kw: 3,
+                sh: 1,
+                sw: 1,
+                ph: 1,
+                pw: 1,
+            };
+            let k: Vec<i8> = (0..co * c * 9).map(|_| rng.int(-127, 127) as i8).collect();
+            for unit in [true, false] {
+                let x: Vec<i32> = (0..c * h * w)
+                    .map(|_| match (rng.next() % 2, unit) {
+                        (0, _) => 0,
+                        (_, true) => 1,
+                        _ => rng.int(-4, 4) as i32,
+                    })
+                    .collect();
+                let nz: Vec<u32> = (0..x.len() as u32)
+                    .filter(|&i| x[i as usize] != 0)
+                    .collect();
+                let fanout: Vec<u32> = (0..h * w).map(|p| g.fanout(p / w, p % w) as u32).collect();
+                let mut starts = Vec::new();
+                scan_active(&nz, &x, c, h * w, &fanout, unit, &mut starts);
+                let inp = Active {
+                    x: &x,
+                    nz: &nz,
+                    starts: &starts,
+                    unit,
+                };
+                let bias: Vec<i32> = (0..co as i32).map(|v| v * 3 - 50).collect();
+                let mut want = vec![0i32; h * w * co];
+                conv_gather(&mut want, &k, &g, inp, Some(&bias), 0);
+                let max_term = if unit { 127 } else { 4 * 127 };
+                for flush in [1usize, 3, 32767 / max_term] {
+                    let mut got = vec![0i32; h * w * co];
+                    conv_gather_i16(&mut got, &k, &g, inp, Some(&bias), 0, flush);
+                    assert_eq!(
+                        got, want,
+                        "level {level:?} c={c} co={co} unit={unit} flush={flush}"
+                    );
+                    // a range of output positions alone (the split across threads)
+                    let mut part = vec![0i32; 5 * co];
+                    conv_gather_i16(&mut part, &k, &g, inp, Some(&bias), 7, flush);
+                    assert_eq!(part[..], want[7 * co..12 * co]);
+                }
+            }
+        }
+    }
+    set_level(None);
 }

@@ -37,15 +37,23 @@ pub trait Value: Copy + Send + Sync + PartialEq + PartialOrd + Default + Debug +
 
     const ZERO: Self;
     const ONE: Self;
+    /// The bits of a value that are set exactly when it is nonzero (float: all but the sign,
+    /// so that -0.0 is zero and NaN is not), see [`Value::bits`].
+    const NONZERO_BITS: u32;
     const PRECISION: Precision;
 
     /// `x != 0` (for floats, `-0.0` counts as zero).
     fn is_nonzero(self) -> bool;
+    /// The values' bit patterns (both value types are 4 bytes).
+    fn bits(x: &[Self]) -> &[u32];
     /// `|x|` as i64 for integers (overflow bounds); 0 for floats.
     fn abs_i64(self) -> i64;
     fn to_f64(self) -> f64;
     fn wide(self) -> Self::Wide;
     fn wide_add(a: Self::Wide, b: Self::Wide) -> Self::Wide;
+    /// `self + o` in the value type, for sums the caller has proven to stay in range (int:
+    /// wrapping, so that the loop vectorises).
+    fn add_exact(self, o: Self) -> Self;
     /// The value back from a wide sum; `None` when it does not fit (integer overflow).
     fn narrow(w: Self::Wide) -> Option<Self>;
     /// `scale` op: float `x*mul + shift`; int `fx(mul, x, f) + shift` (`None` on overflow).
@@ -54,6 +62,10 @@ pub trait Value: Copy + Send + Sync + PartialEq + PartialOrd + Default + Debug +
     fn avg_elem(sum: Self::Wide, k: u32, m: i32, f: u32) -> Option<Self>;
     /// The slice as int32 values, if this is the int32 type.
     fn as_i32_mut(_v: &mut [Self]) -> Option<&mut [i32]> {
+        None
+    }
+    /// The slice as int32 values, if this is the int32 type.
+    fn as_i32(_v: &[Self]) -> Option<&[i32]> {
         None
     }
     /// Calls `vis` with the typed weight slice; an error if the dtype does not belong to this
@@ -82,6 +94,14 @@ impl Value for f32 {
     const ZERO: f32 = 0.0;
     const ONE: f32 = 1.0;
     const PRECISION: Precision = Precision::Float32;
+    const NONZERO_BITS: u32 = 0x7fff_ffff;
+
+    #[inline(always)]
+    fn bits(x: &[f32]) -> &[u32] {
+        // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is a
+        // valid u32.
+        unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) }
+    }
 
     #[inline(always)]
     fn is_nonzero(self) -> bool {
@@ -102,6 +122,10 @@ impl Value for f32 {
     #[inline(always)]
     fn wide_add(a: f32, b: f32) -> f32 {
         a + b
+    }
+    #[inline(always)]
+    fn add_exact(self, o: f32) -> f32 {
+        self + o
     }
     #[inline(always)]
     fn narrow(w: f32) -> Option<f32> {
@@ -131,6 +155,14 @@ impl Value for i32 {
     const ZERO: i32 = 0;
     const ONE: i32 = 1;
     const PRECISION: Precision = Precision::Int;
+    const NONZERO_BITS: u32 = u32::MAX;
+
+    #[inline(always)]
+    fn bits(x: &[i32]) -> &[u32] {
+        // SAFETY: i32 and u32 have the same size and alignment, and every bit pattern is a
+        // valid u32.
+        unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) }
+    }
 
     #[inline(always)]
     fn is_nonzero(self) -> bool {
@@ -147,6 +179,10 @@ impl Value for i32 {
     #[inline(always)]
     fn wide(self) -> i64 {
         self as i64
+    }
+    #[inline(always)]
+    fn add_exact(self, o: i32) -> i32 {
+        self.wrapping_add(o)
     }
     #[inline(always)]
     fn wide_add(a: i64, b: i64) -> i64 {
@@ -168,7 +204,11 @@ impl Value for i32 {
     }
     #[inline(always)]
     fn avg_elem(sum: i64, _k: u32, m: i32, f: u32) -> Option<i32> {
-        // sum is a window sum of int32 values; m*sum stays in i64 for windows < 2^32 elements.
+        if fits_i32(sum) {
+            // |m|, |sum| <= 2^31: the product and the rounding term fit in i64.
+            return Self::narrow(fx(m as i64, sum, f));
+        }
+        // A wider window sum: m*sum needs i128.
         let p = (m as i128) * (sum as i128) + (1i128 << (f - 1));
         let v = p >> f;
         if v >= i32::MIN as i128 && v <= i32::MAX as i128 {
@@ -178,6 +218,9 @@ impl Value for i32 {
         }
     }
     fn as_i32_mut(v: &mut [i32]) -> Option<&mut [i32]> {
+        Some(v)
+    }
+    fn as_i32(v: &[i32]) -> Option<&[i32]> {
         Some(v)
     }
     fn visit_weights<Vis: WeightVisitor<i32>>(

@@ -2,7 +2,7 @@
 //!
 //! Given the upstream gradient `G = dL/dr` and the mean input current `I` of the forward (same
 //! length, same memory order), one pass writes the input gradient of the clamp mapping and sums
-//! the threshold gradient of Eq. 19 (`SPEC.md` §1.1):
+//! the threshold gradient of Eq. 19 (docs/semantics.md §1.1):
 //!
 //! * IF:  `dL/dI = G * 1[0 <= I <= upper]`
 //! * LIF: `dL/dI = (G / tau) * 1[0 < I < upper]` (strict bounds, as the public code)
@@ -44,7 +44,7 @@ pub fn dsr_rate_backward(
             ),
         });
     }
-    if !(mask.tau > 0.0) {
+    if mask.tau.is_nan() || mask.tau <= 0.0 {
         return Err(SnnError::Arg {
             arg: "tau".to_string(),
             msg: format!("must be > 0, got {}", mask.tau),

@@ -30,6 +30,7 @@ pub use pool::Pool;
 
 use crate::error::{Result, SnnError};
 use crate::kernels::simd::dispatch;
+use crate::neurons::NeuronMath;
 
 /// Element block one task integrates through all steps (its membrane stays in cache).
 const BLOCK: usize = 2048;
@@ -47,6 +48,37 @@ pub enum DsrLaw {
         leak: f32,
         gain: f32,
     },
+}
+
+impl DsrLaw {
+    /// The law named `kind` (`"if"` or `"lif"`) with its constants; `leak` and `gain` are
+    /// required for LIF and refused for IF.
+    pub fn new(
+        kind: &str,
+        theta: f32,
+        fire: f32,
+        leak: Option<f32>,
+        gain: Option<f32>,
+    ) -> Result<DsrLaw> {
+        let arg = |msg: String| {
+            Err(SnnError::Arg {
+                arg: "kind".into(),
+                msg,
+            })
+        };
+        match (kind, leak, gain) {
+            ("if", None, None) => Ok(DsrLaw::If { theta, fire }),
+            ("lif", Some(leak), Some(gain)) => Ok(DsrLaw::Lif {
+                theta,
+                fire,
+                leak,
+                gain,
+            }),
+            ("if", _, _) => arg("'if' takes leak and gain never".into()),
+            ("lif", _, _) => arg("'lif' takes leak and gain (both required)".into()),
+            _ => arg(format!("expected 'if' or 'lif', got '{kind}'")),
+        }
+    }
 }
 
 /// Inputs of [`simulate_dsr`].
@@ -136,7 +168,7 @@ pub fn simulate_dsr(f: &DsrForward<'_>, o: DsrOutputs<'_>) -> Result<u64> {
                     && band_ok
                     && p.height % p.k == 0
                     && p.width % p.k == 0
-                    && n % plane == 0
+                    && n.is_multiple_of(plane)
             };
             if !plane.is_some_and(fits) {
                 return bad(
@@ -270,7 +302,7 @@ dispatch! {
     /// One step for a block: integrate, fire, reset; adds the outputs to `acc` (AVX2 when the
     /// CPU has it: same IEEE operations, wider vectors).
     pub fn step_block[](law: DsrLaw, value: f32, xs: &[f32], v: &mut [f32], os: &mut [f32], acc: &mut [f32]) -> u64
-        => step_block_impl, step_block_avx2
+        => step_block_impl
     where []
 }
 
@@ -283,6 +315,8 @@ fn step_block_impl(
     os: &mut [f32],
     acc: &mut [f32],
 ) -> u64 {
+    // The engine's float law (`crate::neurons`), element by element: the same IEEE operations
+    // in the same order as the inference engine and the torch step functions.
     let mut spikes = 0u32;
     match law {
         DsrLaw::If { theta, fire } => {
@@ -292,13 +326,11 @@ fn step_block_impl(
                 .zip(os.iter_mut())
                 .zip(acc.iter_mut())
             {
-                let u = *v + x;
-                let s = u >= fire;
+                let (s, _) = f32::if_elem(v, x, theta, fire);
                 spikes += s as u32;
                 let out = if s { value } else { 0.0 };
                 *o = out;
                 *a += out;
-                *v = if s { u - theta } else { u };
             }
         }
         DsrLaw::Lif {
@@ -313,13 +345,11 @@ fn step_block_impl(
                 .zip(os.iter_mut())
                 .zip(acc.iter_mut())
             {
-                let u = leak * *v + gain * x;
-                let s = u >= fire;
+                let (s, _) = f32::lif_elem(v, x, leak, gain, theta, fire, 0);
                 spikes += s as u32;
                 let out = if s { value } else { 0.0 };
                 *o = out;
                 *a += out;
-                *v = if s { u - theta } else { u };
             }
         }
     }

@@ -69,6 +69,6 @@ fn pool_bands_impl(
 dispatch! {
     /// [`pool_bands_impl`], AVX2 when available.
     pub fn pool_bands[](p: &Pool, full: &[f32], pooled: &mut [f32], band: usize, shrink: usize, area: f32)
-        => pool_bands_impl, pool_bands_avx2
+        => pool_bands_impl
     where []
 }

@@ -294,3 +294,24 @@ fn wrong_sizes_are_errors() {
         }
     }
 }
+
+#[test]
+fn law_names_and_constants_are_validated_in_the_core() {
+    assert_eq!(
+        DsrLaw::new("if", 1.0, 0.5, None, None).unwrap(),
+        DsrLaw::If {
+            theta: 1.0,
+            fire: 0.5
+        }
+    );
+    assert!(DsrLaw::new("lif", 1.0, 0.5, Some(0.9), Some(1.0)).is_ok());
+    for (kind, leak, gain) in [
+        ("if", Some(0.9), None),
+        ("lif", Some(0.9), None),
+        ("lif", None, Some(1.0)),
+        ("relu", None, None),
+    ] {
+        let e = DsrLaw::new(kind, 1.0, 0.5, leak, gain).unwrap_err();
+        assert!(e.to_string().contains("'kind'"), "{e}");
+    }
+}

@@ -107,7 +107,10 @@ def test_special_events_dropped_or_rejected():
 @st.composite
 def dvs_events(draw):
     n = draw(st.integers(0, 30))
-    ints = lambda lo, hi: st.lists(st.integers(lo, hi), min_size=n, max_size=n)  # noqa: E731
+
+    def ints(lo: int, hi: int) -> st.SearchStrategy[list[int]]:
+        return st.lists(st.integers(lo, hi), min_size=n, max_size=n)
+
     return make_events(
         draw(ints(0, 127)), draw(ints(0, 127)), draw(ints(0, 1)), sorted(draw(ints(0, 2**32 - 1)))
     )

@@ -36,14 +36,17 @@ def test_decode_hand_computed_bytes(tmp_path):
 
 
 def test_encode_hand_computed_bytes():
-    cols = list(zip(*[e for e, _ in HAND]))
+    cols = list(zip(*[e for e, _ in HAND], strict=True))
     assert encode_nmnist_events(make_events(*cols)) == b"".join(b for _, b in HAND)
 
 
 @st.composite
 def nmnist_events(draw):
     n = draw(st.integers(0, 40))
-    ints = lambda lo, hi: st.lists(st.integers(lo, hi), min_size=n, max_size=n)  # noqa: E731
+
+    def ints(lo: int, hi: int) -> st.SearchStrategy[list[int]]:
+        return st.lists(st.integers(lo, hi), min_size=n, max_size=n)
+
     x, y, p = draw(ints(0, 33)), draw(ints(0, 33)), draw(ints(0, 1))
     t = sorted(draw(ints(0, (1 << 23) - 1)))
     return make_events(x, y, p, t)
@@ -102,7 +105,7 @@ def test_writer_rejects_unencodable(tmp_path):
 def test_directory_reader(tmp_path):
     rng = np.random.default_rng(3)
     expected = {}
-    for split, folder in (("train", "Train"), ("test", "Test")):
+    for folder in ("Train", "Test"):
         for digit in (0, 3, 9):
             for k in (2, 1):
                 n = int(rng.integers(1, 20))

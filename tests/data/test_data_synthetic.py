@@ -59,10 +59,10 @@ def test_events_follow_the_image():
 def test_deterministic_and_batch_independent(images):
     a = synthesize_events(images, seed=7, keys=np.arange(10, 16))
     b = synthesize_events(images, seed=7, keys=np.arange(10, 16))
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
     part = synthesize_events(images[3:], seed=7, keys=np.arange(13, 16))
-    for x, y in zip(a[3:], part):
+    for x, y in zip(a[3:], part, strict=True):
         np.testing.assert_array_equal(x, y)
     other = synthesize_events(images[:1], seed=8, keys=[10])[0]
     assert not np.array_equal(other, a[0])
@@ -109,7 +109,7 @@ def test_dataset_is_marked_synthetic_and_saves_as_nmnist(tmp_path):
     _, y = load_mnist5k_split("test")
     assert ds.labels.tolist() == y[:4].tolist()
     again = synthetic_nmnist("test", n=4, seed=1)
-    for a, b in zip(ds.events, again.events):
+    for a, b in zip(ds.events, again.events, strict=True):
         np.testing.assert_array_equal(a, b)
     paths = save_synthetic_nmnist(ds, tmp_path)
     assert "SYNTHETIC" in (tmp_path / "SYNTHETIC.txt").read_text()
@@ -117,7 +117,7 @@ def test_dataset_is_marked_synthetic_and_saves_as_nmnist(tmp_path):
     back = nmnist_dataset(tmp_path, "test")
     assert len(back) == 4
     got = {f.name: back[i] for i, f in enumerate(back.files)}
-    for p, ev, lab in zip(paths, ds.events, ds.labels):
+    for p, ev, lab in zip(paths, ds.events, ds.labels, strict=True):
         np.testing.assert_array_equal(got[p.name][0], ev)
         assert got[p.name][1] == lab
     assert dataclasses.asdict(ds.config) == ds.describe()["config"]

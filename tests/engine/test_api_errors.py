@@ -42,7 +42,7 @@ def static_graph(precision: str = "float32") -> Graph:
 
 def event_graph(precision: str = "float32") -> Graph:
     rng = np.random.default_rng(1)
-    g = Graph(input_shape=EV_SHAPE, precision=precision, input_kind="events")  # type: ignore[arg-type]
+    g = Graph(input_shape=EV_SHAPE, precision=precision, input_kind="events")  # type: ignore[arg-type]  # precision drawn as a str
     if precision == "float32":
         g.conv2d("conv1", "input", rng.normal(0.4, 0.3, size=(3, 2, 3, 3)), padding=1)
         g.dsr_if("sn1", "conv1", theta=1.0, fire=0.5)
@@ -206,9 +206,9 @@ def test_steps_must_be_int(steps: Any) -> None:
 def test_bad_mode_binning_threads_record() -> None:
     g = static_graph()
     with pytest.raises(ValueError, match="mode must be 'engine' or 'reference', got 'gpu'"):
-        run(g, np.zeros(8), steps=2, mode="gpu")  # type: ignore[arg-type]
+        run(g, np.zeros(8), steps=2, mode="gpu")  # type: ignore[arg-type]  # deliberately wrong: the error is under test
     with pytest.raises(ValueError, match="binning must be"):
-        run(g, np.zeros(8), steps=2, binning="rate")  # type: ignore[arg-type]
+        run(g, np.zeros(8), steps=2, binning="rate")  # type: ignore[arg-type]  # deliberately wrong: the error is under test
     with pytest.raises(ValueError, match="threads must be >= 1"):
         run(g, np.zeros(8), steps=2, threads=0)
     with pytest.raises(InputError, match="record: no node named 'sn9'"):
@@ -219,7 +219,7 @@ def test_bad_mode_binning_threads_record() -> None:
 
 def test_wrong_model_argument() -> None:
     with pytest.raises(TypeError, match="model must be a path, a Graph or an snnsim Model"):
-        run(42, np.zeros(8), steps=2)  # type: ignore[arg-type]
+        run(42, np.zeros(8), steps=2)  # type: ignore[arg-type]  # deliberately wrong: the error is under test
     bad = static_graph()
     bad.node("sn1").tensors["theta"][:] = 0
     with pytest.raises(ModelError, match="'sn1'.*'theta'"):
@@ -267,7 +267,7 @@ def test_event_run_errors() -> None:
     with pytest.raises(InputError, match="dt_us must be >= 1"):
         run(g, recording(5, 0), dt_us=0)
     with pytest.raises(TypeError, match="dt_us must be an int"):
-        run(g, recording(5, 0), dt_us=1.5)  # type: ignore[arg-type]
+        run(g, recording(5, 0), dt_us=1.5)  # type: ignore[arg-type]  # deliberately wrong: the error is under test
     with pytest.raises(InputError, match="cannot derive steps"):
         run(g, [np.zeros(0, EV_DTYPE)], dt_us=100)
 
@@ -294,7 +294,7 @@ def test_model_wrapper_properties(tmp_path: Path) -> None:
 
 def test_stream_argument_errors() -> None:
     with pytest.raises(TypeError, match="dt_us must be an int"):
-        Stream(event_graph(), dt_us="100")  # type: ignore[arg-type]
+        Stream(event_graph(), dt_us="100")  # type: ignore[arg-type]  # deliberately wrong: the error is under test
     with pytest.raises(InputError, match="origin_us must be >= 0"):
         Stream(event_graph(), dt_us=100, origin_us=-1)
 
@@ -346,8 +346,8 @@ def test_engine_events_and_reference_agree() -> None:
     g = event_graph("int")
     batch = [recording(200, 1), recording(3, 2), np.zeros(0, EV_DTYPE), recording(50, 3, t0=10**6)]
     for binning in ("time", "count"):
-        a = run(g, batch, steps=5, binning=binning, record=["sn1"])  # type: ignore[arg-type]
-        b = run(g, batch, steps=5, binning=binning, record=["sn1"], mode="reference")  # type: ignore[arg-type]
+        a = run(g, batch, steps=5, binning=binning, record=["sn1"])  # type: ignore[arg-type]  # binning drawn as a str
+        b = run(g, batch, steps=5, binning=binning, record=["sn1"], mode="reference")  # type: ignore[arg-type]  # binning drawn as a str
         assert_same_result(a, b)
         assert a.output.shape == (4, 5) and a.steps == 5
         # conv 3x3 pad 1 on 6x6 (border taps clipped): 3 out x 2 in x 16 x 16 valid taps

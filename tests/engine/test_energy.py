@@ -175,7 +175,7 @@ def test_layer_mismatch_and_wrong_types() -> None:
     with pytest.raises(TypeError, match="model_info must be"):
         energy(c, "net.safetensors")
     with pytest.raises(TypeError, match="counts must be"):
-        energy({"sops": 1}, float_graph())  # type: ignore[arg-type]
+        energy({"sops": 1}, float_graph())  # type: ignore[arg-type]  # deliberately wrong: the error is under test
 
 
 def test_counts_totals() -> None:

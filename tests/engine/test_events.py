@@ -207,7 +207,7 @@ def test_count_binning_fewer_events_than_steps() -> None:
 def test_empty_recordings_give_zero_frames() -> None:
     empty = make([], [], [], [])
     for binning in ("time", "count"):
-        f = bin_events(empty, SHAPE, 3, binning)  # type: ignore[arg-type]
+        f = bin_events(empty, SHAPE, 3, binning)  # type: ignore[arg-type]  # binning drawn as a str
         assert f.shape == (3, *SHAPE) and f.dtype == np.int32 and not f.any()
     f = bin_events_window(empty, SHAPE, 0, 10, 2)
     assert f.shape == (2, *SHAPE) and not f.any()
@@ -237,7 +237,7 @@ def test_fixed_windows_errors() -> None:
     with pytest.raises(InputError, match="dt_us must be >= 1"):
         bin_events_window(ev, SHAPE, 0, 0, 2)
     with pytest.raises(TypeError, match="dt_us must be an int"):
-        bin_events_window(ev, SHAPE, 0, 2.5, 2)  # type: ignore[arg-type]
+        bin_events_window(ev, SHAPE, 0, 2.5, 2)  # type: ignore[arg-type]  # deliberately wrong: the error is under test
 
 
 def test_binning_argument_errors() -> None:
@@ -245,9 +245,9 @@ def test_binning_argument_errors() -> None:
     with pytest.raises(InputError, match="steps must be >= 1"):
         bin_events(ev, SHAPE, 0)
     with pytest.raises(TypeError, match="steps must be an int"):
-        bin_events(ev, SHAPE, 2.0)  # type: ignore[arg-type]
+        bin_events(ev, SHAPE, 2.0)  # type: ignore[arg-type]  # deliberately wrong: the error is under test
     with pytest.raises(ValueError, match="binning must be 'time' or 'count'"):
-        bin_events(ev, SHAPE, 2, "rate")  # type: ignore[arg-type]
+        bin_events(ev, SHAPE, 2, "rate")  # type: ignore[arg-type]  # deliberately wrong: the error is under test
 
 
 # ---------------------------------------------------------------- properties
@@ -267,10 +267,10 @@ def naive_bins(t: list[int], steps: int, binning: str) -> list[int]:
 @settings(max_examples=60, deadline=None)
 @given(ev=recordings(), steps=st.integers(1, 12), binning=st.sampled_from(["time", "count"]))
 def test_binning_matches_formula(ev: np.ndarray, steps: int, binning: str) -> None:
-    f = bin_events(ev, SHAPE, steps, binning)  # type: ignore[arg-type]
+    f = bin_events(ev, SHAPE, steps, binning)  # type: ignore[arg-type]  # binning drawn as a str
     want = np.zeros((steps, *SHAPE), dtype=np.int64)
     if ev.size:
-        for j, e in zip(naive_bins(ev["t"].tolist(), steps, binning), ev):
+        for j, e in zip(naive_bins(ev["t"].tolist(), steps, binning), ev, strict=True):
             want[j, int(e["p"] > 0), e["y"], e["x"]] += 1
     np.testing.assert_array_equal(f, want)
     assert f.sum() == ev.size
@@ -299,5 +299,5 @@ def test_engine_binning_matches_numpy(batch: list[np.ndarray], steps: int, binni
 
     x, y, p, t, offsets = flatten_events(batch, SHAPE)
     got = _core.bin_events(x, y, p, t, offsets, SHAPE, steps, binning)
-    want = np.stack([bin_events(ev, SHAPE, steps, binning) for ev in batch])  # type: ignore[arg-type]
+    want = np.stack([bin_events(ev, SHAPE, steps, binning) for ev in batch])  # type: ignore[arg-type]  # binning drawn as a str
     np.testing.assert_array_equal(got, want)

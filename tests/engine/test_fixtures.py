@@ -13,7 +13,7 @@ import snnsim
 HERE = Path(__file__).parents[1] / "fixtures"
 _spec = importlib.util.spec_from_file_location("make_fixtures", HERE / "make_fixtures.py")
 make_fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_fixtures)  # type: ignore[union-attr]
+_spec.loader.exec_module(make_fixtures)  # type: ignore[union-attr]  # the spec of an existing file has a loader
 
 
 @pytest.mark.parametrize("name", sorted(make_fixtures.FIXTURES))

@@ -101,8 +101,9 @@ def test_int_ties_at_fire_level_fire(data: st.DataObject) -> None:
 @pytest.mark.parametrize("alpha_num, alpha_den", [(1, 1), (1, 2)])
 @given(data=st.data())
 def test_if_law_for_constant_input(alpha_num: int, alpha_den: int, data: st.DataObject) -> None:
-    """SPEC 1.1: constant input I* to an IF neuron gives clamp(floor(N I*/theta + 1 - alpha), 0, N)
-    spikes after N steps (exact rationals; integer precision, engine and reference)."""
+    """docs/semantics.md §1.1: constant input I* to an IF neuron gives
+    clamp(floor(N I*/theta + 1 - alpha), 0, N) spikes after N steps (exact rationals; integer
+    precision, engine and reference)."""
     from fractions import Fraction
 
     theta = 2 * data.draw(st.integers(1, 60))  # even so that alpha*theta is an integer
@@ -185,7 +186,8 @@ def test_float_precision_flips_only_near_the_fire_level(case: NetworkCase) -> No
                 dist = np.abs(margins[name][b, step][diff])
                 tol = FLOAT_TOL * max(1.0, float(fires[name]))
                 assert dist.max() <= tol, (
-                    f"sample {b}, step {step}, layer {name}: spike differs {dist.max():.3g} from the fire level"
+                    f"sample {b}, step {step}, layer {name}: spike differs {dist.max():.3g} from "
+                    "the fire level"
                 )
                 FLOAT_STATS["flips"] += int(diff.sum())
                 diverged = True
@@ -200,6 +202,7 @@ def test_float_precision_flips_only_near_the_fire_level(case: NetworkCase) -> No
 def teardown_module() -> None:
     if FLOAT_STATS["samples"]:
         print(
-            f"\nfloat32 parity: {FLOAT_STATS['samples']} samples, {FLOAT_STATS['spikes']} reference spikes, "
-            f"{FLOAT_STATS['diverged']} samples diverged, {FLOAT_STATS['flips']} spikes flipped at the first divergence"
+            f"\nfloat32 parity: {FLOAT_STATS['samples']} samples, {FLOAT_STATS['spikes']} "
+            f"reference spikes, {FLOAT_STATS['diverged']} samples diverged, "
+            f"{FLOAT_STATS['flips']} spikes flipped at the first divergence"
         )

@@ -410,7 +410,7 @@ def _np_pool(x, kernel, stride):
     return y
 
 
-def numpy_model(g: Graph, static=None, frames=None, steps=None):
+def numpy_model(g: Graph, static=None, frames=None, steps=None):  # noqa: C901 - one oracle, op by op
     """Straight transcription of docs/model-format.md §2-§5 in numpy (int64 or float32)."""
     is_int = g.precision == "int"
     dt = np.int64 if is_int else np.float32
@@ -540,7 +540,7 @@ def numpy_model(g: Graph, static=None, frames=None, steps=None):
                 counts["aux_ops"][:, li, step] = fan_sum(n, x, ks[0], step)
             elif n.op == "add":
                 counts["aux_ops"][:, li, step] = sum(
-                    processed(t_, k, step) for t_, k in zip(ins, ks)
+                    processed(t_, k, step) for t_, k in zip(ins, ks, strict=True)
                 )
             elif n.op == "scale":
                 counts["aux_ops"][:, li, step] = processed(x, ks[0], step)

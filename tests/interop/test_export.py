@@ -6,8 +6,8 @@ the Dspike MNIST CNN):
 (b) float32 exports agree with the TRAINED TORCH MODEL: predictions on >= 99.9% of the samples
     (DSR IF and LIF, whose readout weighting lambda^(T-n) the export reproduces with a leaky
     integrate), and spikes identical except where the torch membrane lies within
-    FLOAT_TOL*max(1, |fire|) of the fire level (the rule of tests/test_parity.py; a sample is not
-    compared after its first such flip);
+    FLOAT_TOL*max(1, |fire|) of the fire level (the rule of tests/engine/test_parity.py; a sample
+    is not compared after its first such flip);
 (c) int8 accuracy within 2 points of the float model;
 (d) unsupported modules raise ExportError naming the module.
 
@@ -87,7 +87,7 @@ def _int_exact(graph, x: np.ndarray, steps: int) -> np.ndarray:
     return int_exact(graph, x, steps)[1]
 
 
-# ---------------------------------------------------------------------- (a) integer: engine == reference
+# ----------------------------------------------------------------- (a) integer: engine == reference
 @pytest.mark.parametrize("mode", ["int8", "int4", "int16"])
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_int_mlp_engine_equals_reference(
@@ -129,7 +129,7 @@ def test_int_dspike_engine_equals_reference(dspike, data, mode) -> None:
     _int_exact(g, data[2][:40].numpy(), 4)
 
 
-# ---------------------------------------------------------------------- (b) float32 vs the torch model
+# ------------------------------------------------------------------- (b) float32 vs the torch model
 def test_float_mlp_matches_torch(mlp_if, data, tmp_path) -> None:
     path = tmp_path / "f.snn.safetensors"
     export(mlp_if, path, "float32", input_shape=(1, 28, 28))
@@ -170,7 +170,7 @@ def test_float_lif_matches_torch(mlp_lif, data) -> None:
 
 
 def test_float_dspike_matches_torch(dspike, data) -> None:
-    g = export_graph(dspike, "float32", input_shape=(1, 28, 28))  # the Dspike to_graph
+    g = export_graph(dspike, "float32", input_shape=(1, 28, 28))
     with torch.no_grad():
         want = dspike(data[2]).argmax(1).numpy()
     res = snnsim.run(g, data[2].numpy(), steps=4)
@@ -198,7 +198,7 @@ def test_unsupported_modules_raise() -> None:
     with pytest.raises(ExportError, match="DSRNet"):
         export_graph(torch.nn.Sequential(torch.nn.Linear(4, 2)), "int8")
     with pytest.raises(ExportError, match="mode"):
-        export_graph(create_model("dsr-mlp", hidden=(8,)), "int2")  # type: ignore[arg-type]
+        export_graph(create_model("dsr-mlp", hidden=(8,)), "int2")  # type: ignore[arg-type]  # deliberately wrong: the error is under test
     with pytest.raises(ExportError, match="input_shape"):
         export_graph(create_model("dsr-mnist-cnn", T=2), "int8")
     assert issubclass(ExportError, SnnsimError) and issubclass(ExportError, ValueError)

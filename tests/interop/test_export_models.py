@@ -27,9 +27,9 @@ from _trained import compare_float, int_exact, sgd_steps
 from snnsim.data import load_mnist5k_split
 from snnsim.exporter import ExportError, export_graph, neuron_nodes
 from snnsim.models import create_model, list_models
-from snnsim.train.dspike import DspikeNeuron
-from snnsim.train.layers import BatchNormT, ConvT, DSRNeuron
-from snnsim.train.net import DSRNet, neuron_config
+from snnsim.nn.dspike import DspikeNeuron
+from snnsim.nn.layers import BatchNormT, ConvT, DSRNeuron
+from snnsim.nn.net import DSRNet, neuron_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -155,7 +155,8 @@ def test_export_guarantees(case: str) -> None:
         assert g.precision == "int" and set(neuron_nodes(g)) == set(names)
         total, pred = int_exact(g, xt.numpy(), steps)
         print(
-            f"{case} {mode}: {len(g.nodes)} nodes, {total} spikes, engine == reference (0 mismatches); "
+            f"{case} {mode}: {len(g.nodes)} nodes, {total} spikes, engine == reference "
+            "(0 mismatches); "
             f"predictions as float32 on {float((pred == ref_float.prediction).mean()):.1%}"
         )
     stats = compare_float(model, float_graph, xt)

@@ -152,7 +152,7 @@ def _snntorch_net(rng: np.random.Generator, reset: str, beta1: float = 0.75):
 
 
 def _snntorch_export(net):
-    from snntorch.export_nir import export_to_nir  # noqa: PLC0415
+    from snntorch.export_nir import export_to_nir
 
     # ignore_dims=[0]: without it the Input keeps the batch dimension and snnTorch's own type
     # inference fails ("type mismatch: input.output: [[1 2 4 4]] -> ...")
@@ -270,7 +270,7 @@ def test_snntorch_export_scalar_parameters_fail_type_inference():
     net = torch.nn.Sequential(
         torch.nn.Linear(6, 5), snn.Leaky(beta=0.75, init_hidden=True, output=True)
     )
-    from snntorch.export_nir import export_to_nir  # noqa: PLC0415
+    from snntorch.export_nir import export_to_nir
 
     with pytest.raises(ValueError, match="Type inference error: type mismatch"):
         export_to_nir(net, torch.zeros(1, 6), ignore_dims=[0])
@@ -291,7 +291,7 @@ def _snnsim_mlp(rng: np.random.Generator, per_channel: bool = False) -> snnsim.G
 
 
 def _snntorch_import(ng):
-    from snntorch.import_nir import import_from_nir  # noqa: PLC0415
+    from snntorch.import_nir import import_from_nir
 
     return import_from_nir(ng)
 
@@ -386,9 +386,9 @@ def test_snntorch_import_of_dsr_neurons_sees_plain_nir():
 
 # ====================================================================== SpikingJelly
 def _sj():
-    import spikingjelly  # noqa: F401  (the peer under test; pinned in the test extra)
-    from spikingjelly.activation_based import functional, neuron  # noqa: PLC0415
-    from spikingjelly.activation_based.nir_exchange import export_to_nir, import_from_nir  # noqa: PLC0415
+    import spikingjelly  # noqa: F401 - the peer under test (pinned in the test extra)
+    from spikingjelly.activation_based import functional, neuron
+    from spikingjelly.activation_based.nir_exchange import export_to_nir, import_from_nir
 
     return functional, neuron, export_to_nir, import_from_nir
 
@@ -438,7 +438,7 @@ def test_spikingjelly_export_is_identical_up_to_the_comparison():
         "scale",
         "dspike_lif",
     ]
-    pairs = list(zip(["if", "lif"], names))
+    pairs = list(zip(["if", "lif"], names, strict=True))
     assert not _same(peer, _run(g, x, names), pairs)
     _assert_same(peer, _run(_shift_fire(g, -np.inf), x, names), pairs)
 
@@ -508,8 +508,8 @@ def test_spikingjelly_import_needs_uniform_parameters_and_matching_dt():
 # ====================================================================== Norse
 def _norse():
     import norse.torch as nt
-    from norse.torch.utils.export_nir import to_nir as norse_to_nir  # noqa: PLC0415
-    from norse.torch.utils.import_nir import from_nir as norse_from_nir  # noqa: PLC0415
+    from norse.torch.utils.export_nir import to_nir as norse_to_nir
+    from norse.torch.utils.import_nir import from_nir as norse_from_nir
 
     return nt, norse_to_nir, norse_from_nir
 

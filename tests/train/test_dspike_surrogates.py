@@ -10,7 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from snnsim.train.surrogates import (
+from snnsim.nn.surrogates import (
     DspikeSurrogate,
     RectSurrogate,
     TriangleSurrogate,

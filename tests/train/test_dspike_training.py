@@ -10,17 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from snnsim.models import create_model, list_models
-from snnsim.train.dspike import (
-    DspikeNet,
-    DspikeNeuron,
-    _FrozenStats,
-    inherit,
-    select_temperature,
-    temperature_search,
-)
+from snnsim.nn.dspike import DspikeNet, DspikeNeuron
+from snnsim.nn.surrogates import DspikeSurrogate, RectSurrogate
+from snnsim.nn.tdbn import TdBN
+from snnsim.train.dspike import FrozenStats, inherit, select_temperature, temperature_search
 from snnsim.train.fdg import autograd_grad, cosine_similarity, finite_difference_grad
-from snnsim.train.surrogates import DspikeSurrogate, RectSurrogate
-from snnsim.train.tdbn import TdBN
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -29,7 +23,7 @@ def _tiny(T: int = 3, static: bool = True, seed: int = 0) -> DspikeNet:
     torch.manual_seed(seed)
     return create_model(
         "dspike-mnist-cnn", T=T, in_channels=1, image_size=8, channels=(4, 6), static_input=static
-    )  # type: ignore[return-value]
+    )  # type: ignore[return-value]  # the registry returns nn.Module; these are Dspike networks / tensor datasets
 
 
 # ---------------------------------------------------------------------- neuron
@@ -110,7 +104,7 @@ def test_tdbn_groups_match_separate_batches_and_keep_stats() -> None:
     y = bn(x)
     bn.groups = 1
     assert torch.equal(bn.running_mean, before)
-    with _FrozenStats(bn):
+    with FrozenStats(bn):
         for g in range(3):
             torch.testing.assert_close(
                 y[:, 4 * g : 4 * g + 4], bn(x[:, 4 * g : 4 * g + 4]), atol=1e-5, rtol=1e-5
@@ -171,7 +165,7 @@ def test_stacked_first_layer_losses_equal_separate_forwards() -> None:
     w = model.first_layer().weight
     torch.manual_seed(3)
     deltas = torch.randn(4, *w.shape) * 0.1
-    with _FrozenStats(model), torch.no_grad():
+    with FrozenStats(model), torch.no_grad():
         stacked = model.first_layer_losses(x, y, deltas)
         orig = w.detach().clone()
         sep = []
@@ -211,12 +205,12 @@ def test_temperature_search_on_a_network() -> None:
     assert res.b in res.candidates and len(res.cosines) == 3
     assert res.cosines[res.candidates.index(res.b)] == max(res.cosines)
     assert model.temperature == res.b
-    for s, m in zip(stats, [m for m in model.modules() if isinstance(m, TdBN)]):
+    for s, m in zip(stats, [m for m in model.modules() if isinstance(m, TdBN)], strict=True):
         assert torch.equal(s, m.running_mean)  # the search does not touch the statistics
     # the cosine of the chosen candidate, recomputed independently
     w = model.first_layer().weight
     model.train()
-    with _FrozenStats(model):
+    with FrozenStats(model):
         fdg = finite_difference_grad(w, 0.1, loss_fn=lambda: F.cross_entropy(model(x), y))
         sg = autograd_grad(lambda: F.cross_entropy(model(x), y), w)
     assert cosine_similarity(sg, fdg) == pytest.approx(max(res.cosines), abs=1e-4)

@@ -14,8 +14,8 @@ from torch import nn
 from snnsim.exporter import export_graph
 from snnsim.models import create_model
 from snnsim.models.dsr_nets import PreActBlock, fold_adaptive_avg_pool
-from snnsim.train.layers import AvgPoolT, BatchNorm1dT, BatchNormT, ConvT, DSRNeuron, LinearT, Seq
-from snnsim.train.net import neuron_config
+from snnsim.nn.layers import AvgPoolT, BatchNorm1dT, BatchNormT, ConvT, DSRNeuron, LinearT, Seq
+from snnsim.nn.net import neuron_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -75,7 +75,8 @@ def test_preact_shortcut_takes_the_first_neurons_spikes(cin: int, cout: int, str
 
 
 def test_preact_block_is_the_public_composition() -> None:
-    """``conv2(neuron2(bn2(conv1(s)))) + shortcut(s)`` with ``s = neuron1(bn1(x))``, step by step."""
+    """``conv2(neuron2(bn2(conv1(s)))) + shortcut(s)`` with ``s = neuron1(bn1(x))``, step by
+    step."""
     torch.manual_seed(1)
     T = 2
     cfg = neuron_config("if", T, theta0=0.5)
@@ -192,7 +193,7 @@ def test_export_adds_the_first_neurons_spikes(mode: str) -> None:
     for n in g.nodes:
         for i in n.inputs:
             consumers.setdefault(i, []).append(n.name)
-    for blk, add in zip(blocks, adds):
+    for blk, add in zip(blocks, adds, strict=True):
         branches = [_trace_to_neuron(g, i) for i in add.inputs]
         conv2 = next(
             b for b in branches if g.node(b).op == "conv2d" and g.node(b).attrs["kernel"] == [3, 3]

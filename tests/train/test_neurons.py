@@ -1,5 +1,5 @@
 """Neuron step functions (snnsim.neurons): hand-computed sequences, fixed-point rounding,
-int32 overflow, and the exact IF spike-count law of SPEC §1.1."""
+int32 overflow, and the exact IF spike-count law of docs/semantics.md §1.1."""
 
 from __future__ import annotations
 
@@ -238,7 +238,10 @@ def test_fixed_point_multiply_is_round_half_up(device):
             .cpu()
             .tolist()
         )
-        want = [math.floor(Fraction(int(a) * int(b), 2**f) + Fraction(1, 2)) for a, b in zip(m, x)]
+        want = [
+            math.floor(Fraction(int(a) * int(b), 2**f) + Fraction(1, 2))
+            for a, b in zip(m, x, strict=True)
+        ]
         assert got == want
 
 
@@ -306,7 +309,7 @@ def test_neuron_step_dispatch():
         neuron_step("relu", "float32", x, x, None)
 
 
-# ---------------------------------------------------------------------- the IF law (SPEC §1.1)
+# ------------------------------------------------------------- the IF law (docs/semantics.md §1.1)
 def _if_law(i_star: Fraction, theta: int, alpha: Fraction, n: int) -> int:
     return max(0, min(n, math.floor(n * i_star / theta + 1 - alpha)))
 

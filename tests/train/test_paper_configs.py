@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from snnsim.nn.net import neuron_config
 from snnsim.train.configs import get_config
-from snnsim.train.net import neuron_config
 
 CIFAR10_NORM = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 CIFAR100_NORM = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))

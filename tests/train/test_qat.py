@@ -11,7 +11,7 @@ import torch
 
 import snnsim
 from snnsim.data import load_mnist5k_split
-from snnsim.exporter import _QMAX, export_graph, neuron_nodes, weight_scale
+from snnsim.exporter import QMAX, export_graph, neuron_nodes, weight_scale
 from snnsim.qat import (
     _bn_fold_scale,
     _weighted_layers,
@@ -34,7 +34,7 @@ def test_fake_quant_is_exporter_grid(mode, per_channel) -> None:
     w = torch.randn(6, 3, 3, 3, generator=g, dtype=torch.float64)
     s = weight_scale(w.numpy(), mode, per_channel)
     q = fake_quant(w, torch.from_numpy(s), mode)
-    qmax = _QMAX[mode]
+    qmax = QMAX[mode]
     k = np.clip(np.rint(w.numpy() / s.reshape(-1, 1, 1, 1)), -qmax - 1, qmax)
     np.testing.assert_array_equal(q.numpy(), k * s.reshape(-1, 1, 1, 1))  # bit-exact
     assert np.abs(k).max() == qmax

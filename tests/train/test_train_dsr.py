@@ -1,4 +1,4 @@
-"""DSR training layer (snnsim.train): the IF quantisation law in the training forward, Eq. 19 on
+"""DSR training layer (snnsim.nn): the IF quantisation law in the training forward, Eq. 19 on
 constructed inputs, equal gradients of the per-step and rate-graph backward forms, convergence of
 the (weighted) firing rate to the clamp mapping (Propositions 1 and 2), and autograd memory that
 does not grow with T in the rate form."""
@@ -14,8 +14,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from snnsim.models import create_model
-from snnsim.train import dsr as dsr_module
-from snnsim.train.dsr import (
+from snnsim.native import optional_core
+from snnsim.nn import dsr as dsr_module
+from snnsim.nn.dsr import (
     DSRNeuronConfig,
     dsr_defaults,
     dsr_forward,
@@ -23,7 +24,7 @@ from snnsim.train.dsr import (
     mean_current,
     simulate_dsr,
 )
-from snnsim.train.layers import (
+from snnsim.nn.layers import (
     AvgPoolT,
     ConvT,
     DropoutT,
@@ -33,7 +34,7 @@ from snnsim.train.layers import (
     Seq,
     time_mean,
 )
-from snnsim.train.net import DSRNet, neuron_config
+from snnsim.nn.net import DSRNet, neuron_config
 
 
 # ---------------------------------------------------------------------- fused native forward
@@ -50,7 +51,7 @@ def test_native_forward_spikes_equal_the_torch_steps(
 ) -> None:
     """The CPU float32 fast path (one native pass) fires exactly where the torch step functions
     fire; the two means agree to rounding (their summation order may differ)."""
-    assert dsr_module._native() is not None, "the native module must provide dsr_forward"
+    assert optional_core("dsr_forward") is not None, "the native module must provide dsr_forward"
     g = torch.Generator().manual_seed(seed)
     cfg = dsr_defaults(kind, T)
     B = 3
@@ -78,7 +79,8 @@ def test_native_forward_falls_back_and_rejects_bad_arrays() -> None:
         dsr_forward(x.transpose(1, 2).contiguous().transpose(1, 2), 4, theta, cfg).out, ref
     )
     assert torch.equal(dsr_forward(x.double(), 4, theta.double(), cfg).out, ref.double())
-    core = dsr_module._native()
+    core = optional_core("dsr_forward")
+    assert core is not None
     a = np.zeros(8, np.float32)
     with pytest.raises(ValueError, match="x"):
         core.dsr_forward(
@@ -162,7 +164,7 @@ def test_training_step_is_the_same_without_the_native_path(monkeypatch: pytest.M
     grads = []
     for native in (True, False):
         if not native:
-            monkeypatch.setattr(dsr_module, "_NATIVE", None)
+            monkeypatch.setattr(dsr_module, "optional_core", lambda feature: None)
         torch.manual_seed(0)
         net = create_model("dsr-mnist-cnn", neuron="lif", T=5)
         net.train()
@@ -188,19 +190,20 @@ def test_native_rate_backward_equals_the_torch_masks(
     theta = torch.tensor(cfg.theta0)
     ub = float(dsr_module._upper(theta, cfg))
     g = torch.Generator().manual_seed(3)
-    I = (torch.rand(4, 6, 8, 8, generator=g) * 2.4 - 0.6) * ub  # noqa: E741
+    I = (torch.rand(4, 6, 8, 8, generator=g) * 2.4 - 0.6) * ub
     I.view(-1)[:3] = torch.tensor([0.0, ub, -0.0])
     G = torch.randn(4, 6, 8, 8, generator=g)
     if channels_last:
-        I = I.contiguous(memory_format=torch.channels_last)  # noqa: E741
+        I = I.contiguous(memory_format=torch.channels_last)
     got = dsr_module._mask_grads(G, I, theta, cfg, True)
-    monkeypatch.setattr(dsr_module, "_NATIVE", None)
+    monkeypatch.setattr(dsr_module, "optional_core", lambda feature: None)
     want = dsr_module._mask_grads(G, I, theta, cfg, True)
     assert torch.equal(got[0], want[0])
     assert got[1] is not None and want[1] is not None
     torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-4)
     monkeypatch.undo()
-    core = dsr_module._native()
+    core = optional_core("dsr_rate_backward")
+    assert core is not None, "the native module must provide dsr_rate_backward"
     with pytest.raises(ValueError, match="mean_current"):
         core.dsr_rate_backward(
             np.zeros(4, np.float32), np.zeros(3, np.float32), np.zeros(4, np.float32), 1.0, False
@@ -248,8 +251,8 @@ def test_threshold_kept_above_bound_and_trainable_flag() -> None:
     assert not fixed.theta.requires_grad
 
 
-# ------------------------------------------------------------- quantisation law (float mode)
-def _count_law(N: int, I: float, theta: float, alpha: float) -> int:  # noqa: E741
+# -------------------------------------------------------------------- quantisation law (float mode)
+def _count_law(N: int, I: float, theta: float, alpha: float) -> int:
     return min(max(math.floor(N * I / theta + 1 - alpha), 0), N)
 
 
@@ -263,7 +266,7 @@ def _count_law(N: int, I: float, theta: float, alpha: float) -> int:  # noqa: E7
 def test_if_quantisation_law_in_training_forward(
     N: int, alpha: float, theta: float, u: float, mode: str
 ) -> None:
-    I = u * theta  # noqa: E741
+    I = u * theta
     x = N * I / theta + 1 - alpha
     assume(abs(x - round(x)) > 1e-3)  # away from the rounding boundaries
     cfg = neuron_config("if", N, theta0=theta, alpha=alpha, bound=0.01)
@@ -278,14 +281,14 @@ def test_if_quantisation_law_in_training_forward(
     assert torch.allclose(count, torch.full_like(count, float(expect)), atol=1e-3)
 
 
-# ------------------------------------------------------------- Eq. 19 on constructed inputs
+# --------------------------------------------------------------------- Eq. 19 on constructed inputs
 @pytest.mark.parametrize("mode", ["rate", "step"])
 @pytest.mark.parametrize("kind", ["if", "lif"])
 def test_eq19_threshold_and_input_gradients(kind: str, mode: str) -> None:
     T = 4
     cfg = neuron_config(kind, T, theta0=0.5, bound=1e-3, theta_grad_scale=None)
     ub = 0.5 if kind == "if" else 0.5 * cfg.tau / cfg.dt
-    I = torch.tensor([-1.0, 0.0, 0.25 * ub, ub, 1.5 * ub, 3 * ub, 0.75 * ub, 2 * ub])  # noqa: E741
+    I = torch.tensor([-1.0, 0.0, 0.25 * ub, ub, 1.5 * ub, 3 * ub, 0.75 * ub, 2 * ub])
     G = torch.tensor([0.3, -0.2, 0.5, 0.7, -1.1, 0.4, 0.9, 2.0])
     neuron = DSRNeuron(cfg)
     neuron.train()
@@ -310,7 +313,7 @@ def test_eq19_threshold_and_input_gradients(kind: str, mode: str) -> None:
 
 
 def test_theta_grad_scale_is_configurable() -> None:
-    I = torch.tensor([[2.0, 3.0, 0.5]])  # noqa: E741
+    I = torch.tensor([[2.0, 3.0, 0.5]])
     grads = []
     for scale in (1.0, 0.25):
         n = DSRNeuron(neuron_config("if", 2, theta0=1.0, theta_grad_scale=scale))
@@ -393,7 +396,7 @@ def test_bn_networks_forward_identically_in_both_forms() -> None:
 @settings(max_examples=10)
 def test_if_rate_converges_to_clamp(theta: float, alpha: float, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
-    I = (torch.rand(64, generator=g, dtype=torch.float64) * 1.6 - 0.3) * theta  # noqa: E741
+    I = (torch.rand(64, generator=g, dtype=torch.float64) * 1.6 - 0.3) * theta
     cfg = neuron_config("if", 1, alpha=alpha)
     target = I.clamp(0, theta)
     for N in (10, 100, 1000):
@@ -407,7 +410,7 @@ def test_lif_weighted_rate_converges_to_clamp() -> None:
     """Proposition 2: with dt = T_total/N (T_total = 8 tau) and a spike value theta/dt = c held
     fixed, the lambda-weighted rate tends to clamp(I/tau, 0, c) with an O(dt) error."""
     tau, c, Ttot = 1.0, 2.0, 8.0
-    I = torch.linspace(-0.5, 3.0, 71, dtype=torch.float64)  # noqa: E741
+    I = torch.linspace(-0.5, 3.0, 71, dtype=torch.float64)
     target = (I / tau).clamp(0, c)
     errs = []
     for N in (50, 400, 3200):
@@ -575,7 +578,7 @@ def test_rate_batch_norm_kernel_equals_its_autograd_definition(channels_last: bo
     """The rate-graph batch norm (one forward kernel + torch's batch-norm backward with the
     total-variance invstd) equals the plain autograd formula: values and gradients for input,
     weight and bias, including channels whose step variance is below the between-sample one."""
-    from snnsim.train.layers import BatchNorm1dT, BatchNormT
+    from snnsim.nn.layers import BatchNorm1dT, BatchNormT
 
     torch.manual_seed(0)
     for bn, shape in ((BatchNormT(8), (16, 8, 5, 5)), (BatchNorm1dT(10), (16, 10))):
@@ -622,8 +625,8 @@ def test_pooling_inside_the_neuron_forward_is_exact(
         assert torch.equal(f.out, torch.nn.functional.avg_pool2d(full, k))
         assert int(f.spikes) == int((full != 0).sum())
 
-    import snnsim.train.net as net_module
-    from snnsim.train.layers import run_layers
+    import snnsim.nn.net as net_module
+    from snnsim.nn.layers import run_layers
 
     def one_by_one(layers: torch.nn.Sequential, flow: object) -> object:
         for m in layers.children():
@@ -661,7 +664,7 @@ def test_rate_form_gradients_equal_the_step_form_with_batch_norm(chunk: int | No
     forward, weight-sized): for IF networks its gradients then equal the per-step form's (the
     public DSR code's), also time-chunked. For LIF the lambda-weighted collapse of the
     per-step input gradients is not reproduced (the remaining approximation, documented in
-    snnsim.train.layers)."""
+    snnsim.nn.layers)."""
     x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     grads = {}
     for mode in ("step", "rate"):

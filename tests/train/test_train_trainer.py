@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from snnsim.models import create_model, list_models
+from snnsim.nn.layers import DSRNeuron
+from snnsim.nn.net import DSRNet
 from snnsim.train.__main__ import main as cli_main
 from snnsim.train.checkpoint import (
     atomic_write,
@@ -18,8 +20,6 @@ from snnsim.train.checkpoint import (
     write_json_atomic,
 )
 from snnsim.train.configs import CONFIGS, TrainConfig, get_config
-from snnsim.train.layers import DSRNeuron
-from snnsim.train.net import DSRNet
 from snnsim.train.trainer import Trainer, augment_batch, lr_at
 
 TINY = TrainConfig(
@@ -68,7 +68,10 @@ def test_cli_trains_resumes_and_lists(tmp_path: Path, capsys: pytest.CaptureFixt
     try:
         out = tmp_path / "run"
         assert (
-            cli_main(["--config", "tiny-test", "--epochs", "1", "--out", str(out), "--no-progress"])
+            cli_main(
+                ["--config", "tiny-test", "--epochs", "2", "--stop-after", "1", "--out", str(out)]
+                + ["--no-progress"]
+            )
             == 0
         )
         assert (
@@ -130,7 +133,7 @@ def test_atomic_writes_leave_old_file_on_failure(tmp_path: Path) -> None:
     p = tmp_path / "m.json"
     write_json_atomic(p, {"a": 1})
 
-    def boom(f) -> None:  # noqa: ANN001
+    def boom(f) -> None:
         f.write("partial")
         raise RuntimeError("crash while writing")
 

@@ -217,9 +217,9 @@ def cifar_datasets(
     out = []
     for split in ("train", "test"):
         if dataset == "cifar10":
-            x, y = load_cifar10(root, split)  # type: ignore[arg-type]
+            x, y = load_cifar10(root, split)
         elif dataset == "cifar100":
-            x, y = load_cifar100(root, split, label_kind)  # type: ignore[arg-type]
+            x, y = load_cifar100(root, split, label_kind)
         else:
             raise ValueError(
                 f"cifar_datasets: dataset must be 'cifar10' or 'cifar100', got {dataset!r}"

@@ -101,6 +101,6 @@ def digits_datasets(
     """``(train, test)`` torch ``TensorDataset`` s of ``(image [1, 8, 8] float32, label int64)``."""
     out = []
     for split in ("train", "test"):
-        x, y = load_digits_split(split, train_fraction, seed)  # type: ignore[arg-type]
+        x, y = load_digits_split(split, train_fraction, seed)
         out.append(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)))
     return out[0], out[1]

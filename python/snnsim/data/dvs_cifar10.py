@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -169,7 +169,7 @@ def dvs_cifar10_split(
     )
 
 
-class DVSCIFAR10Frames(Dataset):
+class DVSCIFAR10Frames(Dataset[tuple[torch.Tensor, int]]):
     """Torch dataset of ``(frames float32 tensor [n_frames, 2, size, size], label)`` read
     lazily from AEDAT files (optionally kept in memory after the first read)."""
 
@@ -218,7 +218,7 @@ def dvs_cifar10_frames_dataset(
     root: str | Path,
     split: Literal["train", "test", "all"] = "all",
     train_fraction: float = 0.9,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> DVSCIFAR10Frames:
     """Frames dataset of a DVS-CIFAR10 directory (``split`` per :func:`dvs_cifar10_split`);
     ``kwargs`` go to :class:`DVSCIFAR10Frames` (n_frames, size, resize_mode, layout, cache)."""
@@ -231,7 +231,7 @@ def dvs_cifar10_frames_dataset(
         tr, te = dvs_cifar10_split(labels, train_fraction)
         idx = tr if split == "train" else te
         files, labels = [files[i] for i in idx], labels[idx]
-    return DVSCIFAR10Frames(files, labels, **kwargs)  # type: ignore[arg-type]
+    return DVSCIFAR10Frames(files, labels, **kwargs)
 
 
 def dvs_cifar10_events_dataset(

@@ -46,7 +46,7 @@ def make_events(
     microseconds. Values must fit the field types (int16 for x, y; int64 for t); nothing else
     is checked here (use :func:`validate_events`).
     """
-    cols = {name: np.asarray(v) for name, v in zip(EVENT_FIELDS, (x, y, p, t))}
+    cols = {name: np.asarray(v) for name, v in zip(EVENT_FIELDS, (x, y, p, t), strict=True)}
     n = None
     for name, col in cols.items():
         if col.ndim != 1:
@@ -138,7 +138,8 @@ def validate_events(
             if bad.any():
                 i = int(np.argmax(bad))
                 raise DataFormatError(
-                    f"{name}: field '{field}' must be in [0, {lim}), event {i} has {field}={int(ev[field][i])}"
+                    f"{name}: field '{field}' must be in [0, {lim}), event {i} has "
+                    f"{field}={int(ev[field][i])}"
                 )
     if sorted_t and ev.size > 1:
         dec = np.diff(ev["t"]) < 0

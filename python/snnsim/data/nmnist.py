@@ -68,7 +68,8 @@ def decode_nmnist_bytes(
             if bad.any():
                 i = int(np.argmax(bad))
                 raise DataFormatError(
-                    f"{source}: event {i} has {field}={int(out[field][i])}, outside the {w}x{h} N-MNIST sensor"
+                    f"{source}: event {i} has {field}={int(out[field][i])}, outside the {w}x{h} "
+                    "N-MNIST sensor"
                 )
     return out
 

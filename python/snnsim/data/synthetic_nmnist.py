@@ -26,14 +26,20 @@ Generation, per image (all times in microseconds, all lengths in pixels):
 Randomness (thresholds, noise, jitter) comes from ``np.random.default_rng([seed, key])``
 with ``key`` the image's index in MNIST-5k, so a sample does not depend on which other
 images are generated with it or in what batch.
+
+:func:`synthetic_nmnist` keeps what it generates in the data cache
+(:mod:`snnsim.data.cache`, ``~/.cache/snnsim/data`` or ``$SNNSIM_CACHE/data``), keyed by the
+split, ``n``, ``seed``, every generator parameter and :data:`GENERATOR_VERSION`; a later call
+with the same arguments reads the file instead of generating again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -42,6 +48,9 @@ from .event_dataset import EventDataset, Transform
 from .mnist5k import load_mnist5k_split, mnist5k_split_indices
 from .nmnist import SPLIT_DIRS, write_nmnist_file
 
+GENERATOR_VERSION = 1
+"""Bumped whenever :func:`synthesize_events` produces different events for the same inputs
+(cached datasets of older versions are then not used)."""
 SENSOR_SIZE = (34, 34, 2)
 """(W, H, C) of the synthetic sensor, the same as N-MNIST's."""
 PAD = 3
@@ -69,16 +78,18 @@ class SyntheticNMNISTConfig:
         """Raise ``ValueError`` naming the first bad field."""
         if self.sample_us < 1 or self.saccade_us < self.sample_us:
             raise ValueError(
-                f"SyntheticNMNISTConfig: need 1 <= sample_us <= saccade_us, got sample_us={self.sample_us}, "
-                f"saccade_us={self.saccade_us}"
+                "SyntheticNMNISTConfig: need 1 <= sample_us <= saccade_us, got "
+                f"sample_us={self.sample_us}, saccade_us={self.saccade_us}"
             )
         if self.saccade_us % self.sample_us:
             raise ValueError(
-                f"SyntheticNMNISTConfig: saccade_us={self.saccade_us} must be a multiple of sample_us={self.sample_us}"
+                f"SyntheticNMNISTConfig: saccade_us={self.saccade_us} must be a multiple of "
+                f"sample_us={self.sample_us}"
             )
         if not 0.0 <= self.amplitude_px <= 2 * PAD:
             raise ValueError(
-                f"SyntheticNMNISTConfig: amplitude_px must be in [0, {2 * PAD}], got {self.amplitude_px}"
+                f"SyntheticNMNISTConfig: amplitude_px must be in [0, {2 * PAD}], "
+                f"got {self.amplitude_px}"
             )
         for name in ("eps", "threshold"):
             if getattr(self, name) <= 0:
@@ -92,7 +103,8 @@ class SyntheticNMNISTConfig:
                 )
         if self.max_events_per_sample < 1:
             raise ValueError(
-                f"SyntheticNMNISTConfig: max_events_per_sample must be >= 1, got {self.max_events_per_sample}"
+                "SyntheticNMNISTConfig: max_events_per_sample must be >= 1, got "
+                f"{self.max_events_per_sample}"
             )
 
     @property
@@ -149,7 +161,8 @@ def synthesize_events(
         x = x[:, 0]
     if x.ndim != 3 or x.shape[1:] != (28, 28):
         raise ValueError(
-            f"synthesize_events: images must be [B, 28, 28] or [B, 1, 28, 28], got {np.shape(images)}"
+            "synthesize_events: images must be [B, 28, 28] or [B, 1, 28, 28], got "
+            f"{np.shape(images)}"
         )
     if x.size and (x.min() < 0.0 or x.max() > 1.0):
         raise ValueError(
@@ -214,7 +227,7 @@ def synthesize_events(
         chunks.append((idx[rep], pol[rep], t_ev))
 
     if chunks:
-        flat, all_p, all_t = (np.concatenate(c) for c in zip(*chunks))
+        flat, all_p, all_t = (np.concatenate(c) for c in zip(*chunks, strict=True))
     else:
         flat = all_t = np.zeros(0, dtype=np.int64)
         all_p = np.zeros(0, dtype=bool)
@@ -293,11 +306,23 @@ def synthetic_nmnist(
     config: SyntheticNMNISTConfig | None = None,
     batch_size: int = 500,
     transform: Transform | None = None,
+    cache: bool = True,
+    progress: bool = False,
+    indices: Sequence[int] | np.ndarray | None = None,
 ) -> SyntheticNMNIST:
-    """Generate SYNTHETIC N-MNIST-like recordings of the first ``n`` images (default all) of
-    an MNIST-5k split (4000 train / 1000 test, order of
-    :func:`~snnsim.data.mnist5k.mnist5k_split_indices`)."""
+    """SYNTHETIC N-MNIST-like recordings of the first ``n`` images (default all) of an
+    MNIST-5k split (4000 train / 1000 test, order of
+    :func:`~snnsim.data.mnist5k.mnist5k_split_indices`), generated ``batch_size`` images at a
+    time (the result does not depend on it). ``indices``: instead of the first ``n``, these
+    positions in the split (each recording is the one the full split holds at that
+    position). ``cache``: read/write the data cache (see the module docstring);
+    ``progress``: a progress bar while generating."""
     cfg = config or SyntheticNMNISTConfig()
+    cfg.validate()
+    if split not in ("train", "test"):
+        raise ValueError(f"synthetic_nmnist: split must be 'train' or 'test', got {split!r}")
+    if batch_size < 1:
+        raise ValueError(f"synthetic_nmnist: batch_size must be >= 1, got {batch_size}")
     images, labels = load_mnist5k_split(split)
     train_idx, test_idx = mnist5k_split_indices()
     src = train_idx if split == "train" else test_idx
@@ -305,12 +330,43 @@ def synthetic_nmnist(
         if not 0 <= n <= len(labels):
             raise ValueError(f"synthetic_nmnist: n must be in [0, {len(labels)}], got {n}")
         images, labels, src = images[:n], labels[:n], src[:n]
-    if batch_size < 1:
-        raise ValueError(f"synthetic_nmnist: batch_size must be >= 1, got {batch_size}")
-    events: list[np.ndarray] = []
-    for start in range(0, len(labels), batch_size):
-        sl = slice(start, start + batch_size)
-        events.extend(synthesize_events(images[sl], seed, cfg, src[sl]))
+    subset: dict[str, object] = {"n": len(labels)}
+    if indices is not None:
+        pos = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if pos.size and (pos.min() < 0 or pos.max() >= len(labels)):
+            raise ValueError(
+                f"synthetic_nmnist: indices must be in [0, {len(labels)}), got "
+                f"{int(pos.min())}..{int(pos.max())}"
+            )
+        images, labels, src = images[pos], labels[pos], src[pos]
+        digest = hashlib.sha256(pos.tobytes()).hexdigest()
+        subset = {"n": len(labels), "indices_sha256": digest}
+
+    def build() -> dict[str, np.ndarray]:
+        events: list[np.ndarray] = []
+        starts: Iterable[int] = range(0, len(labels), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=f"synthetic N-MNIST {split}", leave=False)
+        for start in starts:
+            sl = slice(start, start + batch_size)
+            events.extend(synthesize_events(images[sl], seed, cfg, src[sl]))
+        offsets = np.cumsum([0] + [len(e) for e in events]).astype(np.int64)
+        flat = np.concatenate(events) if events else empty_events(0)
+        return {"events": flat, "offsets": offsets}
+
+    from .cache import cached_arrays
+
+    params = {"split": split, **subset, "seed": int(seed), "config": asdict(cfg)}
+    got = cached_arrays("synthetic-nmnist", params, GENERATOR_VERSION, build, enabled=cache)
+    flat, offsets = got["events"], got["offsets"]
+    if len(offsets) != len(labels) + 1:
+        raise ValueError(
+            f"synthetic_nmnist: cached entry holds {len(offsets) - 1} recordings, expected "
+            f"{len(labels)}"
+        )
+    events = [flat[offsets[i] : offsets[i + 1]] for i in range(len(labels))]
     return SyntheticNMNIST(events, labels, src, split, seed, cfg, transform)
 
 
@@ -321,7 +377,7 @@ def save_synthetic_nmnist(dataset: SyntheticNMNIST, root: str | Path) -> list[Pa
     root = Path(root)
     base = root / SPLIT_DIRS[dataset.split]
     paths: list[Path] = []
-    for ev, label, src in zip(dataset.events, dataset.labels, dataset.source_indices):
+    for ev, label, src in zip(dataset.events, dataset.labels, dataset.source_indices, strict=True):
         path = base / str(int(label)) / f"{int(src):05d}.bin"
         write_nmnist_file(path, ev)
         paths.append(path)

@@ -1,7 +1,7 @@
 """Dspike network architectures (Li et al., NeurIPS 2021), registered by name.
 
 Every factory takes ``T``, ``surrogate`` (``"dspike"``, ``"rect"``, ``"triangle"`` or a
-:class:`~snnsim.train.surrogates.Surrogate`), ``b`` (initial Dspike temperature, 1.0),
+:class:`~snnsim.nn.surrogates.Surrogate`), ``b`` (initial Dspike temperature, 1.0),
 ``w`` (Dspike half-width, 0.5), ``a`` (rect/triangle width, 1.0), ``leak`` (LIF leak factor
 ``k``, 0.5), ``vth`` (firing level, 0.5), ``alpha`` (tdBN scale, 1.0) and ``num_classes``.
 Spiking layers are ``weights -> tdBN -> Dspike LIF``; the output layer is a linear layer
@@ -10,7 +10,7 @@ integrated without firing (logits = its mean over the ``T`` steps).
 =====================  ===================================================================
 ``dspike-mnist-cnn``   conv(C,16,3)-tdBN-LIF-AP2-conv(16,32,3)-tdBN-LIF-AP2-FC(.,10)
                        (small, for CPU runs; static images or event frames; exportable
-                       with :func:`snnsim.train.dspike.to_graph`); ``channels`` and
+                       with :func:`snnsim.export`); ``channels`` and
                        ``pool`` give deeper stacks
 ``dspike-resnet18``    CIFAR ResNet-18: 3-conv stem (3x3, 64 channels), 4 stages of 2
                        basic blocks (64, 128, 256, 512), average-pool downsampling
@@ -20,21 +20,22 @@ integrated without firing (logits = its mean over the ``T`` steps).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from torch import nn
 
-from ..train.dspike import (
+from ..nn.dspike import (
     AvgPoolTD,
     BasicBlockTD,
     ConvTD,
     DspikeNet,
     DspikeNeuron,
     FlattenTD,
+    GlobalAvgPoolTD,
     LinearTD,
 )
-from ..train.surrogates import Surrogate, make_surrogate
-from ..train.tdbn import TdBN
+from ..nn.surrogates import Surrogate, make_surrogate
+from ..nn.tdbn import TdBN
 from .registry import register
 
 __all__ = ["build_surrogate", "dspike_mnist_cnn", "dspike_resnet18"]
@@ -123,17 +124,10 @@ def dspike_resnet18(
     for cout in stem:
         body += _conv_bn_neuron(c, cout, sg, leak, vth, alpha)
         c = cout
-    for stage, (cout, n) in enumerate(zip(widths, blocks, strict=True)):
+    for stage, (cout, n) in enumerate(zip(widths, blocks, strict=False)):
         for j in range(n):
             stride = 2 if (stage > 0 and j == 0) else 1
             body.append(BasicBlockTD(c, cout, stride, sg, leak, vth, alpha))
             c = cout
-    body += [_GlobalAvgPoolTD(), LinearTD(c, num_classes)]
+    body += [GlobalAvgPoolTD(), LinearTD(c, num_classes)]
     return DspikeNet(body, T, sg, static_input=static_input)
-
-
-class _GlobalAvgPoolTD(nn.Module):
-    """Mean over the spatial positions: ``[T', N, C, H, W] -> [T', N, C]``."""
-
-    def forward(self, x: Any) -> Any:
-        return x.mean(dim=(3, 4))

@@ -2,7 +2,7 @@
 
 Every factory takes ``neuron`` (``"if"``, ``"lif"``, or ``"relu"`` for the ANN baseline with
 ReLU in place of the neurons), ``T`` (time steps), ``mode`` (``"rate"`` or ``"step"``, see
-:mod:`snnsim.train.dsr`), ``num_classes`` and neuron overrides (``theta0``, ``alpha``,
+:mod:`snnsim.nn.dsr`), ``num_classes`` and neuron overrides (``theta0``, ``alpha``,
 ``bound``, ``dt``, ``tau``, ``theta_grad_scale``, ``train_theta``); the paper's defaults at
 ``T`` fill the rest. Each spiking layer is ``weights -> batch norm over time -> neuron``; the
 first such layer encodes static images (its current is computed once and applied at every
@@ -37,23 +37,25 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..train.layers import (
+from ..nn.dsr import DSRNeuronConfig
+from ..nn.layers import (
     AvgPoolT,
     BatchNorm1dT,
     BatchNormT,
     ConvT,
     DropoutT,
     FlattenT,
+    Flow,
     LinearT,
     add_flows,
 )
-from ..train.net import DSRNet, Mode, make_neuron, neuron_config
+from ..nn.net import DSRNet, Mode, make_neuron, neuron_config
 from .registry import register
 
 __all__ = ["PreActBlock", "conv_bn_neuron", "fold_adaptive_avg_pool"]
 
 
-def _cfg(neuron: str, T: int, kw: dict[str, Any]):
+def _cfg(neuron: str, T: int, kw: dict[str, Any]) -> DSRNeuronConfig | None:
     keys = ("theta0", "alpha", "bound", "dt", "tau", "theta_grad_scale", "train_theta")
     unknown = set(kw) - set(keys)
     if unknown:
@@ -62,7 +64,13 @@ def _cfg(neuron: str, T: int, kw: dict[str, Any]):
 
 
 def conv_bn_neuron(
-    cin: int, cout: int, cfg, k: int = 3, stride: int = 1, padding: int = 1, bias: bool = False
+    cin: int,
+    cout: int,
+    cfg: DSRNeuronConfig | None,
+    k: int = 3,
+    stride: int = 1,
+    padding: int = 1,
+    bias: bool = False,
 ) -> list[nn.Module]:
     """``conv (bias only if asked) -> BN over time -> neuron``."""
     return [
@@ -72,7 +80,7 @@ def conv_bn_neuron(
     ]
 
 
-def fc_bn_neuron(fin: int, fout: int, cfg) -> list[nn.Module]:
+def fc_bn_neuron(fin: int, fout: int, cfg: DSRNeuronConfig | None) -> list[nn.Module]:
     return [LinearT(fin, fout, bias=False), BatchNorm1dT(fout), make_neuron(cfg)]
 
 
@@ -251,7 +259,9 @@ class PreActBlock(nn.Module):
     output ``s`` (the values its spikes carry), not the block input: the identity when the shape
     is kept, else a 1x1 conv with the stride. All three convs have a bias."""
 
-    def __init__(self, cin: int, cout: int, stride: int, cfg, dropout: float = 0.0) -> None:
+    def __init__(
+        self, cin: int, cout: int, stride: int, cfg: DSRNeuronConfig | None, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.bn1 = BatchNormT(cin)
         self.sn1 = make_neuron(cfg)
@@ -262,13 +272,15 @@ class PreActBlock(nn.Module):
         self.conv2 = ConvT(cout, cout, 3, stride=1, padding=1)
         self.shortcut = ConvT(cin, cout, 1, stride=stride) if stride != 1 or cin != cout else None
 
-    def forward(self, x):  # type: ignore[no-untyped-def]
+    def forward(self, x: Flow) -> Flow:
         s = self.sn1(self.bn1(x))
         out = self.conv2(self.dropout(self.sn2(self.bn2(self.conv1(s)))))
         return add_flows(out, s if self.shortcut is None else self.shortcut(s))
 
 
-def _dsr_head(c: int, pool: int, num_classes: int, cfg, dropout: float = 0.0) -> list[nn.Module]:
+def _dsr_head(
+    c: int, pool: int, num_classes: int, cfg: DSRNeuronConfig | None, dropout: float = 0.0
+) -> list[nn.Module]:
     return [
         BatchNormT(c),
         make_neuron(cfg),
@@ -298,7 +310,7 @@ def _preresnet(
     cfg = _cfg(neuron, T, kw)
     body: list[nn.Module] = [ConvT(in_channels, widths[0], 3, padding=1, bias=False)]
     c, size = widths[0], image_size
-    for i, (w, n) in enumerate(zip(widths, blocks, strict=True)):
+    for i, (w, n) in enumerate(zip(widths, blocks, strict=False)):
         for j in range(n):
             stride = 2 if (i > 0 and j == 0) else 1
             body.append(PreActBlock(c, w, stride, cfg, dropout))

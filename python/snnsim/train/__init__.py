@@ -1,12 +1,9 @@
-"""DSR training (Meng et al., CVPR 2022): spiking layers whose forward simulates the SNN and
-whose backward differentiates the spike representation; models, trainer, configs.
+"""Training: the trainer (:mod:`snnsim.train.trainer`), the named configurations
+(:mod:`snnsim.train.configs`), checkpoints, distributed training, the Dspike temperature
+search and Time Inheritance Training (:mod:`snnsim.train.dspike`) and the command line.
 
 ``python -m snnsim.train --config NAME [--resume] [--epochs N] [--out DIR]`` trains a named
-configuration (see :mod:`snnsim.train.configs`).
+configuration (see :mod:`snnsim.train.configs`). The networks come from :mod:`snnsim.models`,
+built from the layers of :mod:`snnsim.nn`; imports go one way: ``nn`` -> ``models`` ->
+``train``.
 """
-
-from .dsr import DSRNeuronConfig, dsr_defaults
-from .layers import DSRNeuron, Seq
-from .net import DSRNet
-
-__all__ = ["DSRNeuronConfig", "DSRNeuron", "DSRNet", "Seq", "dsr_defaults"]

@@ -1,4 +1,8 @@
-"""Training configurations by name.
+"""Training configurations by name: one registry for DSR, its ANN twins and Dspike.
+
+``python -m snnsim.train --list`` shows every configuration with its dataset, ``T``, epochs
+and parameter count; ``--config NAME`` trains one (or ``--config FILE.json``: a
+:class:`TrainConfig` written as JSON).
 
 Paper rows (``dsr-<dataset>-<model>-<neuron>-t<T>``) follow the table rows of Meng et al.
 (CVPR 2022) and need the dataset on disk (``data_root`` or ``$SNNSIM_DATA``) and, to finish in
@@ -13,25 +17,75 @@ recipe this trainer does not reproduce. Neuron hyperparameters are the paper's d
 CPU rows (``dsr-mnist5k-*``, ``ann-mnist5k-*``) train on the 4000/1000 MNIST-5k split in
 minutes: SGD 0.9, wd 5e-4, batch 64, 15 epochs, cosine, random crop with padding 2, lr 0.05
 at T = 5 (0.1 at T >= 10).
+
+Dspike rows (``dspike-<dataset>-cnn-<method>-t<T>``, Li et al., NeurIPS 2021) are the CPU
+experiments of ``benches/train_dspike_mnist.py``: the small Dspike CNN, Adam lr 2e-3, batch
+64, 3 epochs, cosine, no weight decay, no augmentation; ``method`` is ``adaptive`` (the
+temperature search of Algorithm 1 at the start of every epoch), ``fixed`` (b = 1 throughout),
+``rect`` or ``triangle`` (those surrogates, width 1). Datasets: ``mnist5k`` and
+``snmnist`` (SYNTHETIC N-MNIST-like events rendered from MNIST-5k, 2000/500 samples, binned
+into ``T`` frames; not N-MNIST).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "CONFIGS", "get_config", "list_configs"]
+__all__ = [
+    "TrainConfig",
+    "CONFIGS",
+    "get_config",
+    "list_configs",
+    "load_config_file",
+    "model_kwargs",
+    "describe_configs",
+]
+
+DATASETS = (
+    "mnist5k",
+    "digits",
+    "cifar10",
+    "cifar100",
+    "dvs-cifar10",
+    "synthetic",
+    "synthetic-nmnist",
+)
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "dataset": DATASETS,
+    "mode": ("rate", "step"),
+    "optimizer": ("sgd", "adam"),
+    "schedule": ("cosine", "constant"),
+    "dtype": ("float32", "float64"),
+}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs. ``model_kwargs`` go to
-    :func:`snnsim.models.create_model` together with ``neuron``, ``T`` and ``mode``."""
+    :func:`snnsim.models.create_model` together with ``neuron``, ``T`` and ``mode`` (each only
+    where the model's factory takes it).
+
+    ``batch_size`` is the combined batch of one optimiser step: a distributed run of ``W``
+    processes gives each ``batch_size / W`` rows (:mod:`snnsim.train.distributed`).
+    ``eval_batch_size`` is per process. ``sync_bn``: in a distributed run, batch norms take
+    their statistics over every process (the run then equals a one-process run on the
+    combined batch up to float rounding). ``dtype``: the parameters' and inputs' float type
+    (``float64`` for exact comparisons; the native DSR kernel runs in float32 only).
+    ``n_train``/``n_test``: a fixed random subset (seed 0) of that many samples.
+    ``temperature_search`` (Dspike): Algorithm 1 on ``fdg_batch`` random training samples at
+    the start of every epoch (step ``fdg_db``, finite-difference step ``fdg_eps``,
+    ``fdg_chunk`` perturbed copies per pass). ``init_from``: a checkpoint whose model weights
+    (and Dspike temperature) initialise the network, e.g. Time Inheritance Training from a
+    network trained at a larger ``T``.
+    """
 
     name: str
     model: str
-    dataset: str  # mnist5k | digits | cifar10 | cifar100 | dvs-cifar10 | synthetic
-    neuron: str = "if"  # if | lif | relu (ANN baseline)
+    dataset: str  # one of DATASETS
+    neuron: str = "if"  # if | lif | relu (ANN baseline) | dspike
     T: int = 5
     mode: str = "rate"  # rate | step
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -54,18 +108,88 @@ class TrainConfig:
     num_threads: int = 2
     channels_last: bool = False
     time_chunk: int | None = None  # DSR rate form: steps per chunk (peak memory flat in T)
-    exact_bn_grad: bool = (
-        False  # DSR rate form: batch norms' temporal-deviation weight-gradient term
-    )
+    exact_bn_grad: bool = False  # DSR rate form: batch norms' temporal-deviation weight gradient
     data_root: str | None = None
     requires_gpu: bool = False
     note: str = ""
+    sync_bn: bool = True
+    dtype: str = "float32"
+    n_train: int | None = None
+    n_test: int | None = None
+    temperature_search: bool = False
+    fdg_batch: int = 16
+    fdg_eps: float = 0.1
+    fdg_db: float = 0.2
+    fdg_chunk: int = 48
+    init_from: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field and its value."""
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"TrainConfig {self.name!r}: {name} must be one of {allowed}, "
+                    f"got {getattr(self, name)!r}"
+                )
+        positive = ("T", "batch_size", "eval_batch_size", "eval_every", "fdg_batch", "fdg_chunk")
+        for name in positive:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(
+                    f"TrainConfig {self.name!r}: {name} must be a positive int, got {v!r}"
+                )
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(
+                f"TrainConfig {self.name!r}: epochs must be an int >= 0, got {self.epochs!r}"
+            )
+        for name in ("n_train", "n_test"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(
+                    f"TrainConfig {self.name!r}: {name} must be a positive int or None, got {v!r}"
+                )
+        for name in ("lr", "fdg_eps", "fdg_db"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(
+                    f"TrainConfig {self.name!r}: {name} must be > 0, got {getattr(self, name)!r}"
+                )
+        if self.weight_decay < 0 or self.warmup_epochs < 0 or self.crop_padding < 0:
+            raise ValueError(
+                f"TrainConfig {self.name!r}: weight_decay, warmup_epochs and crop_padding must "
+                f"be >= 0, got {self.weight_decay!r}, {self.warmup_epochs!r}, "
+                f"{self.crop_padding!r}"
+            )
+
+    @property
+    def family(self) -> str:
+        """``"dspike"``, ``"ann"`` (ReLU twin) or ``"dsr"``."""
+        if self.model.startswith("dspike-"):
+            return "dspike"
+        return "ann" if self.neuron == "relu" else "dsr"
 
     def with_(self, **kw: Any) -> "TrainConfig":
+        """A copy with the fields in ``kw`` changed (validated)."""
         return replace(self, **kw)
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as a JSON-able dict (as checkpoints store it)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """The inverse of :meth:`to_dict` (also for JSON, where tuples became lists); unknown
+        keys raise ``ValueError`` naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown field(s) {unknown}; known: {sorted(known)}")
+        kw = dict(d)
+        if kw.get("normalize") is not None:
+            kw["normalize"] = tuple(tuple(float(v) for v in part) for part in kw["normalize"])
+        return cls(**kw)
 
 
 CONFIGS: dict[str, TrainConfig] = {}
@@ -78,6 +202,7 @@ def _add(cfg: TrainConfig) -> None:
 
 
 def get_config(name: str) -> TrainConfig:
+    """The registered configuration ``name``; ``ValueError`` listing the names otherwise."""
     try:
         return CONFIGS[name]
     except KeyError:
@@ -85,7 +210,79 @@ def get_config(name: str) -> TrainConfig:
 
 
 def list_configs() -> list[str]:
+    """Names of the registered configurations, sorted."""
     return sorted(CONFIGS)
+
+
+def load_config_file(path: str | Path) -> TrainConfig:
+    """A :class:`TrainConfig` from a JSON file of its fields (``name``, ``model`` and
+    ``dataset`` required; the others default)."""
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"config file {p}: {exc}") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"config file {p}: expected a JSON object, got {type(d).__name__}")
+    try:
+        return TrainConfig.from_dict(d)
+    except TypeError as exc:  # a required field missing
+        raise ValueError(f"config file {p}: {exc}") from None
+
+
+def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """The keyword arguments :func:`snnsim.models.create_model` gets for ``cfg``: its
+    ``model_kwargs`` plus ``neuron``, ``T``, ``mode`` and ``channels_last`` where the model's
+    factory takes them."""
+    from ..models.registry import accepts
+
+    kw = dict(cfg.model_kwargs)
+    for key, value in (("neuron", cfg.neuron), ("T", cfg.T), ("mode", cfg.mode)):
+        if accepts(cfg.model, key):
+            kw.setdefault(key, value)
+    if cfg.channels_last:
+        if not accepts(cfg.model, "channels_last"):
+            raise ValueError(
+                f"TrainConfig {cfg.name!r}: channels_last=True but model {cfg.model!r} has no "
+                "channels_last option"
+            )
+        kw.setdefault("channels_last", True)
+    return kw
+
+
+_PARAM_COUNTS: dict[str, int] = {}  # parameter counts by model and arguments (T aside)
+
+
+def describe_configs(names: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per configuration for ``--list``: name, family, model, dataset, T, epochs,
+    parameter count (the model built on torch's meta device), GPU needed."""
+    from ..models.registry import parameter_count
+
+    counts = _PARAM_COUNTS
+    rows = []
+    for name in names if names is not None else list_configs():
+        cfg = get_config(name)
+        kw = model_kwargs(cfg)
+        key = json.dumps(
+            [cfg.model, {k: v for k, v in kw.items() if k not in ("T", "mode")}],
+            sort_keys=True,
+            default=str,
+        )
+        if key not in counts:
+            counts[key] = parameter_count(cfg.model, **kw)
+        rows.append(
+            {
+                "name": cfg.name,
+                "family": cfg.family,
+                "model": cfg.model,
+                "dataset": cfg.dataset,
+                "T": cfg.T,
+                "epochs": cfg.epochs,
+                "params": counts[key],
+                "gpu": cfg.requires_gpu,
+            }
+        )
+    return rows
 
 
 # ---------------------------------------------------------------------- CPU: MNIST-5k
@@ -167,7 +364,8 @@ _BATCH = 128
 
 
 def _warmup_epochs(n_train: int) -> float:
-    """The public code's 400-iteration warmup in epochs (last partial batch kept, as its loaders)."""
+    """The public code's 400-iteration warmup in epochs (last partial batch kept, as its
+    loaders)."""
     return _WARMUP_ITERS / -(-n_train // _BATCH)
 
 
@@ -212,13 +410,13 @@ def _paper_note(src: str, T: int, neuron: str, T_public: int = 20) -> str:
     parts = [f"public DSR code: {src}"]
     if T != T_public:
         parts.append(
-            f"the README commands run at the code's default T = {T_public}; this row is that recipe "
-            f"at T = {T}"
+            f"the README commands run at the code's default T = {T_public}; this row is that "
+            f"recipe at T = {T}"
         )
         if neuron == "lif":
             parts.append(
-                f"LIF neuron values at T = {T} come from dsr_defaults (the paper), the public code has "
-                "no per-T setting"
+                f"LIF neuron values at T = {T} come from dsr_defaults (the paper), the public "
+                "code has no per-T setting"
             )
     parts.append(_SCHED_NOTE)
     return "; ".join(parts)
@@ -276,8 +474,9 @@ for _depth in (20, 32, 44, 56, 110):
                 normalize=_CIFAR_NORM,
                 **_PAPER_CIFAR,
                 note=_paper_note(
-                    f"no PreAct-ResNet-{_depth} in the public code (supplement Table S1); the README "
-                    f"cifar10 recipe for {_n.upper()} (PreAct-ResNet-18) is carried over unchanged",
+                    f"no PreAct-ResNet-{_depth} in the public code (supplement Table S1); the "
+                    f"README cifar10 recipe for {_n.upper()} (PreAct-ResNet-18) is carried over "
+                    "unchanged",
                     20,
                     _n,
                 ),
@@ -285,11 +484,12 @@ for _depth in (20, 32, 44, 56, 110):
         )
 
 _DVS_DATA_NOTE = (
-    "public code's data: T equal-event-count frames (frames = T), raw counts without normalisation, "
-    "resized 128 -> 48, random crop 48 with padding 4 (one offset for all frames), no flip, train = files "
-    "0..899 of each class by numeric file index, test = 900..999; the loader here differs in two things "
-    "TrainConfig cannot set: it resizes by area averaging (the public code: torchvision Resize, bilinear) "
-    "and it takes the first 90% of each class in sorted name order (lexicographic, not numeric)"
+    "public code's data: T equal-event-count frames (frames = T), raw counts without "
+    "normalisation, resized 128 -> 48, random crop 48 with padding 4 (one offset for all frames), "
+    "no flip, train = files 0..899 of each class by numeric file index, test = 900..999; the "
+    "loader here differs in two things TrainConfig cannot set: it resizes by area averaging (the "
+    "public code: torchvision Resize, bilinear) and it takes the first 90% of each class in "
+    "sorted name order (lexicographic, not numeric)"
 )
 for _n in ("if", "lif"):
     for _T in (20, 10):
@@ -303,8 +503,8 @@ for _n in ("if", "lif"):
                 model_kwargs={"dropout": 0.1},
                 **_PAPER_DVS,
                 note=_paper_note(
-                    f"README command for CIFAR10DVS vgg.vgg11_{_n} (--lr 0.05 --epochs 300) with the "
-                    "cifar/main_single_gpu.py defaults",
+                    f"README command for CIFAR10DVS vgg.vgg11_{_n} (--lr 0.05 --epochs 300) with "
+                    "the cifar/main_single_gpu.py defaults",
                     _T,
                     _n,
                 )
@@ -312,3 +512,45 @@ for _n in ("if", "lif"):
                 + _DVS_DATA_NOTE,
             )
         )
+
+# ---------------------------------------------------------------------- Dspike (CPU)
+# The defaults of snnsim.train.dspike_experiment.ExperimentConfig (benches/train_dspike_mnist.py).
+_DSPIKE_METHODS = {
+    "adaptive": dict(surrogate="dspike", search=True),
+    "fixed": dict(surrogate="dspike", search=False),
+    "rect": dict(surrogate="rect", search=False),
+    "triangle": dict(surrogate="triangle", search=False),
+}
+_DSPIKE_DATA: dict[str, dict[str, Any]] = {
+    "mnist5k": dict(dataset="mnist5k", model_kwargs={}),
+    "snmnist": dict(
+        dataset="synthetic-nmnist",
+        n_train=2000,
+        n_test=500,
+        model_kwargs={"in_channels": 2, "image_size": 34, "static_input": False},
+        note="SYNTHETIC N-MNIST-like events (not N-MNIST), binned into T frames",
+    ),
+}
+for _tag, _data in _DSPIKE_DATA.items():
+    for _method, _m in _DSPIKE_METHODS.items():
+        for _T in (6, 4, 2):
+            _kw = dict(_data)
+            _mk = dict(_kw.pop("model_kwargs"))
+            _mk.update(surrogate=_m["surrogate"], b=1.0, a=1.0, leak=0.5, vth=0.5)
+            _add(
+                TrainConfig(
+                    name=f"dspike-{_tag}-cnn-{_method}-t{_T}",
+                    model="dspike-mnist-cnn",
+                    neuron="dspike",
+                    T=_T,
+                    model_kwargs=_mk,
+                    epochs=3,
+                    batch_size=64,
+                    optimizer="adam",
+                    lr=2e-3,
+                    weight_decay=0.0,
+                    schedule="cosine",
+                    temperature_search=bool(_m["search"]),
+                    **_kw,
+                )
+            )

@@ -11,8 +11,9 @@ Eq. 10) is, coordinate by coordinate, the central difference::
   current value of ``param`` (the parameter is perturbed in place and restored bit-exactly);
 * or batched: ``batched_loss_fn(deltas)`` takes ``K`` perturbations ``[K, *param.shape]`` and
   returns the ``K`` losses at ``param + delta`` in one pass (e.g. a network whose first layer
-  is evaluated with ``K`` weight sets, see :meth:`snnsim.train.dspike.DspikeNet.first_layer_losses`);
-  ``chunk`` perturbations per call bound the memory.
+  is evaluated with ``K`` weight sets, see
+  :meth:`snnsim.nn.dspike.DspikeNet.first_layer_losses`); ``chunk`` perturbations per call
+  bound the memory.
 
 ``coords`` restricts the estimate to a subset of flat indices (the others are returned as 0 and
 the same subset should be compared, :func:`cosine_similarity` takes ``coords`` too).
@@ -42,10 +43,12 @@ def finite_difference_grad(
     batched_loss_fn: BatchedLossFn | None = None,
     chunk: int = 64,
     coords: Sequence[int] | Tensor | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> Tensor:
     """Central-difference gradient of the loss with respect to ``param`` (same shape, float64
     accumulation, returned in ``param``'s dtype). Give ``loss_fn`` (closure) or
-    ``batched_loss_fn`` (perturbations ``[K, *shape]`` -> losses ``[K]``)."""
+    ``batched_loss_fn`` (perturbations ``[K, *shape]`` -> losses ``[K]``). ``progress(k)`` is
+    called after every ``k`` coordinates done (e.g. a progress bar's ``update``)."""
     if eps <= 0:
         raise ValueError(f"finite_difference_grad: eps must be > 0, got {eps}")
     if (loss_fn is None) == (batched_loss_fn is None):
@@ -67,7 +70,10 @@ def finite_difference_grad(
             lm = float(loss_fn())
             flat[k] = orig
             grad[k] = (lp - lm) / (2.0 * eps)
+            if progress is not None:
+                progress(1)
         return grad.to(param.dtype).reshape(param.shape)
+    assert batched_loss_fn is not None  # exactly one of the two, checked above
     if chunk < 1:
         raise ValueError(f"finite_difference_grad: chunk must be >= 1, got {chunk}")
     half = max(1, chunk // 2)
@@ -86,6 +92,8 @@ def finite_difference_grad(
                 f"batched_loss_fn returned shape {list(losses.shape)}, expected [{2 * m}]"
             )
         grad[sel] = (losses[:m] - losses[m:]) / (2.0 * eps)
+        if progress is not None:
+            progress(m)
     return grad.to(param.dtype).reshape(param.shape)
 
 

@@ -53,7 +53,6 @@ pub(crate) fn run_add<'b, V: EngineValue>(
         }
     }
     narrow_into(node, cx.g, acc, &mut outb.d)?;
-    acc.fill(V::Wide::default());
     outb.finish(cx.plan.slot_kind[node.slot]);
     Ok(())
 }

@@ -1,6 +1,9 @@
-//! Conv2d nodes: the kernel patch of each active input scattered into the outputs it reaches.
+//! Conv2d nodes: the active inputs of a step through the kernel, by scatter when few are active
+//! and by gather (output-stationary) when many are (`crate::kernels::conv`; same results).
 
-use super::{gather_active, narrow_into, needs_wide, wide_bias};
+use rayon::prelude::*;
+
+use super::{narrow_into, needs_wide, wide_bias};
 use crate::engine::network::{ConvOp, Kind, Node};
 use crate::engine::state::{Buf, SampleOut, Scratch};
 use crate::engine::step::StepCtx;
@@ -9,8 +12,25 @@ use crate::error::{Result, SnnError};
 use crate::kernels::{self, fill_bias};
 use crate::numeric::{Mac, Value, Weight, WeightVisitor};
 
+/// Gather rather than scatter once the step's work (SOPs) exceeds this many per window tap of
+/// the output (the gather visits every tap of every output position; the scatter pays a store
+/// of the accumulators per tap of every active input).
+const GATHER_SOPS_PER_TAP: u64 = 12;
+
+/// A gather step of at least this many SOPs is split across the sample's threads (below it the
+/// hand-off costs more than it saves).
+const PAR_MIN_SOPS: u64 = 1 << 17;
+
 pub(crate) struct ConvVisit<'a, V: Value> {
     fast: bool,
+    /// Output-stationary: `(dense input, position starts)`.
+    gather: Option<(&'a [V], &'a [u32])>,
+    unit: bool,
+    /// Threads the gather is split across (by output positions).
+    split: usize,
+    /// int8 weights: terms per 16-bit partial sum (0: no 16-bit sums).
+    flush: usize,
+    bias: Option<&'a [V]>,
     acc: &'a mut [V],
     acc_w: &'a mut [V::Wide],
     g: &'a kernels::Geom,
@@ -26,14 +46,67 @@ impl<V: Value> WeightVisitor<V> for ConvVisit<'_, V> {
         V: Mac<W>,
         V::Wide: Mac<W>,
     {
-        if self.fast {
-            kernels::conv_scatter::<V, W>(self.acc, w, self.g, self.items, self.xs);
-        } else {
-            kernels::conv_scatter::<V::Wide, W>(self.acc_w, w, self.g, self.items, self.xs_w);
+        let (g, items) = (self.g, self.items);
+        match (self.fast, self.gather) {
+            (true, Some((x, starts))) => {
+                let inp = kernels::Active {
+                    x,
+                    nz: items,
+                    starts,
+                    unit: self.unit,
+                };
+                let (bias, flush) = (self.bias, self.flush);
+                let run = |a: &mut [V], first: usize| {
+                    if flush > 0 {
+                        if let (Some(a32), Some(w8), Some(x32)) =
+                            (V::as_i32_mut(a), W::as_i8(w), V::as_i32(x))
+                        {
+                            let inp = kernels::Active {
+                                x: x32,
+                                nz: inp.nz,
+                                starts: inp.starts,
+                                unit: inp.unit,
+                            };
+                            let b32 = bias.and_then(V::as_i32);
+                            kernels::conv_gather_i16(a32, w8, g, inp, b32, first, flush);
+                            return;
+                        }
+                    }
+                    kernels::conv_gather::<V, W>(a, w, g, inp, bias, first)
+                };
+                if self.split > 1 {
+                    let per = (g.ho * g.wo).div_ceil(self.split);
+                    self.acc
+                        .par_chunks_mut(per * g.co)
+                        .enumerate()
+                        .for_each(|(k, a)| run(a, k * per));
+                } else {
+                    run(self.acc, 0)
+                }
+            }
+            (true, None) => kernels::conv_scatter::<V, W>(self.acc, w, g, items, self.xs),
+            (false, _) => kernels::conv_scatter::<V::Wide, W>(self.acc_w, w, g, items, self.xs_w),
         }
     }
 }
 
+/// Terms per 16-bit partial sum of the int8 gather: as many as keep `|sum| <= i16::MAX` for
+/// the step's largest input and the node's largest weight; 0 (no 16-bit sums) when fewer than
+/// 8 would fit or the node is not integer.
+fn narrow_flush(w_max: i64, max_x: i64) -> usize {
+    let m = w_max.saturating_mul(max_x);
+    if m <= 0 {
+        return 0;
+    }
+    let n = i16::MAX as i64 / m;
+    if n >= 8 {
+        n as usize
+    } else {
+        0
+    }
+}
+
+/// One step of a conv node.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_conv<V: EngineValue>(
     cx: &StepCtx<'_, V>,
@@ -46,49 +119,66 @@ pub(crate) fn run_conv<V: EngineValue>(
     so: &mut SampleOut<'_>,
     li: usize,
 ) -> Result<()> {
+    let g = &op.g;
     let binary = cx.net.slot_binary[node.inputs[0]];
     let Scratch {
         rows,
         xs,
         xs_w,
         acc_w,
+        starts,
         ..
     } = sc;
     let (rows_s, xs_s) = match (rows.first_mut(), xs.first_mut()) {
         (Some(r), Some(x)) => (r, x),
         _ => return Err(SnnError::Internal("scratch".into())),
     };
-    let (rows, unit, max_x) = gather_active(inb, in_kind, binary, rows_s, xs_s);
+    let active: &[u32] = if in_kind == Kind::Sparse {
+        &inb.nz
+    } else {
+        kernels::collect_nonzero(&inb.d, rows_s);
+        rows_s
+    };
+    let (fan, max_x, unit) =
+        kernels::scan_active(active, &inb.d, g.c, g.h * g.w, &op.fanout, binary, starts);
+    let sops = fan * g.co as u64;
     match in_kind {
-        Kind::Sparse => {
-            let c = op.g.c;
-            let s: u64 = rows.iter().map(|&i| op.fanout[i as usize / c] as u64).sum();
-            so.sops[li] += s * op.g.co as u64;
-        }
+        Kind::Sparse => so.sops[li] += sops,
         _ => so.macs[li] += node.fanout_total,
     }
     let n = node.len;
     outb.dirty = true;
     let wide = needs_wide::<V>(op.w_abs, max_x, op.bias_abs);
+    let taps = (g.ho * g.wo * g.kh * g.kw) as u64;
+    let gather = !wide && sops >= GATHER_SOPS_PER_TAP * taps;
+    xs_s.clear();
+    xs_w.clear();
+    if !gather && !unit {
+        xs_s.extend(active.iter().map(|&i| inb.d[i as usize]));
+    }
     if wide {
-        xs_w.clear();
         xs_w.extend(xs_s.iter().map(|v| v.wide()));
         wide_bias(acc_w, op.bias.as_deref(), n);
-    } else {
+    } else if !gather {
         fill_bias(&mut outb.d, op.bias.as_deref());
     }
     let vis = ConvVisit {
         fast: !wide,
+        gather: gather.then_some((inb.d.as_slice(), starts.as_slice())),
+        unit,
+        split: if sops >= PAR_MIN_SOPS { cx.par } else { 1 },
+        flush: narrow_flush(op.w_max, max_x),
+        bias: op.bias.as_deref(),
         acc: &mut outb.d,
         acc_w: &mut acc_w[..n],
-        g: &op.g,
-        items: rows,
+        g,
+        items: active,
         xs: if unit { None } else { Some(xs_s.as_slice()) },
         xs_w: if unit { None } else { Some(xs_w.as_slice()) },
     };
     V::visit_weights(&op.w, vis).map_err(|e| SnnError::Internal(e.to_string()))?;
     if wide {
-        narrow_into(node, cx.g, &acc_w[..n], &mut outb.d)?;
+        narrow_into(node, cx.g, &mut acc_w[..n], &mut outb.d)?;
     }
     Ok(())
 }

@@ -70,7 +70,7 @@ impl<V: Value> WeightVisitor<V> for LinearVisit<'_, '_, V> {
             }
             let xs_w = job.xs.map(|_| self.xs_w.as_slice());
             kernels::linear_rows::<V::Wide, W>(&mut self.acc_w[..n], w, n, job.rows, xs_w);
-            narrow_into(self.node, job.g, &self.acc_w[..n], job.acc)?;
+            narrow_into(self.node, job.g, &mut self.acc_w[..n], job.acc)?;
         }
         Ok(())
     }

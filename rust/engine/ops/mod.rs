@@ -66,14 +66,17 @@ pub(crate) fn needs_wide<V: Value>(w_abs: i64, max_x: i64, bias_abs: i64) -> boo
     bound > i32::MAX as i128
 }
 
-/// Finishes a wide (checked) accumulation: narrows `acc_w[..n]` into `out`.
+/// Finishes a wide (checked) accumulation: narrows `acc_w[..n]` into `out` and zeroes the
+/// accumulators it read (the scratch space is all zeros between uses: a pool scattering its
+/// window sums adds to it).
 pub(crate) fn narrow_into<V: Value>(
     node: &Node<V>,
     g: usize,
-    acc_w: &[V::Wide],
+    acc_w: &mut [V::Wide],
     out: &mut [V],
 ) -> Result<()> {
-    for (k, (o, &w)) in out.iter_mut().zip(acc_w).enumerate() {
+    for (k, (o, w)) in out.iter_mut().zip(acc_w.iter_mut()).enumerate() {
+        let w = std::mem::take(w);
         *o = V::narrow(w).ok_or_else(|| {
             overflow(
                 node,

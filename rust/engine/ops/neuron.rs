@@ -7,6 +7,8 @@ use crate::engine::step::StepCtx;
 use crate::engine::value::EngineValue;
 use crate::error::Result;
 use crate::format::OpKind;
+use rayon::prelude::*;
+
 use crate::kernels;
 use crate::neurons;
 
@@ -22,6 +24,47 @@ pub(crate) struct SpikeSink<'a, 'b> {
     pub(crate) t: usize,
 }
 
+/// Neuron layers of at least this many elements are split across the sample's threads.
+const PAR_MIN_ELEMS: usize = 1 << 14;
+
+/// One step of a spiking neuron node: membranes `m`, input `x`, spikes into `outb` (values and
+/// active list). Split by elements across `par` threads when the layer is large; returns
+/// `false` on int overflow.
+fn step_spikes<V: EngineValue>(
+    op: &NeuronOp<V>,
+    m: &mut [V],
+    x: &[V],
+    outb: &mut Buf<V>,
+    par: usize,
+    par_nz: &mut Vec<Vec<u32>>,
+) -> bool {
+    let n = m.len();
+    if par < 2 || n < PAR_MIN_ELEMS {
+        let ok = neurons::step(&op.params, op.period, m, x, &mut outb.d);
+        kernels::collect_nonzero(&outb.d, &mut outb.nz);
+        return ok;
+    }
+    let per = n.div_ceil(par).div_ceil(op.period) * op.period;
+    par_nz.resize_with(n.div_ceil(per), Vec::new);
+    let ok = m
+        .par_chunks_mut(per)
+        .zip(x.par_chunks(per))
+        .zip(outb.d.par_chunks_mut(per))
+        .zip(par_nz.par_iter_mut())
+        .map(|(((m, x), o), nz)| {
+            let ok = neurons::step(&op.params, op.period, m, x, o);
+            kernels::collect_nonzero(o, nz);
+            ok
+        })
+        .reduce(|| true, |a, b| a && b);
+    outb.nz.clear();
+    for (k, nz) in par_nz.iter().enumerate() {
+        let base = (k * per) as u32;
+        outb.nz.extend(nz.iter().map(|&i| i + base));
+    }
+    ok
+}
+
 /// One step of neuron node `ni`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_neuron<V: EngineValue>(
@@ -35,6 +78,7 @@ pub(crate) fn run_neuron<V: EngineValue>(
     so: &mut SampleOut<'_>,
     li: usize,
     sink: &mut SpikeSink<'_, '_>,
+    par_nz: &mut Vec<Vec<u32>>,
 ) -> Result<()> {
     so.su[li] += node.len as u64;
     let ok = if node.kind == OpKind::Integrate {
@@ -43,8 +87,7 @@ pub(crate) fn run_neuron<V: EngineValue>(
         outb.dirty = true;
         ok
     } else {
-        let ok = neurons::step(&op.params, op.period, m, &inb.d, &mut outb.d);
-        kernels::collect_nonzero(&outb.d, &mut outb.nz);
+        let ok = step_spikes(op, m, &inb.d, outb, sx.par, par_nz);
         outb.dirty = false;
         so.spikes[li] += outb.nz.len() as u64;
         let t = sink.t;

@@ -31,12 +31,30 @@ pub(crate) fn run_pool<V: EngineValue>(
 ) -> Result<()> {
     let n = node.len;
     if in_kind == Kind::Sparse {
-        let c = op.g.c;
-        so.aux[li] += inb
-            .nz
-            .iter()
-            .map(|&i| op.fanout[i as usize / c] as u64)
-            .sum::<u64>();
+        so.aux[li] += kernels::fanout_sum(&inb.nz, op.g.c, &op.fanout);
+        // Spikes in windows of fewer than 2^31 elements: the sums stay in the value type, so a
+        // dense pass over all windows (vectorised over channels) beats scattering once a
+        // quarter of the outputs could be reached.
+        let binary = cx.net.slot_binary[node.inputs[0]];
+        if binary && inb.nz.len() * 4 >= n && op.g.kh * op.g.kw < (1 << 31) {
+            kernels::pool_dense_exact(&inb.d, &op.g, &mut outb.d);
+            if op.avg {
+                let k = (op.g.kh * op.g.kw) as u32;
+                for (o, v) in outb.d.iter_mut().enumerate() {
+                    *v = V::avg_elem(v.wide(), k, op.m, op.f).ok_or_else(|| {
+                        overflow(
+                            node,
+                            cx.g,
+                            format!(
+                                "output element {o}: window sum {v:?} gives a value outside int32"
+                            ),
+                        )
+                    })?;
+                }
+            }
+            outb.finish(cx.plan.slot_kind[node.slot]);
+            return Ok(());
+        }
         outb.clear_sparse();
         sc.touched.clear();
         kernels::pool_scatter_sums::<V>(

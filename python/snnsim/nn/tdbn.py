@@ -17,12 +17,17 @@ independent batches of ``N / groups`` (group-major), each normalised with its ow
 and without updating the running statistics — ``groups`` perturbed copies of the network
 evaluated in one pass give the same losses as ``groups`` separate passes.
 ``update_stats = False`` keeps the running statistics frozen in training mode.
+``process_group`` (set by :func:`snnsim.train.distributed.enable_sync_batchnorm`, normally
+``None``): in training with ``groups == 1`` the statistics span every process of a distributed
+run (:mod:`snnsim.nn.syncbn`).
 
 :meth:`TdBN.fold` returns the per-channel ``(scale, shift)`` of the evaluation-mode transform
 ``y = scale * x + shift`` for folding into the preceding conv/linear.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +38,9 @@ __all__ = ["TdBN"]
 
 class TdBN(nn.Module):
     """tdBN over ``[T, N, C, ...]`` with learnable ``weight`` (gamma) and ``bias`` (beta)."""
+
+    running_mean: Tensor
+    running_var: Tensor
 
     def __init__(
         self,
@@ -54,6 +62,7 @@ class TdBN(nn.Module):
         self.register_buffer("running_var", torch.ones(channels))
         self.groups = 1
         self.update_stats = True
+        self.process_group: Any = None
 
     @property
     def scale(self) -> float:
@@ -73,6 +82,10 @@ class TdBN(nn.Module):
                 flat, self.running_mean, self.running_var, g, self.bias, False, 0.0, self.eps
             )
             return y.reshape(x.shape)
+        if self.groups == 1 and self.process_group is not None:
+            from .syncbn import tdbn_forward
+
+            return tdbn_forward(self, x)
         if self.groups == 1:
             flat = x.reshape((T * N,) + tuple(x.shape[2:]))
             if self.update_stats:
@@ -111,4 +124,7 @@ class TdBN(nn.Module):
         return scale, shift
 
     def extra_repr(self) -> str:
-        return f"{self.channels}, alpha={self.alpha}, vth={self.vth}, eps={self.eps}, momentum={self.momentum}"
+        return (
+            f"{self.channels}, alpha={self.alpha}, vth={self.vth}, eps={self.eps}, "
+            f"momentum={self.momentum}"
+        )

@@ -4,7 +4,7 @@ Between layers flows a :class:`Seq`: the per-step tensor ``steps`` (``[T*B, ...]
 step ``t`` is rows ``t*B .. t*B+B-1``), or, for a *static* sequence (the same value at every
 step, e.g. the first layer's current for an image), one ``[B, ...]`` tensor; and, in the
 ``"rate"`` training mode, ``rate``: the graph tensor ``[B, ...]`` whose value is the uniform
-time mean of ``steps`` and through which the gradient flows (see :mod:`snnsim.train.dsr`).
+time mean of ``steps`` and through which the gradient flows (see :mod:`snnsim.nn.dsr`).
 
 Every layer also accepts a plain tensor and then acts as the ordinary torch layer, so the same
 model definition with ReLU in place of the neurons is the ANN baseline.
@@ -16,7 +16,7 @@ The layers subclass the torch layers (``ConvT`` is an ``nn.Conv2d``, ``BatchNorm
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import torch
 import torch.nn.functional as F
@@ -108,7 +108,11 @@ Flow = Union[Tensor, Seq]
 
 # ---------------------------------------------------------------------- linear ops
 class _AffineMixin:
-    def _spec(self) -> tuple:
+    # provided by the torch layer this is mixed into (Conv2d, Linear)
+    weight: Tensor
+    bias: Any
+
+    def _spec(self) -> tuple[Any, ...]:
         raise NotImplementedError
 
     def _seq_forward(self, x: Seq, plain: Any) -> Seq:
@@ -117,7 +121,7 @@ class _AffineMixin:
         with torch.no_grad():
             steps = plain(x.steps)
             value = steps if x.static else time_mean(steps, x.T)
-        rate = AffineRateFn.apply(x.rate, self.weight, self.bias, value, self._spec())  # type: ignore[attr-defined]
+        rate = AffineRateFn.apply(x.rate, self.weight, self.bias, value, self._spec())
         if x.static:
             return Seq(steps, x.T, x.static, rate)
         return Seq(steps, x.T, x.static, rate, (self, x.steps), (x.rate.detach(), value))
@@ -133,7 +137,7 @@ class _AffineMixin:
             grad_out.contiguous(memory_format=memory_format_of(inp)),
             inp,
             self.weight,
-            None,  # type: ignore[attr-defined]
+            None,
             list(stride),
             list(padding),
             list(dilation),
@@ -147,14 +151,14 @@ class _AffineMixin:
 class ConvT(_AffineMixin, nn.Conv2d):
     """``nn.Conv2d`` over a :class:`Seq` (a static input is convolved once).
 
-    ``channels_last`` (set by :class:`~snnsim.train.net.DSRNet`): store the output
+    ``channels_last`` (set by :class:`~snnsim.nn.net.DSRNet`): store the output
     channels-last. The input alone cannot decide it when it has one channel (an MNIST image is
     contiguous in both formats, and convolution then keeps the plain format), so the first conv
     converts its output and every layer after it follows."""
 
     channels_last: bool = False
 
-    def _spec(self) -> tuple:
+    def _spec(self) -> tuple[Any, ...]:
         if isinstance(self.padding, str) or self.padding_mode != "zeros":
             raise ValueError("ConvT supports numeric zero padding only")
         return ("conv2d", self.stride, self.padding, self.dilation, self.groups)
@@ -165,7 +169,7 @@ class ConvT(_AffineMixin, nn.Conv2d):
             y = y.contiguous(memory_format=torch.channels_last)
         return y
 
-    def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+    def forward(self, x: Flow) -> Flow:  # type: ignore[override]  # takes a Seq as well as a Tensor
         if isinstance(x, Tensor):
             return self._conv(x)
         return self._seq_forward(x, self._conv)
@@ -174,10 +178,10 @@ class ConvT(_AffineMixin, nn.Conv2d):
 class LinearT(_AffineMixin, nn.Linear):
     """``nn.Linear`` over a :class:`Seq`."""
 
-    def _spec(self) -> tuple:
+    def _spec(self) -> tuple[Any, ...]:
         return ("linear",)
 
-    def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+    def forward(self, x: Flow) -> Flow:  # type: ignore[override]  # takes a Seq as well as a Tensor
         if isinstance(x, Tensor):
             return super().forward(x)
         return self._seq_forward(x, super().forward)
@@ -198,7 +202,23 @@ class _BNTMixin:
     :class:`_RateBatchNormFn`); costs one weight-gradient op over the ``T*B`` steps in the
     forward."""
 
+    # provided by the torch batch norm this is mixed into
+    weight: nn.Parameter
+    bias: nn.Parameter
+    running_mean: Tensor | None
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
+    eps: float
+    momentum: float | None
+    track_running_stats: bool
+    training: bool
+
     exact_rate_grad: bool = False
+    # distributed training: statistics over every process (snnsim.nn.syncbn), else None
+    process_group: Any = None
+
+    def _synced(self) -> bool:
+        return self.process_group is not None and self.training
 
     def _seq_forward(self, x: Seq, plain: Any) -> Seq:
         if x.rate is None:
@@ -212,12 +232,12 @@ class _BNTMixin:
                 self.weight,
                 self.bias,
                 self.running_mean,
-                self.running_var,  # type: ignore[attr-defined]
+                self.running_var,
                 True,
                 0.0 if momentum is None else momentum,
-                self.eps,  # type: ignore[attr-defined]
+                self.eps,
             )
-            var_all = invstd.double().pow(-2).sub(self.eps).to(z.dtype)  # type: ignore[attr-defined]
+            var_all = invstd.double().pow(-2).sub(self.eps).to(z.dtype)
             cov = None
             if self.exact_rate_grad and x.producer is not None and not x.static:
                 # K = sum_{b,t} (z - zbar) (x) in = sum z (x) in - T * sum_b zbar (x) inbar:
@@ -236,11 +256,11 @@ class _BNTMixin:
 
     def _momentum_now(self) -> float | None:
         """Counts the batch (when running statistics are tracked) and returns the momentum."""
-        momentum = self.momentum  # type: ignore[attr-defined]
-        if self.track_running_stats:  # type: ignore[attr-defined]
-            self.num_batches_tracked.add_(1)  # type: ignore[attr-defined]
+        momentum = self.momentum
+        if self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
             if momentum is None:
-                momentum = 1.0 / float(self.num_batches_tracked)  # type: ignore[attr-defined]
+                momentum = 1.0 / float(self.num_batches_tracked)
         return momentum
 
     @torch.no_grad()
@@ -248,12 +268,12 @@ class _BNTMixin:
         """The running-statistics update of one training batch whose statistics over ``count``
         values per channel are ``mean`` and the biased ``var`` (as ``native_batch_norm``)."""
         momentum = self._momentum_now()
-        if not self.track_running_stats or self.running_mean is None:  # type: ignore[attr-defined]
+        if not self.track_running_stats or self.running_mean is None or self.running_var is None:
             return
         m = 0.0 if momentum is None else momentum
         unbiased = var * (count / max(count - 1, 1))
-        self.running_mean.mul_(1 - m).add_(mean.to(self.running_mean.dtype), alpha=m)  # type: ignore[attr-defined]
-        self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)  # type: ignore[attr-defined]
+        self.running_mean.mul_(1 - m).add_(mean.to(self.running_mean.dtype), alpha=m)
+        self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)
 
     def rate_graph(
         self, zb: Tensor, var_all: Tensor, cov: tuple[Tensor, Tensor, int] | None = None
@@ -263,8 +283,12 @@ class _BNTMixin:
         fused forward and one batch-norm backward kernel (:class:`_RateBatchNormFn`).
         ``cov = (W, K, T)``: the producing op's weight and the weight gradient of the steps'
         deviations from their time means, for the exact weight gradient."""
+        if self.process_group is not None:
+            from .syncbn import rate_graph
+
+            return rate_graph(self, zb, var_all, cov)
         w_op, K, T = cov if cov is not None else (None, None, 1)
-        return _RateBatchNormFn.apply(zb, var_all, self.weight, self.bias, self.eps, w_op, K, T)  # type: ignore[attr-defined]
+        return _RateBatchNormFn.apply(zb, var_all, self.weight, self.bias, self.eps, w_op, K, T)
 
     def rate_graph_reference(self, zb: Tensor, var_all: Tensor) -> Tensor:
         """:meth:`rate_graph` written as plain autograd ops (the definition it is tested
@@ -275,10 +299,10 @@ class _BNTMixin:
         d = zb - mu
         between = (d * d).mean(dim=dims)
         within = (var_all - between.detach()).clamp_min(0.0)
-        inv = torch.rsqrt(between + within + self.eps).reshape(shape)  # type: ignore[attr-defined]
+        inv = torch.rsqrt(between + within + self.eps).reshape(shape)
         y = d * inv
-        if self.weight is not None:  # type: ignore[attr-defined]
-            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)  # type: ignore[attr-defined]
+        if self.weight is not None:
+            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
         return y
 
 
@@ -305,7 +329,7 @@ class _RateBatchNormFn(torch.autograd.Function):
         var_all: Tensor,
         weight: Tensor | None,
         bias: Tensor | None,
-        eps: float,  # type: ignore[override]
+        eps: float,
         w_op: Tensor | None = None,
         K: Tensor | None = None,
         T: int = 1,
@@ -320,7 +344,7 @@ class _RateBatchNormFn(torch.autograd.Function):
         return F.batch_norm(zb, mu, var, weight, bias, False, 0.0, eps)
 
     @staticmethod
-    def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:
         zb, weight, mu, invstd, K = ctx.saved_tensors
         need = ctx.needs_input_grad
         gz, gw, gb = torch.ops.aten.native_batch_norm_backward(
@@ -349,7 +373,11 @@ class _RateBatchNormFn(torch.autograd.Function):
 class BatchNormT(_BNTMixin, nn.BatchNorm2d):
     """``nn.BatchNorm2d`` over time (statistics over ``T*B``)."""
 
-    def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+    def forward(self, x: Flow) -> Flow:  # type: ignore[override]  # takes a Seq as well as a Tensor
+        if self._synced():
+            from .syncbn import bnt_forward
+
+            return bnt_forward(self, x)
         if isinstance(x, Tensor):
             return super().forward(x)
         return self._seq_forward(x, super().forward)
@@ -358,7 +386,11 @@ class BatchNormT(_BNTMixin, nn.BatchNorm2d):
 class BatchNorm1dT(_BNTMixin, nn.BatchNorm1d):
     """``nn.BatchNorm1d`` over time (statistics over ``T*B``)."""
 
-    def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+    def forward(self, x: Flow) -> Flow:  # type: ignore[override]  # takes a Seq as well as a Tensor
+        if self._synced():
+            from .syncbn import bnt_forward
+
+            return bnt_forward(self, x)
         if isinstance(x, Tensor):
             return super().forward(x)
         return self._seq_forward(x, super().forward)
@@ -383,7 +415,7 @@ class AvgPoolT(nn.AvgPool2d):
             return None
         return int(k)
 
-    def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+    def forward(self, x: Flow) -> Flow:  # type: ignore[override]  # takes a Seq as well as a Tensor
         if isinstance(x, Tensor):
             return super().forward(x)
         return x.map(super().forward)
@@ -392,7 +424,7 @@ class AvgPoolT(nn.AvgPool2d):
 class FlattenT(nn.Flatten):
     """``nn.Flatten`` (from dim 1) applied at every step."""
 
-    def forward(self, x: Flow) -> Flow:  # type: ignore[override]
+    def forward(self, x: Flow) -> Flow:  # type: ignore[override]  # takes a Seq as well as a Tensor
         if isinstance(x, Tensor):
             return super().forward(x)
         return x.map(super().forward)
@@ -586,12 +618,13 @@ class Readout(nn.Module):
         if isinstance(x, Tensor):
             return x
         T, cfg = x.T, self.cfg
+        value_fn: Callable[[Tensor], Tensor]
         if cfg is None or cfg.kind == "if" or x.static:
-            value_fn = lambda s: s if x.static else time_mean(s, T)  # noqa: E731
+            value_fn = lambda s: s if x.static else time_mean(s, T)  # noqa: E731 - one-line law per branch
             scale = 1.0
         else:
             w = lif_weights(T, cfg, x.steps)
-            value_fn = lambda s: torch.tensordot(w, s.reshape((T, -1) + tuple(s.shape[1:])), dims=1)  # noqa: E731
+            value_fn = lambda s: torch.tensordot(w, s.reshape((T, -1) + tuple(s.shape[1:])), dims=1)  # noqa: E731 - one-line law per branch
             scale = float(T * (w.double() ** 2).sum())
         if x.rate is None:
             return value_fn(x.steps)

@@ -26,7 +26,7 @@ def neuron_config(neuron: str, T: int, **overrides: object) -> DSRNeuronConfig |
         return None
     if neuron not in ("if", "lif"):
         raise ValueError(f"neuron must be 'if', 'lif' or 'relu', got {neuron!r}")
-    kind: NeuronKind = neuron  # type: ignore[assignment]
+    kind: NeuronKind = neuron  # type: ignore[assignment]  # checked just above
     cfg = dsr_defaults(kind, T)
     kw = {k: v for k, v in overrides.items() if v is not None}
     return cfg.with_(**kw) if kw else cfg
@@ -48,7 +48,7 @@ class DSRNet(nn.Module):
     (``[B, T, C, H, W]``, e.g. event frames); ``channels_last``: store 4-D activations
     channels-last (often faster on CPU); ``time_chunk``: in the rate form, run the steps
     through the network this many at a time so the peak training memory does not grow with
-    ``T`` (:mod:`snnsim.train.chunked`; flat bodies only; costs one extra partial forward per
+    ``T`` (:mod:`snnsim.nn.chunked`; flat bodies only; costs one extra partial forward per
     batch norm on a time-varying input). ``None``: all steps at once. ``exact_bn_grad``
     (default on): in the rate form, add the batch norms' temporal-deviation weight-gradient
     term so the gradients equal the per-step form's (the public DSR code's) for IF networks
@@ -94,7 +94,7 @@ class DSRNet(nn.Module):
         self._exact_bn_grad = bool(on)
         for m in self.modules():
             if hasattr(m, "exact_rate_grad"):
-                m.exact_rate_grad = self._exact_bn_grad
+                m.exact_rate_grad = self._exact_bn_grad  # type: ignore[assignment]  # hasattr: a batch norm over time
 
     @property
     def channels_last(self) -> bool:

@@ -2,7 +2,7 @@
 
 Each surrogate is a callable object usable as the ``spike_fn`` hook of
 :func:`snnsim.neurons.dspike_lif_step`: it receives ``x = U - fire`` and returns the spikes
-``1[x > 0]`` (strict, SPEC §1.2) whose backward is the surrogate derivative ``dS/dU``:
+``1[x > 0]`` (strict, docs/semantics.md §1.2) whose backward is the surrogate derivative ``dS/dU``:
 
 * :class:`DspikeSurrogate` (Li et al., NeurIPS 2021, the Dspike function with temperature
   ``b`` and half-width ``w``)::
@@ -67,13 +67,13 @@ def triangle_grad(x: Tensor, a: float = 1.0) -> Tensor:
 
 class _SpikeFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, grad_fn: Callable[[Tensor], Tensor]) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, grad_fn: Callable[[Tensor], Tensor]) -> Tensor:
         ctx.save_for_backward(x)
         ctx.grad_fn = grad_fn
         return (x > 0).to(x.dtype)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None]:
         (x,) = ctx.saved_tensors
         return g * ctx.grad_fn(x), None
 

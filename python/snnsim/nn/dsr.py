@@ -1,5 +1,5 @@
 """DSR neurons for training (Meng et al., CVPR 2022): forward = the true SNN over ``T`` steps,
-backward = the spike-representation mapping (``SPEC.md`` §1.1).
+backward = the spike-representation mapping (docs/semantics.md §1.1).
 
 The forward pass simulates each neuron layer with the step functions of
 :mod:`snnsim.neurons` (:func:`~snnsim.neurons.dsr_if_step`, :func:`~snnsim.neurons.dsr_lif_step`);
@@ -31,7 +31,7 @@ Two backward forms, selected per network (``mode``):
     form's (the upstream gradient of a linear op is constant over time in that form). With
     batch norm over time, the gradient through the batch variance keeps only its between-sample
     part (the within-sample temporal variance enters as a constant), see
-    :class:`snnsim.train.layers.BatchNormT`.
+    :class:`snnsim.nn.layers.BatchNormT`.
 
 Units: currents and thresholds are in the membrane's units; ``dt`` and ``tau`` in the same
 (arbitrary) time unit, ``lambda = exp(-dt/tau)``.
@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
+from ..native import optional_core
 from ..neurons import DsrIFParams, DsrLIFParams, dsr_if_step, dsr_lif_step
 
 __all__ = [
@@ -120,7 +121,7 @@ class DSRNeuronConfig:
 
 
 def dsr_defaults(kind: NeuronKind, T: int) -> DSRNeuronConfig:
-    """The paper's defaults by latency (``SPEC.md`` §1.1): IF ``theta0 = 6, alpha = 0.5,
+    """The paper's defaults by latency (docs/semantics.md §1.1): IF ``theta0 = 6, alpha = 0.5,
     bound = 0.01``; LIF ``tau = 1`` and ``T >= 16``: ``theta0 0.3, bound 5e-4, dt 0.05,
     alpha 0.3``; ``8 <= T <= 15``: as ``T = 20`` with ``alpha 0.4``; ``T <= 7``: ``theta0 0.6,
     bound 1e-3, dt 0.1, alpha 0.5``."""
@@ -223,25 +224,9 @@ class DSRForward:
     time mean of ``out``) and ``spikes`` (how many spikes fired, a 0-d tensor)."""
 
     out: Tensor
-    I: Tensor  # noqa: E741
+    I: Tensor
     r: Tensor
     spikes: Tensor
-
-
-def _native() -> Any:
-    """The native module when it is importable, else ``None`` (torch fallback)."""
-    global _NATIVE
-    if _NATIVE is False:
-        try:
-            from .. import _core
-
-            _NATIVE = _core if hasattr(_core, "dsr_forward") else None
-        except ImportError:
-            _NATIVE = None
-    return _NATIVE
-
-
-_NATIVE: Any = False
 
 
 def _flat(t: Tensor) -> Tensor | None:
@@ -251,6 +236,15 @@ def _flat(t: Tensor) -> Tensor | None:
     if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last):
         return t.permute(0, 2, 3, 1).reshape(-1)
     return None
+
+
+def _flat_np(t: Tensor) -> Any:
+    """The numpy array of :func:`_flat` for a tensor allocated in its memory format (always
+    flat in memory order)."""
+    f = _flat(t)
+    if f is None:
+        raise RuntimeError(f"tensor of shape {tuple(t.shape)} is not dense in memory order")
+    return f.numpy()
 
 
 @torch.no_grad()
@@ -270,7 +264,7 @@ def dsr_forward(
     ``pool=k``: the outputs go through a ``k x k`` average pool (stride ``k``, no padding, as
     ``nn.AvgPool2d(k)``) before they are returned, so ``out`` is the pooled ``[T*B, C, H/k,
     W/k]``; natively the full-size outputs are never stored. ``I`` and ``r`` stay full size."""
-    core = _native()
+    core = optional_core("dsr_forward")
     xf = (
         _flat(x)
         if (core is not None and x.device.type == "cpu" and x.dtype == torch.float32)
@@ -279,7 +273,7 @@ def dsr_forward(
     poolable = (
         pool is not None and x.ndim == 4 and x.shape[2] % pool == 0 and x.shape[3] % pool == 0
     )
-    if xf is None or (pool is not None and not poolable):
+    if core is None or xf is None or (pool is not None and not poolable):
         out = simulate_dsr(x, T, theta, cfg, static)
         r = out.reshape((T, out.shape[0] // T) + tuple(out.shape[1:])).mean(0)
         spikes = (out != 0).sum()
@@ -295,16 +289,16 @@ def dsr_forward(
         out_shape = (C, H // pool, W // pool)
         native_pool = (pool, C, H, W, fmt == torch.channels_last)
     out = _empty((T * B,) + out_shape, x, fmt)
-    I = _empty((B,) + tuple(x.shape[1:]), x, fmt)  # noqa: E741
+    I = _empty((B,) + tuple(x.shape[1:]), x, fmt)
     r = torch.empty_like(I)
     kw = _native_law(theta.detach().to(dtype=x.dtype), cfg)
     if cfg.kind == "lif" and not static:
         kw["current_weights"] = lif_weights(T, cfg, x).numpy()
     n = core.dsr_forward(
         xf.numpy(),
-        _flat(out).numpy(),
-        _flat(I).numpy(),
-        _flat(r).numpy(),
+        _flat_np(out),
+        _flat_np(I),
+        _flat_np(r),
         T,
         static,
         cfg.kind,
@@ -332,32 +326,28 @@ def dsr_forward_chunk(
     share of the means to ``I_acc`` (``sum_t w_t x_t`` with ``current_weights``, the chunk's
     slice of the whole run's weights) and ``r_acc`` (``sum_t out_t / T``). Returns the chunk's
     outputs ``[steps*B, ...]`` and its spike count. The spikes are those of one whole run."""
-    core = _native()
-    flats = [_flat(t) for t in (x, membrane, I_acc, r_acc)] if core is not None else [None]
+    core = optional_core("dsr_forward")
     B = x.shape[0] if static else x.shape[0] // steps
     fmt = memory_format_of(x)
     out = _empty((steps * B,) + tuple(x.shape[1:]), x, fmt)
     th = theta.detach().to(dtype=x.dtype)
-    usable = (
+    if (
         core is not None
         and x.device.type == "cpu"
         and x.dtype == torch.float32
-        and all(f is not None for f in flats)
-        and _flat(out) is not None
+        and all(_flat(t) is not None for t in (x, membrane, I_acc, r_acc))
         and all(memory_format_of(t) == fmt for t in (membrane, I_acc, r_acc))
-    )
-    if usable:
-        xf, vf, cf, rf = flats
+    ):
         n = core.dsr_forward(
-            xf.numpy(),
-            _flat(out).numpy(),
-            cf.numpy(),
-            rf.numpy(),
+            _flat_np(x),
+            _flat_np(out),
+            _flat_np(I_acc),
+            _flat_np(r_acc),
             steps,
             static,
             cfg.kind,
             current_weights=current_weights.to(torch.float32).numpy(),
-            membrane=vf.numpy(),
+            membrane=_flat_np(membrane),
             accumulate=1.0 / T,
             **_native_law(th, cfg),
         )
@@ -378,41 +368,58 @@ def dsr_forward_chunk(
 
 
 # ---------------------------------------------------------------------- autograd: per-step form
+def _native_mask_grads(
+    G: Tensor,
+    I: Tensor,
+    theta: Tensor,
+    ub: Tensor,
+    cfg: DSRNeuronConfig,
+    need_theta: bool,
+) -> tuple[Tensor, Tensor | None] | None:
+    """:func:`_mask_grads` in one fused native pass (CPU, float32, equal shapes in one memory
+    order), else ``None``."""
+    core = optional_core("dsr_rate_backward")
+    if (
+        core is None
+        or G.device.type != "cpu"
+        or G.dtype != torch.float32
+        or I.dtype != torch.float32
+        or G.shape != I.shape
+    ):
+        return None
+    fmt = memory_format_of(I)
+    gI = torch.empty_like(I, memory_format=fmt)
+    If, Gf, out = _flat(I), _flat(G.contiguous(memory_format=fmt)), _flat(gI)
+    if If is None or Gf is None or out is None:
+        return None
+    over = core.dsr_rate_backward(
+        Gf.numpy(),
+        If.numpy(),
+        out.numpy(),
+        float(ub),
+        cfg.kind == "lif",
+        float(cfg.tau) if cfg.kind == "lif" else 1.0,
+    )
+    gtheta = None
+    if need_theta:
+        gtheta = torch.tensor(over * cfg.grad_scale, dtype=theta.dtype).reshape(theta.shape)
+    return gI, gtheta
+
+
 def _mask_grads(
     G: Tensor,
-    I: Tensor,  # noqa: E741
+    I: Tensor,
     theta: Tensor,
     cfg: DSRNeuronConfig,
     need_theta: bool,
 ) -> tuple[Tensor, Tensor | None]:
-    """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (SPEC §1.1). On the CPU in
-    float32 one fused native pass (``snnsim._core.dsr_rate_backward``) computes both."""
+    """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (docs/semantics.md §1.1).
+    On the CPU in float32 one fused native pass (``snnsim._core.dsr_rate_backward``) computes
+    both."""
     ub = _upper(theta.detach(), cfg)
-    core = _native()
-    if (
-        core is not None
-        and hasattr(core, "dsr_rate_backward")
-        and G.device.type == "cpu"
-        and G.dtype == torch.float32
-        and I.dtype == torch.float32
-        and G.shape == I.shape
-    ):
-        fmt = memory_format_of(I)
-        If, Gf = _flat(I), _flat(G.contiguous(memory_format=fmt))
-        if If is not None and Gf is not None:
-            gI = torch.empty_like(I, memory_format=fmt)
-            over = core.dsr_rate_backward(
-                Gf.numpy(),
-                If.numpy(),
-                _flat(gI).numpy(),  # type: ignore[union-attr]
-                float(ub),
-                cfg.kind == "lif",
-                float(cfg.tau) if cfg.kind == "lif" else 1.0,
-            )
-            gtheta = None
-            if need_theta:
-                gtheta = torch.tensor(over * cfg.grad_scale, dtype=theta.dtype).reshape(theta.shape)
-            return gI, gtheta
+    native = _native_mask_grads(G, I, theta, ub, cfg, need_theta)
+    if native is not None:
+        return native
     if cfg.kind == "if":
         mask = (I >= 0) & (I <= ub)
         gI = G * mask
@@ -434,16 +441,16 @@ class DSRStepFn(Function):
     @staticmethod
     def forward(
         ctx: Any, x: Tensor, theta: Tensor, T: int, cfg: DSRNeuronConfig, static: bool
-    ) -> Tensor:  # type: ignore[override]
+    ) -> Tensor:
         fwd = dsr_forward(x.detach(), T, theta, cfg, static)
-        out, I = fwd.out, fwd.I  # noqa: E741
+        out, I = fwd.out, fwd.I
         ctx.save_for_backward(I, theta)
         ctx.T, ctx.cfg, ctx.static = T, cfg, static
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        I, theta = ctx.saved_tensors  # noqa: E741
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        I, theta = ctx.saved_tensors
         T, cfg, static = ctx.T, ctx.cfg, ctx.static
         go = _time_view(grad_out, T)
         if cfg.kind == "if":
@@ -469,20 +476,15 @@ class DSRRateFn(Function):
 
     @staticmethod
     def forward(
-        ctx: Any,
-        I_graph: Tensor,
-        theta: Tensor,
-        I: Tensor,  # noqa: E741
-        r: Tensor,
-        cfg: DSRNeuronConfig,
-    ) -> Tensor:  # type: ignore[override]
+        ctx: Any, I_graph: Tensor, theta: Tensor, I: Tensor, r: Tensor, cfg: DSRNeuronConfig
+    ) -> Tensor:
         ctx.save_for_backward(I, theta)
         ctx.cfg = cfg
         return r  # returned as is (autograd makes it a view): no copy
 
     @staticmethod
-    def backward(ctx: Any, G: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        I, theta = ctx.saved_tensors  # noqa: E741
+    def backward(ctx: Any, G: Tensor) -> tuple[Tensor | None, ...]:
+        I, theta = ctx.saved_tensors
         gI, gtheta = _mask_grads(G, I, theta, ctx.cfg, ctx.needs_input_grad[1])
         return gI, gtheta, None, None, None
 
@@ -494,12 +496,12 @@ class ReadoutRateFn(Function):
     ``dL/dout_t = w_t dL/dr`` and the neuron collapses ``T * sum_t w_t dL/dout_t``."""
 
     @staticmethod
-    def forward(ctx: Any, r: Tensor, value: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, r: Tensor, value: Tensor, scale: float) -> Tensor:
         ctx.scale = scale
         return value
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         return g * ctx.scale, None, None
 
 
@@ -512,8 +514,13 @@ class AffineRateFn(Function):
 
     @staticmethod
     def forward(
-        ctx: Any, r_in: Tensor, weight: Tensor, bias: Tensor | None, value: Tensor, spec: tuple
-    ) -> Tensor:  # type: ignore[override]
+        ctx: Any,
+        r_in: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        value: Tensor,
+        spec: tuple[Any, ...],
+    ) -> Tensor:
         ctx.save_for_backward(r_in, weight)
         ctx.spec = spec
         ctx.has_bias = bias is not None
@@ -521,7 +528,7 @@ class AffineRateFn(Function):
         return value
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         r_in, weight = ctx.saved_tensors
         spec = ctx.spec
         need_in, need_w, need_b = (
