@@ -192,11 +192,14 @@ def _ci95(xs: list[float]) -> float | None:
 
 
 def task_run(method: str, b0: float, seed: int, epochs: int, data: Any) -> dict[str, Any]:
-    """One run of the temperature task (see the module docstring)."""
+    """One run of the temperature task (see the module docstring) through the trainer."""
     import time
 
+    from torch.utils.data import TensorDataset
+
     from snnsim.models import create_model
-    from snnsim.train.dspike_experiment import search_hook, train
+    from snnsim.train.dspike_experiment import to_train_config
+    from snnsim.train.trainer import Trainer
 
     torch.manual_seed(seed)
     model = create_model(
@@ -208,26 +211,35 @@ def task_run(method: str, b0: float, seed: int, epochs: int, data: Any) -> dict[
         surrogate="dspike",
         b=b0,
     )
-    # the experiment loop's recipe (Adam 2e-3, cosine, batch 64, FDG eps 0.1 on 16 samples,
-    # db 0.2); its dataset field only names the loader, the digits tensors are passed in
+    # the experiment recipe (Adam 2e-3, cosine, batch 64, no augmentation, FDG eps 0.1 on 16
+    # samples, db 0.2); its dataset field only names the loader, the digits tensors are given
     cfg = ExperimentConfig(
         dataset="mnist5k", method=method, T=TASK["T"], seed=seed, epochs=epochs, b0=b0, device="cpu"
     )
+    xtr, ytr, xte, yte = data
     t0 = time.time()
-    hook = search_hook(cfg, data) if method == "dspike-adaptive" else None
-    hist = train(model, cfg, data, epochs, hook, log=lambda s: print(s, flush=True))
+    tr = Trainer(
+        to_train_config(cfg),
+        None,
+        progress=False,
+        model=model,
+        datasets=(TensorDataset(xtr, ytr), TensorDataset(xte, yte)),
+    )
+    hist = tr.fit(log=lambda s: print(" ", s, flush=True))
     return {
         "task": TASK["name"],
         "method": method,
         "b0": b0,
         "seed": seed,
         "epochs": epochs,
-        "acc": hist[-1]["acc"],
-        "acc_curve": [h["acc"] for h in hist],
-        "temperatures": [h.get("b") for h in hist],
-        "cosines": [h.get("cosines") for h in hist] if method == "dspike-adaptive" else None,
-        "loss_curve": [h["loss"] for h in hist],
-        "rates": hist[-1]["rates"],
+        "acc": hist[-1]["test_acc"],
+        "acc_curve": [h["test_acc"] for h in hist],
+        "temperatures": [h.get("temperature") for h in hist],
+        "cosines": (
+            [h.get("temperature_cosines") for h in hist] if method == "dspike-adaptive" else None
+        ),
+        "loss_curve": [h["train_loss"] for h in hist],
+        "rates": hist[-1]["firing_rates"],
         "time_s": round(time.time() - t0, 1),
         "lr": cfg.lr,
         "db": cfg.db,
@@ -302,6 +314,7 @@ def run_task(args: argparse.Namespace) -> None:
                 continue
             print(f"== {TASK['name']} {method} b0={b0} seed={seed}", flush=True)
             row = task_run(method, b0, seed, args.epochs, data)
+            row["command"] = " ".join(["python", "benches/train_dspike_mnist.py"] + sys.argv[1:])
             rows = [r for r in rows if tuple(r.get(x) for x in key) != k] + [row]
             rows.sort(key=lambda r: (r["method"], r["b0"], r["seed"]))
             doc = {
