@@ -27,7 +27,7 @@ pub enum SnnError {
     },
 
     /// A tensor a node owns is missing, has the wrong dtype/shape, or holds invalid values.
-    #[error("invalid tensor '{node}.{field}': {msg}")]
+    #[error("invalid node '{node}': tensor '{field}' (stored as '{node}.{field}'): {msg}")]
     Tensor {
         node: String,
         field: String,
@@ -45,9 +45,24 @@ pub enum SnnError {
         msg: String,
     },
 
+    /// A float32 value became infinite or NaN while the network ran (float overflow).
+    #[error("float32 overflow in node '{node}' ({op}){sample}: {msg}")]
+    NonFinite {
+        node: String,
+        op: String,
+        /// ", sample N" or empty.
+        sample: String,
+        msg: String,
+    },
+
     /// A run argument (input array, steps, record list, threads) is invalid.
     #[error("invalid argument '{arg}': {msg}")]
     Arg { arg: String, msg: String },
+
+    /// A run, a stream step or a network would need more memory (or threads) than the limit
+    /// allows; checked before anything is allocated (`engine::limits`).
+    #[error("resource limit for '{arg}': {msg}")]
+    Limit { arg: String, msg: String },
 
     /// An event stream is invalid (coordinates, polarity, timestamps, offsets).
     #[error("invalid events{sample}: {msg}")]
@@ -85,6 +100,13 @@ impl SnnError {
         }
     }
 
+    pub(crate) fn limit(arg: &str, msg: impl Into<String>) -> Self {
+        SnnError::Limit {
+            arg: arg.to_string(),
+            msg: msg.into(),
+        }
+    }
+
     pub(crate) fn events(sample: Option<usize>, msg: impl Into<String>) -> Self {
         SnnError::Events {
             sample: sample.map(|b| format!(" (sample {b})")).unwrap_or_default(),
@@ -105,6 +127,12 @@ impl SnnError {
                 node,
                 op,
                 step,
+                sample: format!(", sample {b}"),
+                msg,
+            },
+            SnnError::NonFinite { node, op, msg, .. } => SnnError::NonFinite {
+                node,
+                op,
                 sample: format!(", sample {b}"),
                 msg,
             },

@@ -11,6 +11,9 @@ pub enum Binning {
     Time,
     /// `k = E // N`; step `j` takes events `[k*j, k*(j+1))`, the last step also the remainder.
     Count,
+    /// Fixed windows of `dt_us` microseconds from the sample's first event:
+    /// `j = (t - t[0]) // dt_us`; events at `j >= N` are dropped.
+    Window { dt_us: i64 },
 }
 
 impl Binning {
@@ -23,6 +26,17 @@ impl Binning {
                 format!("must be \"time\" or \"count\", got \"{s}\""),
             )),
         }
+    }
+
+    /// Fixed windows of `dt_us` (>= 1) microseconds.
+    pub fn window(dt_us: i64) -> Result<Binning> {
+        if dt_us < 1 {
+            return Err(SnnError::arg(
+                "dt_us",
+                format!("must be >= 1 microsecond, got {dt_us}"),
+            ));
+        }
+        Ok(Binning::Window { dt_us })
     }
 }
 
@@ -167,25 +181,36 @@ fn validate_events(ev: &Events<'_>, shape: [usize; 3]) -> Result<Vec<u32>> {
     Ok(out)
 }
 
-/// Groups events by step (`step_of[i]` < `steps`) keeping their order within a step.
-fn group(idx: Vec<u32>, step_of: &[usize], steps: usize) -> Binned {
-    let mut start = vec![0usize; steps + 1];
+/// Groups events by step (`step_of[i]` < `steps`, or `usize::MAX` for a dropped event)
+/// keeping their order within a step.
+fn group(idx: Vec<u32>, step_of: &[usize], steps: usize) -> Result<Binned> {
+    let n = steps
+        .checked_add(1)
+        .ok_or_else(|| SnnError::limit("steps", "too large"))?;
+    let mut start: Vec<usize> = crate::engine::zeros(n, "steps", "the binned events")?;
+    let mut kept = 0usize;
     for &j in step_of {
-        start[j + 1] += 1;
+        if j < steps {
+            start[j + 1] += 1;
+            kept += 1;
+        }
     }
     for j in 0..steps {
         start[j + 1] += start[j];
     }
     let mut fill = start.clone();
-    let mut out = vec![0u32; idx.len()];
+    let mut out = vec![0u32; kept];
     for (&i, &j) in idx.iter().zip(step_of) {
-        out[fill[j]] = i;
-        fill[j] += 1;
+        if j < steps {
+            out[fill[j]] = i;
+            fill[j] += 1;
+        }
     }
-    Binned { start, idx: out }
+    Ok(Binned { start, idx: out })
 }
 
-/// Step of every event under `binning` (events validated, timestamps non-decreasing).
+/// Step of every event under `binning` (events validated, timestamps non-decreasing);
+/// `usize::MAX` for an event after the last window.
 fn steps_of(t: &[i64], steps: usize, binning: Binning) -> Vec<usize> {
     let e = t.len();
     match binning {
@@ -206,6 +231,22 @@ fn steps_of(t: &[i64], steps: usize, binning: Binning) -> Vec<usize> {
                 .map(|i| i.checked_div(k).map_or(steps - 1, |j| j.min(steps - 1)))
                 .collect()
         }
+        Binning::Window { dt_us } => {
+            let Some(&t0) = t.first() else {
+                return Vec::new();
+            };
+            let dt = dt_us.max(1) as i128;
+            t.iter()
+                .map(|&ti| {
+                    let j = (ti as i128 - t0 as i128) / dt;
+                    if j < steps as i128 {
+                        j as usize
+                    } else {
+                        usize::MAX
+                    }
+                })
+                .collect()
+        }
     }
 }
 
@@ -221,7 +262,7 @@ pub fn bin_sample(
     }
     let idx = validate_events(ev, shape)?;
     let step_of = steps_of(ev.t, steps, binning);
-    Ok(group(idx, &step_of, steps))
+    group(idx, &step_of, steps)
 }
 
 /// Bins events into fixed windows: window `j` (0 <= j < steps) covers
@@ -254,7 +295,7 @@ pub fn bin_windows(
         }
         step_of.push(((t - start) / dt_us as i128) as usize);
     }
-    Ok(group(idx, &step_of, steps))
+    group(idx, &step_of, steps)
 }
 
 /// Dense frames `[B, steps, C, H, W]` (torch layout) of event counts.
@@ -277,12 +318,18 @@ pub fn bin_events(
         .and_then(|v| v.checked_mul(w))
         .filter(|&v| v <= crate::format::MAX_ELEMS)
         .ok_or_else(|| SnnError::arg("shape", "is too large"))?;
+    let most = ev
+        .offsets
+        .windows(2)
+        .map(|w| (w[1] - w[0]).max(0) as usize)
+        .max()
+        .unwrap_or(0);
+    crate::engine::check_frames(b, steps, frame, most)?;
     let total = frame
         .checked_mul(steps)
         .and_then(|v| v.checked_mul(b))
-        .filter(|&v| v <= 1 << 34)
-        .ok_or_else(|| SnnError::arg("steps", "the frames array would be too large"))?;
-    let mut out = vec![0i32; total];
+        .ok_or_else(|| SnnError::limit("steps", "the frames array size overflows"))?;
+    let mut out: Vec<i32> = crate::engine::zeros(total, "steps", "the frames")?;
     for s in 0..b {
         let binned =
             bin_sample(&ev.sample(s), shape, steps, binning).map_err(|e| e.in_sample(s))?;
@@ -437,5 +484,21 @@ mod tests {
         assert_eq!(f[2], 1);
         assert_eq!(f[..8].iter().sum::<i32>(), 3);
         assert_eq!(f[8], 1);
+    }
+
+    #[test]
+    fn fixed_windows_from_the_first_event() {
+        let x = [0, 1, 1, 0];
+        let y = [0, 0, 0, 0];
+        let p = [0, 0, 1, 1];
+        let t = [100, 109, 125, 400];
+        // origin 100, dt 10: windows 0, 0, 2, 30 -> the last is beyond 3 steps and dropped
+        let w = Binning::window(10).unwrap();
+        let b = bin_sample(&ev(&x, &y, &p, &t), [2, 1, 2], 3, w).unwrap();
+        assert_eq!(b.start, vec![0, 2, 2, 3]);
+        assert_eq!(b.idx, vec![0, 2, 3]);
+        assert!(Binning::window(0).is_err());
+        let b = bin_sample(&ev(&[], &[], &[], &[]), [2, 1, 2], 2, w).unwrap();
+        assert_eq!(b.start, vec![0, 0, 0]);
     }
 }

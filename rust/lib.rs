@@ -31,10 +31,16 @@ mod testutil;
 #[cfg(feature = "python")]
 mod bindings;
 
-pub use engine::{Counts, Data, Model, ModelInfo, Recording, RunResult, StreamState};
+pub use engine::{
+    memory_limit, parse_bytes, set_memory_limit, Counts, Data, Model, ModelInfo, Recording,
+    RunResult, StreamState, MAX_THREADS,
+};
 pub use error::{Result, SnnError};
 pub use events::{bin_events, Binning, EventBatch, Events};
-pub use format::{write_bytes as write_model_bytes, InputKind, Tensor, TensorData};
+pub use format::{
+    read_bytes as read_model_bytes, write_bytes as write_model_bytes, InputKind, ModelFile, Tensor,
+    TensorData,
+};
 pub use numeric::Precision;
 pub use training::{
     dsr_rate_backward, simulate_dsr, DsrForward, DsrLaw, DsrOutputs, Pool, RateMask,

@@ -29,8 +29,9 @@ from typing import Any
 
 from .api import Model, Stream, load, run
 from .energy import CostTable, EnergyReport, ModelInfo, energy
-from .errors import InputError, ModelError, SnnsimError
+from .errors import InputError, LimitError, ModelError, NumericError, SnnsimError
 from .graph import Graph, Node
+from .limits import memory_limit, set_memory_limit
 from .model_file import save
 from .result import Counts, RunResult
 
@@ -67,10 +68,12 @@ __all__ = [
     "EnergyReport",
     "Graph",
     "InputError",
+    "LimitError",
     "Model",
     "ModelError",
     "ModelInfo",
     "Node",
+    "NumericError",
     "RunResult",
     "SnnsimError",
     "Stream",
@@ -79,7 +82,9 @@ __all__ = [
     "export",
     "load",
     "load_trained",
+    "memory_limit",
     "run",
     "save",
+    "set_memory_limit",
     "torch_spikes",
 ]

@@ -2,14 +2,19 @@
 
 This module is an implementation detail: the public API is `snnsim.run`, `snnsim.Stream` and
 `snnsim.load`. Array arguments are C-contiguous numpy arrays; the engine reads them without
-copying and releases the GIL while it works. Every failure is raised as `ValueError` (bad model
-file, bad input, integer overflow) with a message naming the node, field or argument.
+copying and releases the GIL while it works. Every failure is raised as a `ValueError` subclass
+of `snnsim.errors` (`ModelError` for a bad model file, `InputError` for a bad argument or event,
+`LimitError` beyond the memory limit or the thread bound, `NumericError` for an int32 overflow or
+a non-finite float32 value) with a message naming the node, field or argument; an unreadable
+file is an `OSError`.
 """
 
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import numpy.typing as npt
+
+MAX_THREADS: int  # largest `threads` argument of a run
 
 class Counts(TypedDict):
     spikes: npt.NDArray[np.uint64]  # [B, L, T]
@@ -72,11 +77,14 @@ class Model:
         t: npt.NDArray[np.int64],
         offsets: npt.NDArray[np.int64],
         steps: int,
-        binning: Literal["time", "count"],
+        binning: Literal["time", "count", "window"],
         record: list[str],
         threads: int | None = None,
+        dt_us: int | None = None,
     ) -> RawResult:
-        """Events of sample b are [offsets[b], offsets[b+1]); p already mapped to {0, 1}."""
+        """Events of sample b are [offsets[b], offsets[b+1]); p already mapped to {0, 1}.
+        `binning="window"` takes `dt_us`: windows of dt_us microseconds from each sample's
+        first event, events after `steps` windows dropped."""
     def new_stream(self) -> StreamState: ...
 
 class StreamState:
@@ -102,6 +110,18 @@ class StreamState:
     ) -> RawResult:
         """Advance `steps` windows of `dt_us` starting at origin_us + steps_done*dt_us;
         every event must fall inside them."""
+
+def validate_file(data: bytes) -> dict[str, Any]:
+    """Validate the bytes of a model file (container, graph JSON, tensors) without compiling
+    it; returns precision, input_shape, input_kind, input_scale, node_names, node_ops,
+    node_shapes (topological order) and output. The one validator of model files."""
+
+def memory_limit() -> int:
+    """The engine's memory limit in bytes (see `snnsim.limits`)."""
+
+def set_memory_limit(nbytes: int | str | None) -> None:
+    """Set the memory limit: bytes (int >= 1 or a string like "16G"), or None for the
+    default (`SNNSIM_MEMORY_LIMIT` or min(8 GiB, half the process's memory))."""
 
 def bin_events(
     x: npt.NDArray[np.int64],

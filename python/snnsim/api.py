@@ -1,9 +1,10 @@
 """The user-facing API: :func:`load`, :func:`run` and :class:`Stream`.
 
-A network runs in one of two executors that agree spike for spike (SPEC.md): the event-driven
-Rust engine (``mode="engine"``, the native module ``snnsim._core``) or the torch reference
-(``mode="reference"``, :mod:`snnsim.reference`). Both receive the same prepared arrays
-(:mod:`snnsim.inputs`, :mod:`snnsim.events`) and return the same :class:`~snnsim.result.RunResult`.
+A network runs in one of two executors that agree spike for spike (docs/semantics.md): the
+event-driven Rust engine (``mode="engine"``, the native module ``snnsim._core``) or the torch
+reference (``mode="reference"``, :mod:`snnsim.reference`). Both receive the same prepared arrays
+(:mod:`snnsim.inputs`, :mod:`snnsim.events`) and return the same
+:class:`~snnsim.result.RunResult`.
 
 The native module is imported on first use, so everything else (building, saving, loading and
 validating graphs and inputs) works without it.
@@ -12,6 +13,7 @@ validating graphs and inputs) works without it.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import replace
 from types import ModuleType
 from typing import Any, Iterable, Literal, Sequence
@@ -19,8 +21,9 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 
 from . import model_file
-from .errors import InputError, ModelError
+from .errors import InputError, LimitError, ModelError, SnnsimError
 from .events import (
+    Binning,
     bin_events,
     bin_events_window,
     check_dt,
@@ -34,22 +37,12 @@ from .events import (
 )
 from .graph import NEURON_OPS, Graph
 from .inputs import frames_for_precision, prepare_frames, prepare_static, to_numpy
+from .limits import MAX_THREADS, check_bytes
+from .native import core as native_core
 from .result import COUNT_FIELDS, Counts, RunResult
 
 Mode = Literal["engine", "reference"]
 MODES = ("engine", "reference")
-
-
-def _native() -> ModuleType:
-    """The compiled engine module, with a clear message when it has not been built."""
-    try:
-        from . import _core
-    except ImportError as exc:
-        raise ImportError(
-            "snnsim's native engine (snnsim._core) is not built or not importable; build it with "
-            "`maturin develop --release` in the repository, or use mode='reference'"
-        ) from exc
-    return _core
 
 
 class Model:
@@ -160,13 +153,13 @@ class Model:
     def engine(self) -> Any:
         """The compiled ``snnsim._core.Model`` (built on first access)."""
         if self._engine is None:
-            core = _native()
+            core = native_core()
             try:
                 if self._path is not None:
                     self._engine = core.Model.load(self._path)
                 else:
                     self._engine = core.Model.from_bytes(model_file.to_bytes(self._graph))
-            except ModelError:
+            except SnnsimError:  # ModelError, or LimitError for a network too large to run
                 raise
             except ValueError as exc:
                 raise ModelError(str(exc)) from exc
@@ -251,7 +244,10 @@ def _not_a_checkpoint(p: str) -> None:
         )
 
 
-def _as_model(model: Any) -> Model:
+def as_model(model: Model | Graph | str | os.PathLike[str]) -> Model:
+    """``model`` as a :class:`Model`: a Model as it is, a :class:`~snnsim.graph.Graph` validated
+    and wrapped (:meth:`Model.from_graph`), a path loaded (:func:`load`). ``TypeError`` for
+    anything else; :class:`~snnsim.errors.ModelError` for an invalid graph or file."""
     if isinstance(model, Model):
         return model
     if isinstance(model, Graph):
@@ -267,15 +263,18 @@ def _check_threads(threads: Any) -> int | None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
         raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {int(threads)}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise InputError(
+            f"threads must be between 1 and {MAX_THREADS} (or None for all cores), "
+            f"got {int(threads)}"
+        )
     return int(threads)
 
 
 def _record_names(model: Model, record: str | Iterable[str]) -> list[str]:
     """Names of the neuron nodes whose spikes to return (a single name may be given as a str)."""
     names = [record] if isinstance(record, str) else list(record)
-    ops = dict(zip(model.node_names, model.node_ops))
+    ops = dict(zip(model.node_names, model.node_ops, strict=True))
     for r in names:
         if not isinstance(r, str):
             raise TypeError(f"record must hold node names (str), got {type(r).__name__}")
@@ -346,23 +345,26 @@ def run(
     * event models, recordings: a structured event array (fields x, y, p, t; t in microseconds)
       or a list of them (a batch), binned either into ``steps`` bins (default: the trained
       ``T``) by ``binning`` (``"time"`` or ``"count"``), or into fixed windows of ``dt_us``
-      microseconds starting at each recording's first timestamp; with ``dt_us`` and no ``steps``, ``steps`` is the largest
-      ``ceil((t[-1] - t[0] + 1) / dt_us)`` of the batch (shorter recordings get empty trailing
-      windows) and with ``steps`` given, events after the last window are dropped.
+      microseconds starting at each recording's first timestamp; with ``dt_us`` and no
+      ``steps``, ``steps`` is the largest ``ceil((t[-1] - t[0] + 1) / dt_us)`` of the batch
+      (shorter recordings get empty trailing windows) and with ``steps`` given, events after
+      the last window are dropped.
 
-    Raises ``TypeError`` for wrong argument types, :class:`~snnsim.errors.InputError` (a
-    ``ValueError``) for inputs that do not fit the model, :class:`~snnsim.errors.ModelError` for
-    an invalid model, and ``ValueError`` from the engine (e.g. integer overflow, naming the node
-    and step).
+    Raises ``TypeError`` for wrong argument types, and otherwise an
+    :class:`~snnsim.errors.SnnsimError` (a ``ValueError``): ``InputError`` for arguments and
+    inputs that do not fit the model, ``ModelError`` for an invalid model, ``LimitError`` when
+    the run would allocate more than the memory limit (:func:`snnsim.set_memory_limit`; checked
+    before allocating), ``NumericError`` for an integer overflow (naming the node and step) or
+    a non-finite float32 value (naming the node).
     """
-    m = _as_model(model)
+    m = as_model(model)
     if mode not in MODES:
-        raise ValueError(f"mode must be 'engine' or 'reference', got {mode!r}")
+        raise InputError(f"mode must be 'engine' or 'reference', got {mode!r}")
     steps = None if steps is None else check_steps(steps)
     threads = _check_threads(threads)
     rec = _record_names(m, record)
     if binning not in ("time", "count"):
-        raise ValueError(f"binning must be 'time' or 'count', got {binning!r}")
+        raise InputError(f"binning must be 'time' or 'count', got {binning!r}")
     dt = check_dt(dt_us) if dt_us is not None else None
 
     recordings = _event_batch(inputs)
@@ -405,7 +407,8 @@ def _preprocess(m: Model, a: np.ndarray) -> np.ndarray:
         a = a[None]
     if a.shape[1:] not in (data, shape):
         raise InputError(
-            f"static input has shape {list(a.shape)}; the model takes [B, {', '.join(map(str, data))}] "
+            f"static input has shape {list(a.shape)}; the model takes "
+            f"[B, {', '.join(map(str, data))}] "
             f"(as its data loader gave them in training) or [B, {', '.join(map(str, shape))}]"
         )
     b = a.shape[0]
@@ -426,6 +429,26 @@ def _reference() -> ModuleType:
     return reference
 
 
+def _check_reference(
+    m: Model, batch: int, steps: int, rec: list[str], *, with_frames: bool
+) -> None:
+    """The torch reference keeps counts, recordings and per-step input for the whole run:
+    :class:`~snnsim.errors.LimitError` before allocating them beyond the memory limit."""
+    n_in = int(np.prod(m.input_shape))
+    parts = {
+        f"counts (5 x [B={batch}, L={len(m.node_names)}, T={steps}] uint64)": 5
+        * 8
+        * batch
+        * len(m.node_names)
+        * steps,
+    }
+    for r in rec:
+        parts[f"recording of {r!r}"] = batch * steps * int(np.prod(m.node_shapes[r]))
+    if with_frames or m.input_kind == "events":
+        parts[f"frames ([B={batch}, T={steps}, {n_in} elements])"] = 4 * batch * steps * n_in
+    check_bytes(parts, "steps", "this reference run")
+
+
 def _run_arrays(
     m: Model,
     mode: str,
@@ -436,7 +459,12 @@ def _run_arrays(
     steps: int | None = None,
     frames: np.ndarray | None = None,
 ) -> RunResult:
-    """Run prepared arrays: ``static`` [B, *shape] for ``steps`` steps, or ``frames`` [B, T, *shape]."""
+    """Run prepared arrays: ``static`` [B, *shape] for ``steps`` steps, or ``frames``
+    [B, T, *shape]."""
+    if mode == "reference":
+        arr = static if static is not None else frames
+        assert arr is not None
+        _check_reference(m, int(arr.shape[0]), steps or int(arr.shape[1]), rec, with_frames=False)
     if mode == "engine":
         if static is not None:
             raw = m.engine.run_static(static, steps, rec, threads)
@@ -453,7 +481,7 @@ def _run_events(
     m: Model,
     recordings: list[np.ndarray],
     steps: int | None,
-    binning: str,
+    binning: Binning,
     dt: int | None,
     mode: str,
     rec: list[str],
@@ -466,20 +494,37 @@ def _run_events(
         )
     shape = m.input_shape
     names = [f"events[{b}]" if len(recordings) > 1 else "events" for b in range(len(recordings))]
-    for ev, what in zip(recordings, names):
+    for ev, what in zip(recordings, names, strict=True):
         validate_events(ev, shape, what=what)
     if dt is not None:
+        derived = steps is None
         if steps is None:
             steps = max(window_count(ev, dt) for ev in recordings)
             if steps == 0:
                 raise InputError(
-                    "events: cannot derive steps from dt_us for recordings without events; pass steps"
+                    "events: cannot derive steps from dt_us for recordings without events; "
+                    "pass steps"
                 )
+        if mode == "engine":  # windows binned in the engine, no dense frames
+            x, y, p, t, offsets = flatten_events(recordings, shape, validate=False)
+            try:
+                raw = m.engine.run_events(
+                    x, y, p, t, offsets, steps, "window", rec, threads, dt_us=dt
+                )
+            except LimitError as exc:
+                if not derived:
+                    raise
+                raise LimitError(
+                    f"{exc} (steps = {steps}: the windows of dt_us = {dt} that cover the "
+                    "longest recording; pass steps to run fewer)"
+                ) from None
+            return m._result(raw, True)
+        _check_reference(m, len(recordings), steps, rec, with_frames=True)
         origins = [int(ev["t"][0]) if ev.size else 0 for ev in recordings]
         frames = np.stack(
             [
                 bin_events_window(ev, shape, o, dt, steps, validate=False)
-                for ev, o in zip(recordings, origins)
+                for ev, o in zip(recordings, origins, strict=True)
             ]
         )
         return _run_arrays(m, mode, rec, threads, frames=frames_for_precision(frames, m.precision))
@@ -489,11 +534,9 @@ def _run_events(
             "microseconds)"
         )
     if mode == "reference":
+        _check_reference(m, len(recordings), steps, rec, with_frames=True)
         frames = np.stack(
-            [
-                bin_events(ev, shape, steps, binning, validate=False)  # type: ignore[arg-type]
-                for ev in recordings
-            ]
+            [bin_events(ev, shape, steps, binning, validate=False) for ev in recordings]
         )
         return _run_arrays(m, mode, rec, threads, frames=frames_for_precision(frames, m.precision))
     x, y, p, t, offsets = flatten_events(recordings, shape, validate=False)
@@ -514,6 +557,10 @@ class Stream:
     predictions and per-step counts (concatenated by :meth:`result`).
 
     :meth:`feed_frames` advances by pre-binned frames instead (``dt_us`` not needed).
+
+    A call that raises (bad events, an integer overflow, a resource limit) changes nothing: the
+    events held back, the steps done and the results so far stay as they were. Calls from
+    several threads are serialised.
     """
 
     def __init__(
@@ -524,7 +571,7 @@ class Stream:
         origin_us: int | None = None,
         record: str | Iterable[str] = (),
     ) -> None:
-        self._model = _as_model(model)
+        self._model = as_model(model)
         self._dt = check_dt(dt_us) if dt_us is not None else None
         if origin_us is not None:
             if isinstance(origin_us, bool) or not isinstance(origin_us, (int, np.integer)):
@@ -536,6 +583,7 @@ class Stream:
             origin_us = int(origin_us)
         self._origin = origin_us
         self._record = _record_names(self._model, record)
+        self._lock = threading.RLock()
         self._state = self._model.engine.new_stream()
         self._held: tuple[np.ndarray, ...] | None = None  # int64 x, y, p, t of the open window
         self._last_t: int | None = None
@@ -570,73 +618,86 @@ class Stream:
                 "Stream.feed needs dt_us (the window length in microseconds) given to Stream()"
             )
         validate_events(events, self._model.input_shape, what="events chunk")
-        if events.size == 0:
-            return self._empty()
-        cols: tuple[np.ndarray, ...] = event_columns(events)
-        t = cols[3]
-        if self._last_t is not None and t[0] < self._last_t:
-            raise InputError(
-                f"events chunk: field 't' = {int(t[0])} at index 0 is earlier than the last event fed "
-                f"(t = {self._last_t}); chunks must continue in time"
+        with self._lock:
+            if events.size == 0:
+                return self._empty()
+            cols: tuple[np.ndarray, ...] = event_columns(events)
+            t = cols[3]
+            if self._last_t is not None and t[0] < self._last_t:
+                raise InputError(
+                    f"events chunk: field 't' = {int(t[0])} at index 0 is earlier than the last "
+                    f"event fed (t = {self._last_t}); chunks must continue in time"
+                )
+            origin = int(t[0]) if self._origin is None else self._origin
+            if t[0] < origin:
+                raise InputError(
+                    f"events chunk: field 't' = {int(t[0])} at index 0 lies before "
+                    f"origin_us = {origin}"
+                )
+            first_window = int(window_bins(t[:1], origin, self._dt)[0])
+            if first_window < self.steps_done:
+                raise InputError(
+                    f"events chunk: field 't' = {int(t[0])} at index 0 falls in window "
+                    f"{first_window}, which has already run ({self.steps_done} steps done)"
+                )
+            if self._held is not None:
+                cols = tuple(np.concatenate([h, c]) for h, c in zip(self._held, cols, strict=True))
+            j = window_bins(cols[3], origin, self._dt)
+            open_window = int(j[-1])
+            ready = j < open_window
+            held = tuple(np.ascontiguousarray(c[~ready]) for c in cols)
+            res = self._run_windows(
+                tuple(np.ascontiguousarray(c[ready]) for c in cols),
+                open_window - self.steps_done,
+                origin,
             )
-        if self._origin is None:
-            self._origin = int(t[0])
-        if t[0] < self._origin:
-            raise InputError(
-                f"events chunk: field 't' = {int(t[0])} at index 0 lies before origin_us = {self._origin}"
-            )
-        first_window = int(window_bins(t[:1], self._origin, self._dt)[0])
-        if first_window < self.steps_done:
-            raise InputError(
-                f"events chunk: field 't' = {int(t[0])} at index 0 falls in window {first_window}, "
-                f"which has already run ({self.steps_done} steps done)"
-            )
-        self._last_t = int(t[-1])
-        if self._held is not None:
-            cols = tuple(np.concatenate([h, c]) for h, c in zip(self._held, cols))
-        j = window_bins(cols[3], self._origin, self._dt)
-        open_window = int(j[-1])
-        ready = j < open_window
-        self._held = tuple(np.ascontiguousarray(c[~ready]) for c in cols)
-        return self._run_windows(
-            tuple(np.ascontiguousarray(c[ready]) for c in cols), open_window - self.steps_done
-        )
+            # only now, after the engine accepted the windows, does the stream move on
+            self._origin, self._last_t, self._held = origin, int(t[-1]), held
+            return self._keep(res)
 
     def flush(self) -> RunResult:
         """Run the open window (the events held back by :meth:`feed`); a result of zero steps
         if there is none."""
-        if self._held is None:
-            return self._empty()
-        held, self._held = self._held, None
-        assert self._origin is not None and self._dt is not None
-        window = int(window_bins(held[3][-1:], self._origin, self._dt)[0])
-        return self._run_windows(held, window + 1 - self.steps_done)
+        with self._lock:
+            if self._held is None:
+                return self._empty()
+            assert self._origin is not None and self._dt is not None
+            held = self._held
+            window = int(window_bins(held[3][-1:], self._origin, self._dt)[0])
+            res = self._run_windows(held, window + 1 - self.steps_done, self._origin)
+            self._held = None
+            return self._keep(res)
 
     def feed_frames(self, frames: Any) -> RunResult:
         """Advance by pre-binned per-step input ``[T, *input_shape]`` (or ``[1, T, *input_shape]``);
         returns the result of these ``T`` steps."""
-        if self._held is not None:
-            raise InputError(
-                "Stream.feed_frames: events of an open window are held back; call flush() first"
-            )
         f = prepare_frames(frames, self._model.input_shape, self._model.precision)
         if f.shape[0] != 1:
             raise InputError(
-                f"Stream.feed_frames: a stream has batch size 1, got frames of shape {list(f.shape)}"
+                "Stream.feed_frames: a stream has batch size 1, got frames of shape "
+                f"{list(f.shape)}"
             )
-        raw = self._state.feed_frames(np.ascontiguousarray(f[0]), self._record)
-        return self._keep(self._model._result(raw, True))
+        with self._lock:
+            if self._held is not None:
+                raise InputError(
+                    "Stream.feed_frames: events of an open window are held back; call flush() first"
+                )
+            raw = self._state.feed_frames(np.ascontiguousarray(f[0]), self._record)
+            return self._keep(self._model._result(raw, True))
 
-    def _run_windows(self, cols: tuple[np.ndarray, ...], steps: int) -> RunResult:
+    def _run_windows(self, cols: tuple[np.ndarray, ...], steps: int, origin: int) -> RunResult:
+        """Run ``steps`` windows (from ``steps_done``) on ``cols``; the stream's Python state is
+        left to the caller to update once this returned."""
         if steps <= 0:
             return self._empty()
-        assert self._origin is not None and self._dt is not None
+        assert self._dt is not None
         x, y, p, t = cols
-        origin = self._origin  # windows start at origin + steps_done * dt in the engine
+        # windows start at origin + steps_done * dt in the engine
         raw = self._state.feed_events(x, y, p, t, origin, self._dt, steps, self._record)
-        return self._keep(self._model._result(raw, True))
+        return self._model._result(raw, True)
 
     def _keep(self, res: RunResult) -> RunResult:
+        """Record a result that covers new steps (a zero-step result changes nothing)."""
         if res.steps > 0:
             self._parts.append(res)
             self._output, self._output_sum = res.output, res.output_sum
@@ -648,6 +709,10 @@ class Stream:
     def result(self) -> RunResult:
         """Everything run so far as one result: per-step counts and records concatenated,
         ``output``/``prediction`` over all steps (zeros and 0 before any step has run)."""
+        with self._lock:
+            return self._result()
+
+    def _result(self) -> RunResult:
         if not self._parts:
             return self._empty()
         last = self._parts[-1]

@@ -24,6 +24,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from .errors import InputError
+from .limits import check_bytes
 
 FIELDS = ("x", "y", "p", "t")
 Binning = Literal["time", "count"]
@@ -41,7 +42,7 @@ def _sensor(input_shape: Sequence[int]) -> tuple[int, int, int]:
         raise InputError(
             f"event input needs an input shape [C, H, W] with C in (1, 2), got {list(shape)}"
         )
-    return shape  # type: ignore[return-value]
+    return shape[0], shape[1], shape[2]
 
 
 def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str = "events") -> None:
@@ -70,7 +71,7 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
             f"{what} must be a one-dimensional array of events, got shape {list(ev.shape)}"
         )
     for f in FIELDS:
-        dt = ev.dtype.fields[f][0]  # type: ignore[index]
+        dt = ev.dtype.fields[f][0]
         if dt.kind not in "biu":
             raise InputError(
                 f"{what}: field {f!r} has dtype {dt}; event fields must be integers or bool"
@@ -88,7 +89,12 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
                     f"{what}: field {f!r} = {int(v[i])} at index {i} is outside the sensor "
                     f"(need 0 <= {f} < {bound} for input shape {list(input_shape)})"
                 )
-    t = ev["t"]
+    _check_times(ev["t"], what)
+    _check_polarity(ev["p"], what)
+
+
+def _check_times(t: np.ndarray, what: str) -> None:
+    """``t >= 0``, within int64, non-decreasing."""
     neg = np.flatnonzero(t < 0)
     if neg.size:
         i = int(neg[0])
@@ -106,23 +112,27 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
             f"{what}: field 't' decreases at index {i} (t[{i - 1}] = {int(t64[i - 1])}, "
             f"t[{i}] = {int(t64[i])}); timestamps must be non-decreasing"
         )
-    p = ev["p"]
-    if p.dtype.kind != "b":
-        p64 = p.astype(np.int64)
-        outside = np.flatnonzero((p64 < -1) | (p64 > 1))
-        if outside.size:
-            i = int(outside[0])
-            raise InputError(
-                f"{what}: field 'p' = {int(p64[i])} at index {i} is not a polarity "
-                "(use bool, {0, 1} or {-1, 1})"
-            )
-        zeros, minus = np.flatnonzero(p64 == 0), np.flatnonzero(p64 == -1)
-        if zeros.size and minus.size:
-            i = int(max(zeros[0], minus[0]))
-            raise InputError(
-                f"{what}: field 'p' mixes 0 and -1 (first conflict: {int(p64[i])} at index {i}); "
-                "polarities must all be in {0, 1} or all in {-1, 1}"
-            )
+
+
+def _check_polarity(p: np.ndarray, what: str) -> None:
+    """Polarities all in ``{0, 1}`` or all in ``{-1, 1}`` (or bool)."""
+    if p.dtype.kind == "b":
+        return
+    p64 = p.astype(np.int64)
+    outside = np.flatnonzero((p64 < -1) | (p64 > 1))
+    if outside.size:
+        i = int(outside[0])
+        raise InputError(
+            f"{what}: field 'p' = {int(p64[i])} at index {i} is not a polarity "
+            "(use bool, {0, 1} or {-1, 1})"
+        )
+    zeros, minus = np.flatnonzero(p64 == 0), np.flatnonzero(p64 == -1)
+    if zeros.size and minus.size:
+        i = int(max(zeros[0], minus[0]))
+        raise InputError(
+            f"{what}: field 'p' mixes 0 and -1 (first conflict: {int(p64[i])} at index {i}); "
+            "polarities must all be in {0, 1} or all in {-1, 1}"
+        )
 
 
 def map_polarity(p: np.ndarray) -> np.ndarray:
@@ -172,11 +182,15 @@ def flatten_events(
 
 
 def check_steps(steps: object) -> int:
-    """Validate a number of time steps (an int >= 1): ``TypeError`` / :class:`InputError`."""
+    """Validate a number of time steps (an int in ``[1, 2**63 - 1]``): ``TypeError`` /
+    :class:`InputError`. What a run of that many steps allocates is checked against the memory
+    limit by the executors (:mod:`snnsim.limits`)."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
         raise TypeError(f"steps must be an int (number of time steps), got {type(steps).__name__}")
     if steps < 1:
         raise InputError(f"steps must be >= 1 (number of time steps), got {int(steps)}")
+    if steps > _I64_MAX:
+        raise InputError(f"steps = {int(steps)} does not fit in int64 (at most 2**63 - 1)")
     return int(steps)
 
 
@@ -188,8 +202,20 @@ def _accumulate(
     y: np.ndarray,
     x: np.ndarray,
 ) -> np.ndarray:
-    """Frames ``[steps, C, H, W]`` (int32) with one count per event at ``(j, channel, y, x)``."""
+    """Frames ``[steps, C, H, W]`` (int32) with one count per event at ``(j, channel, y, x)``;
+    :class:`~snnsim.errors.LimitError` before allocating beyond the memory limit."""
     c, h, w = shape
+    check_bytes(
+        {
+            f"frames ([T={steps}, {c * h * w} elements], int64 counts then int32)": 12
+            * steps
+            * c
+            * h
+            * w
+        },
+        "steps",
+        "binning these events",
+    )
     ch = p if c == 2 else np.zeros_like(p)
     flat = ((j * c + ch) * h + y) * w + x
     counts = np.bincount(flat, minlength=steps * c * h * w)
@@ -237,7 +263,7 @@ def bin_events(
     shape = _sensor(input_shape)
     steps = check_steps(steps)
     if binning not in ("time", "count"):
-        raise ValueError(f"binning must be 'time' or 'count', got {binning!r}")
+        raise InputError(f"binning must be 'time' or 'count', got {binning!r}")
     if validate:
         validate_events(ev, shape)
     x, y, p, t = event_columns(ev)
@@ -256,6 +282,8 @@ def check_dt(dt_us: object) -> int:
         raise TypeError(f"dt_us must be an int (microseconds), got {type(dt_us).__name__}")
     if dt_us < 1:
         raise InputError(f"dt_us must be >= 1 microsecond, got {int(dt_us)}")
+    if dt_us > _I64_MAX:
+        raise InputError(f"dt_us = {int(dt_us)} does not fit in int64 (at most 2**63 - 1)")
     return int(dt_us)
 
 

@@ -10,21 +10,31 @@ Build one with the methods named after the ops::
     g.set_output(s)
 
 Validation (:meth:`Graph.validate`) raises :class:`~snnsim.errors.ModelError` naming the node
-and field for every violation of the format.
+and field for every violation of the format. There is one validator: the engine's
+(``snnsim._core.validate_file``), which checks the bytes the graph would be saved as, so a graph
+validates exactly when its file loads. The builder methods check what the file cannot show
+(integer values that would wrap in their dtype, values that overflow float32).
 """
 
 from __future__ import annotations
 
-import re
+import heapq
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
+from . import container
 from .errors import ModelError
 
 Precision = Literal["float32", "int"]
 InputKind = Literal["static", "events"]
+#: A tensor argument of the builder: a numpy array, a torch tensor, a nested list or a scalar
+#: (anything ``numpy.asarray`` takes; a scalar is one value shared by every channel).
+Values = npt.ArrayLike
+#: A kernel, stride or padding: one int for both axes or a pair ``(height, width)``, in pixels.
+Pair = int | Sequence[int]
 
 WEIGHTED_OPS = ("linear", "conv2d")
 POOL_OPS = ("avgpool2d", "sumpool2d")
@@ -33,26 +43,8 @@ OUTPUT_OPS = NEURON_OPS + ("integrate",)
 ALL_OPS = WEIGHTED_OPS + POOL_OPS + ("flatten", "add", "scale") + OUTPUT_OPS
 
 GRAPH_VERSION = 1
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _WEIGHT_BITS = {4: (-8, 7), 8: (-128, 127), 16: (-32768, 32767)}
-
-# Per-precision tensor fields of each op: (field, required).
-_TENSORS: dict[tuple[str, str], tuple[tuple[str, bool], ...]] = {
-    ("linear", "float32"): (("weight", True), ("bias", False)),
-    ("linear", "int"): (("weight", True), ("bias", False)),
-    ("conv2d", "float32"): (("weight", True), ("bias", False)),
-    ("conv2d", "int"): (("weight", True), ("bias", False)),
-    ("scale", "float32"): (("scale", True), ("shift", False)),
-    ("scale", "int"): (("m", True), ("shift", False)),
-    ("dsr_if", "float32"): (("theta", True), ("fire", True)),
-    ("dsr_if", "int"): (("theta", True), ("fire", True)),
-    ("dsr_lif", "float32"): (("theta", True), ("fire", True), ("leak", True), ("gain", True)),
-    ("dsr_lif", "int"): (("theta", True), ("fire", True), ("leak_m", True), ("gain_m", True)),
-    ("dspike_lif", "float32"): (("fire", True), ("leak", True)),
-    ("dspike_lif", "int"): (("fire", True), ("leak_m", True)),
-    ("integrate", "float32"): (("leak", False),),
-    ("integrate", "int"): (("leak_m", False),),
-}
+_I32 = (int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max))
 
 
 @dataclass
@@ -67,6 +59,7 @@ class Node:
     tensors: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The node's entry in the graph JSON: name, op, inputs and attributes."""
         return {"name": self.name, "op": self.op, "inputs": list(self.inputs), **self.attrs}
 
     def __repr__(self) -> str:
@@ -80,7 +73,7 @@ class Node:
 @dataclass
 class Graph:
     """A feed-forward spiking network as a DAG. ``input_shape`` is per sample: ``(C, H, W)`` or
-    ``(F,)``. ``precision`` is ``"float32"`` or ``"int"`` (integer-exact, SPEC §2).
+    ``(F,)``. ``precision`` is ``"float32"`` or ``"int"`` (integer-exact, docs/semantics.md §2).
 
     ``meta``: what the network was trained with, stored beside the graph in the file's
     ``"snnsim.meta"`` key (docs/model-format.md §1.1): the number of time steps ``T``, the input
@@ -113,6 +106,7 @@ class Graph:
 
     # ------------------------------------------------------------------ queries
     def node(self, name: str) -> Node:
+        """The node called ``name``; :class:`~snnsim.errors.ModelError` when there is none."""
         for n in self.nodes:
             if n.name == name:
                 return n
@@ -120,32 +114,42 @@ class Graph:
 
     @property
     def node_names(self) -> list[str]:
+        """The node names in topological order (the engine's order)."""
         return [n.name for n in self.topological_order()]
 
     def topological_order(self) -> list[Node]:
-        """Nodes sorted so that every node comes after its inputs (stable: file order breaks
-        ties). Raises ModelError on unknown inputs or cycles."""
-        by_name: dict[str, Node] = {}
-        for n in self.nodes:
+        """Nodes sorted so that every node comes after its inputs; among nodes that are ready,
+        the one listed first goes first (the engine's order, docs/model-format.md §1).
+        Raises ModelError on duplicate names, unknown inputs or cycles. O(n log n)."""
+        by_name: dict[str, int] = {}
+        for i, n in enumerate(self.nodes):
             if n.name in by_name:
                 raise ModelError(f"node {n.name!r}: duplicate name")
-            by_name[n.name] = n
-        for n in self.nodes:
-            for i in n.inputs:
-                if i != "input" and i not in by_name:
-                    raise ModelError(f"node {n.name!r}: field 'inputs' names unknown node {i!r}")
+            by_name[n.name] = i
+        indeg = [0] * len(self.nodes)
+        users: list[list[int]] = [[] for _ in self.nodes]
+        for i, n in enumerate(self.nodes):
+            for src in n.inputs:
+                if src == "input":
+                    continue
+                j = by_name.get(src)
+                if j is None:
+                    raise ModelError(f"node {n.name!r}: field 'inputs' names unknown node {src!r}")
+                indeg[i] += 1
+                users[j].append(i)
+        ready = [i for i, d in enumerate(indeg) if d == 0]
+        heapq.heapify(ready)
         order: list[Node] = []
-        done: set[str] = {"input"}
-        pending = list(self.nodes)
-        while pending:
-            ready = [n for n in pending if all(i in done for i in n.inputs)]
-            if not ready:
-                names = ", ".join(repr(n.name) for n in pending)
-                raise ModelError(f"the edges do not form a DAG: cycle among nodes {names}")
-            for n in ready:
-                order.append(n)
-                done.add(n.name)
-            pending = [n for n in pending if n.name not in done]
+        while ready:
+            i = heapq.heappop(ready)
+            order.append(self.nodes[i])
+            for u in users[i]:
+                indeg[u] -= 1
+                if indeg[u] == 0:
+                    heapq.heappush(ready, u)
+        if len(order) != len(self.nodes):
+            names = ", ".join(repr(n.name) for n, d in zip(self.nodes, indeg, strict=True) if d > 0)
+            raise ModelError(f"the edges do not form a DAG: cycle among nodes {names}")
         return order
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -158,54 +162,22 @@ class Graph:
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         """Check everything docs/model-format.md requires; raise ModelError naming the node
-        and field of the first violation."""
-        if self.precision not in ("float32", "int"):
-            raise ModelError(
-                f"graph: field 'precision' must be 'float32' or 'int', got {self.precision!r}"
-            )
-        if self.input_kind not in ("static", "events"):
-            raise ModelError(
-                f"input: field 'kind' must be 'static' or 'events', got {self.input_kind!r}"
-            )
-        shape = tuple(self.input_shape)
-        if len(shape) not in (1, 3) or any(
-            (not isinstance(d, (int, np.integer))) or d <= 0 for d in shape
-        ):
-            raise ModelError(
-                f"input: field 'shape' must be [C, H, W] or [F] of positive ints, got {list(shape)}"
-            )
-        if self.input_kind == "events" and (len(shape) != 3 or shape[0] not in (1, 2)):
-            raise ModelError(
-                f"input: event input needs shape [C, H, W] with C in (1, 2), got {list(shape)}"
-            )
-        if self.precision == "int" and self.input_kind == "static":
-            s = self.input_scale
-            if s is None or not np.isfinite(s) or s <= 0:
-                raise ModelError(
-                    f"input: field 'scale' must be a finite positive float in int precision, got {s!r}"
-                )
-        for n in self.nodes:
-            if not isinstance(n.name, str) or not _NAME_RE.match(n.name) or n.name == "input":
-                raise ModelError(
-                    f"node {n.name!r}: invalid name (letters, digits, '_', '.', '-'; not 'input')"
-                )
-            if n.op not in ALL_OPS:
-                raise ModelError(f"node {n.name!r}: unknown op {n.op!r}")
-            _check_tensors(n, self.precision)
-        self.shapes()
-        if self.output is None:
-            raise ModelError("graph: field 'output' is not set")
-        out = self.node(self.output)
-        if out.op not in OUTPUT_OPS:
-            raise ModelError(
-                f"graph: output node {out.name!r} must be a neuron or integrate, not {out.op!r}"
-            )
+        and field of the first violation.
+
+        The check is the engine's (``snnsim._core.validate_file``) on the bytes this graph is
+        saved as, so ``validate()`` passes exactly when :func:`snnsim.save` then
+        :func:`snnsim.load` succeed."""
+        data = container.encode(self.to_json(), self.tensor_dict(), self.meta, self.input_shape)
+        container.check_bytes(data, "graph")
 
     # ------------------------------------------------------------------ JSON
     def to_json(self) -> dict[str, Any]:
-        inp: dict[str, Any] = {"shape": [int(d) for d in self.input_shape], "kind": self.input_kind}
+        """The graph JSON document of the file (docs/model-format.md), without the tensors."""
+        # values as given (numpy scalars are converted when encoded): a float or bool in the
+        # shape must reach the validator as such, not be truncated to an int here
+        inp: dict[str, Any] = {"shape": list(self.input_shape), "kind": self.input_kind}
         if self.input_scale is not None:
-            inp["scale"] = float(self.input_scale)
+            inp["scale"] = self.input_scale
         return {
             "version": GRAPH_VERSION,
             "precision": self.precision,
@@ -215,6 +187,7 @@ class Graph:
         }
 
     def tensor_dict(self) -> dict[str, np.ndarray]:
+        """Every tensor under its file name ``"{node}.{field}"``, C-contiguous."""
         return {
             f"{n.name}.{k}": np.ascontiguousarray(v)
             for n in self.nodes
@@ -223,7 +196,8 @@ class Graph:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any], tensors: dict[str, np.ndarray]) -> "Graph":
-        """Rebuild a graph from its JSON document and the file's tensors (not validated)."""
+        """Rebuild a graph from its JSON document and the file's tensors (not validated: a
+        file is validated by the engine before it is read, see :func:`snnsim.model_file.load`)."""
         try:
             version = doc["version"]
             if version != GRAPH_VERSION:
@@ -243,19 +217,28 @@ class Graph:
             raise ModelError(f"graph: missing or malformed field {exc}") from None
         if not isinstance(raw_nodes, list):
             raise ModelError("graph: field 'nodes' must be a list")
-        used: set[str] = set()
+        # "{node}.{field}": field names hold no '.', node names may ("fc" and "fc.sn")
+        owned: dict[str, dict[str, np.ndarray]] = {}
+        for key, value in tensors.items():
+            node_name, _, fld = key.rpartition(".")
+            owned.setdefault(node_name, {})[fld] = value
+        names: set[str] = set()
         for raw in raw_nodes:
             if not isinstance(raw, dict) or not {"name", "op", "inputs"} <= raw.keys():
                 raise ModelError(f"graph: node entry {raw!r} needs 'name', 'op' and 'inputs'")
             name = raw["name"]
+            names.add(name)
             attrs = {k: v for k, v in raw.items() if k not in ("name", "op", "inputs")}
-            prefix = f"{name}."
-            own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            used.update(prefix + k for k in own)
             g.nodes.append(
-                Node(name=name, op=raw["op"], inputs=list(raw["inputs"]), attrs=attrs, tensors=own)
+                Node(
+                    name=name,
+                    op=raw["op"],
+                    inputs=list(raw["inputs"]),
+                    attrs=attrs,
+                    tensors=owned.get(name, {}),
+                )
             )
-        stray = sorted(set(tensors) - used)
+        stray = sorted(k for k in tensors if k.rpartition(".")[0] not in names)
         if stray:
             raise ModelError(f"file holds tensors no node owns: {stray[:5]}")
         return g
@@ -267,69 +250,99 @@ class Graph:
         op: str,
         inputs: Sequence[str],
         attrs: dict[str, Any] | None = None,
-        tensors: dict[str, Any] | None = None,
+        tensors: dict[str, Values | None] | None = None,
     ) -> str:
         if any(n.name == name for n in self.nodes):
             raise ModelError(f"node {name!r}: duplicate name")
-        dtype = np.float32 if self.precision == "float32" else None
         arrays: dict[str, np.ndarray] = {}
         for k, v in (tensors or {}).items():
             if v is None:
                 continue
-            a = np.asarray(v)
+            a = _as_array(name, k, v)
             if a.ndim == 0:
                 a = a.reshape(1)
-            if dtype is not None:
-                a = a.astype(dtype)
+            if self.precision == "float32":
+                a = _to_float32(name, k, a)
             arrays[k] = np.ascontiguousarray(a)
         node = Node(name=name, op=op, inputs=list(inputs), attrs=dict(attrs or {}), tensors=arrays)
         self.nodes.append(node)
         return name
 
-    def _weights(self, w: Any, bits: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    def _weights(self, name: str, w: Values, bits: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+        a = _as_array(name, "weight", w)
         if self.precision == "float32":
-            return np.asarray(w, dtype=np.float32), {}
+            return _to_float32(name, "weight", a), {}
         bits = 8 if bits is None else bits
         if bits not in _WEIGHT_BITS:
-            raise ModelError(f"weight_bits must be 4, 8 or 16, got {bits}")
-        a = np.asarray(w)
-        if not np.issubdtype(a.dtype, np.integer):
-            raise ModelError(f"int precision weights must be integers, got dtype {a.dtype}")
-        return a.astype(np.int16 if bits == 16 else np.int8), {"weight_bits": bits}
+            raise ModelError(f"node {name!r}: weight_bits must be 4, 8 or 16, got {bits}")
+        lo, hi = _WEIGHT_BITS[bits]
+        return _to_int(name, "weight", a, lo, hi, f"int{bits}").astype(
+            np.int16 if bits == 16 else np.int8
+        ), {"weight_bits": bits}
 
-    def _int_or_float(self, v: Any) -> Any:
+    def _int_or_float(self, name: str, fld: str, v: Values | None) -> np.ndarray | None:
+        """A parameter tensor: float32 in float precision, int32 in int precision (whole
+        numbers within the int32 range; anything else raises instead of wrapping)."""
         if v is None:
             return None
-        return np.asarray(v, dtype=np.float32 if self.precision == "float32" else np.int32)
+        a = _as_array(name, fld, v)
+        if self.precision == "float32":
+            return _to_float32(name, fld, a)
+        return _to_int(name, fld, a, *_I32, "int32").astype(np.int32)
 
     def linear(
-        self, name: str, inp: str, weight: Any, bias: Any = None, *, weight_bits: int | None = None
+        self,
+        name: str,
+        inp: str,
+        weight: Values,
+        bias: Values | None = None,
+        *,
+        weight_bits: int | None = None,
     ) -> str:
-        w, attrs = self._weights(weight, weight_bits)
+        """Add a fully connected node ``y = weight @ x + bias`` on the node ``inp`` (whose value
+        must be ``[in]``; flatten a ``[C, H, W]`` value first) and return ``name``.
+
+        ``weight`` is ``[out, in]``, ``bias`` ``[out]`` (optional), in the units of the node's
+        output per unit of input (float: any float32 values; int: whole numbers, the weights
+        within ``weight_bits`` (4, 8 or 16; default 8) and the bias an int32 in the
+        accumulator's scale). Values that would wrap or overflow float32 raise
+        :class:`~snnsim.errors.ModelError` naming the node and field."""
+        w, attrs = self._weights(name, weight, weight_bits)
         if w.ndim != 2:
             raise ModelError(
                 f"node {name!r}: field 'weight' must be [out, in], got shape {list(w.shape)}"
             )
         attrs.update(in_features=int(w.shape[1]), out_features=int(w.shape[0]))
         return self._add(
-            name, "linear", [inp], attrs, {"weight": w, "bias": self._int_or_float(bias)}
+            name,
+            "linear",
+            [inp],
+            attrs,
+            {"weight": w, "bias": self._int_or_float(name, "bias", bias)},
         )
 
     def conv2d(
         self,
         name: str,
         inp: str,
-        weight: Any,
-        bias: Any = None,
+        weight: Values,
+        bias: Values | None = None,
         *,
-        stride: int | Sequence[int] = 1,
-        padding: int | Sequence[int] = 0,
+        stride: Pair = 1,
+        padding: Pair = 0,
         weight_bits: int | None = None,
     ) -> str:
-        w, attrs = self._weights(weight, weight_bits)
+        """Add a 2-d convolution (torch's ``conv2d``, cross-correlation, zero padding) on the
+        ``[C, H, W]`` value of ``inp`` and return ``name``.
+
+        ``weight`` is ``[out, in, kh, kw]``, ``bias`` ``[out]`` (optional); ``stride`` and
+        ``padding`` in pixels (one int or ``(height, width)``). The output is ``[out, Ho, Wo]``
+        with ``Ho = (H + 2*ph - kh) // sh + 1``. Value rules as :meth:`linear`."""
+        w, attrs = self._weights(name, weight, weight_bits)
         if w.ndim != 4:
             raise ModelError(
-                f"node {name!r}: field 'weight' must be [out, in, kh, kw], got shape {list(w.shape)}"
+                f"node {name!r}: field 'weight' must be [out, in, kh, kw], "
+                f"got shape {list(w.shape)}"
             )
         attrs.update(
             in_channels=int(w.shape[1]),
@@ -339,19 +352,30 @@ class Graph:
             padding=_pair(padding),
         )
         return self._add(
-            name, "conv2d", [inp], attrs, {"weight": w, "bias": self._int_or_float(bias)}
+            name,
+            "conv2d",
+            [inp],
+            attrs,
+            {"weight": w, "bias": self._int_or_float(name, "bias", bias)},
         )
 
     def avgpool2d(
         self,
         name: str,
         inp: str,
-        kernel: int | Sequence[int],
-        stride: int | Sequence[int] | None = None,
+        kernel: Pair,
+        stride: Pair | None = None,
         *,
         m: int | None = None,
         f: int | None = None,
     ) -> str:
+        """Add an average pool (no padding) over ``kernel`` windows, in pixels, at ``stride``
+        (default: the kernel) and return ``name``.
+
+        Float: the window sum divided by ``kh*kw``. Int: ``fx(m, sum, f) = (m*sum + 2^(f-1))
+        >> f`` with the multiplier ``m`` in ``[0, 2^31 - 1]`` and ``f`` fraction bits in
+        ``[1, 31]`` (``m / 2^f`` approximates ``1 / (kh*kw)``); both required in int precision,
+        ignored in float."""
         attrs: dict[str, Any] = {
             "kernel": _pair(kernel),
             "stride": _pair(stride if stride is not None else kernel),
@@ -364,28 +388,40 @@ class Graph:
         self,
         name: str,
         inp: str,
-        kernel: int | Sequence[int],
-        stride: int | Sequence[int] | None = None,
+        kernel: Pair,
+        stride: Pair | None = None,
     ) -> str:
+        """Add a sum pool (no padding): the sum of each ``kernel`` window, in pixels, at
+        ``stride`` (default: the kernel); return ``name``."""
         attrs = {"kernel": _pair(kernel), "stride": _pair(stride if stride is not None else kernel)}
         return self._add(name, "sumpool2d", [inp], attrs)
 
     def flatten(self, name: str, inp: str) -> str:
+        """Add a node that flattens ``[C, H, W]`` to ``[C*H*W]`` in C, H, W order (torch's
+        ``flatten``); return ``name``."""
         return self._add(name, "flatten", [inp])
 
     def add(self, name: str, *inputs: str) -> str:
+        """Add the elementwise sum of two or more nodes of identical shape (a residual join);
+        return ``name``."""
         return self._add(name, "add", list(inputs))
 
     def scale(
         self,
         name: str,
         inp: str,
-        scale: Any = None,
-        shift: Any = None,
+        scale: Values | None = None,
+        shift: Values | None = None,
         *,
-        m: Any = None,
+        m: Values | None = None,
         f: int | None = None,
     ) -> str:
+        """Add a per-channel affine map (a batch norm on a residual stream) and return ``name``.
+
+        Float: ``x*scale + shift`` with ``scale`` and ``shift`` ``[C]`` or one value (``shift``
+        optional). Int: ``fx(m, x, f) + shift`` with the int32 multipliers ``m`` ``[C]``, ``f``
+        fraction bits in ``[1, 31]`` and an optional int32 ``shift`` ``[C]`` in the output's
+        units; ``scale`` is ignored in int precision, ``m`` and ``f`` in float."""
         if self.precision == "float32":
             return self._add(name, "scale", [inp], {}, {"scale": scale, "shift": shift})
         return self._add(
@@ -393,16 +429,28 @@ class Graph:
             "scale",
             [inp],
             {"f": f},
-            {"m": self._int_or_float(m), "shift": self._int_or_float(shift)},
+            {
+                "m": self._int_or_float(name, "m", m),
+                "shift": self._int_or_float(name, "shift", shift),
+            },
         )
 
-    def dsr_if(self, name: str, inp: str, *, theta: Any, fire: Any) -> str:
+    def dsr_if(self, name: str, inp: str, *, theta: Values, fire: Values) -> str:
+        """Add a DSR integrate-and-fire neuron and return ``name``: ``U = V + x``, a spike when
+        ``U >= fire``, then ``V = U - theta*spike`` (reset by subtraction).
+
+        ``theta`` (the spike amplitude subtracted on a spike) and ``fire`` (the firing level)
+        are ``[C]`` or one value, both > 0, in the membrane's units (those of the input ``x``;
+        int: int32 in the accumulator's scale)."""
         return self._add(
             name,
             "dsr_if",
             [inp],
             {},
-            {"theta": self._int_or_float(theta), "fire": self._int_or_float(fire)},
+            {
+                "theta": self._int_or_float(name, "theta", theta),
+                "fire": self._int_or_float(name, "fire", fire),
+            },
         )
 
     def dsr_lif(
@@ -410,14 +458,22 @@ class Graph:
         name: str,
         inp: str,
         *,
-        theta: Any,
-        fire: Any,
-        leak: Any = None,
-        gain: Any = None,
-        leak_m: Any = None,
-        gain_m: Any = None,
+        theta: Values,
+        fire: Values,
+        leak: Values | None = None,
+        gain: Values | None = None,
+        leak_m: Values | None = None,
+        gain_m: Values | None = None,
         f: int | None = None,
     ) -> str:
+        """Add a DSR leaky integrate-and-fire neuron and return ``name``: ``U = leak*V +
+        gain*x`` (int: ``fx(leak_m, V, f) + fx(gain_m, x, f)``), a spike when ``U >= fire``,
+        then ``V = U - theta*spike``.
+
+        ``theta`` and ``fire`` as in :meth:`dsr_if`. Float: ``leak`` (the membrane's decay per
+        time step) and ``gain`` (the input's factor), ``[C]`` or one value, dimensionless.
+        Int: their fixed-point multipliers ``leak_m >= 0`` and ``gain_m`` (int32, any sign),
+        with ``f`` fraction bits in ``[1, 31]``."""
         if self.precision == "float32":
             return self._add(
                 name,
@@ -426,13 +482,21 @@ class Graph:
                 {},
                 {"theta": theta, "fire": fire, "leak": leak, "gain": gain},
             )
-        i = self._int_or_float
+
+        def i(fld: str, v: Values | None) -> np.ndarray | None:
+            return self._int_or_float(name, fld, v)
+
         return self._add(
             name,
             "dsr_lif",
             [inp],
             {"f": f},
-            {"theta": i(theta), "fire": i(fire), "leak_m": i(leak_m), "gain_m": i(gain_m)},
+            {
+                "theta": i("theta", theta),
+                "fire": i("fire", fire),
+                "leak_m": i("leak_m", leak_m),
+                "gain_m": i("gain_m", gain_m),
+            },
         )
 
     def dspike_lif(
@@ -440,36 +504,123 @@ class Graph:
         name: str,
         inp: str,
         *,
-        fire: Any,
-        leak: Any = None,
-        leak_m: Any = None,
+        fire: Values,
+        leak: Values | None = None,
+        leak_m: Values | None = None,
         f: int | None = None,
     ) -> str:
+        """Add a Dspike leaky integrate-and-fire neuron and return ``name``: ``U = leak*V + x``
+        (int: ``fx(leak_m, V, f) + x``), a spike when ``U > fire`` (strict), then ``V = 0`` on
+        a spike (reset to zero), else ``V = U``.
+
+        ``fire`` is ``[C]`` or one value, > 0, in the membrane's units (int: an int32 >= 1).
+        ``leak`` is the decay per time step (float, dimensionless); ``leak_m >= 0`` with ``f``
+        fraction bits in ``[1, 31]`` its int form."""
         if self.precision == "float32":
             return self._add(name, "dspike_lif", [inp], {}, {"fire": fire, "leak": leak})
-        i = self._int_or_float
         return self._add(
-            name, "dspike_lif", [inp], {"f": f}, {"fire": i(fire), "leak_m": i(leak_m)}
+            name,
+            "dspike_lif",
+            [inp],
+            {"f": f},
+            {
+                "fire": self._int_or_float(name, "fire", fire),
+                "leak_m": self._int_or_float(name, "leak_m", leak_m),
+            },
         )
 
     def integrate(
-        self, name: str, inp: str, *, leak: Any = None, leak_m: Any = None, f: int | None = None
+        self,
+        name: str,
+        inp: str,
+        *,
+        leak: Values | None = None,
+        leak_m: Values | None = None,
+        f: int | None = None,
     ) -> str:
-        """Non-firing integrator ``V = V + x``; with a leak ``V = leak*V + x`` (float: ``leak``
-        ``[C]`` or ``[1]``; int: ``leak_m`` with the fixed-point shift ``f``,
-        ``V = fx(leak_m, V, f) + x``)."""
+        """Add a non-firing integrator (the output layer: its membrane is the network's output)
+        and return ``name``: ``V = V + x``; with a leak ``V = leak*V + x`` (float: ``leak``
+        ``[C]`` or one value, the decay per time step; int: ``leak_m >= 0`` with ``f`` fraction
+        bits in ``[1, 31]``, ``V = fx(leak_m, V, f) + x``)."""
         if self.precision == "float32":
             return self._add(name, "integrate", [inp], {}, {"leak": leak})
         if leak_m is None:
             return self._add(name, "integrate", [inp])
-        return self._add(name, "integrate", [inp], {"f": f}, {"leak_m": self._int_or_float(leak_m)})
+        return self._add(
+            name,
+            "integrate",
+            [inp],
+            {"f": f},
+            {"leak_m": self._int_or_float(name, "leak_m", leak_m)},
+        )
 
     def set_output(self, name: str) -> None:
+        """Make the node ``name`` the network's output (a neuron or an ``integrate`` node)."""
         self.output = name
 
 
 # ---------------------------------------------------------------------- helpers
-def _pair(v: int | Sequence[int]) -> list[int]:
+def _as_array(node: str, fld: str, v: Values) -> np.ndarray:
+    """``v`` as a numeric numpy array (bool, integer or real float), else ModelError."""
+    try:
+        a = np.asarray(v)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"node {node!r}: tensor {fld!r} is not an array ({exc})") from None
+    if a.dtype.kind not in "biuf":
+        raise ModelError(f"node {node!r}: tensor {fld!r} must hold numbers, got dtype {a.dtype}")
+    return a
+
+
+def _at(idx: tuple[int, ...]) -> str:
+    return f" at index {list(idx)}" if idx else ""
+
+
+def _to_float32(node: str, fld: str, a: np.ndarray) -> np.ndarray:
+    """float32 values of ``a``; finite values beyond the float32 range raise (they would
+    become inf). NaN and inf stay as they are, for the validator to report."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = a.astype(np.float32)
+    if a.dtype.kind == "f":
+        over = np.isfinite(a) & ~np.isfinite(out)
+        if over.any():
+            idx = tuple(int(i) for i in np.argwhere(over)[0])
+            raise ModelError(
+                f"node {node!r}: tensor {fld!r} value {a[idx].item()!r}{_at(idx)} is beyond "
+                "the float32 range"
+            )
+    return out
+
+
+def _to_int(node: str, fld: str, a: np.ndarray, lo: int, hi: int, what: str) -> np.ndarray:
+    """``a`` checked to hold whole numbers in ``[lo, hi]`` (int64; never wraps)."""
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a) | (a != np.floor(a))
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ModelError(
+                f"node {node!r}: tensor {fld!r} must hold whole numbers in int precision, "
+                f"got {a[idx].item()!r}{_at(idx)}"
+            )
+        if a.size and (a.min() < lo or a.max() > hi):
+            bad_v = a.min() if a.min() < lo else a.max()
+            raise ModelError(
+                f"node {node!r}: tensor {fld!r} value {bad_v.item()!r} is outside the {what} "
+                f"range [{lo}, {hi}]"
+            )
+        return a.astype(np.int64)
+    if a.size:
+        mn, mx = int(a.min()), int(a.max())
+        if mn < lo or mx > hi:
+            bad_v = mn if mn < lo else mx
+            idx = tuple(int(i) for i in np.argwhere(a == bad_v)[0])
+            raise ModelError(
+                f"node {node!r}: tensor {fld!r} value {bad_v}{_at(idx)} is outside the {what} "
+                f"range [{lo}, {hi}] (it would wrap)"
+            )
+    return a.astype(np.int64)
+
+
+def _pair(v: Pair) -> list[int]:
     if isinstance(v, (int, np.integer)):
         return [int(v), int(v)]
     vals = [int(x) for x in v]
@@ -503,140 +654,41 @@ def _pair_attr(n: Node, key: str, lo: int) -> tuple[int, int]:
     return int(v[0]), int(v[1])
 
 
-def _check_tensors(n: Node, precision: str) -> None:
-    spec = _TENSORS.get((n.op, precision), ())
-    allowed = {k for k, _ in spec}
-    for k in n.tensors:
-        if k not in allowed:
-            raise ModelError(
-                f"node {n.name!r}: unexpected tensor {k!r} for op {n.op!r} in {precision} precision"
-            )
-    for k, required in spec:
-        if required and k not in n.tensors:
-            raise ModelError(f"node {n.name!r}: missing tensor {k!r}")
-    for k, a in n.tensors.items():
-        if precision == "float32":
-            if a.dtype != np.float32:
-                raise ModelError(f"node {n.name!r}: tensor {k!r} must be float32, got {a.dtype}")
-            if not np.all(np.isfinite(a)):
-                raise ModelError(f"node {n.name!r}: tensor {k!r} holds NaN or inf")
-        elif k == "weight":
-            bits = _int_attr(n, "weight_bits", 4, 16)
-            if bits not in _WEIGHT_BITS:
-                raise ModelError(
-                    f"node {n.name!r}: field 'weight_bits' must be 4, 8 or 16, got {bits}"
-                )
-            want = np.int16 if bits == 16 else np.int8
-            if a.dtype != want:
-                raise ModelError(
-                    f"node {n.name!r}: tensor 'weight' must be {np.dtype(want)} for weight_bits={bits}, got {a.dtype}"
-                )
-            lo, hi = _WEIGHT_BITS[bits]
-            if a.size and (a.min() < lo or a.max() > hi):
-                raise ModelError(
-                    f"node {n.name!r}: tensor 'weight' has values outside the int{bits} range [{lo}, {hi}]"
-                )
-        elif a.dtype != np.int32:
-            raise ModelError(
-                f"node {n.name!r}: tensor {k!r} must be int32 in int precision, got {a.dtype}"
-            )
-    for k in ("theta", "fire"):
-        if k in n.tensors and n.op in ("dsr_if", "dsr_lif") and not np.all(n.tensors[k] > 0):
-            raise ModelError(f"node {n.name!r}: tensor {k!r} must be > 0 everywhere")
-    if n.op == "dspike_lif" and "fire" in n.tensors and not np.all(n.tensors["fire"] > 0):
-        raise ModelError(f"node {n.name!r}: tensor 'fire' must be > 0 everywhere")
-    if precision == "int":
-        for k in ("leak_m", "gain_m"):
-            if k in n.tensors and not np.all(n.tensors[k] >= 0):
-                raise ModelError(f"node {n.name!r}: tensor {k!r} must be >= 0")
-        if n.op in ("dsr_lif", "dspike_lif", "scale") or (n.op == "avgpool2d"):
-            _int_attr(n, "f", 1, 31)
-        if n.op == "integrate" and ("leak_m" in n.tensors or n.attrs.get("f") is not None):
-            _int_attr(n, "f", 1, 31)
-        if n.op == "avgpool2d":
-            _int_attr(n, "m", 0, 2**31 - 1)
-
-
-def _channel_param(n: Node, key: str, channels: int) -> None:
-    a = n.tensors.get(key)
-    if a is not None and a.shape not in ((channels,), (1,)):
-        raise ModelError(
-            f"node {n.name!r}: tensor {key!r} must have shape [{channels}] or [1], got {list(a.shape)}"
-        )
-
-
 def _infer_shape(n: Node, ins: list[tuple[int, ...]], precision: str) -> tuple[int, ...]:
-    def need(count: int | None) -> None:
-        if (count is None and len(ins) < 2) or (count is not None and len(ins) != count):
-            want = "at least 2" if count is None else str(count)
-            raise ModelError(
-                f"node {n.name!r}: field 'inputs' must name {want} input(s), got {len(ins)}"
-            )
-
-    op = n.op
-    if op == "linear":
-        need(1)
+    """Per-sample output shape of ``n`` from its input shapes. Raises ModelError for what a
+    shape cannot be computed from (input counts and ranks, missing attributes); the rest of
+    the format (tensor shapes, dtypes, values) is the validator's (:meth:`Graph.validate`)."""
+    want = 2 if n.op == "add" else 1
+    if len(ins) < want or (n.op != "add" and len(ins) != 1):
+        count = "at least 2" if n.op == "add" else "1"
+        raise ModelError(
+            f"node {n.name!r}: field 'inputs' must name {count} input(s), got {len(ins)}"
+        )
+    x = ins[0]
+    if n.op == "linear":
         fin, fout = _int_attr(n, "in_features", 1), _int_attr(n, "out_features", 1)
-        if ins[0] != (fin,):
+        if x != (fin,):
             raise ModelError(
-                f"node {n.name!r}: input shape {list(ins[0])} does not match in_features={fin} (flatten first?)"
-            )
-        w = n.tensors["weight"]
-        if w.shape != (fout, fin):
-            raise ModelError(
-                f"node {n.name!r}: tensor 'weight' must have shape [{fout}, {fin}], got {list(w.shape)}"
-            )
-        if "bias" in n.tensors and n.tensors["bias"].shape != (fout,):
-            raise ModelError(
-                f"node {n.name!r}: tensor 'bias' must have shape [{fout}], got {list(n.tensors['bias'].shape)}"
+                f"node {n.name!r}: input shape {list(x)} does not match in_features={fin} "
+                "(flatten first?)"
             )
         return (fout,)
-    if op == "conv2d":
-        need(1)
-        cin, cout = _int_attr(n, "in_channels", 1), _int_attr(n, "out_channels", 1)
-        kh, kw = _pair_attr(n, "kernel", 1)
-        sh, sw = _pair_attr(n, "stride", 1)
-        ph, pw = _pair_attr(n, "padding", 0)
-        if len(ins[0]) != 3 or ins[0][0] != cin:
-            raise ModelError(f"node {n.name!r}: input shape {list(ins[0])} is not [{cin}, H, W]")
-        _, h, w_ = ins[0]
-        ho, wo = (h + 2 * ph - kh) // sh + 1, (w_ + 2 * pw - kw) // sw + 1
-        if h + 2 * ph < kh or w_ + 2 * pw < kw:
+    if n.op in ("conv2d",) + POOL_OPS:
+        (kh, kw), (sh, sw) = _pair_attr(n, "kernel", 1), _pair_attr(n, "stride", 1)
+        ph, pw = _pair_attr(n, "padding", 0) if n.op == "conv2d" else (0, 0)
+        c = _int_attr(n, "out_channels", 1) if n.op == "conv2d" else (x[0] if x else 0)
+        if len(x) != 3:
+            raise ModelError(f"node {n.name!r}: input shape {list(x)} is not [C, H, W]")
+        h, w = x[1] + 2 * ph, x[2] + 2 * pw
+        if h < kh or w < kw:
             raise ModelError(
-                f"node {n.name!r}: kernel {[kh, kw]} larger than the padded input {[h + 2 * ph, w_ + 2 * pw]}"
+                f"node {n.name!r}: kernel {[kh, kw]} larger than the (padded) input {[h, w]}"
             )
-        w = n.tensors["weight"]
-        if w.shape != (cout, cin, kh, kw):
-            raise ModelError(
-                f"node {n.name!r}: tensor 'weight' must have shape {[cout, cin, kh, kw]}, got {list(w.shape)}"
-            )
-        if "bias" in n.tensors and n.tensors["bias"].shape != (cout,):
-            raise ModelError(
-                f"node {n.name!r}: tensor 'bias' must have shape [{cout}], got {list(n.tensors['bias'].shape)}"
-            )
-        return (cout, ho, wo)
-    if op in POOL_OPS:
-        need(1)
-        kh, kw = _pair_attr(n, "kernel", 1)
-        sh, sw = _pair_attr(n, "stride", 1)
-        if len(ins[0]) != 3:
-            raise ModelError(f"node {n.name!r}: input shape {list(ins[0])} is not [C, H, W]")
-        c, h, w_ = ins[0]
-        if h < kh or w_ < kw:
-            raise ModelError(f"node {n.name!r}: kernel {[kh, kw]} larger than the input {[h, w_]}")
-        return (c, (h - kh) // sh + 1, (w_ - kw) // sw + 1)
-    if op == "flatten":
-        need(1)
-        return (int(np.prod(ins[0])),)
-    if op == "add":
-        need(None)
-        if any(s != ins[0] for s in ins):
-            raise ModelError(
-                f"node {n.name!r}: add needs identical input shapes, got {[list(s) for s in ins]}"
-            )
-        return ins[0]
-    # elementwise with per-channel parameters: scale and neurons
-    need(1)
-    for key in n.tensors:
-        _channel_param(n, key, ins[0][0])
-    return ins[0]
+        return (c, (h - kh) // sh + 1, (w - kw) // sw + 1)
+    if n.op == "flatten":
+        return (int(np.prod(x)),)
+    if n.op == "add" and any(s != x for s in ins):
+        raise ModelError(
+            f"node {n.name!r}: add needs identical input shapes, got {[list(s) for s in ins]}"
+        )
+    return x

@@ -153,7 +153,8 @@ def prepare_frames(frames: Any, input_shape: Sequence[int], precision: str) -> n
         raise InputError("frames have batch size 0; need at least one sample")
     if a.shape[1] <= 0:
         raise InputError(
-            f"frames have T = {a.shape[1]} time steps (axis 1 of shape {list(a.shape)}); need T >= 1"
+            f"frames have T = {a.shape[1]} time steps (axis 1 of shape {list(a.shape)}); "
+            "need T >= 1"
         )
     if precision == "float32":
         return _to_float32(a, "frames")

@@ -3,7 +3,9 @@
 Public so that users can property-test their own code against snnsim the same way snnsim tests
 itself: ``networks()`` draws a random feed-forward :class:`~snnsim.graph.Graph` (Linear, Conv2d,
 pools, Flatten, residual Add, fixed-point Scale, DSR-IF, DSR-LIF, Dspike-LIF, an integrating
-(plain or leaky) or spiking output) in float32 or integer precision, together with a matching input batch.
+(plain or leaky) or spiking output) in float32 or integer precision, together with a matching
+input batch; ``event_recordings()`` draws event arrays; ``mutated_model_files()`` draws the
+bytes of hostile model files (valid files changed at the byte, metadata, JSON or tensor level).
 
 Structure (layer kinds, sizes, neuron types, precision, weight width) is drawn by hypothesis so
 failures shrink to small networks; the bulk numbers (weights, inputs) come from a numpy
@@ -40,7 +42,10 @@ class NetworkCase:
 
     @property
     def inputs(self) -> np.ndarray:
-        return self.static if self.static is not None else self.frames  # type: ignore[return-value]
+        if self.static is not None:
+            return self.static
+        assert self.frames is not None  # every case has static input or frames
+        return self.frames
 
 
 class _Builder:
@@ -297,3 +302,222 @@ def event_recordings(
         st.integers(0, 10**6)
     )
     return ev
+
+
+# ---------------------------------------------------------------------- hostile model files
+#: Values a mutated graph JSON field may take: type confusions, range boundaries, names.
+HOSTILE_JSON_VALUES: tuple[Any, ...] = (
+    0,
+    1,
+    -1,
+    2,
+    3,
+    7,
+    31,
+    32,
+    2**30,
+    2**30 + 1,
+    2**31 - 1,
+    2**31,
+    2**63 - 1,
+    -(2**63),
+    1.0,
+    0.5,
+    -0.0,
+    1e308,
+    True,
+    False,
+    None,
+    "",
+    "x",
+    "input",
+    "fc.sn",
+    "float32",
+    "int",
+    "static",
+    "events",
+    "dsr_if",
+    "add",
+    [],
+    [1],
+    [1, 1],
+    [0, 0],
+    [2**30 + 1, 1],
+    {},
+)
+
+#: safetensors dtypes a tensor may be re-declared as (byte length kept where possible).
+HOSTILE_DTYPES: tuple[tuple[str, int], ...] = (
+    ("F64", 8),
+    ("F32", 4),
+    ("F16", 2),
+    ("BF16", 2),
+    ("F8_E4M3", 1),
+    ("F8_E5M2", 1),
+    ("I64", 8),
+    ("I32", 4),
+    ("I16", 2),
+    ("I8", 1),
+    ("U8", 1),
+    ("U32", 4),
+    ("BOOL", 1),
+)
+
+
+def split_model_file(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """The safetensors header (a dict, ``__metadata__`` included) and the data bytes of a
+    well-formed file."""
+    import json
+    import struct
+
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8 : 8 + n]), data[8 + n :]
+
+
+def join_model_file(header: dict[str, Any], body: bytes) -> bytes:
+    """Inverse of :func:`split_model_file` (the header re-encoded, its length prefixed)."""
+    import json
+    import struct
+
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(raw)) + raw + body
+
+
+def _walk(draw: Any, node: Any) -> tuple[Any, Any]:
+    """A random (container, key) inside a JSON document (a dict or list to edit in place)."""
+    parent, key = None, None
+    while isinstance(node, (dict, list)) and len(node) and (parent is None or draw(st.booleans())):
+        keys = list(node.keys()) if isinstance(node, dict) else list(range(len(node)))
+        parent, key = node, draw(st.sampled_from(keys))
+        node = node[key]
+    return parent, key
+
+
+def _mutate_json(draw: Any, doc: Any) -> Any:
+    """One edit of the graph JSON: a value replaced, removed, duplicated or nested deeply."""
+    parent, key = _walk(draw, doc)
+    if parent is None:
+        return draw(st.sampled_from(HOSTILE_JSON_VALUES))
+    action = draw(st.sampled_from(["replace", "delete", "duplicate", "nest"]))
+    if action == "delete":
+        del parent[key]
+    elif action == "duplicate" and isinstance(parent, list):
+        parent.insert(key, parent[key])
+    elif action == "nest":
+        depth = draw(st.sampled_from([2, 100, 130, 500, 900]))
+        v: Any = parent[key]
+        for _ in range(depth):
+            v = [v]
+        parent[key] = v
+    else:
+        parent[key] = draw(st.sampled_from(HOSTILE_JSON_VALUES))
+    return doc
+
+
+def _mutate_tensor(draw: Any, header: dict[str, Any], body: bytearray) -> None:
+    """One edit of a tensor: its dtype, shape, offsets or name in the header, or an element's
+    bytes in the data."""
+    names = [k for k in header if k != "__metadata__"]
+    if not names:
+        header["ghost.weight"] = {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+        return
+    name = draw(st.sampled_from(sorted(names)))
+    info = header[name]
+    lo, hi = info["data_offsets"]
+    action = draw(st.sampled_from(["dtype", "shape", "offsets", "rename", "bytes", "delete"]))
+    if action == "dtype":
+        dtype, size = draw(st.sampled_from(HOSTILE_DTYPES))
+        info["dtype"] = dtype
+        if (hi - lo) % size == 0:  # the same bytes read as another dtype
+            n = (hi - lo) // size
+            shape = info["shape"]
+            info["shape"] = (
+                shape[:-1] + [n // max(1, int(np.prod(shape[:-1])))]
+                if (shape and n % max(1, int(np.prod(shape[:-1]))) == 0)
+                else [n]
+            )
+    elif action == "shape":
+        info["shape"] = draw(st.sampled_from([[], [0], [1], [hi - lo], [2, (hi - lo) // 2]]))
+    elif action == "offsets":
+        info["data_offsets"] = [lo, hi + draw(st.sampled_from([-4, -1, 1, 4]))]
+    elif action == "rename":
+        header[draw(st.sampled_from(["x", "input.weight", name + "x", "." + name]))] = header.pop(
+            name
+        )
+    elif action == "delete":
+        del header[name]
+    elif hi > lo:
+        i = draw(st.integers(lo, hi - 1))
+        body[i] = draw(st.sampled_from([0x00, 0x7F, 0x80, 0xFF, 0xC0]))
+
+
+def _valid_training_meta(doc: dict[str, Any]) -> dict[str, Any]:
+    """A valid ``"snnsim.meta"`` object for the graph JSON ``doc`` (every field used)."""
+    shape = list(doc["input"]["shape"])
+    channels = shape[0] if len(shape) == 3 else 1
+    return {
+        "version": 1,
+        "T": 4,
+        "preprocess": {
+            "input_shape": [int(np.prod(shape))],
+            "rescale": 0.5,
+            "mean": [0.1] * channels,
+            "std": [0.3],
+            "flatten": True,
+        },
+        "modules": {doc["nodes"][0]["name"]: ["body.0"]},
+        "source": {"family": "test"},
+    }
+
+
+@st.composite
+def mutated_model_files(draw: Any, base: bytes | None = None) -> bytes:
+    """The bytes of a model file, valid or not: a valid file (``base``, or a random network of
+    :func:`networks` saved) changed at one level -- raw bytes (flips, truncation, garbage),
+    the metadata, the training metadata (a valid ``"snnsim.meta"`` added, then maybe edited),
+    the graph JSON (values from :data:`HOSTILE_JSON_VALUES`, deletions, deep nesting) or one
+    tensor (dtypes from :data:`HOSTILE_DTYPES`, shapes, offsets, names, element bytes). Used to
+    show that the Python package and the engine accept exactly the same files and that nothing
+    but a clear error comes of the rest."""
+    import json
+
+    from .model_file import GRAPH_KEY, META_KEY, to_bytes
+
+    if base is None:
+        base = to_bytes(draw(networks(max_steps=2, max_batch=1)).graph)
+    # the graph JSON and the tensors are where validation is deepest: drawn more often
+    level = draw(
+        st.sampled_from(
+            ["json", "tensor", "metadata", "training metadata", "json", "tensor", "bytes", "none"]
+        )
+    )
+    if level == "none":
+        return base
+    if level == "bytes":
+        b = bytearray(base)
+        for _ in range(draw(st.integers(1, 4))):
+            i = draw(st.integers(0, len(b) - 1))
+            b[i] = draw(st.integers(0, 255))
+        cut = draw(st.sampled_from([None, 0, 7, 8, len(b) // 2, len(b) - 1]))
+        return bytes(b[:cut]) + draw(st.sampled_from([b"", b"\x00", b"{}", b"\xff" * 9]))
+    header, body = split_model_file(base)
+    meta = header.setdefault("__metadata__", {})
+    if level == "metadata":
+        key = draw(st.sampled_from(["format", GRAPH_KEY]))
+        if draw(st.booleans()):
+            meta.pop(key, None)
+        else:
+            meta[key] = draw(st.sampled_from(["", "pt", "snnsim", "{}", "[]", "1", "null"]))
+    elif level == "training metadata":
+        doc = json.loads(meta[GRAPH_KEY])
+        train = _valid_training_meta(doc)
+        if draw(st.booleans()):
+            train = _mutate_json(draw, train)
+        meta[META_KEY] = json.dumps(train)
+    elif level == "json":
+        meta[GRAPH_KEY] = json.dumps(_mutate_json(draw, json.loads(meta[GRAPH_KEY])))
+    else:
+        data = bytearray(body)
+        _mutate_tensor(draw, header, data)
+        body = bytes(data)
+    return join_model_file(header, body)

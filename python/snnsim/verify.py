@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .api import Model, _as_model, run
+from .api import Model, as_model, run
 from .graph import NEURON_OPS
 
 __all__ = ["VerifyReport", "torch_input", "torch_spikes", "verify"]
@@ -78,7 +78,7 @@ def torch_spikes(
 
     from .nn.dspike import DspikeNet
 
-    model = _as_model(model)
+    model = as_model(model)
     if any(p.device.type != "cpu" for p in torch_model.parameters()):
         torch_model = copy.deepcopy(torch_model).cpu()
     torch_model.eval()
@@ -175,7 +175,7 @@ def verify(
     torch spikes are compared only when the two agree."""
     import time
 
-    model = _as_model(model)
+    model = as_model(model)
     events = isinstance(x, list)
     if events and torch_model is not None:
         raise ValueError(

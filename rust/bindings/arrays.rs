@@ -7,7 +7,9 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::to_py;
 use crate::engine::{Data, RunResult};
+use crate::error::SnnError;
 use crate::events::EventBatch;
 use crate::numeric::Precision;
 
@@ -139,23 +141,62 @@ impl<'py> EventArrays<'py> {
     }
 }
 
-pub(super) fn steps_arg(steps: i64) -> PyResult<usize> {
-    if steps < 1 {
-        return Err(PyValueError::new_err(format!(
-            "steps: must be >= 1, got {steps}"
+/// A Python int that must fit in int64: `TypeError` for other types, `ValueError` naming
+/// `arg` for an int beyond the int64 range (never pyo3's bare `OverflowError`).
+pub(super) fn int_arg(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<i64> {
+    if obj.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "{arg}: expected an int, got bool"
         )));
     }
-    usize::try_from(steps).map_err(|_| PyValueError::new_err("steps: too large"))
+    obj.extract::<i64>().map_err(|_| {
+        if obj.is_instance_of::<pyo3::types::PyInt>() {
+            to_py(SnnError::arg(
+                arg,
+                format!(
+                    "{} does not fit in int64",
+                    obj.str().map(|s| s.to_string()).unwrap_or_default()
+                ),
+            ))
+        } else {
+            PyTypeError::new_err(format!(
+                "{arg}: expected an int, got {}",
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        }
+    })
 }
 
-pub(super) fn threads_arg(threads: Option<i64>) -> PyResult<Option<usize>> {
-    match threads {
-        None => Ok(None),
-        Some(t) if t >= 1 => Ok(Some(t as usize)),
-        Some(t) => Err(PyValueError::new_err(format!(
-            "threads: must be >= 1 or None, got {t}"
-        ))),
+pub(super) fn steps_arg(steps: &Bound<'_, PyAny>) -> PyResult<usize> {
+    steps_value(int_arg(steps, "steps")?)
+}
+
+pub(super) fn steps_value(steps: i64) -> PyResult<usize> {
+    if steps < 1 {
+        return Err(to_py(SnnError::arg(
+            "steps",
+            format!("must be >= 1, got {steps}"),
+        )));
     }
+    usize::try_from(steps).map_err(|_| to_py(SnnError::arg("steps", "too large")))
+}
+
+pub(super) fn threads_arg(threads: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    let Some(t) = threads.filter(|t| !t.is_none()) else {
+        return Ok(None);
+    };
+    let t = int_arg(t, "threads")?;
+    let max = crate::engine::MAX_THREADS;
+    if t < 1 || t as u64 > max as u64 {
+        return Err(to_py(SnnError::arg(
+            "threads",
+            format!("must be between 1 and {max} or None, got {t}"),
+        )));
+    }
+    Ok(Some(t as usize))
 }
 
 pub(super) fn nd<'py, T: numpy::Element>(

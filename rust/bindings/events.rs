@@ -19,7 +19,7 @@ pub(super) fn bin_events<'py>(
     t: &Bound<'py, PyAny>,
     offsets: &Bound<'py, PyAny>,
     shape: (i64, i64, i64),
-    steps: i64,
+    steps: &Bound<'py, PyAny>,
     binning: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     let steps = steps_arg(steps)?;

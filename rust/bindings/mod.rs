@@ -3,6 +3,7 @@
 //! every engine error becomes a `ValueError` carrying its message.
 
 mod arrays;
+mod checks;
 mod events;
 mod model;
 mod simd;
@@ -10,13 +11,35 @@ mod training;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::error::SnnError;
 
+/// An engine error as the matching exception of `snnsim.errors` (all `ValueError`s): model
+/// files -> `ModelError`, arguments and events -> `InputError`, resource limits ->
+/// `LimitError`, overflows -> `NumericError`; a plain `ValueError` when that module is not
+/// importable. A file that cannot be read is an `OSError`.
 pub(super) fn to_py(e: SnnError) -> PyErr {
-    PyValueError::new_err(e.to_string())
+    let class = match &e {
+        SnnError::Io { .. } => return PyOSError::new_err(e.to_string()),
+        SnnError::File(_)
+        | SnnError::Graph(_)
+        | SnnError::Node { .. }
+        | SnnError::Tensor { .. } => "ModelError",
+        SnnError::Arg { .. } | SnnError::Events { .. } => "InputError",
+        SnnError::Limit { .. } => "LimitError",
+        SnnError::Overflow { .. } | SnnError::NonFinite { .. } => "NumericError",
+        SnnError::Internal(_) => "SnnsimError",
+    };
+    let msg = e.to_string();
+    Python::attach(|py| {
+        py.import("snnsim.errors")
+            .and_then(|m| m.getattr(class))
+            .and_then(|c| c.call1((msg.as_str(),)))
+            .map(PyErr::from_value)
+            .unwrap_or_else(|_| PyValueError::new_err(msg.clone()))
+    })
 }
 
 /// Runs engine work without the GIL; a panic (a bug) becomes a ValueError, never an abort.
@@ -42,6 +65,16 @@ pub(super) fn detached<T: Send, F: FnOnce() -> Result<T, SnnError> + Send>(
 /// The native engine of snnsim.
 #[pymodule]
 mod _core {
+    /// Largest `threads` argument of a run.
+    #[pymodule_export]
+    const MAX_THREADS: usize = crate::engine::MAX_THREADS;
+
+    #[pymodule_export]
+    use super::checks::memory_limit;
+    #[pymodule_export]
+    use super::checks::set_memory_limit;
+    #[pymodule_export]
+    use super::checks::validate_file;
     #[pymodule_export]
     use super::events::bin_events;
     #[pymodule_export]

@@ -4,12 +4,15 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
+use std::sync::Mutex;
+
 use super::arrays::{
-    check_sample_shape, i64_array, nd, result_dict, slice_of, steps_arg, threads_arg, value_array,
-    EventArrays,
+    check_sample_shape, i64_array, int_arg, nd, result_dict, slice_of, steps_arg, threads_arg,
+    value_array, EventArrays,
 };
 use super::{detached, to_py};
 use crate::engine::{Model, StreamState};
+use crate::error::SnnError;
 use crate::events::{Binning, Events};
 use crate::numeric::Precision;
 
@@ -88,9 +91,9 @@ impl PyModel {
         &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
-        steps: i64,
+        steps: &Bound<'py, PyAny>,
         record: Vec<String>,
-        threads: Option<i64>,
+        threads: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let steps = steps_arg(steps)?;
         let threads = threads_arg(threads)?;
@@ -109,7 +112,7 @@ impl PyModel {
         py: Python<'py>,
         frames: &Bound<'py, PyAny>,
         record: Vec<String>,
-        threads: Option<i64>,
+        threads: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let threads = threads_arg(threads)?;
         let info = self.inner.info();
@@ -128,8 +131,10 @@ impl PyModel {
         result_dict(py, r)
     }
 
+    /// `binning`: "time", "count", or "window" with `dt_us` (fixed windows from each
+    /// sample's first event; events after `steps` windows are dropped).
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (x, y, p, t, offsets, steps, binning, record, threads=None))]
+    #[pyo3(signature = (x, y, p, t, offsets, steps, binning, record, threads=None, dt_us=None))]
     fn run_events<'py>(
         &self,
         py: Python<'py>,
@@ -138,14 +143,34 @@ impl PyModel {
         p: &Bound<'py, PyAny>,
         t: &Bound<'py, PyAny>,
         offsets: &Bound<'py, PyAny>,
-        steps: i64,
+        steps: &Bound<'py, PyAny>,
         binning: &str,
         record: Vec<String>,
-        threads: Option<i64>,
+        threads: Option<&Bound<'py, PyAny>>,
+        dt_us: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let steps = steps_arg(steps)?;
         let threads = threads_arg(threads)?;
-        let binning = Binning::parse(binning).map_err(to_py)?;
+        let dt_us = match dt_us.filter(|d| !d.is_none()) {
+            Some(d) => Some(int_arg(d, "dt_us")?),
+            None => None,
+        };
+        let binning = match (binning, dt_us) {
+            ("window", Some(dt)) => Binning::window(dt).map_err(to_py)?,
+            ("window", None) => {
+                return Err(to_py(SnnError::arg(
+                    "dt_us",
+                    "binning \"window\" needs dt_us (the window length in microseconds)",
+                )))
+            }
+            (b, None) => Binning::parse(b).map_err(to_py)?,
+            (_, Some(_)) => {
+                return Err(to_py(SnnError::arg(
+                    "dt_us",
+                    "applies to binning \"window\" only",
+                )))
+            }
+        };
         let arrays = EventArrays::read([x, y, p, t, offsets])?;
         let ev = arrays.batch()?;
         let model = &self.inner;
@@ -157,7 +182,7 @@ impl PyModel {
 
     fn new_stream(&self) -> PyStreamState {
         PyStreamState {
-            inner: self.inner.new_stream(),
+            inner: Mutex::new(self.inner.new_stream()),
             input_shape: self.inner.info().input_shape.clone(),
             precision: self.inner.info().precision,
         }
@@ -176,23 +201,41 @@ impl PyModel {
     }
 }
 
-/// Neuron state of one sample kept between calls (batch 1).
-#[pyclass(module = "snnsim._core", name = "StreamState")]
+/// Neuron state of one sample kept between calls (batch 1). Calls from several threads are
+/// serialised (a lock held while the engine works, without the GIL).
+#[pyclass(module = "snnsim._core", name = "StreamState", frozen)]
 pub struct PyStreamState {
-    inner: StreamState,
+    inner: Mutex<StreamState>,
     input_shape: Vec<usize>,
     precision: Precision,
+}
+
+impl PyStreamState {
+    /// Runs `f` on the state without the GIL, holding the state's lock.
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut StreamState) -> Result<T, SnnError> + Send,
+    ) -> PyResult<T> {
+        let inner = &self.inner;
+        detached(py, || {
+            // a panic while the lock was held poisons it; the state itself is only replaced
+            // after a successful step, so it is still consistent
+            let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut g)
+        })
+    }
 }
 
 #[pymethods]
 impl PyStreamState {
     #[getter]
-    fn steps_done(&self) -> usize {
-        self.inner.steps_done()
+    fn steps_done(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, |s| Ok(s.steps_done()))
     }
 
     fn feed_frames<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         frames: &Bound<'py, PyAny>,
         record: Vec<String>,
@@ -200,26 +243,27 @@ impl PyStreamState {
         let arr = value_array(frames, "frames", self.precision)?;
         check_sample_shape("frames", &arr.shape(), 1, &self.input_shape, "T")?;
         let data = arr.data("frames")?;
-        let st = &mut self.inner;
-        let r = detached(py, || st.feed_frames(data, &record))?;
+        let r = self.with(py, |st| st.feed_frames(data, &record))?;
         result_dict(py, r)
     }
 
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (x, y, p, t, origin_us, dt_us, steps, record))]
     fn feed_events<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         y: &Bound<'py, PyAny>,
         p: &Bound<'py, PyAny>,
         t: &Bound<'py, PyAny>,
-        origin_us: i64,
-        dt_us: i64,
-        steps: i64,
+        origin_us: &Bound<'py, PyAny>,
+        dt_us: &Bound<'py, PyAny>,
+        steps: &Bound<'py, PyAny>,
         record: Vec<String>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let steps = steps_arg(steps)?;
+        let origin_us = int_arg(origin_us, "origin_us")?;
+        let dt_us = int_arg(dt_us, "dt_us")?;
         let (xa, ya, pa, ta) = (
             i64_array(x, "x")?,
             i64_array(y, "y")?,
@@ -247,15 +291,14 @@ impl PyStreamState {
             p: ps,
             t: ts,
         };
-        let st = &mut self.inner;
-        let r = detached(py, || st.feed_events(&ev, origin_us, dt_us, steps, &record))?;
+        let r = self.with(py, |st| {
+            st.feed_events(&ev, origin_us, dt_us, steps, &record)
+        })?;
         result_dict(py, r)
     }
 
-    fn __repr__(&self) -> String {
-        format!(
-            "<snnsim._core.StreamState steps_done={}>",
-            self.inner.steps_done()
-        )
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let done = self.steps_done(py).unwrap_or(0);
+        format!("<snnsim._core.StreamState steps_done={done}>")
     }
 }

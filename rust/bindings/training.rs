@@ -5,7 +5,7 @@ use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-use super::arrays::{dtype_of, steps_arg};
+use super::arrays::{dtype_of, steps_value};
 use super::{detached, to_py};
 use crate::training::{
     dsr_rate_backward as rate_backward, simulate_dsr, DsrForward, DsrLaw, DsrOutputs, Pool,
@@ -51,7 +51,7 @@ pub(super) fn dsr_forward<'py>(
     accumulate: Option<f32>,
     pool: Option<(usize, usize, usize, usize, bool)>,
 ) -> PyResult<u64> {
-    let steps = steps_arg(steps)?;
+    let steps = steps_value(steps)?;
     let law = DsrLaw::new(kind, theta, fire, leak, gain).map_err(to_py)?;
     let xa = f32_flat(x, "x")?;
     let wa = current_weights

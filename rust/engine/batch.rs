@@ -1,28 +1,39 @@
 //! Runs of a batch: samples in parallel with rayon, each on a sample state borrowed from the
 //! engine's pool.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
+use super::limits::{self, Need};
 use super::network::Network;
 use super::result::{finish_outputs, new_result, split_outputs, RunResult};
 use super::state::{RecSpec, SampleInput, SampleOut, SampleState};
 use super::step::{output_sums, run_steps};
+use super::team::{run_with_team, Team};
 use super::value::EngineValue;
 use crate::error::{Result, SnnError};
 use crate::events::{self, Binning, EventBatch};
-use crate::numeric::Value;
+use crate::numeric::{Precision, Value};
 
+/// Number of thread pools of distinct sizes kept alive between runs; the least recently used
+/// one is dropped beyond that (its threads end once the runs using it finish).
+pub(crate) const POOLS_KEPT: usize = 4;
+
+/// Thread pools kept for reuse by size, least recently used first.
+static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
+
+/// A pool of `threads` workers (`1..=MAX_THREADS`), reused between runs.
 pub(crate) fn pool_for(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    let m = POOLS.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut g = m
+    limits::check_threads(Some(threads))?;
+    let mut g = POOLS
         .lock()
         .map_err(|_| SnnError::Internal("thread pool cache poisoned".into()))?;
-    if let Some(p) = g.get(&threads) {
-        return Ok(p.clone());
+    if let Some(i) = g.iter().position(|(t, _)| *t == threads) {
+        let entry = g.remove(i);
+        let p = entry.1.clone();
+        g.push(entry);
+        return Ok(p);
     }
     let p = Arc::new(
         rayon::ThreadPoolBuilder::new()
@@ -32,8 +43,51 @@ pub(crate) fn pool_for(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
                 SnnError::arg("threads", format!("cannot start {threads} threads: {e}"))
             })?,
     );
-    g.insert(threads, p.clone());
+    if g.len() >= POOLS_KEPT {
+        g.remove(0);
+    }
+    g.push((threads, p.clone()));
     Ok(p)
+}
+
+/// Sizes of the pools kept, least recently used first (tests).
+#[cfg(test)]
+pub(crate) fn pool_sizes() -> Vec<usize> {
+    POOLS
+        .lock()
+        .map(|g| g.iter().map(|(t, _)| *t).collect())
+        .unwrap_or_default()
+}
+
+/// A float32 run whose values overflowed leaves an infinite or NaN membrane (or output):
+/// checked on every membrane and the output at the end of the run.
+pub(crate) fn check_finite<V: Value>(
+    net: &Network<V>,
+    st: &SampleState<V>,
+    out_sum: &[f64],
+) -> Result<()> {
+    if V::PRECISION != Precision::Float32 {
+        return Ok(());
+    }
+    let bad = |node: &super::network::Node<V>, what: &str| SnnError::NonFinite {
+        node: node.name.clone(),
+        op: node.kind.as_str().to_string(),
+        sample: String::new(),
+        msg: format!(
+            "{what} holds an infinite or NaN value after {} step(s); the inputs or weights are \
+             too large for float32",
+            st.steps_done
+        ),
+    };
+    for (node, m) in net.nodes.iter().zip(&st.mem) {
+        if m.iter().any(|v| !v.to_f64().is_finite()) {
+            return Err(bad(node, "the membrane"));
+        }
+    }
+    if out_sum.iter().any(|v| !v.is_finite()) {
+        return Err(bad(&net.nodes[net.output], "the output"));
+    }
+    Ok(())
 }
 
 pub(crate) fn record_specs<V>(net: &Network<V>, record: &[String]) -> Result<Vec<RecSpec>> {
@@ -87,12 +141,7 @@ pub(crate) fn run_batch<V: EngineValue>(
     if steps == 0 {
         return Err(SnnError::arg("steps", "must be >= 1"));
     }
-    if threads == Some(0) {
-        return Err(SnnError::arg(
-            "threads",
-            "must be >= 1 (or None for all cores)",
-        ));
-    }
+    limits::check_threads(threads)?;
     let net = &eng.net;
     let plan = if dynamic {
         &net.plan_dynamic
@@ -101,6 +150,22 @@ pub(crate) fn run_batch<V: EngineValue>(
     };
     let rec = record_specs(net, record)?;
     let in_map = &eng.in_map;
+    // Everything this run allocates, before it is allocated.
+    let workers = limits::workers(batch, threads);
+    let mut need = Need::new();
+    let rec_nodes: Vec<usize> = rec.iter().map(|r| r.node).collect();
+    limits::add_results(&mut need, net, batch, steps, &rec_nodes);
+    limits::add_states(&mut need, net, workers);
+    if let BatchInput::Events(ev, _) = &input {
+        let most = ev
+            .offsets
+            .windows(2)
+            .map(|w| (w[1] - w[0]).max(0) as usize)
+            .max()
+            .unwrap_or(0);
+        limits::add_binned(&mut need, workers, steps, most);
+    }
+    need.check("steps", "this run")?;
     let mut res = new_result(net, batch, steps, &rec)?;
     let n_in = net.input_len;
     let shape3 = if net.input_shape.len() == 3 {
@@ -110,7 +175,11 @@ pub(crate) fn run_batch<V: EngineValue>(
     };
     {
         let outs = split_outputs(&mut res, steps)?;
-        let one = |st: &mut SampleState<V>, b: usize, mut so: SampleOut<'_>| -> Result<()> {
+        let one = |st: &mut SampleState<V>,
+                   b: usize,
+                   mut so: SampleOut<'_>,
+                   team: &Team|
+         -> Result<()> {
             st.reset();
             let si = match &input {
                 BatchInput::Static(x) => SampleInput::Static(&x[b * n_in..(b + 1) * n_in]),
@@ -123,38 +192,33 @@ pub(crate) fn run_batch<V: EngineValue>(
                     SampleInput::Events(events::bin_sample(&ev.sample(b), shape, steps, *binning)?)
                 }
             };
-            run_steps(net, plan, st, &si, steps, &mut so, &rec, in_map)?;
+            run_steps(net, plan, st, &si, steps, &mut so, &rec, in_map, team)?;
             output_sums(net, st, so.out_sum);
-            Ok(())
+            check_finite(net, st, so.out_sum)
         };
-        // A batch of one sample on several threads: the sample runs inside a pool and its
-        // large nodes split their work across the pool's threads.
-        let width = threads.unwrap_or_else(rayon::current_num_threads).max(1);
+        let serial = |st: &mut SampleState<V>, b: usize, so: SampleOut<'_>| {
+            run_with_team(1, |team| one(st, b, so, team))
+        };
+        // A batch of one sample on several threads: the sample runs inside a pool with a team
+        // of its threads, and its large nodes split each step's work across the team.
+        let width = threads
+            .unwrap_or_else(rayon::current_num_threads)
+            .clamp(1, limits::MAX_THREADS);
         let results: Vec<Result<()>> = if batch == 1 && width > 1 {
             pool_for(width)?.install(|| {
-                let mut st = eng.take();
-                outs.into_iter()
-                    .enumerate()
-                    .map(|(b, so)| {
-                        st.run(|s| {
-                            s.par = width;
-                            one(s, b, so)
-                        })
-                        .map_err(|e| e.in_sample(b))
-                    })
-                    .collect()
+                run_with_team(width, |team| {
+                    let mut st = eng.take();
+                    outs.into_iter()
+                        .enumerate()
+                        .map(|(b, so)| st.run(|s| one(s, b, so, team)).map_err(|e| e.in_sample(b)))
+                        .collect()
+                })
             })
-        } else if threads == Some(1) || batch <= 1 {
+        } else if workers == 1 {
             let mut st = eng.take();
             outs.into_iter()
                 .enumerate()
-                .map(|(b, so)| {
-                    st.run(|s| {
-                        s.par = 1;
-                        one(s, b, so)
-                    })
-                    .map_err(|e| e.in_sample(b))
-                })
+                .map(|(b, so)| st.run(|s| serial(s, b, so)).map_err(|e| e.in_sample(b)))
                 .collect()
         } else {
             let work = || {
@@ -162,18 +226,13 @@ pub(crate) fn run_batch<V: EngineValue>(
                     .enumerate()
                     .map_init(
                         || eng.take(),
-                        |st, (b, so)| {
-                            st.run(|s| {
-                                s.par = 1;
-                                one(s, b, so)
-                            })
-                            .map_err(|e| e.in_sample(b))
-                        },
+                        |st, (b, so)| st.run(|s| serial(s, b, so)).map_err(|e| e.in_sample(b)),
                     )
                     .collect::<Vec<_>>()
             };
             match threads {
-                Some(t) => pool_for(t)?.install(work),
+                // a pool larger than the batch would only hold idle threads
+                Some(t) => pool_for(t.min(batch))?.install(work),
                 None => work(),
             }
         };

@@ -73,6 +73,7 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
     if g.precision != V::PRECISION {
         return Err(SnnError::Internal("precision mismatch in compile".into()));
     }
+    super::limits::check_graph(mf)?;
     let input_layout = layout_of(&g.input.shape);
     let input_len: usize = g.input.shape.iter().product();
 

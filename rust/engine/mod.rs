@@ -8,6 +8,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod compile;
+pub(crate) mod limits;
 pub(crate) mod model;
 pub(crate) mod network;
 pub(crate) mod ops;
@@ -15,12 +16,17 @@ pub(crate) mod result;
 pub(crate) mod state;
 pub(crate) mod step;
 pub(crate) mod stream;
+pub(crate) mod team;
 pub(crate) mod value;
 
 pub use model::{Model, ModelInfo};
 pub use result::{Counts, Recording, RunResult};
 pub use stream::StreamState;
 pub use value::Data;
+
+pub(crate) use limits::check_frames;
+pub use limits::{memory_limit, parse_bytes, set_memory_limit, MAX_THREADS};
+pub(crate) use result::zeros;
 
 #[cfg(test)]
 mod tests;

@@ -65,6 +65,25 @@ pub(crate) fn finish_outputs(res: &mut RunResult, steps_total: &[usize]) {
     }
 }
 
+/// A zeroed vector of `n` elements, or an error naming `what` when the allocator refuses
+/// (never an abort). The sizes were checked against the memory limit by the caller.
+pub(crate) fn zeros<T: Clone + Default>(n: usize, arg: &str, what: &str) -> Result<Vec<T>> {
+    let mut v: Vec<T> = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        SnnError::limit(
+            arg,
+            format!(
+                "cannot allocate {what} ({n} elements of {} bytes): out of memory",
+                std::mem::size_of::<T>()
+            ),
+        )
+    })?;
+    v.resize(n, T::default());
+    Ok(v)
+}
+
+/// The zeroed result arrays of a run (sizes checked against the memory limit by the caller,
+/// see `limits`); an allocation failure is an error, not an abort.
 pub(crate) fn new_result<V>(
     net: &Network<V>,
     batch: usize,
@@ -73,11 +92,12 @@ pub(crate) fn new_result<V>(
 ) -> Result<RunResult> {
     let l = net.nodes.len();
     let n_out = net.nodes[net.output].len;
+    let too_large = || SnnError::limit("steps", "batch x nodes x steps overflows");
     let per = l
         .checked_mul(steps)
         .and_then(|v| v.checked_mul(batch))
-        .filter(|&v| v <= 1 << 32)
-        .ok_or_else(|| SnnError::arg("steps", "batch x nodes x steps is too large"))?;
+        .ok_or_else(too_large)?;
+    let outs = batch.checked_mul(n_out).ok_or_else(too_large)?;
     let mut record = Vec::with_capacity(rec.len());
     for r in rec {
         let node = &net.nodes[r.node];
@@ -85,28 +105,28 @@ pub(crate) fn new_result<V>(
             .len
             .checked_mul(steps)
             .and_then(|v| v.checked_mul(batch))
-            .filter(|&v| v <= 1 << 34)
-            .ok_or_else(|| SnnError::arg("record", "the recording would be too large"))?;
+            .ok_or_else(|| SnnError::limit("record", "the recording size overflows"))?;
         record.push(Recording {
             name: node.name.clone(),
             shape: node.shape.clone(),
-            data: vec![0u8; size],
+            data: zeros(size, "record", &format!("the recording of '{}'", node.name))?,
         });
     }
+    let counts = |what: &str| zeros::<u64>(per, "steps", what);
     Ok(RunResult {
         batch,
         steps,
         n_nodes: l,
         n_out,
-        output: vec![0.0; batch * n_out],
-        output_sum: vec![0.0; batch * n_out],
-        prediction: vec![0; batch],
+        output: zeros(outs, "steps", "outputs")?,
+        output_sum: zeros(outs, "steps", "outputs")?,
+        prediction: zeros(batch, "steps", "predictions")?,
         counts: Counts {
-            spikes: vec![0; per],
-            sops: vec![0; per],
-            macs: vec![0; per],
-            aux_ops: vec![0; per],
-            state_updates: vec![0; per],
+            spikes: counts("spike counts")?,
+            sops: counts("sop counts")?,
+            macs: counts("mac counts")?,
+            aux_ops: counts("aux_op counts")?,
+            state_updates: counts("state_update counts")?,
         },
         record,
     })

@@ -77,10 +77,6 @@ pub(crate) struct SampleState<V: Value> {
     pub(crate) out_count: Vec<u64>,
     pub(crate) steps_done: usize,
     pub(crate) sc: Scratch<V>,
-    /// Threads the nodes of this sample may split their work across (1: serial). Set above 1
-    /// only when the sample runs inside a rayon pool with idle workers (a batch smaller than
-    /// the pool), so that one sample uses several cores.
-    pub(crate) par: usize,
 }
 
 impl<V: Value> SampleState<V> {
@@ -116,7 +112,6 @@ impl<V: Value> SampleState<V> {
             mem,
             out_count: vec![0; net.nodes[net.output].len],
             steps_done: 0,
-            par: 1,
             sc: Scratch {
                 rows: vec![Vec::new(); chunk],
                 xs: vec![Vec::new(); chunk],

@@ -15,6 +15,7 @@ use super::ops::neuron::{run_neuron, SpikeSink};
 use super::ops::pool::run_pool;
 use super::ops::scale::run_scale;
 use super::state::{RecSpec, SampleInput, SampleOut, SampleState};
+use super::team::Team;
 use super::value::EngineValue;
 use crate::error::{Result, SnnError};
 use crate::format::OpKind;
@@ -30,8 +31,8 @@ pub(crate) struct StepCtx<'a, V: Value> {
     pub(crate) plan: &'a Plan,
     /// Global step (since the start of the sample / stream).
     pub(crate) g: usize,
-    /// Threads a node may split its work across (1: serial), see [`SampleState::par`].
-    pub(crate) par: usize,
+    /// The threads a node may split a step's work across (a team of one: serial).
+    pub(crate) team: &'a Team,
 }
 
 /// A chunk of steps.
@@ -46,8 +47,8 @@ pub(crate) struct ChunkCtx<'a, V: Value> {
     pub(crate) tn: usize,
     /// Steps in this chunk.
     pub(crate) nj: usize,
-    /// Threads a node may split its work across (1: serial), see [`SampleState::par`].
-    pub(crate) par: usize,
+    /// The threads a node may split a step's work across (a team of one: serial).
+    pub(crate) team: &'a Team,
 }
 
 impl<V: Value> ChunkCtx<'_, V> {
@@ -64,7 +65,7 @@ impl<V: Value> ChunkCtx<'_, V> {
             net: self.net,
             plan: self.plan,
             g: self.g0 + j,
-            par: self.par,
+            team: self.team,
         }
     }
     /// Index into the `[L][T]` count arrays.
@@ -219,6 +220,7 @@ pub(crate) fn run_steps<V: EngineValue>(
     so: &mut SampleOut<'_>,
     rec: &[RecSpec],
     in_map: &[u32],
+    team: &Team,
 ) -> Result<()> {
     let chunk = net.chunk.max(1);
     let mut rec_slots: Vec<&mut [u8]> = std::mem::take(&mut so.rec);
@@ -237,7 +239,7 @@ pub(crate) fn run_steps<V: EngineValue>(
                 t0,
                 tn,
                 nj,
-                par: st.par,
+                team,
             };
             for ni in 0..net.nodes.len() {
                 run_node(&cx, ni, st, so, rec, &mut rec_slots, ni == net.output)?;

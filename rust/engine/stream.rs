@@ -1,15 +1,16 @@
 //! Streams: one sample's state kept between calls, fed frames or event windows.
 
-use super::batch::{record_specs, Engine};
+use super::batch::{check_finite, record_specs, Engine};
+use super::limits::{self, Need};
 use super::model::{check_input, Compiled, Model};
 use super::result::{finish_outputs, new_result, split_outputs, RunResult};
 use super::state::{SampleInput, SampleState};
 use super::step::{output_sums, run_steps};
+use super::team::run_with_team;
 use super::value::{Data, EngineValue};
 use crate::error::{Result, SnnError};
 use crate::events::{self, Events};
 use crate::format::fmt_shape;
-use crate::numeric::Precision;
 
 // ---------------------------------------------------------------------------------------------
 // Streaming
@@ -28,6 +29,23 @@ pub struct StreamState {
     pub(crate) st: StreamInner,
 }
 
+/// What feeding `tn` steps allocates: the results, a copy of the state, the binned events.
+fn check_feed<V>(
+    net: &super::network::Network<V>,
+    arg: &str,
+    tn: usize,
+    rec: &[usize],
+    events: usize,
+) -> Result<()> {
+    let mut need = Need::new();
+    limits::add_results(&mut need, net, 1, tn, rec);
+    limits::add_states(&mut need, net, 1);
+    if events > 0 {
+        limits::add_binned(&mut need, 1, tn, events);
+    }
+    need.check(arg, &format!("this stream step ({tn} steps)"))
+}
+
 pub(crate) fn feed<V: EngineValue>(
     eng: &Engine<V>,
     st: &mut SampleState<V>,
@@ -37,29 +55,37 @@ pub(crate) fn feed<V: EngineValue>(
 ) -> Result<RunResult> {
     let net = &eng.net;
     let rec = record_specs(net, record)?;
+    let rec_nodes: Vec<usize> = rec.iter().map(|r| r.node).collect();
+    check_feed(net, "frames", tn, &rec_nodes, 0)?;
     let in_map = &eng.in_map;
     let mut res = new_result(net, 1, tn, &rec)?;
-    // Integer runs may stop on an overflow half-way: work on a copy so that the stream keeps
-    // its last good state.
-    let mut work = if V::PRECISION == Precision::Int {
-        Some(st.clone())
-    } else {
-        None
-    };
+    // A run may stop half-way (integer overflow) or end with non-finite float32 values: work
+    // on a copy, so that on any error the stream keeps its last good state.
+    let mut work = st.clone();
     {
-        let target: &mut SampleState<V> = work.as_mut().unwrap_or(st);
         let mut outs = split_outputs(&mut res, tn)?;
         let so = outs
             .get_mut(0)
             .ok_or_else(|| SnnError::Internal("no sample output".into()))?;
         if tn > 0 {
-            run_steps(net, &net.plan_dynamic, target, &input, tn, so, &rec, in_map)?;
+            run_with_team(1, |team| {
+                run_steps(
+                    net,
+                    &net.plan_dynamic,
+                    &mut work,
+                    &input,
+                    tn,
+                    so,
+                    &rec,
+                    in_map,
+                    team,
+                )
+            })?;
         }
-        output_sums(net, target, so.out_sum);
+        output_sums(net, &work, so.out_sum);
+        check_finite(net, &work, so.out_sum)?;
     }
-    if let Some(w) = work {
-        *st = w;
-    }
+    *st = work;
     let total = st.steps_done;
     finish_outputs(&mut res, &[total]);
     Ok(res)
@@ -114,6 +140,20 @@ impl StreamState {
         }
         let shape = [shape[0], shape[1], shape[2]];
         let done = self.steps_done();
+        {
+            let model = self.model.clone();
+            let nodes = |names: &[String]| -> Vec<usize> {
+                match &model.inner.net {
+                    Compiled::F32(e) => names.iter().filter_map(|n| e.net.node_index(n)).collect(),
+                    Compiled::Int(e) => names.iter().filter_map(|n| e.net.node_index(n)).collect(),
+                }
+            };
+            let rec = nodes(record);
+            match &model.inner.net {
+                Compiled::F32(e) => check_feed(&e.net, "dt_us", steps, &rec, ev.t.len())?,
+                Compiled::Int(e) => check_feed(&e.net, "dt_us", steps, &rec, ev.t.len())?,
+            }
+        }
         let binned = events::bin_windows(ev, shape, origin_us, dt_us, done, steps)?;
         let model = self.model.clone();
         match (&model.inner.net, &mut self.st) {

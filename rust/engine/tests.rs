@@ -950,3 +950,25 @@ fn wide_accumulation_leaves_the_scratch_zeroed() {
         .unwrap();
     assert_eq!(r, whole);
 }
+
+/// Several batch-of-one runs at once on the same cached pool: a team whose helpers cannot
+/// start (the pool's threads all run samples) still finishes, with the same results.
+#[test]
+fn concurrent_single_sample_runs_share_the_pool_without_waiting_on_each_other() {
+    let mut rng = Rng::new(78);
+    let nb = large_net(&mut rng, true);
+    let m = nb.model();
+    let n_in = 2 * 40 * 40;
+    let fr: Vec<i32> = (0..3 * n_in)
+        .map(|_| rng.next().is_multiple_of(3) as i32)
+        .collect();
+    let want = m.run_frames(Data::I32(&fr), 1, 3, &[], Some(1)).unwrap();
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| m.run_frames(Data::I32(&fr), 1, 3, &[], Some(2)).unwrap()))
+            .collect();
+        for r in runs {
+            assert_eq!(r.join().unwrap(), want);
+        }
+    });
+}

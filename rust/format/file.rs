@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use super::graph::Graph;
+use super::meta::{check_meta, META_KEY};
 use super::parse::parse_graph;
 use super::tensors::{take_params, NodeParams, Tensor, TensorData};
 use crate::error::{Result, SnnError};
@@ -36,28 +37,71 @@ pub fn read_path(path: &Path) -> Result<ModelFile> {
     read_bytes(&bytes)
 }
 
+/// A container error of the safetensors layer, in words that say what is wrong with the file.
+fn container_err(e: SafeTensorError, bytes: &[u8]) -> SnnError {
+    let header_len = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+    let len = bytes.len();
+    SnnError::File(match e {
+        SafeTensorError::HeaderTooSmall => format!(
+            "the file is {len} bytes, too short to be a safetensors file (it starts with an \
+             8-byte header length)"
+        ),
+        SafeTensorError::HeaderTooLarge => format!(
+            "header length {} is larger than safetensors allows (100 MB); not a safetensors \
+             file?",
+            header_len.unwrap_or(0)
+        ),
+        SafeTensorError::InvalidHeaderLength => format!(
+            "header length {} exceeds the file size {len} (truncated, or not a safetensors file)",
+            header_len.unwrap_or(0)
+        ),
+        SafeTensorError::InvalidHeader(_)
+        | SafeTensorError::InvalidHeaderStart
+        | SafeTensorError::InvalidHeaderDeserialization(_)
+        | SafeTensorError::JsonError(_) => format!(
+            "the safetensors header is not valid JSON of tensor entries ({e}); not a \
+             safetensors file?"
+        ),
+        other => format!("corrupt tensor data: {other}"),
+    })
+}
+
 /// Reads and validates a network file from its bytes.
 pub fn read_bytes(bytes: &[u8]) -> Result<ModelFile> {
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| SnnError::File(format!("not a valid safetensors file: {e}")))?;
-    let (_, meta) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| SnnError::File(format!("not a valid safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| container_err(e, bytes))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| container_err(e, bytes))?;
     let md = meta.metadata().as_ref().ok_or_else(|| {
         SnnError::File(format!(
-            "no safetensors metadata (expected the key '{GRAPH_KEY}')"
+            "the file has no metadata (expected the keys '{FORMAT_KEY}' and '{GRAPH_KEY}'; \
+             not an snnsim model file?)"
         ))
     })?;
-    if let Some(f) = md.get(FORMAT_KEY) {
-        if f != FORMAT_VALUE {
+    match md.get(FORMAT_KEY) {
+        Some(f) if f == FORMAT_VALUE => {}
+        Some(f) => {
             return Err(SnnError::File(format!(
-                "metadata '{FORMAT_KEY}' is '{f}', expected '{FORMAT_VALUE}'"
-            )));
+                "metadata key '{FORMAT_KEY}' is '{f}', expected '{FORMAT_VALUE}' (not an snnsim \
+                 model file?)"
+            )))
+        }
+        None => {
+            return Err(SnnError::File(format!(
+                "metadata key '{FORMAT_KEY}' is missing (expected '{FORMAT_VALUE}'; not an \
+                 snnsim model file?)"
+            )))
         }
     }
-    let graph_json = md
-        .get(GRAPH_KEY)
-        .ok_or_else(|| SnnError::File(format!("metadata key '{GRAPH_KEY}' is missing")))?;
+    let graph_json = md.get(GRAPH_KEY).ok_or_else(|| {
+        SnnError::File(format!(
+            "metadata key '{GRAPH_KEY}' (the graph JSON) is missing"
+        ))
+    })?;
     let graph = parse_graph(graph_json)?;
+    if let Some(meta) = md.get(META_KEY) {
+        check_meta(meta, &graph)?;
+    }
 
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (name, view) in st.iter() {
@@ -230,5 +274,56 @@ mod tests {
         )
         .unwrap();
         assert!(read_bytes(&b).unwrap_err().to_string().contains("'format'"));
+    }
+
+    #[test]
+    fn format_key_is_required() {
+        let mut nb = NetBuilder::new(false, &[3], "static");
+        nb.linear("fc", "input", 2, vec![1; 6], None);
+        nb.integrate("out", "fc");
+        let (g, _) = nb.parts();
+        let mut md = HashMap::new();
+        md.insert(GRAPH_KEY.to_string(), g.to_string());
+        let b = safetensors::serialize(
+            Vec::<(&str, safetensors::tensor::TensorView<'_>)>::new(),
+            Some(md),
+        )
+        .unwrap();
+        let e = read_bytes(&b).unwrap_err().to_string();
+        assert!(e.contains("'format' is missing"), "{e}");
+    }
+
+    #[test]
+    fn neuron_parameter_signs() {
+        // dspike_lif needs fire > 0 like the DSR neurons; gain_m may be negative (as float gain)
+        let mut nb = NetBuilder::new(true, &[3], "static");
+        nb.linear("fc", "input", 2, vec![1; 6], None);
+        nb.dspike("sn", "fc", vec![0], vec![3], 2);
+        let e = read_bytes(&nb.bytes()).unwrap_err().to_string();
+        assert!(
+            e.contains("node 'sn': tensor 'fire'") && e.contains(">= 1"),
+            "{e}"
+        );
+        let mut nb = NetBuilder::new(true, &[3], "static");
+        nb.linear("fc", "input", 2, vec![1; 6], None);
+        nb.dsr_lif("sn", "fc", vec![4], vec![2], vec![3], vec![-5], 2);
+        assert!(read_bytes(&nb.bytes()).is_ok());
+    }
+
+    #[test]
+    fn container_errors_say_what_is_wrong() {
+        let bytes = small();
+        let e = read_bytes(&bytes[..5]).unwrap_err().to_string();
+        assert!(e.contains("5 bytes, too short"), "{e}");
+        let e = read_bytes(&bytes[..40]).unwrap_err().to_string();
+        assert!(e.contains("exceeds the file size 40"), "{e}");
+        let mut b = 4u64.to_le_bytes().to_vec();
+        b.extend_from_slice(b"[12]");
+        let e = read_bytes(&b).unwrap_err().to_string();
+        assert!(e.contains("header is not valid JSON"), "{e}");
+        let e = read_bytes(&bytes[..bytes.len() - 1])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("corrupt tensor data"), "{e}");
     }
 }

@@ -1,11 +1,12 @@
 //! The network file (docs/model-format.md §1-2): a safetensors container ([`file`]) whose
 //! metadata holds the graph JSON ([`parse`], with attributes and shapes from [`shapes`]) and
-//! whose tensors belong to the nodes' fields ([`tensors`]). Everything here validates; nothing
-//! here runs a network.
+//! the training metadata ([`meta`]), and whose tensors belong to the nodes' fields
+//! ([`tensors`]). Everything here validates; nothing here runs a network.
 
 mod file;
 mod graph;
 mod json;
+mod meta;
 mod parse;
 mod shapes;
 mod tensors;

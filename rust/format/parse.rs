@@ -34,8 +34,11 @@ struct RawNode {
 /// Parses and validates the graph JSON (structure, names, topological order, attributes and
 /// shapes). Tensors are checked separately by [`take_params`].
 pub fn parse_graph(text: &str) -> Result<Graph> {
-    let root: Json = serde_json::from_str(text)
-        .map_err(|e| graph_err(format!("graph JSON does not parse: {e}")))?;
+    let root: Json = serde_json::from_str(text).map_err(|e| {
+        graph_err(format!(
+            "graph JSON does not parse (metadata 'snnsim.graph' is not valid JSON): {e}"
+        ))
+    })?;
     let root = root
         .as_object()
         .ok_or_else(|| graph_err("the graph JSON must be an object"))?;
@@ -85,7 +88,7 @@ pub fn parse_graph(text: &str) -> Result<Graph> {
             .to_string();
         if name == "input" {
             return Err(graph_err(format!(
-                "nodes[{i}]: the name 'input' is reserved for the network input"
+                "nodes[{i}]: invalid name 'input' (reserved for the network input)"
             )));
         }
         if !valid_name(&name) {
@@ -153,7 +156,7 @@ pub fn parse_graph(text: &str) -> Result<Graph> {
                     return Err(SnnError::node(
                         &r.name,
                         &r.op_str,
-                        format!("unknown input '{s}'"),
+                        format!("field 'inputs' names unknown input '{s}'"),
                     ))
                 }
             }

@@ -86,7 +86,7 @@ pub(crate) fn infer_node(
             a.kernel = ctx.pair("kernel", 1, SIZE_MAX)?;
             a.stride = ctx.pair("stride", 1, SIZE_MAX)?;
             if int && op == OpKind::AvgPool2d {
-                a.m = ctx.int_range("m", i32::MIN as i64, i32::MAX as i64)? as i32;
+                a.m = ctx.int_range("m", 0, i32::MAX as i64)? as i32;
                 a.f = ctx.int_range("f", 1, 31)? as u32;
             }
             let (c, h, w) = need_rank3(op.as_str())?;

@@ -129,7 +129,7 @@ fn field_specs(op: OpKind, precision: Precision) -> Vec<FieldSpec> {
             ),
         ],
         OpKind::DspikeLif => vec![
-            fs("fire", true, Role::Channel, Check::None),
+            fs("fire", true, Role::Channel, Check::Positive),
             fs(
                 if int { "leak_m" } else { "leak" },
                 true,
@@ -213,9 +213,11 @@ fn check_tensor(graph: &Graph, node: &NodeSpec, spec: &FieldSpec, t: &Tensor) ->
             String::new()
         };
         return Err(terr(format!(
-            "dtype {} where {} precision needs {want}{why}",
+            "dtype {} ({}) where {} precision needs {want} ({}){why}",
             t.data.dtype_name(),
-            graph.precision.as_str()
+            numpy_name(t.data.dtype_name()),
+            graph.precision.as_str(),
+            numpy_name(want)
         )));
     }
 
@@ -294,4 +296,24 @@ fn check_tensor(graph: &Graph, node: &NodeSpec, spec: &FieldSpec, t: &Tensor) ->
         TensorData::Other(_) => return Err(terr("unsupported dtype".into())),
     }
     Ok(())
+}
+
+/// The numpy name of a safetensors dtype (messages for Python users).
+fn numpy_name(dtype: &str) -> &str {
+    match dtype {
+        "F64" => "float64",
+        "F32" => "float32",
+        "F16" => "float16",
+        "BF16" => "bfloat16",
+        "I64" => "int64",
+        "I32" => "int32",
+        "I16" => "int16",
+        "I8" => "int8",
+        "U64" => "uint64",
+        "U32" => "uint32",
+        "U16" => "uint16",
+        "U8" => "uint8",
+        "BOOL" => "bool",
+        _ => "no numpy equivalent",
+    }
 }

@@ -208,19 +208,19 @@ fn tensor_validation() {
         &|t| {
             t.remove("n1.theta");
         },
-        "'n1.theta': missing",
+        "node 'n1': tensor 'theta' (stored as 'n1.theta'): missing",
     );
     check(
         &|t| {
             t.insert("fc.weight".into(), tensor_f32(&[27, 4], 0.1));
         },
-        "'fc.weight': shape [27, 4] where [4, 27]",
+        "(stored as 'fc.weight'): shape [27, 4] where [4, 27]",
     );
     check(
         &|t| {
             t.insert("fc.bias".into(), tensor_f32(&[1], 0.1));
         },
-        "'fc.bias': shape [1] where [4]",
+        "(stored as 'fc.bias'): shape [1] where [4]",
     );
     check(
         &|t| {
@@ -256,7 +256,7 @@ fn tensor_validation() {
                 },
             );
         },
-        "dtype I32 where float32 precision needs F32",
+        "dtype I32 (int32) where float32 precision needs F32 (float32)",
     );
     check(
         &|t| {
@@ -327,7 +327,7 @@ fn int_tensor_validation() {
         },
     );
     let e = take_params(&g, t).unwrap_err().to_string();
-    assert!(e.contains("needs I16 (weight_bits = 16)"), "{e}");
+    assert!(e.contains("needs I16 (int16) (weight_bits = 16)"), "{e}");
     let mut t = good();
     t.insert(
         "n1.fire".into(),
@@ -349,4 +349,51 @@ fn int_tensor_validation() {
         .unwrap_err()
         .to_string()
         .contains("dtype F64"));
+}
+
+// The rules on which the Python and Rust validators once disagreed (one validator now: this one).
+#[test]
+fn rules_once_disputed() {
+    let refused = |edit: &dyn Fn(&mut Json), want: &str| {
+        let mut j = base();
+        edit(&mut j);
+        let e = err_of(&j);
+        assert!(e.contains(want), "expected '{want}' in: {e}");
+    };
+    refused(&|j| j["version"] = json!(1.0), "version");
+    refused(&|j| j["version"] = json!(true), "version");
+    refused(
+        &|j| {
+            j["input"].as_object_mut().unwrap().remove("kind");
+        },
+        "kind",
+    );
+    refused(
+        &|j| j["nodes"][0]["stride"] = json!([1, (1i64 << 30) + 1]),
+        "out of range",
+    );
+    // deeply nested JSON is refused by the parser's depth limit (128), never a stack overflow
+    for depth in [500usize, 100_000] {
+        let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let e = parse_graph(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("does not parse") && e.contains("recursion"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn int_rules_once_disputed() {
+    let mut j = base();
+    j["precision"] = json!("int");
+    j["nodes"][2] = json!({"name": "p1", "op": "avgpool2d", "inputs": ["n1"], "kernel": [2, 2],
+                           "stride": [2, 2], "m": -1, "f": 2});
+    j["nodes"][0]["weight_bits"] = json!(8);
+    j["nodes"][4]["weight_bits"] = json!(8);
+    let e = err_of(&j);
+    assert!(
+        e.contains("'m' = -1") && e.contains("[0, 2147483647]"),
+        "{e}"
+    );
 }

@@ -36,29 +36,33 @@ def _event_bytes(addr, ts):
 
 def test_header_skipping_and_decoding(tmp_path):
     # row 5, column 10, polarity bit 1 -> address 0x0515; timestamp 0x00010203.
-    body = _event_bytes(0x0515, 0x00010203) + _event_bytes(0x7F00, 7) + _event_bytes(0x00FE, 9)
+    body = (
+        _event_bytes(0x0515, 0x00010203)
+        + _event_bytes(0x7F00, 0x00010207)
+        + _event_bytes(0x00FE, 0x00010209)
+    )
     path = tmp_path / "rec.aedat"
     path.write_bytes(HEADER + body)
     a, t = read_aedat_raw(path)
-    assert a.tolist() == [0x0515, 0x7F00, 0x00FE] and t.tolist() == [0x00010203, 7, 9]
+    assert a.tolist() == [0x0515, 0x7F00, 0x00FE] and t.tolist() == [66051, 66055, 66057]
     raw = read_aedat(path, layout="raw")
     assert raw.dtype == EVENT_DTYPE
     assert [tuple(int(v) for v in e) for e in raw] == [
         (10, 5, 1, 66051),
-        (0, 127, 0, 7),
-        (127, 0, 0, 9),
+        (0, 127, 0, 66055),
+        (127, 0, 0, 66057),
     ]
     jaer = read_aedat(path)  # default layout: x mirrored, p = 1 - bit
     assert [tuple(int(v) for v in e) for e in jaer] == [
         (117, 5, 0, 66051),
-        (127, 127, 1, 7),
-        (0, 0, 1, 9),
+        (127, 127, 1, 66055),
+        (0, 0, 1, 66057),
     ]
     tr = read_aedat(path, layout="transposed")
     assert [tuple(int(v) for v in e) for e in tr] == [
         (122, 117, 0, 66051),
-        (0, 127, 1, 7),
-        (127, 0, 1, 9),
+        (0, 127, 1, 66055),
+        (127, 0, 1, 66057),
     ]
 
 
@@ -94,6 +98,43 @@ def test_aedat_errors(tmp_path):
     p3.write_bytes(b"#!AER-DAT3.1\r\n")
     with pytest.raises(DataFormatError, match="version '3.1' is not supported"):
         read_aedat(p3)
+
+
+def test_garbage_is_not_read_as_a_recording(tmp_path):
+    """Random bytes used to read as a valid empty recording."""
+    rng = np.random.default_rng(0)
+    p = tmp_path / "random.aedat"
+    for n in (8, 800, 80_000):
+        p.write_bytes(rng.integers(0, 256, n, dtype=np.uint8).tobytes())
+        with pytest.raises(DataFormatError, match="not a DVS128 recording"):
+            read_aedat(p)
+    for n in (60, 600, 60_000):
+        # with a version 1.0 header (16-bit addresses, 6-byte events) random events do not pass
+        body = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        p.write_bytes(b"#!AER-DAT1.0\r\n" + body)
+        with pytest.raises(DataFormatError, match="not a DVS128 recording"):
+            read_aedat(p)
+    # only special events: not a recording
+    p.write_bytes(HEADER + _event_bytes(0x8000, 1) + _event_bytes(0x8001, 2))
+    with pytest.raises(DataFormatError, match="none of its 2 events is a pixel event"):
+        read_aedat(p)
+    # an empty body is an empty recording
+    p.write_bytes(HEADER)
+    assert read_aedat(p).size == 0
+
+
+def test_timestamp_wrap_is_unwrapped(tmp_path):
+    p = tmp_path / "wrap.aedat"
+    p.write_bytes(
+        HEADER
+        + _event_bytes(0x0515, 2**32 - 5)
+        + _event_bytes(0x0515, 2**32 - 1)
+        + _event_bytes(0x0515, 3)
+    )
+    assert read_aedat(p)["t"].tolist() == [2**32 - 5, 2**32 - 1, 2**32 + 3]
+    p.write_bytes(HEADER + _event_bytes(0x0515, 100) + _event_bytes(0x0515, 50))
+    with pytest.raises(DataFormatError, match="timestamps go backwards at pixel event 1"):
+        read_aedat(p)
 
 
 def test_special_events_dropped_or_rejected():

@@ -209,7 +209,7 @@ def test_bad_mode_binning_threads_record() -> None:
         run(g, np.zeros(8), steps=2, mode="gpu")  # type: ignore[arg-type]  # deliberately wrong: the error is under test
     with pytest.raises(ValueError, match="binning must be"):
         run(g, np.zeros(8), steps=2, binning="rate")  # type: ignore[arg-type]  # deliberately wrong: the error is under test
-    with pytest.raises(ValueError, match="threads must be >= 1"):
+    with pytest.raises(InputError, match="threads must be between 1 and 256"):
         run(g, np.zeros(8), steps=2, threads=0)
     with pytest.raises(InputError, match="record: no node named 'sn9'"):
         run(g, np.zeros(8), steps=2, record=["sn1", "sn9"])

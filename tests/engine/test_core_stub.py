@@ -1,5 +1,6 @@
 """The typed stub python/snnsim/_core.pyi describes the compiled module: every class, method,
-property and function it declares exists in snnsim._core, and vice versa for public names."""
+property, function and constant it declares exists in snnsim._core, and vice versa for public
+names."""
 
 import ast
 from pathlib import Path
@@ -15,6 +16,8 @@ def _declared() -> dict[str, set[str]]:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             out[""].add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out[""].add(node.target.id)
         elif isinstance(node, ast.ClassDef) and not any(
             isinstance(b, ast.Name) and b.id == "TypedDict" for b in node.bases
         ):
@@ -32,3 +35,9 @@ def test_stub_matches_compiled_module() -> None:
             continue
         actual = {n for n in dir(getattr(core, cls)) if not n.startswith("_")}
         assert members == actual, cls
+
+
+def test_thread_bound_is_one_number() -> None:
+    from snnsim.limits import MAX_THREADS
+
+    assert core.MAX_THREADS == MAX_THREADS

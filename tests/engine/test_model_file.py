@@ -197,11 +197,13 @@ def test_truncated_files(tmp_path: Path) -> None:
 def test_not_a_safetensors_file(tmp_path: Path) -> None:
     path = tmp_path / "x.safetensors"
     path.write_text('{"hello": "world"} and some more text to make it longer')
+    assert "larger than safetensors allows" in load_error(path)
+    path.write_bytes(struct.pack("<Q", 50) + b"{}")
     assert "exceeds the file size" in load_error(path)
     path.write_bytes(struct.pack("<Q", 5) + b"\xff\xfe\x00ab")
     assert "header is not valid JSON" in load_error(path)
     path.write_bytes(struct.pack("<Q", 4) + b"[12]")
-    assert "not a JSON object" in load_error(path)
+    assert "header is not valid JSON" in load_error(path)
 
 
 def test_random_bytes(tmp_path: Path) -> None:
@@ -244,9 +246,9 @@ def test_bad_graph_json(tmp_path: Path) -> None:
         tmp_path / "m.safetensors", {}, {"format": "snnsim", GRAPH_KEY: '{"version": 1,'}
     )
     msg = load_error(path)
-    assert "not valid JSON" in msg and "line 1" in msg
+    assert "'snnsim.graph' is not valid JSON" in msg and "line 1" in msg
     path = write_raw(tmp_path / "m.safetensors", {}, {"format": "snnsim", GRAPH_KEY: "[1, 2]"})
-    assert "must be a JSON object" in load_error(path)
+    assert "must be an object" in load_error(path)
 
 
 def test_graph_json_missing_fields(tmp_path: Path) -> None:
@@ -257,7 +259,7 @@ def test_graph_json_missing_fields(tmp_path: Path) -> None:
     path = write_graph_doc(
         tmp_path / "m.safetensors", float_graph(), lambda d: d["nodes"][0].pop("op")
     )
-    assert "needs 'name', 'op' and 'inputs'" in load_error(path)
+    assert "node 'conv1' has no string 'op'" in load_error(path)
 
 
 def test_malformed_json_values(tmp_path: Path) -> None:
@@ -266,7 +268,7 @@ def test_malformed_json_values(tmp_path: Path) -> None:
         d["precision"] = "int"
 
     path = write_graph_doc(tmp_path / "m.safetensors", float_graph(), edit)
-    assert "malformed graph JSON" in load_error(path)  # a ModelError, never a raw TypeError
+    assert "input.scale must be a number, got a string" in load_error(path)  # never a TypeError
 
 
 def test_wrong_dtype(tmp_path: Path) -> None:
@@ -275,7 +277,7 @@ def test_wrong_dtype(tmp_path: Path) -> None:
     tensors["fc2.weight"] = tensors["fc2.weight"].astype(np.float64)
     path = write_graph_doc(tmp_path / "m.safetensors", g, tensors=tensors)
     msg = load_error(path)
-    assert "'fc2'" in msg and "'weight'" in msg and "float32" in msg and "float64" in msg
+    assert "node 'fc2': tensor 'weight'" in msg and "float32" in msg and "float64" in msg
 
 
 def test_wrong_int_dtype(tmp_path: Path) -> None:
@@ -284,7 +286,7 @@ def test_wrong_int_dtype(tmp_path: Path) -> None:
     tensors["sn1.fire"] = tensors["sn1.fire"].astype(np.int64)
     path = write_graph_doc(tmp_path / "m.safetensors", g, tensors=tensors)
     msg = load_error(path)
-    assert "'sn1'" in msg and "'fire'" in msg and "int32" in msg
+    assert "node 'sn1': tensor 'fire'" in msg and "int64" in msg and "int32" in msg
 
 
 def test_int4_weights_out_of_range(tmp_path: Path) -> None:
@@ -353,11 +355,21 @@ def test_duplicate_and_reserved_names(tmp_path: Path) -> None:
 
 def test_tensor_of_renamed_node_is_stray(tmp_path: Path) -> None:
     def rename(d: dict[str, Any]) -> None:
+        d["nodes"][3]["name"] = "flat2"  # a node without tensors: 'flat.*' would be stray
+        d["nodes"][4]["inputs"] = ["flat2"]
+
+    g = float_graph()
+    tensors = g.tensor_dict()
+    tensors["flat.weight"] = np.zeros(2, np.float32)
+    path = write_graph_doc(tmp_path / "m.safetensors", g, rename, tensors=tensors)
+    assert "'flat.weight'" in load_error(path)
+
+    def rename_owner(d: dict[str, Any]) -> None:
         d["nodes"][1]["name"] = "spk1"  # its tensors are still stored as 'sn1.*'
         d["nodes"][2]["inputs"] = ["spk1"]
 
-    path = write_graph_doc(tmp_path / "m.safetensors", float_graph(), rename)
-    assert "'sn1.fire'" in load_error(path)
+    path = write_graph_doc(tmp_path / "m.safetensors", float_graph(), rename_owner)
+    assert "node 'spk1': tensor 'theta' (stored as 'spk1.theta'): missing" in load_error(path)
 
 
 def test_stray_and_missing_tensors(tmp_path: Path) -> None:
@@ -370,7 +382,7 @@ def test_stray_and_missing_tensors(tmp_path: Path) -> None:
     del tensors["sn1.fire"]
     path = write_graph_doc(tmp_path / "m.safetensors", g, tensors=tensors)
     msg = load_error(path)
-    assert "'sn1'" in msg and "missing tensor 'fire'" in msg
+    assert "node 'sn1': tensor 'fire'" in msg and "missing" in msg
 
 
 def test_tensor_shape_mismatch(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ FORBIDDEN = {
 ENGINE_SIDE = (
     "api",
     "atomic",
+    "container",
     "energy",
     "errors",
     "events",
@@ -38,13 +39,9 @@ ENGINE_SIDE = (
 TRAINING_SIDE = {"nn", "models", "train", "exporter", "qat"}
 
 #: Private names a module may import from another (the compiled module is private by design
-#: and loaded by snnsim.native). Pending: api.py still loads it itself and its ``_as_model`` is
-#: used by report and verify (to become snnsim.native.core and a public ``as_model``).
+#: and loaded by snnsim.native only).
 ALLOWED_PRIVATE = {
     ("snnsim.native", "snnsim._core"),
-    ("snnsim.api", "snnsim._core"),
-    ("snnsim.report", "snnsim.api._as_model"),
-    ("snnsim.verify", "snnsim.api._as_model"),
 }
 
 

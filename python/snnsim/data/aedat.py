@@ -12,6 +12,11 @@ A file without a version line is read as 2.0. AEDAT 3.x/4.x files are refused.
 DVS128 address word: bit 0 polarity bit, bits 1..7 column, bits 8..14 row, bit 15 set for
 special (non-pixel) events, which are dropped by default. jAER reads polarity bit 0 as ON.
 
+What is not a DVS128 recording is refused rather than read as one (random bytes used to read
+as a valid empty recording): an address with any of bits 16..31 set, pixel-event timestamps
+that go backwards (other than a wrap of the 32-bit microsecond counter, which is unwrapped), or
+a non-empty body without a single pixel event.
+
 Decoded coordinates depend on ``layout`` (raw column ``cx``, raw row ``ry``, polarity bit ``b``):
 
 * ``"jaer"`` (default): ``x = 127 - cx``, ``y = ry``, ``p = 1 - b`` -- jAER's coordinates
@@ -161,12 +166,56 @@ def encode_dvs128(events: np.ndarray, layout: Layout = "jaer", name: str = "even
 
 
 def read_aedat(path: str | Path, layout: Layout = "jaer", drop_special: bool = True) -> np.ndarray:
-    """Read a DVS128 AEDAT 1.0/2.0 recording into an event array (t in us)."""
+    """Read a DVS128 AEDAT 1.0/2.0 recording into an event array (t in us).
+
+    Raises :class:`DataFormatError` for a file that is not one (see the module docstring):
+    addresses beyond 16 bits, timestamps that go backwards, no pixel event in a non-empty body.
+    """
     a, t = read_aedat_raw(path)
     try:
-        return decode_dvs128(a, t, layout, drop_special)
+        _check_addresses(a)
+        ev = decode_dvs128(a, t, layout, drop_special)
+        if a.size and ev.size == 0:
+            raise DataFormatError(
+                f"none of its {a.size} events is a pixel event (all have special addresses); "
+                "not a DVS128 recording?"
+            )
+        ev["t"] = _unwrap_timestamps(ev["t"])
+        return ev
     except DataFormatError as exc:
         raise DataFormatError(f"{path}: {exc}") from None
+
+
+_WRAP = 1 << 32  # AEDAT 2.0 timestamps: a 32-bit microsecond counter
+
+
+def _check_addresses(a: np.ndarray) -> None:
+    bad = np.flatnonzero(a > 0xFFFF)
+    if bad.size:
+        i = int(bad[0])
+        raise DataFormatError(
+            f"event {i} has address 0x{int(a[i]):08x} with bits above 15 set; not a DVS128 "
+            "recording?"
+        )
+
+
+def _unwrap_timestamps(t: np.ndarray) -> np.ndarray:
+    """Timestamps made non-decreasing across wraps of the 32-bit counter (a drop of more than
+    half its range); any other backwards step is an error."""
+    t = np.asarray(t, dtype=np.int64)
+    if t.size < 2:
+        return t
+    step = np.diff(t)
+    wraps = step < -(_WRAP // 2)
+    out = t + np.concatenate([[0], np.cumsum(wraps)]) * _WRAP
+    back = np.flatnonzero(np.diff(out) < 0)
+    if back.size:
+        i = int(back[0]) + 1
+        raise DataFormatError(
+            f"timestamps go backwards at pixel event {i} ({int(t[i - 1])} us, then "
+            f"{int(t[i])} us); not a DVS128 recording?"
+        )
+    return out
 
 
 def write_aedat(

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..api import Model, _as_model, run
+from ..api import Model, as_model, run
 from ..energy import CostTable, EnergyReport, energy
 from ..graph import NEURON_OPS
 from ..result import COUNT_FIELDS, Counts, RunResult
@@ -225,7 +225,7 @@ def build_report(
     ``labels``: for the accuracy. ``verification``: a :class:`snnsim.verify.VerifyReport` (or its
     dict) to include. ``extra``: more JSON-able facts shown in a table. ``raster_sample``: the
     sample whose spikes are plotted."""
-    m = _as_model(model)
+    m = as_model(model)
     seconds = None
     if result is None:
         single = not isinstance(inputs, list) and np.ndim(inputs) == len(m.input_shape)

@@ -1,12 +1,13 @@
 //! Conv2d nodes: the active inputs of a step through the kernel, by scatter when few are active
 //! and by gather (output-stationary) when many are (`crate::kernels::conv`; same results).
 
-use rayon::prelude::*;
+use std::sync::Mutex;
 
 use super::{narrow_into, needs_wide, wide_bias};
 use crate::engine::network::{ConvOp, Kind, Node};
 use crate::engine::state::{Buf, SampleOut, Scratch};
 use crate::engine::step::StepCtx;
+use crate::engine::team::{Team, SOLO};
 use crate::engine::value::EngineValue;
 use crate::error::{Result, SnnError};
 use crate::kernels::{self, fill_bias};
@@ -19,15 +20,15 @@ const GATHER_SOPS_PER_TAP: u64 = 12;
 
 /// A gather step of at least this many SOPs is split across the sample's threads (below it the
 /// hand-off costs more than it saves).
-const PAR_MIN_SOPS: u64 = 1 << 17;
+const PAR_MIN_SOPS: u64 = 1 << 15;
 
 pub(crate) struct ConvVisit<'a, V: Value> {
     fast: bool,
     /// Output-stationary: `(dense input, position starts)`.
     gather: Option<(&'a [V], &'a [u32])>,
     unit: bool,
-    /// Threads the gather is split across (by output positions).
-    split: usize,
+    /// The threads the gather is split across (by output positions).
+    team: &'a Team,
     /// int8 weights: terms per 16-bit partial sum (0: no 16-bit sums).
     flush: usize,
     bias: Option<&'a [V]>,
@@ -74,12 +75,20 @@ impl<V: Value> WeightVisitor<V> for ConvVisit<'_, V> {
                     }
                     kernels::conv_gather::<V, W>(a, w, g, inp, bias, first)
                 };
-                if self.split > 1 {
-                    let per = (g.ho * g.wo).div_ceil(self.split);
-                    self.acc
-                        .par_chunks_mut(per * g.co)
-                        .enumerate()
-                        .for_each(|(k, a)| run(a, k * per));
+                let team = self.team;
+                if team.width() > 1 {
+                    let per = (g.ho * g.wo).div_ceil(team.width());
+                    let parts: Vec<Mutex<Option<&mut [V]>>> = self
+                        .acc
+                        .chunks_mut(per * g.co)
+                        .map(|a| Mutex::new(Some(a)))
+                        .collect();
+                    team.split(&|k| {
+                        let part = parts.get(k).and_then(|p| p.lock().ok()?.take());
+                        if let Some(a) = part {
+                            run(a, k * per);
+                        }
+                    });
                 } else {
                     run(self.acc, 0)
                 }
@@ -166,7 +175,7 @@ pub(crate) fn run_conv<V: EngineValue>(
         fast: !wide,
         gather: gather.then_some((inb.d.as_slice(), starts.as_slice())),
         unit,
-        split: if sops >= PAR_MIN_SOPS { cx.par } else { 1 },
+        team: if sops >= PAR_MIN_SOPS { cx.team } else { &SOLO },
         flush: narrow_flush(op.w_max, max_x),
         bias: op.bias.as_deref(),
         acc: &mut outb.d,

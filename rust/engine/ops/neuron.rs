@@ -4,10 +4,12 @@
 use crate::engine::network::{NeuronOp, Node};
 use crate::engine::state::{Buf, RecSpec, SampleOut};
 use crate::engine::step::StepCtx;
+use crate::engine::team::Team;
 use crate::engine::value::EngineValue;
 use crate::error::Result;
 use crate::format::OpKind;
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use crate::kernels;
 use crate::neurons;
@@ -24,46 +26,56 @@ pub(crate) struct SpikeSink<'a, 'b> {
     pub(crate) t: usize,
 }
 
-/// Neuron layers of at least this many elements are split across the sample's threads.
-const PAR_MIN_ELEMS: usize = 1 << 14;
+/// Neuron layers of at least this many elements are split across the sample's team.
+const PAR_MIN_ELEMS: usize = 1 << 12;
 
 /// One step of a spiking neuron node: membranes `m`, input `x`, spikes into `outb` (values and
-/// active list). Split by elements across `par` threads when the layer is large; returns
-/// `false` on int overflow.
+/// active list). Split by elements across the team when the layer is large; returns `false` on
+/// int overflow.
 fn step_spikes<V: EngineValue>(
     op: &NeuronOp<V>,
     m: &mut [V],
     x: &[V],
     outb: &mut Buf<V>,
-    par: usize,
+    team: &Team,
     par_nz: &mut Vec<Vec<u32>>,
 ) -> bool {
     let n = m.len();
-    if par < 2 || n < PAR_MIN_ELEMS {
+    let width = team.width();
+    if width < 2 || n < PAR_MIN_ELEMS {
         let ok = neurons::step(&op.params, op.period, m, x, &mut outb.d);
         kernels::collect_nonzero(&outb.d, &mut outb.nz);
         return ok;
     }
-    let per = n.div_ceil(par).div_ceil(op.period) * op.period;
-    par_nz.resize_with(n.div_ceil(per), Vec::new);
-    let ok = m
-        .par_chunks_mut(per)
-        .zip(x.par_chunks(per))
-        .zip(outb.d.par_chunks_mut(per))
-        .zip(par_nz.par_iter_mut())
-        .map(|(((m, x), o), nz)| {
-            let ok = neurons::step(&op.params, op.period, m, x, o);
+    let per = n.div_ceil(width).div_ceil(op.period) * op.period;
+    par_nz.resize_with(width, Vec::new);
+    let parts: Vec<Mutex<Option<Part<'_, V>>>> = m
+        .chunks_mut(per)
+        .zip(x.chunks(per))
+        .zip(outb.d.chunks_mut(per))
+        .zip(par_nz.iter_mut())
+        .map(|(((m, x), o), nz)| Mutex::new(Some((m, x, o, nz))))
+        .collect();
+    let ok = AtomicBool::new(true);
+    let ran = team.split(&|k| {
+        if let Some((m, x, o, nz)) = parts.get(k).and_then(|p| p.lock().ok()?.take()) {
+            if !neurons::step(&op.params, op.period, m, x, o) {
+                ok.store(false, Ordering::Relaxed);
+            }
             kernels::collect_nonzero(o, nz);
-            ok
-        })
-        .reduce(|| true, |a, b| a && b);
+        }
+    });
+    drop(parts);
     outb.nz.clear();
-    for (k, nz) in par_nz.iter().enumerate() {
+    for (k, nz) in par_nz.iter().enumerate().take(n.div_ceil(per)) {
         let base = (k * per) as u32;
         outb.nz.extend(nz.iter().map(|&i| i + base));
     }
-    ok
+    ran && ok.into_inner()
 }
+
+/// One part of a neuron layer split across a team: membranes, input, spikes, active list.
+type Part<'a, V> = (&'a mut [V], &'a [V], &'a mut [V], &'a mut Vec<u32>);
 
 /// One step of neuron node `ni`.
 #[allow(clippy::too_many_arguments)]
@@ -87,7 +99,7 @@ pub(crate) fn run_neuron<V: EngineValue>(
         outb.dirty = true;
         ok
     } else {
-        let ok = step_spikes(op, m, &inb.d, outb, sx.par, par_nz);
+        let ok = step_spikes(op, m, &inb.d, outb, sx.team, par_nz);
         outb.dirty = false;
         so.spikes[li] += outb.nz.len() as u64;
         let t = sink.t;
