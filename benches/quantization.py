@@ -243,6 +243,7 @@ def run_trained(
                     "seed": seed,
                     "torch_acc": torch_acc,
                     "source": "trained",
+                    "command": " ".join(["python", "benches/quantization.py"] + sys.argv[1:]),
                 }
                 for mode, per_channel in MODES:
                     t0 = time.time()
