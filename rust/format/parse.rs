@@ -281,7 +281,7 @@ fn parse_input(v: Option<&Json>) -> Result<InputSpec> {
     };
     if kind == InputKind::Events && (shape.len() != 3 || !(1..=2).contains(&shape[0])) {
         return Err(graph_err(format!(
-            "input.shape {} for events must be [C, H, W] with C in {{1, 2}}",
+            "input.shape {} for event input must be [C, H, W] with C in {{1, 2}}",
             fmt_shape(&shape)
         )));
     }
