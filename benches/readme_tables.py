@@ -1,8 +1,12 @@
 """Markdown tables for the README's results sections, generated from the committed JSONs
 (nothing is measured here)::
 
-    python benches/readme_tables.py                 # every section
+    python benches/readme_tables.py                 # every section, printed
     python benches/readme_tables.py dsr quantization
+    python benches/readme_tables.py --write         # into README.md between the markers
+
+``--write`` replaces the text between ``<!-- NAME-table:begin -->`` and
+``<!-- NAME-table:end -->`` in README.md for each section that has both markers.
 
 Sections: ``dsr`` (benches/results/dsr_vs_spikingjelly.json), ``quantization``
 (quantization.json, the fully trained rows), ``dspike`` (dspike_temperature_task.json),
@@ -213,11 +217,41 @@ def cost() -> str:
 SECTIONS = {"dsr": dsr, "quantization": quantization, "dspike": dspike, "cost": cost}
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The README markers around the table of section ``name``."""
+    return f"<!-- {name}-table:begin -->", f"<!-- {name}-table:end -->"
+
+
+def write(names: list[str], path: Path = README) -> list[str]:
+    """Replace each section's table between its markers in ``path``; returns the sections
+    written (a section without both markers is left out)."""
+    text = path.read_text()
+    done = []
+    for n in names:
+        begin, end = markers(n)
+        if begin not in text or end not in text:
+            continue
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + begin + "\n" + SECTIONS[n]() + "\n" + end + tail
+        done.append(n)
+    path.write_text(text)
+    return done
+
+
 def main(argv: list[str]) -> int:
-    names = argv or list(SECTIONS)
+    do_write = "--write" in argv
+    names = [a for a in argv if a != "--write"] or list(SECTIONS)
     for n in names:
         if n not in SECTIONS:
             raise SystemExit(f"unknown section {n!r}; known: {sorted(SECTIONS)}")
+    if do_write:
+        print("written:", ", ".join(write(names)) or "none (no markers)")
+        return 0
+    for n in names:
         print(f"<!-- {n} -->")
         print(SECTIONS[n]())
         print()
