@@ -409,12 +409,20 @@ def main(argv: list[str] | None = None) -> int:
     doc.setdefault("rows", [])
     command = " ".join(["python", "benches/dsr_vs_spikingjelly.py"] + sys.argv[1:])
     if a.speed:
+        new = speed(a.T, a.neurons, a.repeats, a.threads)
+        for r in new:
+            r["command"] = command
+        done = {(r["neuron"], r["T"]) for r in new}
+        prev = doc.get("speed", {})
+        old = [r for r in prev.get("rows", []) if (r["neuron"], r["T"]) not in done]
+        for r in old:
+            r.setdefault("command", prev.get("command"))
         doc["speed"] = {
             "description": "wall seconds of one training epoch (63 batches of 64, no evaluation), "
-            "snnsim's defaults and the port interleaved in one process, median of repeats",
-            "command": command,
+            "snnsim's defaults and the port interleaved in one process, median of repeats; rows "
+            "merge by (neuron, T), each with its command",
             "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
-            "rows": speed(a.T, a.neurons, a.repeats, a.threads),
+            "rows": sorted(old + new, key=lambda r: (r["T"], r["neuron"])),
         }
         _save(doc)
         return 0
