@@ -44,7 +44,7 @@ def build_float(rng: np.random.Generator) -> tuple[snnsim.Graph, list[np.ndarray
     g = snnsim.Graph(input_shape=(SIZES[0],), precision="float32")
     ws = []
     x = "input"
-    for i, (fin, fout) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+    for i, (fin, fout) in enumerate(zip(SIZES[:-1], SIZES[1:], strict=True)):
         w = (rng.standard_normal((fout, fin)) * (1.0 / np.sqrt(fin))).astype(np.float32)
         ws.append(w)
         x = g.linear(f"fc{i}", x, w)
@@ -76,14 +76,13 @@ def torch_loop(ws: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     vs = [torch.zeros(w.shape[0]) for w in ws]
     count = torch.zeros(ws[-1].shape[0])
     for _ in range(T):
-        cur = cur0
+        spikes = torch.empty(0)  # the previous layer's spikes at this step
         for i, w in enumerate(ws):
-            if i > 0:
-                cur = s @ w.T
+            cur = cur0 if i == 0 else spikes @ w.T
             u = vs[i] + cur
-            s = (u >= ALPHA).to(u.dtype)
-            vs[i] = u - s
-        count += s
+            spikes = (u >= ALPHA).to(u.dtype)
+            vs[i] = u - spikes
+        count += spikes
     return count
 
 
@@ -124,7 +123,7 @@ def main() -> None:
     # agreement and activity, reported beside the timings
     full = snnsim.run(gf, samples, steps=T)
     rates = (full.counts.spikes.sum(axis=(0, 2)) / (len(samples) * T)).tolist()
-    sizes = {n: int(np.prod(s)) for n, s in zip(mf.node_names, mf.node_shapes)}
+    sizes = {n: int(np.prod(s)) for n, s in zip(mf.node_names, mf.node_shapes, strict=True)}
     firing = {n: rates[i] / sizes[n] for i, n in enumerate(mf.node_names) if n.startswith("sn")}
     loop_counts = np.stack([torch_loop(tws, tx[i]).numpy() for i in range(len(samples))])
     agree = float(np.mean(loop_counts.argmax(1) == full.prediction))

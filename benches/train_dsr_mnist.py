@@ -71,9 +71,26 @@ def merge(
     return sorted(out, key=lambda r: tuple(str(r.get(x)) for x in keys))
 
 
-def run_one(cfg, log_prefix: str) -> dict[str, Any]:
+def build(cfg, exact_bn_grad: bool | None = None) -> Any:
+    """The config's model as the Trainer builds it, with ``exact_bn_grad`` set when given (the
+    config can only switch it on; off needs the model)."""
+    from snnsim.models import create_model
+
+    if exact_bn_grad is None:
+        return None
+    torch.manual_seed(cfg.seed)
+    kw = dict(cfg.model_kwargs)
+    kw.setdefault("neuron", cfg.neuron)
+    kw.setdefault("T", cfg.T)
+    kw.setdefault("mode", cfg.mode)
+    model = create_model(cfg.model, **kw)
+    model.exact_bn_grad = exact_bn_grad
+    return model
+
+
+def run_one(cfg, log_prefix: str, exact_bn_grad: bool | None = None) -> dict[str, Any]:
     load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    tr = Trainer(cfg, out_dir=None, progress=False)
+    tr = Trainer(cfg, out_dir=None, progress=False, model=build(cfg, exact_bn_grad))
     t0 = time.time()
     hist = tr.fit(log=lambda s: print(log_prefix, s, flush=True))
     last = hist[-1]
@@ -169,7 +186,8 @@ for i in range(2):
     loss = torch.nn.functional.cross_entropy(out, y)
     opt.zero_grad(); loss.backward(); opt.step()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"mode": mode, "time_chunk": chunk, "T": T, "batch": batch, "autograd_saved_MB": saved / 2**20,
+print(json.dumps({"mode": mode, "time_chunk": chunk, "T": T, "batch": batch,
+                  "autograd_saved_MB": saved / 2**20,
                   "peak_rss_increase_MB": (peak - base) / 1024}))
 """
 
@@ -180,10 +198,10 @@ def speed_table(
     rows = []
     for T in Ts:
         for neuron in neurons:
-            for variant, kw in (
-                ("rate", {}),
-                ("rate+exact_bn_grad", {"exact_bn_grad": True}),
-                ("step", {"mode": "step"}),
+            for variant, kw, exact in (
+                ("rate", {}, None),  # the default: the exact batch-norm term on
+                ("rate-between-only", {}, False),
+                ("step", {"mode": "step"}, None),
             ):
                 cfg = get_config(f"dsr-mnist5k-cnn-{neuron}-t{T}").with_(
                     epochs=1, num_threads=threads, **kw
@@ -191,7 +209,7 @@ def speed_table(
                 load_avg = os.getloadavg()[0]
                 secs = []
                 for _ in range(repeats):
-                    tr = Trainer(cfg, out_dir=None, progress=False)
+                    tr = Trainer(cfg, out_dir=None, progress=False, model=build(cfg, exact))
                     secs.append(tr.train_epoch().seconds)
                 secs.sort()
                 row = {
@@ -213,7 +231,7 @@ def memory_table(Ts: list[int], batch: int = 64) -> list[dict[str, Any]]:
     """One training step of the MNIST CNN per (mode, time chunk, T) in a fresh process: bytes
     autograd keeps for backward, and the increase of the peak resident set over the process
     after model and data creation (forward transients included). The rate form runs once with
-    all steps at once and once time-chunked (5 steps per chunk, :mod:`snnsim.train.chunked`)."""
+    all steps at once and once time-chunked (5 steps per chunk, :mod:`snnsim.nn.chunked`)."""
     import subprocess
 
     rows = []
@@ -240,6 +258,125 @@ def memory_table(Ts: list[int], batch: int = 64) -> list[dict[str, Any]]:
     return rows
 
 
+KEYS = ("model", "neuron", "T", "seed", "epochs", "lr", "mode", "exact_bn_grad")
+
+
+def run_ann(a: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """The ANN twins (ReLU in place of the neurons) with the lr of each requested T."""
+    lrs = sorted({get_config(f"dsr-mnist5k-cnn-if-t{T}").lr for T in a.T})
+    for lr in lrs:
+        tag = "lr005" if lr == 0.05 else "lr01"
+        for seed in a.seeds:
+            cfg = get_config(f"ann-mnist5k-cnn-{tag}").with_(
+                seed=seed, epochs=a.epochs, num_threads=a.threads, eval_every=a.eval_every
+            )
+            res = run_one(cfg, f"[ann lr={lr} seed={seed}]")
+            row = {
+                "model": "dsr-mnist-cnn",
+                "neuron": "relu",
+                "T": None,
+                "seed": seed,
+                "ann_acc": res.pop("acc"),
+                **res,
+                **common(cfg),
+            }
+            row.pop("firing_rates"), row.pop("thresholds")
+            doc["ann_rows"] = merge(doc["ann_rows"], row, KEYS)
+            summarise(doc)
+            write_json_atomic(MAIN_JSON, doc)
+
+
+def run_main(a: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """The SNN rows: every T, neuron and seed requested."""
+    for T in a.T:
+        for neuron in a.neurons:
+            for seed in a.seeds:
+                cfg = get_config(f"dsr-mnist5k-cnn-{neuron}-t{T}").with_(
+                    seed=seed,
+                    epochs=a.epochs,
+                    num_threads=a.threads,
+                    mode=a.mode,
+                    eval_every=a.eval_every,
+                )
+                exact = a.bn_grad == "exact" and a.mode == "rate"
+                res = run_one(cfg, f"[{neuron} T={T} seed={seed}]", exact)
+                row = {
+                    "model": "dsr-mnist-cnn",
+                    "neuron": neuron,
+                    "T": T,
+                    "seed": seed,
+                    "snn_acc": res.pop("acc"),
+                    "ann_acc": None,
+                    **res,
+                    **common(cfg),
+                    "mode": a.mode,
+                    "exact_bn_grad": exact,
+                }
+                doc["rows"] = merge(doc["rows"], row, KEYS)
+                summarise(doc)
+                write_json_atomic(MAIN_JSON, doc)
+
+
+def _ablation_config(a: argparse.Namespace, neuron: str, seed: int, variant: str) -> Any:
+    kw = ABLATIONS[variant]
+    base = get_config(f"dsr-mnist5k-cnn-{neuron}-t5")
+    mk = dict(base.model_kwargs)
+    mk["train_theta"] = kw["train_theta"]
+    if kw["alpha"] is not None:
+        mk["alpha"] = kw["alpha"]
+    return base.with_(
+        seed=seed,
+        epochs=a.epochs,
+        num_threads=a.threads,
+        eval_every=a.eval_every,
+        model_kwargs=mk,
+    )
+
+
+def run_ablation(a: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """The Table 3 ablation at T = 5 (threshold training and alpha on/off)."""
+    abl = load(ABL_JSON)
+    abl["description"] = (
+        "DSR Table 3 ablation on MNIST-5k at T = 5: threshold training and alpha (alpha off = 1)"
+    )
+    abl.setdefault("rows", [])
+    akeys = ("variant", "neuron", "T", "seed", "epochs")
+    for neuron in a.neurons:
+        for seed in a.seeds:
+            for variant in a.variants:
+                kw = ABLATIONS[variant]
+                cfg = _ablation_config(a, neuron, seed, variant)
+                res = run_one(cfg, f"[ablation {variant} {neuron} seed={seed}]")
+                row = {
+                    "variant": variant,
+                    "model": "dsr-mnist-cnn",
+                    "neuron": neuron,
+                    "T": 5,
+                    "seed": seed,
+                    "train_theta": kw["train_theta"],
+                    "alpha": kw["alpha"] if kw["alpha"] is not None else "default",
+                    "snn_acc": res.pop("acc"),
+                    **res,
+                    **common(cfg),
+                }
+                abl["rows"] = merge(abl["rows"], row, akeys)
+                write_json_atomic(ABL_JSON, abl)
+            if "full" in a.variants:
+                continue
+            # the full method is the main table's row: reuse it rather than train it twice
+            for r in doc.get("rows", []):
+                if (r["neuron"], r["T"], r["seed"], r["epochs"]) == (neuron, 5, seed, a.epochs):
+                    full = {
+                        "variant": "full",
+                        "train_theta": True,
+                        "alpha": "default",
+                        **{k: v for k, v in r.items() if k not in ("ann_acc",)},
+                        "source": "the matching row of dsr_mnist.json",
+                    }
+                    abl["rows"] = merge(abl["rows"], full, akeys)
+                    write_json_atomic(ABL_JSON, abl)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--T", type=int, nargs="+", default=[20, 10, 5])
@@ -249,9 +386,11 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--mode", default="rate", choices=["rate", "step"])
     p.add_argument(
-        "--exact-bn-grad",
-        action="store_true",
-        help="rate form with the batch norms' exact weight-gradient term (DSRNet.exact_bn_grad)",
+        "--bn-grad",
+        default="exact",
+        choices=["exact", "between"],
+        help="rate form: the batch norms' exact weight-gradient term (DSRNet.exact_bn_grad, the "
+        "default) or the between-sample part only (the default before)",
     )
     p.add_argument(
         "--eval-every", type=int, default=1, help="evaluate every k epochs (always after the last)"
@@ -270,8 +409,8 @@ def main() -> int:
     p.add_argument(
         "--speed",
         action="store_true",
-        help="seconds per training epoch (median of --repeats one-epoch runs, no evaluation) per T, "
-        "form and option; run it on an otherwise idle machine",
+        help="seconds per training epoch (median of --repeats one-epoch runs, no evaluation) per "
+        "T, form and option; run it on an otherwise idle machine",
     )
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
@@ -282,141 +421,35 @@ def main() -> int:
     doc["description"] = (__doc__ or "").split("\n\n")[0]
     doc.setdefault("rows", [])
     doc.setdefault("ann_rows", [])
-    keys = ("model", "neuron", "T", "seed", "epochs", "lr", "mode", "exact_bn_grad")
-
+    command = " ".join(["python", "benches/train_dsr_mnist.py"] + sys.argv[1:])
     if a.ann:
-        lrs = sorted({get_config(f"dsr-mnist5k-cnn-if-t{T}").lr for T in a.T})
-        for lr in lrs:
-            tag = "lr005" if lr == 0.05 else "lr01"
-            for seed in a.seeds:
-                cfg = get_config(f"ann-mnist5k-cnn-{tag}").with_(
-                    seed=seed, epochs=a.epochs, num_threads=a.threads, eval_every=a.eval_every
-                )
-                res = run_one(cfg, f"[ann lr={lr} seed={seed}]")
-                row = {
-                    "model": "dsr-mnist-cnn",
-                    "neuron": "relu",
-                    "T": None,
-                    "seed": seed,
-                    "ann_acc": res.pop("acc"),
-                    **res,
-                    **common(cfg),
-                }
-                row.pop("firing_rates"), row.pop("thresholds")
-                doc["ann_rows"] = merge(doc["ann_rows"], row, keys)
-                summarise(doc)
-                write_json_atomic(MAIN_JSON, doc)
-
+        run_ann(a, doc)
     if not a.no_main:
-        for T in a.T:
-            for neuron in a.neurons:
-                for seed in a.seeds:
-                    cfg = get_config(f"dsr-mnist5k-cnn-{neuron}-t{T}").with_(
-                        seed=seed,
-                        epochs=a.epochs,
-                        num_threads=a.threads,
-                        mode=a.mode,
-                        eval_every=a.eval_every,
-                        exact_bn_grad=a.exact_bn_grad,
-                    )
-                    res = run_one(cfg, f"[{neuron} T={T} seed={seed}]")
-                    row = {
-                        "model": "dsr-mnist-cnn",
-                        "neuron": neuron,
-                        "T": T,
-                        "seed": seed,
-                        "snn_acc": res.pop("acc"),
-                        "ann_acc": None,
-                        **res,
-                        **common(cfg),
-                        "mode": a.mode,
-                        "exact_bn_grad": a.exact_bn_grad,
-                    }
-                    doc["rows"] = merge(doc["rows"], row, keys)
-                    summarise(doc)
-                    write_json_atomic(MAIN_JSON, doc)
-
+        run_main(a, doc)
     if a.memory:
         doc["memory"] = {
-            "description": "one training step of the MNIST CNN (DSR-IF, batch 64) per backward form, time chunk "
-            "(steps per chunk of the rate form's chunked forward; null: all steps at once) and T: "
-            "autograd_saved_MB = tensors kept for backward; peak_rss_increase_MB = growth of the "
-            "peak resident set during two steps (forward transients included)",
+            "description": "one training step of the MNIST CNN (DSR-IF, batch 64) per backward "
+            "form, time chunk (steps per chunk of the rate form's chunked forward; null: all "
+            "steps at once) and T: autograd_saved_MB = tensors kept for backward; "
+            "peak_rss_increase_MB = growth of the peak resident set during two steps (forward "
+            "transients included)",
             "rows": memory_table([5, 10, 20, 40, 80]),
-            "command": " ".join(["python", "benches/train_dsr_mnist.py"] + sys.argv[1:]),
+            "command": command,
         }
         write_json_atomic(MAIN_JSON, doc)
-
     if a.speed:
         doc["speed"] = {
-            "description": "wall seconds of one training epoch (63 batches of 64, augmentation, no evaluation) of "
-            "the MNIST CNN, median of `repeats` one-epoch runs in this process; variants: the rate "
-            "form (default), the rate form with exact_bn_grad, the per-step form; load_avg_at_start "
-            "shows whether the machine was idle",
-            "command": " ".join(["python", "benches/train_dsr_mnist.py"] + sys.argv[1:]),
+            "description": "wall seconds of one training epoch (63 batches of 64, augmentation, "
+            "no evaluation) of the MNIST CNN, median of `repeats` one-epoch runs in this "
+            "process; variants: the rate form (default: exact batch-norm term on), the rate form "
+            "with the between-sample term only, the per-step form; load_avg_at_start shows "
+            "whether the machine was idle",
+            "command": command,
             "rows": speed_table(a.T, a.neurons, a.repeats, a.threads),
         }
         write_json_atomic(MAIN_JSON, doc)
-
     if a.ablation:
-        abl = load(ABL_JSON)
-        abl["description"] = (
-            "DSR Table 3 ablation on MNIST-5k at T = 5: threshold training and alpha (alpha off = 1)"
-        )
-        abl.setdefault("rows", [])
-        for neuron in a.neurons:
-            for seed in a.seeds:
-                for variant in a.variants:
-                    kw = ABLATIONS[variant]
-                    base = get_config(f"dsr-mnist5k-cnn-{neuron}-t5")
-                    mk = dict(base.model_kwargs)
-                    mk["train_theta"] = kw["train_theta"]
-                    if kw["alpha"] is not None:
-                        mk["alpha"] = kw["alpha"]
-                    cfg = base.with_(
-                        seed=seed,
-                        epochs=a.epochs,
-                        num_threads=a.threads,
-                        eval_every=a.eval_every,
-                        model_kwargs=mk,
-                    )
-                    res = run_one(cfg, f"[ablation {variant} {neuron} seed={seed}]")
-                    row = {
-                        "variant": variant,
-                        "model": "dsr-mnist-cnn",
-                        "neuron": neuron,
-                        "T": 5,
-                        "seed": seed,
-                        "train_theta": kw["train_theta"],
-                        "alpha": kw["alpha"] if kw["alpha"] is not None else "default",
-                        "snn_acc": res.pop("acc"),
-                        **res,
-                        **common(cfg),
-                    }
-                    abl["rows"] = merge(
-                        abl["rows"], row, ("variant", "neuron", "T", "seed", "epochs")
-                    )
-                    write_json_atomic(ABL_JSON, abl)
-                if "full" not in a.variants:
-                    # the full method is the main table's row: reuse it rather than train it twice
-                    for r in doc.get("rows", []):
-                        if (r["neuron"], r["T"], r["seed"], r["epochs"]) == (
-                            neuron,
-                            5,
-                            seed,
-                            a.epochs,
-                        ):
-                            full = {
-                                "variant": "full",
-                                "train_theta": True,
-                                "alpha": "default",
-                                **{k: v for k, v in r.items() if k not in ("ann_acc",)},
-                                "source": "the matching row of dsr_mnist.json",
-                            }
-                            abl["rows"] = merge(
-                                abl["rows"], full, ("variant", "neuron", "T", "seed", "epochs")
-                            )
-                            write_json_atomic(ABL_JSON, abl)
+        run_ablation(a, doc)
     return 0
 
 

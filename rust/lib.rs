@@ -9,7 +9,8 @@
 //!     -> engine::model / batch / stream (runs) -> engine::step (one sample, chunks of steps)
 //!     -> engine::ops (one file per op family) -> kernels (scatter loops, SIMD choice)
 //!                                             -> neurons (the neuron law, also used by training)
-//! events (binning of event recordings)   training (the fused DSR forward of the torch layers)
+//! events (binning of event recordings)   training (the fused DSR forward and backward of the
+//!                                                torch layers)
 //! ```
 //!
 //! Numbers are generic over the value type (`f32`, `i32`) and the weight type (`f32`, `i8`,
@@ -41,4 +42,6 @@ pub use format::{
     TensorData,
 };
 pub use numeric::Precision;
-pub use training::{simulate_dsr, DsrForward, DsrLaw, DsrOutputs, Pool};
+pub use training::{
+    dsr_rate_backward, simulate_dsr, DsrForward, DsrLaw, DsrOutputs, Pool, RateMask,
+};

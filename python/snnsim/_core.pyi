@@ -164,6 +164,19 @@ def dsr_forward(
     channels_last)`: `out` receives the k x k average pool (stride k) of each step's outputs
     (`steps*n/k^2` values), summed row by row and divided by k*k as torch's avg_pool2d."""
 
+def dsr_rate_backward(
+    grad: npt.NDArray[np.float32],
+    mean_current: npt.NDArray[np.float32],
+    grad_in: npt.NDArray[np.float32],
+    upper: float,
+    strict: bool,
+    tau: float = 1.0,
+) -> float:
+    """Fused rate-form backward of one DSR neuron layer (flat 1-D float32 arrays of equal length
+    in one memory order): writes `grad_in = grad * 1[0 <= mean_current <= upper]` (`strict`:
+    open bounds, and divided by `tau`: the LIF form) and returns the sum of `grad` where
+    `mean_current > upper` (the threshold gradient before its scale, summed in float64)."""
+
 def simd_level() -> Literal["portable", "avx2", "avx512"]:
     """The instruction set the engine's kernels run with."""
 

@@ -79,7 +79,7 @@ def fake_quant(w: Tensor, scale: Tensor | float, mode: QATMode = "int8") -> Tens
     return _FakeQuantSTE.apply(w, s, -qmax - 1, qmax)
 
 
-def _bn_fold_scale(bn: nn.Module) -> Tensor:
+def _bn_fold_scale(bn: Any) -> Tensor:
     """Per-channel evaluation scale of a batch norm (what the exporter folds into the weight)."""
     from .nn.tdbn import TdBN
 
@@ -227,7 +227,7 @@ def qat_finetune(
         raise ValueError(f"qat_finetune: epochs must be >= 1, got {epochs}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    bns = [bn for _, _, bn, _ in _weighted_layers(model) if bn is not None]
+    bns: list[Any] = [bn for _, _, bn, _ in _weighted_layers(model) if bn is not None]
     saved_momentum = [bn.momentum for bn in bns]
     attach_fake_quant(model, mode, per_channel)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -279,7 +279,8 @@ def qat_finetune(
         # DSR thresholds: the same clamp a training forward applies, so the export accepts them
         for m in model.modules():
             cfg = getattr(m, "cfg", None)
-            if hasattr(m, "theta") and cfg is not None and hasattr(cfg, "bound"):
+            theta = getattr(m, "theta", None)
+            if isinstance(theta, Tensor) and cfg is not None and hasattr(cfg, "bound"):
                 with torch.no_grad():
-                    m.theta.clamp_(min=cfg.bound)
+                    theta.clamp_(min=cfg.bound)
     return model.eval()

@@ -87,4 +87,6 @@ mod _core {
     use super::simd::simd_level;
     #[pymodule_export]
     use super::training::dsr_forward;
+    #[pymodule_export]
+    use super::training::dsr_rate_backward;
 }

@@ -1,4 +1,5 @@
-//! `snnsim._core.dsr_forward`: the fused DSR neuron forward of the training layers.
+//! `snnsim._core.dsr_forward` and `dsr_rate_backward`: the fused DSR neuron forward and
+//! rate-form backward of the training layers.
 
 use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -6,7 +7,10 @@ use pyo3::prelude::*;
 
 use super::arrays::{dtype_of, steps_value};
 use super::{detached, to_py};
-use crate::training::{simulate_dsr, DsrForward, DsrLaw, DsrOutputs, Pool};
+use crate::training::{
+    dsr_rate_backward as rate_backward, simulate_dsr, DsrForward, DsrLaw, DsrOutputs, Pool,
+    RateMask,
+};
 
 fn f32_flat<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let a = obj.cast::<PyArray1<f32>>().map_err(|_| {
@@ -111,4 +115,39 @@ pub(super) fn dsr_forward<'py>(
         },
     };
     detached(py, || simulate_dsr(&f, o))
+}
+
+/// Fused rate-form backward of a DSR neuron layer (see `training/backward.rs`): reads `grad`
+/// and `mean_current`, writes `grad_in` in place; returns the threshold-gradient sum.
+#[pyfunction]
+#[pyo3(signature = (grad, mean_current, grad_in, upper, strict, tau=1.0))]
+pub(super) fn dsr_rate_backward<'py>(
+    py: Python<'py>,
+    grad: &Bound<'py, PyAny>,
+    mean_current: &Bound<'py, PyAny>,
+    grad_in: &Bound<'py, PyAny>,
+    upper: f32,
+    strict: bool,
+    tau: f32,
+) -> PyResult<f64> {
+    let (ga, ia, oa) = (
+        f32_flat(grad, "grad")?,
+        f32_flat(mean_current, "mean_current")?,
+        f32_flat(grad_in, "grad_in")?,
+    );
+    let busy = |arg: &'static str| {
+        move |_| {
+            PyValueError::new_err(format!(
+                "{arg}: the array is shared or being used elsewhere"
+            ))
+        }
+    };
+    let gr = ga.try_readonly().map_err(busy("grad"))?;
+    let ir = ia.try_readonly().map_err(busy("mean_current"))?;
+    let mut ow = oa.try_readwrite().map_err(busy("grad_in"))?;
+    let not_c = |_| PyValueError::new_err("arrays must be C-contiguous");
+    let (g, i) = (gr.as_slice().map_err(not_c)?, ir.as_slice().map_err(not_c)?);
+    let o = ow.as_slice_mut().map_err(not_c)?;
+    let mask = RateMask { upper, strict, tau };
+    detached(py, || rate_backward(g, i, o, mask))
 }

@@ -19,10 +19,12 @@
 //! order as `mean_current` and `mean_out` (any order: the caller flattens contiguous or
 //! channels-last tensors the same way). A static input is one slice applied at every step.
 
+mod backward;
 mod pool;
 
 use rayon::prelude::*;
 
+pub use backward::{dsr_rate_backward, RateMask};
 use pool::pool_bands;
 pub use pool::Pool;
 

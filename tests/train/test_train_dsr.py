@@ -178,6 +178,47 @@ def test_training_step_is_the_same_without_the_native_path(monkeypatch: pytest.M
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kind", ["if", "lif"])
+def test_native_rate_backward_equals_the_torch_masks(
+    kind: str, channels_last: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fused rate-form backward gives the torch formula's input gradient bit for bit (values
+    on both bounds included) and its threshold gradient to float32 rounding, in either memory
+    format; its native entry point rejects mismatched sizes and a bad tau by name."""
+    cfg = dsr_defaults(kind, 5)
+    theta = torch.tensor(cfg.theta0)
+    ub = float(dsr_module._upper(theta, cfg))
+    g = torch.Generator().manual_seed(3)
+    I = (torch.rand(4, 6, 8, 8, generator=g) * 2.4 - 0.6) * ub
+    I.view(-1)[:3] = torch.tensor([0.0, ub, -0.0])
+    G = torch.randn(4, 6, 8, 8, generator=g)
+    if channels_last:
+        I = I.contiguous(memory_format=torch.channels_last)
+    got = dsr_module._mask_grads(G, I, theta, cfg, True)
+    monkeypatch.setattr(dsr_module, "optional_core", lambda feature: None)
+    want = dsr_module._mask_grads(G, I, theta, cfg, True)
+    assert torch.equal(got[0], want[0])
+    assert got[1] is not None and want[1] is not None
+    torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-4)
+    monkeypatch.undo()
+    core = optional_core("dsr_rate_backward")
+    assert core is not None, "the native module must provide dsr_rate_backward"
+    with pytest.raises(ValueError, match="mean_current"):
+        core.dsr_rate_backward(
+            np.zeros(4, np.float32), np.zeros(3, np.float32), np.zeros(4, np.float32), 1.0, False
+        )
+    with pytest.raises(ValueError, match="tau"):
+        core.dsr_rate_backward(
+            np.zeros(4, np.float32),
+            np.zeros(4, np.float32),
+            np.zeros(4, np.float32),
+            1.0,
+            True,
+            0.0,
+        )
+
+
 # ---------------------------------------------------------------------- defaults
 def test_paper_defaults_per_T() -> None:
     c = dsr_defaults("if", 20)
@@ -437,8 +478,10 @@ def _biases_before_bn(net: DSRNet) -> list[bool]:
 @pytest.mark.parametrize(
     "name, kw, shape",
     [
-        ("dsr-mnist-cnn", {"neuron": "if", "T": 5}, (12, 1, 28, 28)),
-        ("dsr-mnist-cnn", {"neuron": "lif", "T": 7}, (12, 1, 28, 28)),
+        # plain memory format: channels-last convolutions may round a chunk's currents
+        # differently from the whole run's (test_channels_last_is_the_same_network)
+        ("dsr-mnist-cnn", {"neuron": "if", "T": 5, "channels_last": False}, (12, 1, 28, 28)),
+        ("dsr-mnist-cnn", {"neuron": "lif", "T": 7, "channels_last": False}, (12, 1, 28, 28)),
         (
             "dsr-vgg11",
             {"neuron": "if", "T": 3, "image_size": 16, "dropout": 0.1},
@@ -473,6 +516,49 @@ def test_time_chunked_forward_equals_the_whole_run(
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5 * float(b.abs().max()) + 1e-9)
     for a, b in zip(s1, s0, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [None, 2])
+@pytest.mark.parametrize("neuron", ["if", "lif"])
+def test_channels_last_is_the_same_network(neuron: str, chunk: int | None) -> None:
+    """The MNIST CNN stores its activations channels-last by default (every layer after the
+    first conv, whose one-channel input cannot say so itself); the plain format is the same
+    network: equal loss and gradients up to the spikes that float rounding of the convolutions
+    flips (near-threshold currents), also time-chunked."""
+    x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    out = []
+    for cl in (True, False):
+        torch.manual_seed(0)
+        net = create_model("dsr-mnist-cnn", neuron=neuron, T=5, channels_last=cl)
+        assert net.channels_last == cl
+        seen: list[torch.Tensor] = []
+        hook = net.body[1].register_forward_hook(lambda m, i, o, seen=seen: seen.append(o.steps))
+        net.train()
+        loss, grads, rates, _ = _one_step(net, x, chunk)
+        hook.remove()
+        if chunk is None:  # (the chunked forward calls the layers' parts, not the modules)
+            assert seen and seen[0].is_contiguous(memory_format=torch.channels_last) == cl
+        out.append((loss, grads, rates))
+    (l0, g0, r0), (l1, g1, r1) = out
+    assert l1 == pytest.approx(l0, rel=1e-3)
+    assert r1 == pytest.approx(r0, rel=1e-2)
+    for a, b in zip(g1, g0, strict=True):
+        assert float((a - b).norm()) <= 0.05 * float(b.norm()) + 1e-6
+
+
+def test_one_channel_images_get_channels_last_strides() -> None:
+    """A one-channel image is laid out channels-last already; ``as_channels_last`` gives it the
+    strides that say so (same memory, same values), so convolutions take the channels-last
+    kernel and return channels-last outputs; ``memory_format_of`` reads those strides."""
+    x = torch.rand(3, 1, 6, 5)
+    y = dsr_module.as_channels_last(x)
+    assert y.data_ptr() == x.data_ptr() and torch.equal(x, y)
+    assert dsr_module.memory_format_of(x) == torch.contiguous_format
+    assert dsr_module.memory_format_of(y) == torch.channels_last
+    out = torch.nn.functional.conv2d(y, torch.randn(4, 1, 3, 3), padding=1)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    z = torch.rand(3, 4, 6, 5)
+    assert dsr_module.memory_format_of(dsr_module.as_channels_last(z)) == torch.channels_last
 
 
 def test_time_chunk_refuses_residual_bodies_and_bad_values() -> None:
@@ -573,11 +659,12 @@ def test_pooling_inside_the_neuron_forward_is_exact(
 
 @pytest.mark.parametrize("chunk", [None, 2])
 def test_rate_form_gradients_equal_the_step_form_with_batch_norm(chunk: int | None) -> None:
-    """With batch norm over time and ``exact_bn_grad``, the rate form adds the producing op's
-    weight-gradient term of the steps' temporal deviations (computed in the forward, weight-sized):
-    for IF networks its gradients then equal the per-step form's (the public DSR code's), also
-    time-chunked. For LIF the lambda-weighted collapse of the per-step input gradients is not
-    reproduced (the remaining approximation, documented in snnsim.nn.layers)."""
+    """With batch norm over time and ``exact_bn_grad`` (the default), the rate form adds the
+    producing op's weight-gradient term of the steps' temporal deviations (computed in the
+    forward, weight-sized): for IF networks its gradients then equal the per-step form's (the
+    public DSR code's), also time-chunked. For LIF the lambda-weighted collapse of the
+    per-step input gradients is not reproduced (the remaining approximation, documented in
+    snnsim.nn.layers)."""
     x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     grads = {}
     for mode in ("step", "rate"):
@@ -585,8 +672,8 @@ def test_rate_form_gradients_equal_the_step_form_with_batch_norm(chunk: int | No
         net = create_model("dsr-mnist-cnn", neuron="if", T=5, mode=mode)
         net.train()
         if mode == "rate":
+            assert net.exact_bn_grad  # the default
             net.time_chunk = chunk
-            net.exact_bn_grad = True
         torch.nn.functional.cross_entropy(net(x), torch.arange(8) % 10).backward()
         grads[mode] = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
     assert grads["step"].keys() == grads["rate"].keys()
@@ -602,7 +689,7 @@ def test_rate_form_gradients_equal_the_step_form_with_batch_norm(chunk: int | No
     torch.manual_seed(0)
     net = create_model("dsr-mnist-cnn", neuron="if", T=5, mode="rate")
     net.train()
-    assert not net.exact_bn_grad  # the default
+    net.exact_bn_grad = False
     torch.nn.functional.cross_entropy(net(x), torch.arange(8) % 10).backward()
     w = dict(net.named_parameters())["body.4.weight"].grad
     assert not torch.allclose(w, grads["step"]["body.4.weight"], rtol=1e-3, atol=1e-6)

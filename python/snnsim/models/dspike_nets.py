@@ -10,7 +10,8 @@ integrated without firing (logits = its mean over the ``T`` steps).
 =====================  ===================================================================
 ``dspike-mnist-cnn``   conv(C,16,3)-tdBN-LIF-AP2-conv(16,32,3)-tdBN-LIF-AP2-FC(.,10)
                        (small, for CPU runs; static images or event frames; exportable
-                       with :func:`snnsim.export`)
+                       with :func:`snnsim.export`); ``channels`` and
+                       ``pool`` give deeper stacks
 ``dspike-resnet18``    CIFAR ResNet-18: 3-conv stem (3x3, 64 channels), 4 stages of 2
                        basic blocks (64, 128, 256, 512), average-pool downsampling
                        shortcuts, global average pool, FC output
@@ -76,13 +77,26 @@ def dspike_mnist_cnn(
     leak: float = 0.5,
     vth: float = 0.5,
     alpha: float = 1.0,
+    pool: Sequence[bool] | None = None,
 ) -> DspikeNet:
+    """``pool[i]``: a 2x2 average pool after the ``i``-th spiking conv layer (default: after
+    every one), so deeper stacks keep their resolution."""
     sg = build_surrogate(surrogate, b, w, a)
+    pools = [True] * len(channels) if pool is None else [bool(p) for p in pool]
+    if len(pools) != len(channels):
+        raise ValueError(
+            f"dspike-mnist-cnn: pool needs one flag per conv layer ({len(channels)}), got {pools}"
+        )
     body: list[nn.Module] = []
     c, s = in_channels, image_size
-    for cout in channels:
-        body += _conv_bn_neuron(c, cout, sg, leak, vth, alpha) + [AvgPoolTD(2)]
-        c, s = cout, s // 2
+    for cout, p in zip(channels, pools, strict=True):
+        body += _conv_bn_neuron(c, cout, sg, leak, vth, alpha)
+        if p:
+            if s < 2:
+                raise ValueError(f"dspike-mnist-cnn: cannot pool a {s}x{s} map (pool={pools})")
+            body.append(AvgPoolTD(2))
+            s //= 2
+        c = cout
     body += [FlattenTD(), LinearTD(c * s * s, num_classes)]
     return DspikeNet(body, T, sg, static_input=static_input)
 

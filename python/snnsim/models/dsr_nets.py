@@ -111,9 +111,11 @@ def dsr_mnist_cnn(
     neuron: str = "if",
     T: int = 5,
     mode: Mode = "rate",
-    channels_last: bool = False,
+    channels_last: bool = True,
     **kw: Any,
 ) -> DSRNet:
+    """The MNIST CNN; activations channels-last by default (on the CPU its convolutions, batch
+    norms and pools run 2-8x faster that way)."""
     cfg = _cfg(neuron, T, kw)
     body = [
         *conv_bn_neuron(in_channels, 32, cfg),

@@ -59,7 +59,7 @@ __all__ = ["chunked_rate_forward", "check_chunkable"]
 
 _AFFINE = (ConvT, LinearT)
 # the plain torch op of each layer (a Seq-aware layer's forward would treat the tensor as an ANN)
-_PLAIN: dict[type, Callable[[nn.Module, Tensor], Tensor]] = {
+_PLAIN: dict[type, Callable[[Any, Tensor], Tensor]] = {
     ConvT: nn.Conv2d.forward,
     LinearT: nn.Linear.forward,
     AvgPoolT: nn.AvgPool2d.forward,
@@ -152,8 +152,11 @@ def _apply(
     if i not in st.membranes:
         like = torch.zeros((B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
         like = like.contiguous(memory_format=memory_format_of(x))
-        st.membranes[i], st.I[i], st.r[i], st.spikes[i] = like, like.clone(), like.clone(), 0
-    out, k = dsr_forward_chunk(
+        st.membranes[i] = like
+        st.I[i] = like.clone()
+        st.r[i] = like.clone()
+        st.spikes[i] = 0
+    steps_out, count = dsr_forward_chunk(
         x,
         n,
         m.theta,
@@ -165,8 +168,8 @@ def _apply(
         weights[i][t0 : t0 + n],
         T,
     )
-    st.spikes[i] += k
-    return Seq(out, n, False)
+    st.spikes[i] += count
+    return Seq(steps_out, n, False)
 
 
 def _current_weights(cfg: DSRNeuronConfig, T: int, like: Tensor) -> Tensor:
@@ -334,6 +337,7 @@ class _ChunkedRun:
                 cov = None
                 if i - 1 in st.k_raw:  # K = sum z (x) in - T * zbar (x) inbar (the bias cancels)
                     op = mods[i - 1]
+                    assert isinstance(op, _AFFINE)
                     K = st.k_raw[i - 1] - T * op.weight_grad(st.values[i - 1], st.in_mean[i - 1])
                     cov = (op.weight, K, T)
                 rate = m.rate_graph(rate, self.var_all[i], cov)

@@ -64,6 +64,8 @@ __all__ = [
     "DSRRateFn",
     "AffineRateFn",
     "ReadoutRateFn",
+    "as_channels_last",
+    "memory_format_of",
 ]
 
 NeuronKind = Literal["if", "lif"]
@@ -206,10 +208,8 @@ def simulate_dsr(
     p, step = _torch_law(theta, cfg, x)
     value = spike_value(theta, cfg)
     fmt = memory_format_of(x)
-    out = torch.empty((T * B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(
-        memory_format=fmt
-    )
-    v = torch.zeros(shape, dtype=x.dtype, device=x.device).contiguous(memory_format=fmt)
+    out = _empty((T * B,) + tuple(x.shape[1:]), x, fmt)
+    v = _empty(shape, x, fmt).zero_()
     for t in range(T):
         xt = x if static else x[t * B : (t + 1) * B]
         s, v = step(xt, v, p)
@@ -238,6 +238,15 @@ def _flat(t: Tensor) -> Tensor | None:
     return None
 
 
+def _flat_np(t: Tensor) -> Any:
+    """The numpy array of :func:`_flat` for a tensor allocated in its memory format (always
+    flat in memory order)."""
+    f = _flat(t)
+    if f is None:
+        raise RuntimeError(f"tensor of shape {tuple(t.shape)} is not dense in memory order")
+    return f.numpy()
+
+
 @torch.no_grad()
 def dsr_forward(
     x: Tensor,
@@ -264,7 +273,7 @@ def dsr_forward(
     poolable = (
         pool is not None and x.ndim == 4 and x.shape[2] % pool == 0 and x.shape[3] % pool == 0
     )
-    if xf is None or (pool is not None and not poolable):
+    if core is None or xf is None or (pool is not None and not poolable):
         out = simulate_dsr(x, T, theta, cfg, static)
         r = out.reshape((T, out.shape[0] // T) + tuple(out.shape[1:])).mean(0)
         spikes = (out != 0).sum()
@@ -279,17 +288,17 @@ def dsr_forward(
         C, H, W = x.shape[1:]
         out_shape = (C, H // pool, W // pool)
         native_pool = (pool, C, H, W, fmt == torch.channels_last)
-    out = torch.empty((T * B,) + out_shape, dtype=x.dtype).contiguous(memory_format=fmt)
-    I = torch.empty((B,) + tuple(x.shape[1:]), dtype=x.dtype).contiguous(memory_format=fmt)
+    out = _empty((T * B,) + out_shape, x, fmt)
+    I = _empty((B,) + tuple(x.shape[1:]), x, fmt)
     r = torch.empty_like(I)
     kw = _native_law(theta.detach().to(dtype=x.dtype), cfg)
     if cfg.kind == "lif" and not static:
         kw["current_weights"] = lif_weights(T, cfg, x).numpy()
     n = core.dsr_forward(
         xf.numpy(),
-        _flat(out).numpy(),
-        _flat(I).numpy(),
-        _flat(r).numpy(),
+        _flat_np(out),
+        _flat_np(I),
+        _flat_np(r),
         T,
         static,
         cfg.kind,
@@ -318,33 +327,27 @@ def dsr_forward_chunk(
     slice of the whole run's weights) and ``r_acc`` (``sum_t out_t / T``). Returns the chunk's
     outputs ``[steps*B, ...]`` and its spike count. The spikes are those of one whole run."""
     core = optional_core("dsr_forward")
-    flats = [_flat(t) for t in (x, membrane, I_acc, r_acc)] if core is not None else [None]
     B = x.shape[0] if static else x.shape[0] // steps
     fmt = memory_format_of(x)
-    out = torch.empty((steps * B,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device).contiguous(
-        memory_format=fmt
-    )
+    out = _empty((steps * B,) + tuple(x.shape[1:]), x, fmt)
     th = theta.detach().to(dtype=x.dtype)
-    usable = (
+    if (
         core is not None
         and x.device.type == "cpu"
         and x.dtype == torch.float32
-        and all(f is not None for f in flats)
-        and _flat(out) is not None
+        and all(_flat(t) is not None for t in (x, membrane, I_acc, r_acc))
         and all(memory_format_of(t) == fmt for t in (membrane, I_acc, r_acc))
-    )
-    if usable:
-        xf, vf, cf, rf = flats
+    ):
         n = core.dsr_forward(
-            xf.numpy(),
-            _flat(out).numpy(),
-            cf.numpy(),
-            rf.numpy(),
+            _flat_np(x),
+            _flat_np(out),
+            _flat_np(I_acc),
+            _flat_np(r_acc),
             steps,
             static,
             cfg.kind,
             current_weights=current_weights.to(torch.float32).numpy(),
-            membrane=vf.numpy(),
+            membrane=_flat_np(membrane),
             accumulate=1.0 / T,
             **_native_law(th, cfg),
         )
@@ -365,11 +368,58 @@ def dsr_forward_chunk(
 
 
 # ---------------------------------------------------------------------- autograd: per-step form
+def _native_mask_grads(
+    G: Tensor,
+    I: Tensor,
+    theta: Tensor,
+    ub: Tensor,
+    cfg: DSRNeuronConfig,
+    need_theta: bool,
+) -> tuple[Tensor, Tensor | None] | None:
+    """:func:`_mask_grads` in one fused native pass (CPU, float32, equal shapes in one memory
+    order), else ``None``."""
+    core = optional_core("dsr_rate_backward")
+    if (
+        core is None
+        or G.device.type != "cpu"
+        or G.dtype != torch.float32
+        or I.dtype != torch.float32
+        or G.shape != I.shape
+    ):
+        return None
+    fmt = memory_format_of(I)
+    gI = torch.empty_like(I, memory_format=fmt)
+    If, Gf, out = _flat(I), _flat(G.contiguous(memory_format=fmt)), _flat(gI)
+    if If is None or Gf is None or out is None:
+        return None
+    over = core.dsr_rate_backward(
+        Gf.numpy(),
+        If.numpy(),
+        out.numpy(),
+        float(ub),
+        cfg.kind == "lif",
+        float(cfg.tau) if cfg.kind == "lif" else 1.0,
+    )
+    gtheta = None
+    if need_theta:
+        gtheta = torch.tensor(over * cfg.grad_scale, dtype=theta.dtype).reshape(theta.shape)
+    return gI, gtheta
+
+
 def _mask_grads(
-    G: Tensor, I: Tensor, theta: Tensor, cfg: DSRNeuronConfig, need_theta: bool
+    G: Tensor,
+    I: Tensor,
+    theta: Tensor,
+    cfg: DSRNeuronConfig,
+    need_theta: bool,
 ) -> tuple[Tensor, Tensor | None]:
-    """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (docs/semantics.md §1.1)."""
+    """``dL/dI`` and ``dL/dtheta`` of the mapping given ``G = dL/dr`` (docs/semantics.md §1.1).
+    On the CPU in float32 one fused native pass (``snnsim._core.dsr_rate_backward``) computes
+    both."""
     ub = _upper(theta.detach(), cfg)
+    native = _native_mask_grads(G, I, theta, ub, cfg, need_theta)
+    if native is not None:
+        return native
     if cfg.kind == "if":
         mask = (I >= 0) & (I <= ub)
         gI = G * mask
@@ -430,7 +480,7 @@ class DSRRateFn(Function):
     ) -> Tensor:
         ctx.save_for_backward(I, theta)
         ctx.cfg = cfg
-        return r.clone()
+        return r  # returned as is (autograd makes it a view): no copy
 
     @staticmethod
     def backward(ctx: Any, G: Tensor) -> tuple[Tensor | None, ...]:
@@ -448,7 +498,7 @@ class ReadoutRateFn(Function):
     @staticmethod
     def forward(ctx: Any, r: Tensor, value: Tensor, scale: float) -> Tensor:
         ctx.scale = scale
-        return value.clone()
+        return value
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
@@ -475,7 +525,7 @@ class AffineRateFn(Function):
         ctx.spec = spec
         ctx.has_bias = bias is not None
         ctx.bias_shape = None if bias is None else list(bias.shape)
-        return value.clone()
+        return value
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
@@ -512,8 +562,31 @@ class AffineRateFn(Function):
         return gin, gw, gb, None, None
 
 
+def _empty(shape: tuple[int, ...], like: Tensor, fmt: torch.memory_format) -> Tensor:
+    """An uninitialised tensor of ``like``'s dtype and device stored in ``fmt`` (4-D only may be
+    channels-last), allocated that way (``empty(...).contiguous(fmt)`` would copy)."""
+    if len(shape) != 4:
+        fmt = torch.contiguous_format
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt)
+
+
 def memory_format_of(t: Tensor) -> torch.memory_format:
-    """``channels_last`` for a 4-D tensor stored that way, else ``contiguous_format``."""
-    if t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
+    """``channels_last`` for a 4-D tensor stored that way, else ``contiguous_format``. A tensor
+    both formats describe (one channel, or 1x1 maps) counts as channels-last when its strides
+    say so (channel stride 1, as :func:`as_channels_last` makes them)."""
+    if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        if not t.is_contiguous() or (t.stride(1) == 1 and t.shape[1] * t.shape[2] * t.shape[3] > 1):
+            return torch.channels_last
     return torch.contiguous_format
+
+
+def as_channels_last(x: Tensor) -> Tensor:
+    """``x`` (4-D) stored channels-last. A one-channel tensor is already laid out that way, but
+    torch keeps its plain strides and its convolutions then run the (several times slower)
+    plain-format kernel: it gets channels-last strides over the same memory instead."""
+    if x.ndim != 4:
+        return x
+    if x.shape[1] == 1 and x.is_contiguous():
+        H, W = x.shape[2], x.shape[3]
+        return x.as_strided(x.shape, (H * W, 1, W, 1))
+    return x.contiguous(memory_format=torch.channels_last)

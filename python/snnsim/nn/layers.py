@@ -54,8 +54,15 @@ __all__ = [
 
 
 def time_mean(x: Tensor, T: int) -> Tensor:
-    """Uniform mean over the steps of a time-major ``[T*B, ...]`` tensor."""
-    return x.reshape((T, x.shape[0] // T) + tuple(x.shape[1:])).mean(0)
+    """Uniform mean over the steps of a time-major ``[T*B, ...]`` tensor (a channels-last one
+    is reduced as the flat ``[T, B*H*W*C]`` array it is in memory, several times faster, and
+    the mean stays channels-last)."""
+    B = x.shape[0] // T
+    if x.ndim == 4 and memory_format_of(x) == torch.channels_last:
+        C, H, W = x.shape[1:]
+        m = x.permute(0, 2, 3, 1).reshape(T, -1).mean(0)
+        return m.reshape(B, H, W, C).permute(0, 3, 1, 2)
+    return x.reshape((T, B) + tuple(x.shape[1:])).mean(0)
 
 
 @dataclass
@@ -69,6 +76,8 @@ class Seq:
     # rate form: the linear op that produced ``steps`` from time-varying input steps (``(op,
     # input steps)``), for the exact batch-norm weight gradient (see :class:`_RateBatchNormFn`)
     producer: tuple[Any, Tensor] | None = None
+    # and the time means of that op's input and output (``(input mean, output mean)``)
+    producer_means: tuple[Tensor, Tensor] | None = None
 
     @property
     def batch(self) -> int:
@@ -113,7 +122,9 @@ class _AffineMixin:
             steps = plain(x.steps)
             value = steps if x.static else time_mean(steps, x.T)
         rate = AffineRateFn.apply(x.rate, self.weight, self.bias, value, self._spec())
-        return Seq(steps, x.T, x.static, rate, None if x.static else (self, x.steps))
+        if x.static:
+            return Seq(steps, x.T, x.static, rate)
+        return Seq(steps, x.T, x.static, rate, (self, x.steps), (x.rate.detach(), value))
 
     @torch.no_grad()
     def weight_grad(self, grad_out: Tensor, inp: Tensor) -> Tensor:
@@ -138,17 +149,30 @@ class _AffineMixin:
 
 
 class ConvT(_AffineMixin, nn.Conv2d):
-    """``nn.Conv2d`` over a :class:`Seq` (a static input is convolved once)."""
+    """``nn.Conv2d`` over a :class:`Seq` (a static input is convolved once).
+
+    ``channels_last`` (set by :class:`~snnsim.nn.net.DSRNet`): store the output
+    channels-last. The input alone cannot decide it when it has one channel (an MNIST image is
+    contiguous in both formats, and convolution then keeps the plain format), so the first conv
+    converts its output and every layer after it follows."""
+
+    channels_last: bool = False
 
     def _spec(self) -> tuple[Any, ...]:
         if isinstance(self.padding, str) or self.padding_mode != "zeros":
             raise ValueError("ConvT supports numeric zero padding only")
         return ("conv2d", self.stride, self.padding, self.dilation, self.groups)
 
+    def _conv(self, x: Tensor) -> Tensor:
+        y = nn.Conv2d.forward(self, x)
+        if self.channels_last and y.ndim == 4:
+            y = y.contiguous(memory_format=torch.channels_last)
+        return y
+
     def forward(self, x: Flow) -> Flow:  # type: ignore[override]  # takes a Seq as well as a Tensor
         if isinstance(x, Tensor):
-            return super().forward(x)
-        return self._seq_forward(x, super().forward)
+            return self._conv(x)
+        return self._seq_forward(x, self._conv)
 
 
 class LinearT(_AffineMixin, nn.Linear):
@@ -172,7 +196,7 @@ class _BNTMixin:
     variance, enters as a constant), so its value equals the per-step statistics exactly and
     the gradient flows through the mean and the between-sample variance.
 
-    ``exact_rate_grad`` (default off, set per network by :attr:`DSRNet.exact_bn_grad`): also
+    ``exact_rate_grad`` (set per network by :attr:`DSRNet.exact_bn_grad`, on by default): also
     give the producing linear op the weight-gradient term of the steps' temporal deviations, so
     the rate form's gradients equal the per-step form's for IF networks (see
     :class:`_RateBatchNormFn`); costs one weight-gradient op over the ``T*B`` steps in the
@@ -216,10 +240,18 @@ class _BNTMixin:
             var_all = invstd.double().pow(-2).sub(self.eps).to(z.dtype)
             cov = None
             if self.exact_rate_grad and x.producer is not None and not x.static:
+                # K = sum_{b,t} (z - zbar) (x) in = sum z (x) in - T * sum_b zbar (x) inbar:
+                # one weight-gradient op over the steps and one over the means (the rate
+                # graph's values), no [T*B] deviation tensor
                 op, inp = x.producer
                 T = x.T
-                d = (z.reshape((T, -1) + tuple(z.shape[1:])) - time_mean(z, T)).reshape(z.shape)
-                cov = (op.weight, op.weight_grad(d, inp), T)
+                K = op.weight_grad(z, inp)
+                if x.producer_means is not None:
+                    in_mean, z_mean = x.producer_means
+                    K -= T * op.weight_grad(z_mean, in_mean)
+                else:
+                    K -= T * op.weight_grad(time_mean(z, T), time_mean(inp, T))
+                cov = (op.weight, K, T)
         return Seq(steps, x.T, x.static, self.rate_graph(x.rate, var_all, cov))
 
     def _momentum_now(self) -> float | None:
@@ -302,8 +334,9 @@ class _RateBatchNormFn(torch.autograd.Function):
         K: Tensor | None = None,
         T: int = 1,
     ) -> Tensor:
-        dims = [0] + list(range(2, zb.ndim))
-        between, mu = torch.var_mean(zb, dim=dims, correction=0)
+        # per-channel mean and biased variance in one pass (torch.var_mean over the batch and
+        # spatial dims is several times slower on the CPU)
+        mu, between = torch.batch_norm_update_stats(zb, None, None, 0.0)
         var = torch.maximum(var_all.to(between.dtype), between)
         invstd = torch.rsqrt(var + eps)
         ctx.save_for_backward(zb, weight, mu, invstd, K)

@@ -108,7 +108,9 @@ class TrainConfig:
     num_threads: int = 2
     channels_last: bool = False
     time_chunk: int | None = None  # DSR rate form: steps per chunk (peak memory flat in T)
-    exact_bn_grad: bool = False  # DSR rate form: batch norms' temporal-deviation weight gradient
+    # DSR rate form: True forces the batch norms' temporal-deviation weight-gradient term on
+    # (DSR networks have it on by default; False keeps the network's setting)
+    exact_bn_grad: bool = False
     data_root: str | None = None
     requires_gpu: bool = False
     note: str = ""
