@@ -6,6 +6,12 @@ microseconds. For an input shape ``[C, H, W]`` an event adds 1 at ``(channel, y,
 step; the channel is the polarity when ``C == 2`` and 0 when ``C == 1``. Polarity may be bool,
 ``{0, 1}`` or ``{-1, 1}``; it is mapped to ``{0, 1}`` (``p > 0``).
 
+1-d sensors (audio: tonic's ``sensor_size = (channels, 1, polarities)``, e.g. SHD's ``(700, 1,
+1)`` with fields ``t, x, p``) bin onto an input ``[C, L]`` (``x`` the channel along ``L``, the
+polarity the row when ``C == 2``: the layout of tonic's ``ToFrame`` for such sensors) or ``[F]``
+(``x`` the feature). ``y`` may be absent for them (it must be 0 when present), ``p`` whenever
+``C == 1``.
+
 Binning into ``N`` steps (integer arithmetic only):
 
 * ``"time"``: ``t0 = t[0]``, ``D = t[-1] - t0 + 1``, step ``j = ((t - t0) * N) // D``;
@@ -37,12 +43,36 @@ def is_event_array(obj: object) -> bool:
 
 
 def _sensor(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """The ``[C, H, W]`` grid events of an input shape are binned onto: ``[C, H, W]``,
+    ``[C, 1, L]`` for ``[C, L]``, ``[1, 1, F]`` for ``[F]``."""
     shape = tuple(int(d) for d in input_shape)
-    if len(shape) != 3 or shape[0] not in (1, 2) or shape[1] <= 0 or shape[2] <= 0:
+    grid = {3: shape, 2: shape[:1] + (1,) + shape[1:], 1: (1, 1) + shape}.get(len(shape))
+    if grid is None or grid[0] not in (1, 2) or min(grid) <= 0:
         raise InputError(
-            f"event input needs an input shape [C, H, W] with C in (1, 2), got {list(shape)}"
+            "event input needs an input shape [C, H, W] or [C, L] with C in (1, 2), or [F]; "
+            f"got {list(shape)}"
         )
-    return shape[0], shape[1], shape[2]
+    return grid[0], grid[1], grid[2]
+
+
+def sensor_input_shape(sensor_size: Sequence[int]) -> tuple[int, ...]:
+    """The snnsim input shape for a tonic ``sensor_size = (W, H, P)``: ``(P, H, W)`` for a
+    camera, ``(P, W)`` for a 1-d sensor (``H == 1``, e.g. SHD's ``(700, 1, 1)`` gives
+    ``(1, 700)``): the per-step shape of tonic's ``ToFrame`` output for it."""
+    size = tuple(int(d) for d in sensor_size)
+    if len(size) != 3 or min(size) < 1 or size[2] > 2:
+        raise InputError(
+            f"sensor_size must be tonic's (W, H, P) with P in (1, 2), got {list(sensor_size)}"
+        )
+    w, h, p = size
+    return (p, w) if h == 1 else (p, h, w)
+
+
+def _required_fields(input_shape: Sequence[int] | None) -> tuple[str, ...]:
+    if input_shape is None:
+        return FIELDS
+    c, h, _ = _sensor(input_shape)
+    return tuple(f for f in FIELDS if not (f == "y" and h == 1) and not (f == "p" and c == 1))
 
 
 def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str = "events") -> None:
@@ -50,9 +80,10 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
     first problem.
 
     Checks: ``ev`` is a one-dimensional structured array with integer or bool fields ``x``, ``y``,
-    ``p``, ``t``; ``0 <= x < W`` and ``0 <= y < H`` for ``input_shape = [C, H, W]`` (skipped when
-    ``input_shape`` is None); ``t >= 0`` (microseconds) and non-decreasing; polarities all in
-    ``{0, 1}`` or all in ``{-1, 1}`` (or bool).
+    ``p``, ``t`` (``y`` optional for a 1-d input, ``p`` for one channel); ``0 <= x < W`` and
+    ``0 <= y < H`` for the sensor of ``input_shape`` (``[C, H, W]``, ``[C, L]`` or ``[F]``;
+    skipped when ``input_shape`` is None); ``t >= 0`` (microseconds) and non-decreasing;
+    polarities all in ``{0, 1}`` or all in ``{-1, 1}`` (or bool).
     """
     if not is_event_array(ev):
         kind = type(ev).__name__ if not isinstance(ev, np.ndarray) else f"array of dtype {ev.dtype}"
@@ -60,17 +91,18 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
             f"{what} must be a structured numpy array with fields x, y, p, t; got {kind}"
         )
     assert isinstance(ev, np.ndarray) and ev.dtype.names is not None
-    missing = [f for f in FIELDS if f not in ev.dtype.names]
+    need = _required_fields(input_shape)
+    missing = [f for f in need if f not in ev.dtype.names]
     if missing:
         raise InputError(
             f"{what} lack field(s) {', '.join(repr(f) for f in missing)} "
-            f"(have {list(ev.dtype.names)}; need x, y, p, t)"
+            f"(have {list(ev.dtype.names)}; need {', '.join(need)})"
         )
     if ev.ndim != 1:
         raise InputError(
             f"{what} must be a one-dimensional array of events, got shape {list(ev.shape)}"
         )
-    for f in FIELDS:
+    for f in (f for f in FIELDS if f in ev.dtype.names):
         dt = ev.dtype.fields[f][0]
         if dt.kind not in "biu":
             raise InputError(
@@ -81,6 +113,8 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
     if input_shape is not None:
         _, h, w = _sensor(input_shape)
         for f, bound in (("x", w), ("y", h)):
+            if f not in ev.dtype.names:
+                continue
             v = ev[f]
             bad = np.flatnonzero((v < 0) | (v >= bound))
             if bad.size:
@@ -90,7 +124,8 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
                     f"(need 0 <= {f} < {bound} for input shape {list(input_shape)})"
                 )
     _check_times(ev["t"], what)
-    _check_polarity(ev["p"], what)
+    if "p" in ev.dtype.names:
+        _check_polarity(ev["p"], what)
 
 
 def _check_times(t: np.ndarray, what: str) -> None:
@@ -141,11 +176,14 @@ def map_polarity(p: np.ndarray) -> np.ndarray:
 
 
 def event_columns(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """int64 columns x, y, p (mapped to {0, 1}), t of a validated recording."""
+    """int64 columns x, y, p (mapped to {0, 1}), t of a validated recording (zeros for an
+    absent ``y`` or ``p``)."""
+    names = ev.dtype.names or ()
+    zeros = np.zeros(len(ev), dtype=np.int64)
     return (
         ev["x"].astype(np.int64),
-        ev["y"].astype(np.int64),
-        map_polarity(ev["p"]),
+        ev["y"].astype(np.int64) if "y" in names else zeros,
+        map_polarity(ev["p"]) if "p" in names else zeros.copy(),
         ev["t"].astype(np.int64),
     )
 
@@ -253,7 +291,7 @@ def bin_events(
     *,
     validate: bool = True,
 ) -> np.ndarray:
-    """Bin one recording into ``steps`` frames of event counts: int32 ``[steps, C, H, W]``.
+    """Bin one recording into ``steps`` frames of event counts: int32 ``[steps, *input_shape]``.
 
     ``binning`` is ``"time"`` (equal time spans between the first and last timestamp) or
     ``"count"`` (equal event counts, the remainder to the last step); see the module docstring.
@@ -268,7 +306,7 @@ def bin_events(
         validate_events(ev, shape)
     x, y, p, t = event_columns(ev)
     j = time_bins(t, steps) if binning == "time" else count_bins(len(t), steps)
-    return _accumulate(shape, steps, j, p, y, x)
+    return _accumulate(shape, steps, j, p, y, x).reshape(steps, *input_shape)
 
 
 def window_bins(t: np.ndarray, origin_us: int, dt_us: int) -> np.ndarray:
@@ -297,7 +335,7 @@ def bin_events_window(
     validate: bool = True,
 ) -> np.ndarray:
     """Bin one recording into ``steps`` fixed windows of ``dt_us`` microseconds starting at
-    ``origin_us``: int32 ``[steps, C, H, W]``, step ``j = (t - origin_us) // dt_us``.
+    ``origin_us``: int32 ``[steps, *input_shape]``, step ``j = (t - origin_us) // dt_us``.
 
     Events before ``origin_us`` are an error; events at or after ``origin_us + steps * dt_us``
     (beyond the last window) are dropped. ``validate=False`` skips :func:`validate_events`.
@@ -314,7 +352,8 @@ def bin_events_window(
         )
     j = window_bins(t, origin_us, dt_us)
     keep = j < steps
-    return _accumulate(shape, steps, j[keep], p[keep], y[keep], x[keep])
+    frames = _accumulate(shape, steps, j[keep], p[keep], y[keep], x[keep])
+    return frames.reshape(steps, *input_shape)
 
 
 def window_count(ev: np.ndarray, dt_us: int) -> int:
