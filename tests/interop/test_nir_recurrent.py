@@ -1,0 +1,108 @@
+"""NIR import and export of recurrent graphs (cycles through one-step delays) and of Conv1d."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import snnsim
+from snnsim.errors import ModelError
+
+nir = pytest.importorskip("nir")
+from snnsim.nir_interop import from_nir, to_nir  # noqa: E402
+
+H = 5
+
+
+def _recurrent_graph() -> snnsim.Graph:
+    rng = np.random.default_rng(0)
+    g = snnsim.Graph(input_shape=(2, 12), input_kind="sequence")
+    g.conv1d("conv", "input", rng.standard_normal((3, 2, 3)).astype(np.float32), padding=1)
+    g.dspike_lif("sn0", "conv", fire=0.5, leak=0.8)
+    g.flatten("flat", "sn0")
+    g.linear("fc", "flat", rng.standard_normal((H, 36)).astype(np.float32))
+    g.delay("prev", "sn", shape=(H,))
+    g.linear("rec", "prev", rng.standard_normal((H, H)).astype(np.float32))
+    g.add("sum", "fc", "rec")
+    g.dspike_lif("sn", "sum", fire=0.5, leak=0.9)
+    g.linear("out_fc", "sn", rng.standard_normal((3, H)).astype(np.float32))
+    g.integrate("out", "out_fc")
+    g.set_output("out")
+    return g
+
+
+def _x(shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
+    return (np.random.default_rng(seed).random((2, 15, *shape)) < 0.4).astype(np.float32)
+
+
+def test_recurrent_conv1d_graph_round_trips_exactly(tmp_path) -> None:
+    g = _recurrent_graph()
+    ng = to_nir(g, dt=1e-4)
+    assert isinstance(ng.nodes["prev"], nir.Delay) and isinstance(ng.nodes["conv"], nir.Conv1d)
+    assert ("sn", "prev") in ng.edges and ("prev", "rec") in ng.edges  # the cycle is kept
+    nir.write(tmp_path / "rec.nir", ng)
+    back = from_nir(str(tmp_path / "rec.nir"))
+    assert back.to_json() == g.to_json()
+    x = _x((2, 12))
+    a = snnsim.run(g, x, record=["sn"])
+    b = snnsim.run(back, x, record=["sn"])
+    np.testing.assert_array_equal(a.record["sn"], b.record["sn"])
+
+
+def _strip(ng):
+    for n in ng.nodes.values():
+        n.metadata = {}
+    ng.metadata = {}
+    return ng
+
+
+def test_plain_delay_node_and_conv1d_import() -> None:
+    g = _recurrent_graph()
+    plain = from_nir(_strip(to_nir(g)), input_kind="sequence")
+    ops = {n.op for n in plain.nodes}
+    assert {"conv1d", "delay", "dspike_lif"} <= ops
+    x = _x((2, 12), seed=2)
+    a = snnsim.run(g, x, record=["sn"])
+    b = snnsim.run(plain, x, record=["sn"])
+    np.testing.assert_array_equal(a.record["sn"], b.record["sn"])
+
+
+def test_cycle_without_a_delay_node_reads_as_one_step_late() -> None:
+    """A peer's recurrent layer: LIF -> Affine -> back into the LIF, no Delay node."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((H, 4)).astype(np.float32)
+    wr = rng.standard_normal((H, H)).astype(np.float32)
+    ng = nir.NIRGraph(
+        nodes={
+            "in": nir.Input(input_type={"input": np.array([4])}),
+            "fc": nir.Linear(weight=w),
+            "lif": nir.IF(r=np.ones(H), v_threshold=np.full(H, 0.7), v_reset=np.zeros(H)),
+            "rec": nir.Linear(weight=wr),
+            "out": nir.Output(output_type={"output": np.array([H])}),
+        },
+        edges=[("in", "fc"), ("fc", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "out")],
+        type_check=False,
+    )
+    g = from_nir(ng, input_kind="sequence")
+    assert sum(n.op == "delay" for n in g.nodes) == 1
+    x = (rng.random((1, 20, 4)) < 0.5).astype(np.float32)
+    r = snnsim.run(g, x, record=[g.output])
+    v, s = np.zeros(H, np.float32), np.zeros(H, np.float32)
+    want = []
+    for t in range(20):
+        u = v + (w @ x[0, t] + wr @ s).astype(np.float32)
+        s = (u > 0.7).astype(np.float32)
+        v = np.where(s > 0, 0, u).astype(np.float32)
+        want.append(s)
+    np.testing.assert_array_equal(r.record[g.output][0], np.array(want))
+
+
+def test_pool1d_has_no_nir_form() -> None:
+    g = snnsim.Graph(input_shape=(1, 8), input_kind="sequence")
+    g.sumpool1d("p", "input", 2)
+    g.flatten("f", "p")
+    g.linear("fc", "f", np.ones((2, 4), np.float32))
+    g.integrate("out", "fc")
+    g.set_output("out")
+    with pytest.raises(ModelError, match="1-d pool"):
+        to_nir(g)
