@@ -138,11 +138,11 @@ class Graph:
             for src in n.inputs:
                 if src == "input":
                     continue
+                if n.op == "delay":  # may name a node still to be added (the engine checks)
+                    continue
                 j = by_name.get(src)
                 if j is None:
                     raise ModelError(f"node {n.name!r}: field 'inputs' names unknown node {src!r}")
-                if n.op == "delay":
-                    continue
                 indeg[i] += 1
                 users[j].append(i)
         ready = [i for i, d in enumerate(indeg) if d == 0]
@@ -170,7 +170,12 @@ class Graph:
                 continue
             shapes[n.name] = _infer_shape(n, [shapes[i] for i in n.inputs], self.precision)
         for n in order:
-            if n.op == "delay" and len(n.inputs) == 1 and shapes[n.inputs[0]] != shapes[n.name]:
+            if (
+                n.op == "delay"
+                and len(n.inputs) == 1
+                and n.inputs[0] in shapes
+                and shapes[n.inputs[0]] != shapes[n.name]
+            ):
                 raise ModelError(
                     f"node {n.name!r}: field 'shape' {list(shapes[n.name])} differs from the "
                     f"shape {list(shapes[n.inputs[0]])} of its input {n.inputs[0]!r}"

@@ -929,9 +929,9 @@ def from_nir(nir_graph: Any, *, dt: float = 1.0, input_kind: InputKind | None = 
     ``"events"`` or ``"sequence"``: per-step tensors such as snnTorch's spike trains) overrides
     the input kind, which NIR does not record (default: the snnsim metadata's, else
     ``"static"``). A ``Delay`` of one step (``dt``) is a ``delay`` node; an edge that closes a
-    cycle without one (a peer's recurrent connection) is read as one step late. Anything snnsim cannot represent raises
-    :class:`~snnsim.errors.ModelError` naming the NIR node and the reason. The result is
-    validated."""
+    cycle without one (a peer's recurrent connection) is read as one step late. Anything snnsim
+    cannot represent raises :class:`~snnsim.errors.ModelError` naming the NIR node and the
+    reason. The result is validated."""
     nir = _nir()
     if isinstance(nir_graph, (str, os.PathLike)):
         nir_graph = nir.read(nir_graph)

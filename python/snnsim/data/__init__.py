@@ -56,6 +56,7 @@ from .nmnist import (
     write_nmnist_file,
 )
 from .shd import SHD_DTYPE, SHD_SENSOR_SIZE, read_shd, write_shd
+from .sweeps import make_sweeps
 from .synthetic_nmnist import (
     SyntheticNMNIST,
     SyntheticNMNISTConfig,
@@ -69,6 +70,7 @@ __all__ = [
     "SHD_SENSOR_SIZE",
     "read_shd",
     "write_shd",
+    "make_sweeps",
     "DVSCIFAR10Frames",
     "DataFormatError",
     "EVENT_DTYPE",

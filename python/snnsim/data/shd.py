@@ -30,7 +30,7 @@ SHD_DTYPE = np.dtype([("t", np.int64), ("x", np.int64), ("p", np.int64)])
 
 def _h5py() -> Any:
     try:
-        import h5py
+        import h5py  # type: ignore[import-untyped]  # h5py ships no type information
     except ImportError as exc:  # pragma: no cover - h5py is in the data and test extras
         raise ImportError("reading SHD files needs h5py: pip install 'snnsim[data]'") from exc
     return h5py
