@@ -10,7 +10,8 @@ trace a path through the channels over time:
 each with a random start and end channel, speed jitter, a spread of +-1 channel around the path
 and uniform background events. Classes 0 and 1 (and 2 and 3) visit the same channels equally
 often: only the order of the events in time tells them apart, so a network must keep state
-across steps (a recurrent layer does well, a rate code cannot).
+across steps (slowly leaking membranes or a recurrent layer); per-channel event rates alone
+cannot separate them.
 
 Deterministic for a given ``seed``.
 """

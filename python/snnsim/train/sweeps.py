@@ -20,12 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from ..events import bin_events
+from ..nn.dspike import DspikeNet, DspikeNeuron, FlattenTD, LinearTD
 from ..nn.dsr import dsr_defaults
-from ..nn.dspike import DspikeNet, FlattenTD, LinearTD
 from ..nn.recurrent import RecurrentDspikeNeuron, RecurrentDSRNeuron
 from ..nn.surrogates import DspikeSurrogate
 
-Kind = Literal["dspike", "dsr"]
+#: the recurrent layer: Dspike, DSR IF, or (baseline) a plain Dspike layer without recurrence
+Kind = Literal["dspike", "dsr", "dspike-feedforward"]
 
 
 def sweep_frames(recordings: Sequence[np.ndarray], channels: int, T: int) -> torch.Tensor:
@@ -42,6 +43,8 @@ def sweep_net(kind: Kind, channels: int, hidden: int, classes: int, T: int) -> D
     layer: torch.nn.Module
     if kind == "dspike":
         layer = RecurrentDspikeNeuron(hidden, sur, leak=0.9, vth=0.5, T=T)
+    elif kind == "dspike-feedforward":
+        layer = DspikeNeuron(sur, leak=0.9, vth=0.5, T=T)
     else:
         layer = RecurrentDSRNeuron(hidden, dsr_defaults("if", T).with_(theta0=1.0))
     body = [FlattenTD(), LinearTD(channels, hidden), layer, LinearTD(hidden, classes)]
