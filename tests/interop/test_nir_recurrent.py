@@ -106,3 +106,56 @@ def test_pool1d_has_no_nir_form() -> None:
     g.set_output("out")
     with pytest.raises(ModelError, match="1-d pool"):
         to_nir(g)
+
+
+def test_snntorch_20_input_network_runs_on_spike_trains() -> None:
+    """The case that motivated per-step input: a snnTorch MLP on 20 inputs exported to NIR,
+    imported as a sequence model and run on binary spike trains (and graded values), with
+    snnTorch's own spikes."""
+    snn = pytest.importorskip("snntorch")
+    torch = pytest.importorskip("torch")
+    from snntorch.export_nir import export_to_nir
+
+    rng = np.random.default_rng(11)
+    lin1 = torch.nn.Linear(20, 12)
+    lin1.weight.data = torch.tensor(
+        np.round(rng.normal(0, 0.6, (12, 20)) * 8) / 8, dtype=torch.float32
+    )
+    lin1.bias.data = torch.zeros(12)
+    lin2 = torch.nn.Linear(12, 3)
+    lin2.weight.data = torch.tensor(
+        np.round(rng.normal(0, 0.6, (3, 12)) * 8) / 8, dtype=torch.float32
+    )
+    lin2.bias.data = torch.zeros(3)
+    lif1 = snn.Leaky(
+        beta=torch.full((12,), 0.75),
+        threshold=torch.full((12,), 1.0),
+        init_hidden=True,
+        reset_mechanism="zero",
+    )
+    lif2 = snn.Leaky(
+        beta=torch.full((3,), 0.5),
+        threshold=torch.full((3,), 0.5),
+        init_hidden=True,
+        reset_mechanism="zero",
+        output=True,
+    )
+    net = torch.nn.Sequential(lin1, lif1, lin2, lif2)
+    ng = export_to_nir(net, torch.zeros(1, 20), ignore_dims=[0])
+    g = from_nir(ng, dt=1e-4, input_kind="sequence")
+    assert g.input_kind == "sequence" and tuple(g.input_shape) == (20,)
+    names = [n.name for n in g.nodes if n.op == "dspike_lif"]
+    for x in (
+        (rng.random((4, 16, 20)) < 0.3).astype(np.float32),  # spike trains
+        (np.round(rng.uniform(0, 1.5, (4, 16, 20)) * 4) / 4).astype(np.float32),  # graded
+    ):
+        for m in (lif1, lif2):
+            m.reset_hidden()
+        want = []
+        with torch.no_grad():
+            for t in range(x.shape[1]):
+                spk, _ = net(torch.from_numpy(x[:, t]))
+                want.append(spk.numpy())
+        got = snnsim.run(g, x, record=names)
+        assert np.stack(want).any() and got.record[names[0]].any()
+        np.testing.assert_array_equal(got.record[names[-1]], np.stack(want, axis=1))
