@@ -186,7 +186,7 @@ def test_harness_end_to_end(tmp_path: Path) -> None:
     assert sweep["halving"], "each sweep kind has a pair of levels one half apart"
     targets = doc["targets"]
     assert {t["target"].split(" ")[0] for t in targets} == {">=", "time"}
-    assert all(t["engine"].startswith("snnsim") and t["workload"] == "B" for t in targets)
+    assert all(t["engine"].startswith("snnsim") and t["workload"] in ("B", "E") for t in targets)
     table = inference.render_tables(doc)
     assert "PRELIMINARY" in table and "| met |" in table
     assert "| B | 1 | 1 |" in table and "| E | 2 | 1 |" in table
