@@ -125,3 +125,10 @@ def test_a_small_recurrent_network_learns_the_sweeps_and_runs_bit_exact() -> Non
     for n in names:
         np.testing.assert_array_equal(a.record[n], b.record[n])
     assert (a.prediction == yt).mean() >= 0.75
+    # the torch model's own spikes (snnsim.torch_spikes) against its float32 export
+    g32 = export_graph(run.model, "float32", input_shape=(1, C))
+    _, spikes = snnsim.torch_spikes(run.model, xt, g32)
+    eng = snnsim.run(g32, rt, steps=T, record=list(spikes))
+    for n, s in spikes.items():
+        assert s.sum() > 0
+        assert (np.asarray(s) != eng.record[n]).mean() <= 0.01

@@ -72,6 +72,13 @@ class RecurrentDspikeNeuron(DspikeNeuron):
             leak=torch.tensor(self.leak, dtype=x.dtype, device=x.device),
         )
         spike_fn: Callable[[Tensor], Tensor] = self.surrogate
+        margins: list[Tensor] = []
+        if self.record:
+
+            def spike_fn(m: Tensor) -> Tensor:  # records the margins U - vth
+                margins.append(m.detach())
+                return self.surrogate(m)
+
         v = torch.zeros_like(x[0])
         s = torch.zeros_like(x[0])
         outs = []
@@ -80,6 +87,8 @@ class RecurrentDspikeNeuron(DspikeNeuron):
             s, v = dspike_lif_step(c, v, p, spike_fn=spike_fn)
             outs.append(s)
         out = torch.stack(outs)
+        if self.record:
+            self.recorded = {"spikes": [o.detach() for o in outs], "margins": margins}
         self.last_rate = float(out.detach().mean())
         return out
 
