@@ -132,3 +132,25 @@ def test_a_small_recurrent_network_learns_the_sweeps_and_runs_bit_exact() -> Non
     for n, s in spikes.items():
         assert s.sum() > 0
         assert (np.asarray(s) != eng.record[n]).mean() <= 0.01
+
+
+def test_export_as_a_sequence_model_runs_the_same_frames() -> None:
+    C, T = 16, 10
+    torch.manual_seed(6)
+    model = sweep_net("dspike", C, 8, 4, T).eval()
+    with torch.no_grad():
+        model.body[1].weight.mul_(3.0)
+    recs, _ = make_sweeps(5, channels=C, seed=7)
+    frames = sweep_frames(recs, C, T).numpy()
+    ev = export_graph(model, "int8", input_shape=(1, C))
+    seq = export_graph(model, "int8", input_shape=(1, C), input_kind="sequence")
+    assert seq.input_kind == "sequence" and seq.input_scale == 1.0
+    names = neuron_nodes(ev)
+    a = snnsim.run(ev, frames, record=names)
+    b = snnsim.run(seq, frames, record=names)
+    c = snnsim.run(seq, frames, record=names, mode="reference")
+    for n in names:
+        np.testing.assert_array_equal(a.record[n], b.record[n])
+        np.testing.assert_array_equal(b.record[n], c.record[n])
+    with pytest.raises(snnsim.ModelError, match="input_kind 'static'"):
+        export_graph(model, "int8", input_shape=(1, C), input_kind="static")
