@@ -11,7 +11,7 @@ use super::network::{
 use super::value::FromTensor;
 use crate::error::{Result, SnnError};
 use crate::format::{Graph, ModelFile, NodeParams, OpKind, Src, TensorData};
-use crate::kernels::Geom;
+use crate::kernels::{vnni, Geom};
 use crate::neurons::NeuronParams;
 use crate::numeric::{Precision, Value, WeightBuf, Weights};
 
@@ -235,6 +235,12 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
                     .get("bias")
                     .map(|t| (0..co).map(|k| abs_of(&t.data, k)).max().unwrap_or(0))
                     .unwrap_or(0);
+                let packed = match &wts {
+                    Weights::I8(k) if vnni::cpu_has() && vnni::fits(&geom) => {
+                        Some(vnni::pack_kernel(k, &geom))
+                    }
+                    _ => None,
+                };
                 Op::Conv(ConvOp {
                     w: wts,
                     g: geom,
@@ -243,6 +249,7 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
                     w_abs,
                     bias_abs,
                     w_max,
+                    packed,
                 })
             }
             OpKind::AvgPool2d | OpKind::SumPool2d | OpKind::AvgPool1d | OpKind::SumPool1d => {
@@ -266,12 +273,17 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
                     .map(|p| geom.fanout(p / w, p % w) as u32)
                     .collect();
                 fanout_total = fanout.iter().map(|&f| f as u64).sum::<u64>() * c as u64;
+                let uniform_fanout = match fanout.first() {
+                    Some(&f) if fanout.iter().all(|&v| v == f) => Some(f),
+                    _ => None,
+                };
                 Op::Pool(PoolOp {
                     avg: spec.op.is_avg_pool(),
                     g: geom,
                     m: a.m,
                     f: a.f,
                     fanout,
+                    uniform_fanout,
                 })
             }
             OpKind::Flatten => {

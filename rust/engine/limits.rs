@@ -263,8 +263,11 @@ fn state_bytes(
     let out = out_len.saturating_mul(8);
     // acc_w + xs_w (wide values), mark, touched, the gather conv's starts, the active lists of
     // a neuron layer split across threads; rows/xs per step of a chunk
-    let scratch =
-        mul(&[max_len, 8 + 8 + 1 + 4 + 4 + 4]).saturating_add(mul(&[chunk, max_len, 4 + vb]));
+    // the dense int8 conv's packed input and occupancy (at most twice the input plus 64 KiB
+    // each, `kernels::vnni::padded_bytes_bound`)
+    let scratch = mul(&[max_len, 8 + 8 + 1 + 4 + 4 + 4 + 2 + 2])
+        .saturating_add(mul(&[chunk, max_len, 4 + vb]))
+        .saturating_add(2 << 16);
     bufs.saturating_add(mem)
         .saturating_add(out)
         .saturating_add(scratch)

@@ -76,6 +76,9 @@ pub struct ConvOp<V> {
     pub bias_abs: i64,
     /// max |w| (int precision; 0 for float).
     pub w_max: i64,
+    /// int8 kernels on a CPU with AVX-512 VNNI: the kernel packed for the dense kernel
+    /// (`crate::kernels::vnni`).
+    pub packed: Option<Vec<i8>>,
 }
 
 /// An avgpool2d / sumpool2d node.
@@ -87,6 +90,9 @@ pub struct PoolOp {
     pub f: u32,
     /// Windows containing each input position (`h*w`).
     pub fanout: Vec<u32>,
+    /// The fan-out when every input position has the same (e.g. a 2x2 pool of stride 2 over an
+    /// even input): the window count of a step is then the active count times it.
+    pub uniform_fanout: Option<u32>,
 }
 
 /// An add node.

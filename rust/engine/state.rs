@@ -62,6 +62,10 @@ pub(crate) struct Scratch<V: Value> {
     pub(crate) starts: Vec<u32>,
     /// Active lists of the parts of a neuron layer split across threads.
     pub(crate) par_nz: Vec<Vec<u32>>,
+    /// Dense int8 conv: the step's input as padded bytes, and which padded positions are
+    /// occupied (`crate::kernels::vnni`).
+    pub(crate) packed_x: Vec<u8>,
+    pub(crate) packed_occ: Vec<u8>,
 }
 
 /// The state of one sample: every value (one buffer per step of a chunk), the membranes, the
@@ -123,6 +127,8 @@ impl<V: Value> SampleState<V> {
                 touched: Vec::with_capacity(m),
                 starts: Vec::new(),
                 par_nz: Vec::new(),
+                packed_x: Vec::new(),
+                packed_occ: Vec::new(),
             },
             delay_slots: net.delays.iter().map(|d| d.dst).collect(),
         }

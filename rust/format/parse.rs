@@ -325,7 +325,7 @@ fn parse_input(v: Option<&Json>) -> Result<InputSpec> {
     };
     if kind == InputKind::Events && event_sensor(&shape).is_none() {
         return Err(graph_err(format!(
-            "input.shape {} for events must be [C, H, W] or [C, L] with C in {{1, 2}}, or [F]",
+            "input.shape {} for event input must be [C, H, W] or [C, L] with C in {{1, 2}}, or [F]",
             fmt_shape(&shape)
         )));
     }

@@ -9,6 +9,7 @@ pub(crate) mod pool;
 pub(crate) mod scan;
 #[macro_use]
 pub(crate) mod simd;
+pub(crate) mod vnni;
 
 pub(crate) use conv::{conv_gather, conv_gather_i16, conv_scatter, scan_active, Active, Geom};
 pub(crate) use linear::{linear_rows, linear_rows_i16};

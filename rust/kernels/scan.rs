@@ -56,7 +56,9 @@ pub fn collect_nonzero<V: Value>(x: &[V], nz: &mut Vec<u32>) {
 unsafe fn collect_nonzero_avx512(bits: &[u32], mask: u32, nz: &mut Vec<u32>) {
     use std::arch::x86_64::*;
     nz.clear();
-    nz.reserve(bits.len());
+    // 16 more than can be written: each chunk stores a whole vector (its compressed indices
+    // first), which is faster than a masked compress-store to memory.
+    nz.reserve(bits.len() + 16);
     let out = nz.as_mut_ptr();
     let mut count = 0usize;
     let m = _mm512_set1_epi32(mask as i32);
@@ -65,10 +67,10 @@ unsafe fn collect_nonzero_avx512(bits: &[u32], mask: u32, nz: &mut Vec<u32>) {
     let mut chunks = bits.chunks_exact(16);
     for ch in chunks.by_ref() {
         // SAFETY: `ch` holds 16 u32 (an unaligned 64-byte load); `nz` has room for
-        // `bits.len()` indices and `count + 16 <= bits.len()` here.
+        // `bits.len() + 16` indices and `count + 16 <= bits.len()` here.
         let v = _mm512_loadu_si512(ch.as_ptr().cast());
         let k = _mm512_test_epi32_mask(v, m);
-        _mm512_mask_compressstoreu_epi32(out.add(count).cast(), k, idx);
+        _mm512_storeu_si512(out.add(count).cast(), _mm512_maskz_compress_epi32(k, idx));
         count += k.count_ones() as usize;
         idx = _mm512_add_epi32(idx, sixteen);
     }

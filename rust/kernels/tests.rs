@@ -479,3 +479,127 @@ fn conv_gather_i16_equals_i32_gather() {
     }
     set_level(None);
 }
+
+#[test]
+fn conv_dense_vnni_equals_gather() {
+    use super::vnni;
+    if !vnni::cpu_has() {
+        // The kernel is only compiled in for CPUs with AVX-512 VNNI; nothing to compare here.
+        return;
+    }
+    super::simd::set_level(None);
+    let mut rng = Rng::new(31);
+    // (c, h, w, co, kh, kw, sh, sw, ph, pw): channels not a multiple of 4, strides, no padding,
+    // wide padding, 1x1 kernels, co of one and of several 64-channel blocks
+    let cases = [
+        (
+            32usize, 17usize, 17usize, 64usize, 3usize, 3usize, 1usize, 1usize, 1usize, 1usize,
+        ),
+        (10, 9, 7, 16, 3, 3, 2, 1, 1, 0),
+        (8, 6, 6, 80, 5, 5, 1, 1, 2, 2),
+        (13, 5, 8, 32, 1, 1, 1, 1, 0, 0),
+        (9, 7, 7, 144, 3, 2, 2, 2, 0, 1),
+    ];
+    for &(c, h, w, co, kh, kw, sh, sw, ph, pw) in &cases {
+        let g = Geom {
+            c,
+            h,
+            w,
+            co,
+            ho: (h + 2 * ph - kh) / sh + 1,
+            wo: (w + 2 * pw - kw) / sw + 1,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+        };
+        assert!(vnni::fits(&g), "{g:?}");
+        let k: Vec<i8> = (0..co * c * kh * kw)
+            .map(|_| rng.int(-128, 127) as i8)
+            .collect();
+        let wp = vnni::pack_kernel(&k, &g);
+        let fanout: Vec<u32> = (0..h * w).map(|p| g.fanout(p / w, p % w) as u32).collect();
+        for (density, top) in [(3u64, 1i64), (30, 4), (100, 255)] {
+            let x: Vec<i32> = (0..c * h * w)
+                .map(|_| {
+                    if rng.next() % 100 < density {
+                        rng.int(0, top) as i32
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let nz: Vec<u32> = (0..x.len() as u32)
+                .filter(|&i| x[i as usize] != 0)
+                .collect();
+            let mut starts = Vec::new();
+            let (want_fan, want_max, _) =
+                scan_active(&nz, &x, c, h * w, &fanout, false, &mut starts);
+            let bias: Vec<i32> = (0..co as i32).map(|v| v * 7 - 300).collect();
+            let n_out = g.ho * g.wo * co;
+            let mut want = vec![0i32; n_out];
+            let inp = Active {
+                x: &x,
+                nz: &nz,
+                starts: &starts,
+                unit: false,
+            };
+            conv_gather(&mut want, &k, &g, inp, Some(&bias), 0);
+            let (mut xp, mut occ) = (Vec::new(), Vec::new());
+            let (fan, max_x) =
+                vnni::pack_input(&x, &g, &fanout, &mut xp, &mut occ).expect("in 0..=255");
+            assert_eq!((fan, max_x), (want_fan, want_max), "{g:?}");
+            let inp = vnni::Packed { xp: &xp, occ: &occ };
+            let mut got = vec![i32::MIN; n_out];
+            vnni::conv_dense(&mut got, &wp, &g, &inp, Some(&bias), 0);
+            assert_eq!(got, want, "dense != gather, {g:?} density {density}");
+            let mut nob = vec![0i32; n_out];
+            let mut want0 = vec![0i32; n_out];
+            conv_gather(&mut want0, &k, &g, inp_of(&x, &nz, &starts), None, 0);
+            vnni::conv_dense(&mut nob, &wp, &g, &inp, None, 0);
+            assert_eq!(nob, want0, "no bias, {g:?}");
+            // a range of output positions alone (the split across threads)
+            let first = (g.ho * g.wo) / 3;
+            let count = (g.ho * g.wo - first).min(4);
+            let mut part = vec![0i32; count * co];
+            vnni::conv_dense(&mut part, &wp, &g, &inp, Some(&bias), first);
+            assert_eq!(part[..], want[first * co..(first + count) * co]);
+        }
+        // values outside 0..=255 are refused
+        let mut x = vec![0i32; c * h * w];
+        let (mut xp, mut occ) = (Vec::new(), Vec::new());
+        x[c] = -1;
+        assert!(vnni::pack_input(&x, &g, &fanout, &mut xp, &mut occ).is_none());
+        x[c] = 256;
+        assert!(vnni::pack_input(&x, &g, &fanout, &mut xp, &mut occ).is_none());
+    }
+    // geometries the kernel does not take
+    let base = Geom {
+        c: 8,
+        h: 4,
+        w: 4,
+        co: 16,
+        ho: 4,
+        wo: 4,
+        kh: 3,
+        kw: 3,
+        sh: 1,
+        sw: 1,
+        ph: 1,
+        pw: 1,
+    };
+    assert!(!vnni::fits(&Geom { co: 24, ..base }));
+    assert!(!vnni::fits(&Geom { c: 2, ..base }));
+    assert!(!vnni::fits(&Geom { ph: 5000, ..base }));
+}
+
+fn inp_of<'a>(x: &'a [i32], nz: &'a [u32], starts: &'a [u32]) -> Active<'a, i32> {
+    Active {
+        x,
+        nz,
+        starts,
+        unit: false,
+    }
+}

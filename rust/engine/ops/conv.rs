@@ -10,7 +10,7 @@ use crate::engine::step::StepCtx;
 use crate::engine::team::{Team, SOLO};
 use crate::engine::value::EngineValue;
 use crate::error::{Result, SnnError};
-use crate::kernels::{self, fill_bias};
+use crate::kernels::{self, fill_bias, vnni};
 use crate::numeric::{Mac, Value, Weight, WeightVisitor};
 
 /// Gather rather than scatter once the step's work (SOPs) exceeds this many per window tap of
@@ -115,6 +115,75 @@ fn narrow_flush(w_max: i64, max_x: i64) -> usize {
     }
 }
 
+/// Inputs of at least one in this many active go through the dense int8 kernel (when it is
+/// available): below that, listing the active inputs costs less than visiting every window.
+const DENSE_MIN_ACTIVE_FRACTION: usize = 8;
+
+/// One step of a conv node through the dense int8 kernel (`crate::kernels::vnni`), when it
+/// applies: int8 weights packed for it, a VNNI CPU at the AVX-512 level, inputs in `0..=255`
+/// and dense enough, no partial sum beyond int32. Returns whether it ran.
+#[allow(clippy::too_many_arguments)]
+fn run_conv_dense<V: EngineValue>(
+    cx: &StepCtx<'_, V>,
+    node: &Node<V>,
+    op: &ConvOp<V>,
+    inb: &Buf<V>,
+    in_kind: Kind,
+    outb: &mut Buf<V>,
+    sc: &mut Scratch<V>,
+    so: &mut SampleOut<'_>,
+    li: usize,
+) -> Result<bool> {
+    let g = &op.g;
+    let Some(wp) = op.packed.as_deref() else {
+        return Ok(false);
+    };
+    if in_kind == Kind::Sparse && inb.nz.len() * DENSE_MIN_ACTIVE_FRACTION < g.c * g.h * g.w {
+        return Ok(false);
+    }
+    let (Some(x), Some(acc)) = (V::as_i32(&inb.d), V::as_i32_mut(&mut outb.d)) else {
+        return Ok(false);
+    };
+    if !vnni::available() {
+        return Ok(false);
+    }
+    let (xp, occ) = (&mut sc.packed_x, &mut sc.packed_occ);
+    let Some((fan, max_x)) = vnni::pack_input(x, g, &op.fanout, xp, occ) else {
+        return Ok(false);
+    };
+    if needs_wide::<V>(op.w_abs, max_x, op.bias_abs) {
+        return Ok(false);
+    }
+    let bias = op.bias.as_deref().and_then(V::as_i32);
+    let inp = vnni::Packed { xp, occ };
+    let team = if node.fanout_total >= PAR_MIN_SOPS {
+        cx.team
+    } else {
+        &SOLO
+    };
+    if team.width() > 1 {
+        let per = (g.ho * g.wo).div_ceil(team.width());
+        let parts: Vec<Mutex<Option<&mut [i32]>>> = acc
+            .chunks_mut(per * g.co)
+            .map(|a| Mutex::new(Some(a)))
+            .collect();
+        team.split(&|k| {
+            let part = parts.get(k).and_then(|p| p.lock().ok()?.take());
+            if let Some(a) = part {
+                vnni::conv_dense(a, wp, g, &inp, bias, k * per);
+            }
+        });
+    } else {
+        vnni::conv_dense(acc, wp, g, &inp, bias, 0);
+    }
+    match in_kind {
+        Kind::Sparse => so.sops[li] += fan * g.co as u64,
+        _ => so.macs[li] += node.fanout_total,
+    }
+    outb.dirty = true;
+    Ok(true)
+}
+
 /// One step of a conv node.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_conv<V: EngineValue>(
@@ -128,6 +197,9 @@ pub(crate) fn run_conv<V: EngineValue>(
     so: &mut SampleOut<'_>,
     li: usize,
 ) -> Result<()> {
+    if run_conv_dense(cx, node, op, inb, in_kind, outb, sc, so, li)? {
+        return Ok(());
+    }
     let g = &op.g;
     let binary = cx.net.slot_binary[node.inputs[0]];
     let Scratch {

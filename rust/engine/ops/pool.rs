@@ -31,7 +31,10 @@ pub(crate) fn run_pool<V: EngineValue>(
 ) -> Result<()> {
     let n = node.len;
     if in_kind == Kind::Sparse {
-        so.aux[li] += kernels::fanout_sum(&inb.nz, op.g.c, &op.fanout);
+        so.aux[li] += match op.uniform_fanout {
+            Some(f) => inb.nz.len() as u64 * f as u64,
+            None => kernels::fanout_sum(&inb.nz, op.g.c, &op.fanout),
+        };
         // Spikes in windows of fewer than 2^31 elements: the sums stay in the value type, so a
         // dense pass over all windows (vectorised over channels) beats scattering once a
         // quarter of the outputs could be reached.

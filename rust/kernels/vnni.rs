@@ -1,0 +1,290 @@
+//! Dense int8 conv2d with AVX-512 VNNI (`vpdpbusd`: four u8 x i8 products summed into each
+//! int32 lane), for steps whose inputs are dense enough that visiting every window costs less
+//! than listing the active ones.
+//!
+//! The input of a step is packed to unsigned bytes with a zero border (`[h + 2ph][w + 2pw][cp]`,
+//! `cp` = channels rounded up to 4), the kernel once at compile time to
+//! `[ky][kx][cp / 4][co][4]`. For every output position and every block of 16 output channels
+//! the sum runs over the window's taps and groups of four input channels; positions whose
+//! channels are all zero are skipped. Integer sums do not depend on the order of their terms,
+//! so when no partial sum can leave int32 (the caller's bound, the same one the other conv
+//! kernels rely on) the results equal theirs exactly. Inputs must lie in `0..=255`.
+
+use std::sync::OnceLock;
+
+use super::conv::Geom;
+
+/// Output channels per vector (int32 lanes of a 512-bit register).
+const LANES: usize = 16;
+
+/// Whether this CPU has AVX-512 VNNI and the chosen SIMD level is AVX-512.
+pub(crate) fn available() -> bool {
+    cpu_has() && super::simd::level() == super::simd::Level::Avx512
+}
+
+/// Whether this CPU has AVX-512 VNNI (whatever the chosen level).
+pub(crate) fn cpu_has() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// Input channels padded to a multiple of 4 (one `vpdpbusd` group).
+pub(crate) fn padded_channels(c: usize) -> usize {
+    c.div_ceil(4) * 4
+}
+
+/// Whether a conv of this geometry can take the dense kernel: output channels in whole
+/// vectors, at least 8 input channels (so padding them to 4 costs little) and a padded input
+/// of at most [`padded_bytes_bound`].
+pub(crate) fn fits(g: &Geom) -> bool {
+    let padded = (g.h + 2 * g.ph)
+        .saturating_mul(g.w + 2 * g.pw)
+        .saturating_mul(padded_channels(g.c));
+    g.co.is_multiple_of(LANES)
+        && g.co > 0
+        && g.c >= 8
+        && padded <= padded_bytes_bound(g.c * g.h * g.w)
+}
+
+/// The most bytes a packed input of `n` values may take (the memory limit counts this).
+pub(crate) fn padded_bytes_bound(n: usize) -> usize {
+    n.saturating_mul(2).saturating_add(1 << 16)
+}
+
+/// Repacks an int8 kernel stored `[c][kh][kw][co]` to `[ky][kx][cp/4][co][4]` (channels past
+/// `c` are zero).
+pub(crate) fn pack_kernel(k: &[i8], g: &Geom) -> Vec<i8> {
+    let cp = padded_channels(g.c);
+    let (co, taps) = (g.co, g.kh * g.kw);
+    let mut out = vec![0i8; taps * cp * co];
+    for c in 0..g.c {
+        for tap in 0..taps {
+            for o in 0..co {
+                let src = (c * taps + tap) * co + o;
+                let dst = ((tap * (cp / 4) + c / 4) * co + o) * 4 + c % 4;
+                if let (Some(d), Some(&s)) = (out.get_mut(dst), k.get(src)) {
+                    *d = s;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A step's input as the dense kernel reads it.
+pub(crate) struct Packed<'a> {
+    /// `[h + 2ph][w + 2pw][cp]` bytes, zero border.
+    pub xp: &'a [u8],
+    /// Per padded position: whether any of its channels is nonzero.
+    pub occ: &'a [u8],
+}
+
+/// Packs channels-last int32 input `x` (`[h][w][c]`) into `xp`/`occ` (resized and zeroed here)
+/// and returns the SOPs per output channel (fan-out of every nonzero input) and the largest
+/// value, or `None` when a value is outside `0..=255` (the kernel cannot take it).
+pub(crate) fn pack_input(
+    x: &[i32],
+    g: &Geom,
+    fanout: &[u32],
+    xp: &mut Vec<u8>,
+    occ: &mut Vec<u8>,
+) -> Option<(u64, i64)> {
+    let cp = padded_channels(g.c);
+    let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+    xp.clear();
+    xp.resize(hp * wp * cp, 0);
+    occ.clear();
+    occ.resize(hp * wp, 0);
+    pack_rows(x, g, fanout, xp, occ)
+}
+
+#[inline(always)]
+fn pack_rows_impl(
+    x: &[i32],
+    g: &Geom,
+    fanout: &[u32],
+    xp: &mut [u8],
+    occ: &mut [u8],
+) -> Option<(u64, i64)> {
+    let (c, cp, wp) = (g.c, padded_channels(g.c), g.w + 2 * g.pw);
+    let mut fan = 0u64;
+    let mut lo = 0i32;
+    let mut hi = 0i32;
+    for (p, row) in x.chunks_exact(c).enumerate().take(g.h * g.w) {
+        let pp = (p / g.w + g.ph) * wp + p % g.w + g.pw;
+        let dst = xp.get_mut(pp * cp..pp * cp + c)?;
+        let mut n = 0u32;
+        for (d, &v) in dst.iter_mut().zip(row) {
+            *d = v as u8;
+            n += (v != 0) as u32;
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        occ[pp] = (n != 0) as u8;
+        fan += n as u64 * fanout.get(p).copied().unwrap_or(0) as u64;
+    }
+    if lo < 0 || hi > 255 {
+        return None;
+    }
+    Some((fan, hi as i64))
+}
+
+super::simd::dispatch! {
+    /// The body of [`pack_input`] (buffers already sized and zeroed).
+    pub fn pack_rows[](x: &[i32], g: &Geom, fanout: &[u32], xp: &mut [u8], occ: &mut [u8]) -> Option<(u64, i64)>
+        => pack_rows_impl
+    where []
+}
+
+/// Writes to `acc` (the outputs of positions `first..`, channels-last, `co` each) the bias (or
+/// 0) plus the window sums of the packed input through the packed kernel `wp`.
+///
+/// Panics if the kernel is not [`available`] (callers check).
+pub(crate) fn conv_dense(
+    acc: &mut [i32],
+    wp: &[i8],
+    g: &Geom,
+    inp: &Packed<'_>,
+    bias: Option<&[i32]>,
+    first: usize,
+) {
+    assert!(available(), "conv_dense needs AVX-512 VNNI");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `available` checked the CPU features the function is compiled with.
+    unsafe {
+        x86::conv_dense(acc, wp, g, inp, bias, first)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{padded_channels, Geom, Packed, LANES};
+
+    /// `P` consecutive output positions of one row (`oy`, `ox..ox + P`), `NB` vectors of output
+    /// channels starting at `off`: `P * NB` independent sums, so that the dot-product units are
+    /// not waiting on one chain, and every kernel vector loaded serves `P` positions.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block<const P: usize, const NB: usize>(
+        out: &mut [i32],
+        wp: &[i8],
+        g: &Geom,
+        inp: &Packed<'_>,
+        bias: Option<&[i32]>,
+        oy: usize,
+        ox: usize,
+        off: usize,
+    ) {
+        let (cp, co, wpd) = (padded_channels(g.c), g.co, g.w + 2 * g.pw);
+        let groups = cp / 4;
+        let mut b = [_mm512_setzero_si512(); NB];
+        if let Some(bs) = bias {
+            for (k, r) in b.iter_mut().enumerate() {
+                *r = _mm512_loadu_si512(bs.as_ptr().add(off + k * LANES).cast());
+            }
+        }
+        let mut a = [b; P];
+        let xp = inp.xp.as_ptr();
+        let w0 = wp.as_ptr();
+        for ky in 0..g.kh {
+            let row = (oy * g.sh + ky) * wpd + ox * g.sw;
+            for kx in 0..g.kw {
+                let pp = row + kx;
+                let mut any = 0u8;
+                for p in 0..P {
+                    any |= *inp.occ.get_unchecked(pp + p * g.sw);
+                }
+                if any == 0 {
+                    continue;
+                }
+                let tap = ky * g.kw + kx;
+                let wt = w0.add((tap * groups * co + off) * 4);
+                for q in 0..groups {
+                    let wq = wt.add(q * co * 4);
+                    let mut wv = [_mm512_setzero_si512(); NB];
+                    for (k, v) in wv.iter_mut().enumerate() {
+                        *v = _mm512_loadu_si512(wq.add(k * LANES * 4).cast());
+                    }
+                    for (p, ap) in a.iter_mut().enumerate() {
+                        let xs = xp.add((pp + p * g.sw) * cp + q * 4);
+                        let xv = _mm512_set1_epi32(std::ptr::read_unaligned(xs.cast::<i32>()));
+                        for (r, &w) in ap.iter_mut().zip(&wv) {
+                            *r = _mm512_dpbusd_epi32(*r, xv, w);
+                        }
+                    }
+                }
+            }
+        }
+        for (p, ap) in a.iter().enumerate() {
+            for (k, r) in ap.iter().enumerate() {
+                let d = out.as_mut_ptr().add(p * co + off + k * LANES);
+                _mm512_storeu_si512(d.cast(), *r);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn conv_dense(
+        acc: &mut [i32],
+        wp: &[i8],
+        g: &Geom,
+        inp: &Packed<'_>,
+        bias: Option<&[i32]>,
+        first: usize,
+    ) {
+        let co = g.co;
+        let (hp, wpd, cp) = (g.h + 2 * g.ph, g.w + 2 * g.pw, padded_channels(g.c));
+        // Every read below stays inside these lengths: the window of any output lies inside the
+        // padded input, and the packed kernel has `kh * kw * cp * co` entries.
+        assert!(inp.xp.len() >= hp * wpd * cp && inp.occ.len() >= hp * wpd);
+        assert!(wp.len() >= g.kh * g.kw * cp * co);
+        assert!(bias.is_none_or(|b| b.len() >= co));
+        assert!(g.ho == 0 || (g.ho - 1) * g.sh + g.kh <= hp);
+        assert!(g.wo == 0 || (g.wo - 1) * g.sw + g.kw <= wpd);
+        let n_pos = (acc.len() / co).min((g.ho * g.wo).saturating_sub(first));
+        let mut n = 0;
+        while n < n_pos {
+            let o = first + n;
+            let (oy, ox) = (o / g.wo, o % g.wo);
+            // four positions at a time while they stay in this output row
+            let p = if ox + 4 <= g.wo && n + 4 <= n_pos {
+                4
+            } else {
+                1
+            };
+            let out = &mut acc[n * co..(n + p) * co];
+            let mut off = 0;
+            while off + 4 * LANES <= co {
+                if p == 4 {
+                    block::<4, 4>(out, wp, g, inp, bias, oy, ox, off);
+                } else {
+                    block::<1, 4>(out, wp, g, inp, bias, oy, ox, off);
+                }
+                off += 4 * LANES;
+            }
+            while off + LANES <= co {
+                if p == 4 {
+                    block::<4, 1>(out, wp, g, inp, bias, oy, ox, off);
+                } else {
+                    block::<1, 1>(out, wp, g, inp, bias, oy, ox, off);
+                }
+                off += LANES;
+            }
+            n += p;
+        }
+    }
+}
