@@ -32,6 +32,7 @@ from .events import (
     flatten_events,
     is_event_array,
     validate_events,
+    validate_recordings,
     window_bins,
     window_count,
 )
@@ -510,9 +511,7 @@ def _run_events(
             f"(input shape {list(m.input_shape)}); pass an array instead"
         )
     shape = m.input_shape
-    names = [f"events[{b}]" if len(recordings) > 1 else "events" for b in range(len(recordings))]
-    for ev, what in zip(recordings, names, strict=True):
-        validate_events(ev, shape, what=what)
+    validate_recordings(recordings, shape)
     if dt is not None:
         derived = steps is None
         if steps is None:

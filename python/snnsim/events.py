@@ -85,6 +85,86 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
     skipped when ``input_shape`` is None); ``t >= 0`` (microseconds) and non-decreasing;
     polarities all in ``{0, 1}`` or all in ``{-1, 1}`` (or bool).
     """
+    _check_structure(ev, input_shape, what)
+    assert isinstance(ev, np.ndarray) and ev.dtype.names is not None
+    if ev.size == 0:
+        return
+    if input_shape is not None:
+        _, h, w = _sensor(input_shape)
+        for f, bound in (("x", w), ("y", h)):
+            if f not in ev.dtype.names:
+                continue
+            v = ev[f]
+            bad = np.flatnonzero((v < 0) | (v >= bound))
+            if bad.size:
+                i = int(bad[0])
+                raise InputError(
+                    f"{what}: field {f!r} = {int(v[i])} at index {i} is outside the sensor "
+                    f"(need 0 <= {f} < {bound} for input shape {list(input_shape)})"
+                )
+    _check_times(ev["t"], what)
+    if "p" in ev.dtype.names:
+        _check_polarity(ev["p"], what)
+
+
+def validate_recordings(
+    recordings: Sequence[np.ndarray], input_shape: Sequence[int] | None
+) -> None:
+    """Check a batch of recordings as :func:`validate_events` checks each (the same errors,
+    naming ``events[b]`` in a batch of several), with the value checks done once on the
+    concatenated fields rather than per recording; a batch that fails them is checked
+    recording by recording for the exact message."""
+    names = [f"events[{b}]" if len(recordings) > 1 else "events" for b in range(len(recordings))]
+    checked: set[np.dtype] = set()  # dtypes whose structure passed (recordings share them)
+    for ev, what in zip(recordings, names, strict=True):
+        if not (isinstance(ev, np.ndarray) and ev.ndim == 1 and ev.dtype in checked):
+            _check_structure(ev, input_shape, what)
+            checked.add(ev.dtype)
+    dtypes = {ev.dtype for ev in recordings}
+    fields = tuple(f for f in FIELDS if f in (next(iter(dtypes)).names or ()))
+    sizes = [len(ev) for ev in recordings]
+    if (
+        len({tuple(f for f in FIELDS if f in (d.names or ())) for d in dtypes}) != 1
+        or sum(sizes) == 0
+        or any(d["t"].kind == "u" and d["t"].itemsize >= 8 for d in dtypes)
+        or not _values_ok(recordings, fields, sizes, input_shape)
+    ):
+        for ev, what in zip(recordings, names, strict=True):
+            validate_events(ev, input_shape, what=what)
+
+
+def _values_ok(
+    recordings: Sequence[np.ndarray],
+    fields: tuple[str, ...],
+    sizes: list[int],
+    input_shape: Sequence[int] | None,
+) -> bool:
+    """Whether the concatenated fields pass every value check of :func:`validate_events`."""
+    cols = {f: np.concatenate([ev[f] for ev in recordings]) for f in fields}
+    if input_shape is not None:
+        _, h, w = _sensor(input_shape)
+        for f, bound in (("x", w), ("y", h)):
+            if f in cols and ((cols[f] < 0) | (cols[f] >= bound)).any():
+                return False
+    t = cols["t"].astype(np.int64)
+    if (t < 0).any():
+        return False
+    dec = np.diff(t) < 0
+    starts = np.cumsum(sizes)[:-1]  # a recording's first event may start earlier
+    dec[starts[(starts > 0) & (starts < len(t))] - 1] = False
+    if dec.any():
+        return False
+    if "p" in cols and cols["p"].dtype.kind != "b":
+        p = cols["p"].astype(np.int64)
+        if ((p < -1) | (p > 1)).any():
+            return False
+        if (p == -1).any() and (p == 0).any():
+            return False  # checked per recording: mixing is an error only within one
+    return True
+
+
+def _check_structure(ev: object, input_shape: Sequence[int] | None, what: str) -> None:
+    """The checks of :func:`validate_events` that read no values."""
     if not is_event_array(ev):
         kind = type(ev).__name__ if not isinstance(ev, np.ndarray) else f"array of dtype {ev.dtype}"
         raise InputError(
@@ -108,24 +188,6 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
             raise InputError(
                 f"{what}: field {f!r} has dtype {dt}; event fields must be integers or bool"
             )
-    if ev.size == 0:
-        return
-    if input_shape is not None:
-        _, h, w = _sensor(input_shape)
-        for f, bound in (("x", w), ("y", h)):
-            if f not in ev.dtype.names:
-                continue
-            v = ev[f]
-            bad = np.flatnonzero((v < 0) | (v >= bound))
-            if bad.size:
-                i = int(bad[0])
-                raise InputError(
-                    f"{what}: field {f!r} = {int(v[i])} at index {i} is outside the sensor "
-                    f"(need 0 <= {f} < {bound} for input shape {list(input_shape)})"
-                )
-    _check_times(ev["t"], what)
-    if "p" in ev.dtype.names:
-        _check_polarity(ev["p"], what)
 
 
 def _check_times(t: np.ndarray, what: str) -> None:
@@ -203,16 +265,23 @@ def flatten_events(
     """
     if len(recordings) == 0:
         raise InputError("events: the batch holds no recordings")
-    cols: list[tuple[np.ndarray, ...]] = []
-    for b, ev in enumerate(recordings):
-        if validate:
-            validate_events(
-                ev, input_shape, what=f"events[{b}]" if len(recordings) > 1 else "events"
-            )
-        cols.append(event_columns(ev))
-    sizes = np.array([len(c[0]) for c in cols], dtype=np.int64)
-    offsets = np.zeros(len(cols) + 1, dtype=np.int64)
+    if validate:
+        validate_recordings(recordings, input_shape)
+    sizes = np.array([len(ev) for ev in recordings], dtype=np.int64)
+    offsets = np.zeros(len(recordings) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
+    present = {f for ev in recordings for f in (ev.dtype.names or ())}
+    if all(set(ev.dtype.names or ()) == present for ev in recordings):
+        # one concatenation per field (what event_columns does per recording)
+        def col(f: str) -> np.ndarray:
+            if f not in present:
+                return np.zeros(int(offsets[-1]), dtype=np.int64)
+            c = np.concatenate([ev[f] for ev in recordings])
+            return map_polarity(c) if f == "p" else c.astype(np.int64)
+
+        x, y, p, t = (np.ascontiguousarray(col(f), dtype=np.int64) for f in ("x", "y", "p", "t"))
+        return x, y, p, t, offsets
+    cols = [event_columns(ev) for ev in recordings]
     x, y, p, t = (
         np.ascontiguousarray(np.concatenate([c[k] for c in cols]), dtype=np.int64) for k in range(4)
     )

@@ -365,3 +365,39 @@ def test_streams_of_any_network_equal_one_run(case: NetworkCase, cut: int) -> No
         s.feed_frames(x[0, cut:])
     _same(s.result(), snnsim.run(case.graph, x[:, : max(cut, x.shape[1])], record=names), names)
     _same(s.result(), whole, names)
+
+
+def test_batch_validation_reports_what_per_recording_validation_reports() -> None:
+    """validate_recordings checks a batch at once; every error is the per-recording one."""
+    from snnsim.events import validate_events, validate_recordings
+
+    good = [_audio_events(n, 40, s) for s, n in enumerate([30, 0, 12])]
+    validate_recordings(good, (1, 40))
+    bad_cases = []
+    b = [r.copy() for r in good]
+    b[2]["x"][5] = 40
+    bad_cases.append(b)
+    b = [r.copy() for r in good]
+    b[0]["t"][7] = b[0]["t"][6] - 1
+    bad_cases.append(b)
+    b = [r.copy() for r in good]
+    b[2]["p"][3] = 2
+    bad_cases.append(b)
+    b = [r.copy() for r in good]  # 0 in one recording, -1 in another: fine
+    b[0]["p"] = 0
+    b[2]["p"] = -1
+    validate_recordings(b, (1, 40))
+    b = [r.copy() for r in good]
+    b[2]["p"][:2] = [0, -1]
+    bad_cases.append(b)
+    for recs in bad_cases:
+        with pytest.raises(InputError) as one:
+            for i, r in enumerate(recs):
+                validate_events(r, (1, 40), what=f"events[{i}]")
+        with pytest.raises(InputError) as batch:
+            validate_recordings(recs, (1, 40))
+        assert str(batch.value) == str(one.value)
+    # decreasing across recordings is not an error (each starts anew)
+    late = [good[0], good[0][:1].copy()]
+    late[1]["t"] = 0
+    validate_recordings(late, (1, 40))
