@@ -32,11 +32,18 @@ from .events import (
     flatten_events,
     is_event_array,
     validate_events,
+    validate_recordings,
     window_bins,
     window_count,
 )
 from .graph import NEURON_OPS, Graph
-from .inputs import frames_for_precision, prepare_frames, prepare_static, to_numpy
+from .inputs import (
+    frames_for_precision,
+    prepare_frames,
+    prepare_sequence,
+    prepare_static,
+    to_numpy,
+)
 from .limits import MAX_THREADS, check_bytes
 from .native import core as native_core
 from .result import COUNT_FIELDS, Counts, RunResult
@@ -89,7 +96,8 @@ class Model:
 
     @property
     def input_kind(self) -> str:
-        """``"static"`` (analog input repeated every step) or ``"events"``."""
+        """``"static"`` (analog input repeated every step), ``"events"`` (per-step event counts)
+        or ``"sequence"`` (per-step tensors: spike trains or graded values)."""
         return self._graph.input_kind
 
     @property
@@ -341,7 +349,10 @@ def run(
       normalised and reshaped as in training; ``preprocess=False`` skips that;
     * event models, pre-binned frames: a numeric array ``[B, T, *input_shape]`` or
       ``[T, *input_shape]`` of per-step event counts (``steps`` may be omitted; if given it must
-      equal ``T``);
+      equal ``T``), e.g. tonic's ``ToFrame`` output;
+    * sequence models: per-step tensors ``[B, T, *input_shape]`` or ``[T, *input_shape]`` of
+      any input shape (``[F]``, ``[C, L]``, ``[C, H, W]``), binary spike trains or graded
+      values (int precision: quantised with the model's input scale); ``steps`` as for frames;
     * event models, recordings: a structured event array (fields x, y, p, t; t in microseconds)
       or a list of them (a batch), binned either into ``steps`` bins (default: the trained
       ``T``) by ``binning`` (``"time"`` or ``"count"``), or into fixed windows of ``dt_us``
@@ -375,8 +386,8 @@ def run(
     array = to_numpy(inputs)
     if dt is not None:
         raise InputError("dt_us applies to event recordings only; this input is a numeric array")
-    if m.input_kind == "events":
-        frames = prepare_frames(array, m.input_shape, m.precision)
+    if m.input_kind in ("events", "sequence"):
+        frames = _prepare_steps(m, array)
         if steps is not None and steps != frames.shape[1]:
             raise InputError(
                 f"steps = {steps} does not match the frames' T = {frames.shape[1]} (axis 1)"
@@ -393,6 +404,13 @@ def run(
         array = _preprocess(m, array)
     x = prepare_static(array, m.input_shape, m.precision, m.input_scale)
     return _run_arrays(m, mode, rec, threads, static=x, steps=steps)
+
+
+def _prepare_steps(m: Model, a: Any) -> np.ndarray:
+    """Per-step input of an event or sequence model as the executors take it."""
+    if m.input_kind == "sequence":
+        return prepare_sequence(a, m.input_shape, m.precision, m.input_scale)
+    return prepare_frames(a, m.input_shape, m.precision)
 
 
 def _preprocess(m: Model, a: np.ndarray) -> np.ndarray:
@@ -444,7 +462,7 @@ def _check_reference(
     }
     for r in rec:
         parts[f"recording of {r!r}"] = batch * steps * int(np.prod(m.node_shapes[r]))
-    if with_frames or m.input_kind == "events":
+    if with_frames or m.input_kind in ("events", "sequence"):
         parts[f"frames ([B={batch}, T={steps}, {n_in} elements])"] = 4 * batch * steps * n_in
     check_bytes(parts, "steps", "this reference run")
 
@@ -489,13 +507,11 @@ def _run_events(
 ) -> RunResult:
     if m.input_kind != "events":
         raise InputError(
-            "event recordings were given but the model's input kind is 'static' "
+            f"event recordings were given but the model's input kind is {m.input_kind!r} "
             f"(input shape {list(m.input_shape)}); pass an array instead"
         )
     shape = m.input_shape
-    names = [f"events[{b}]" if len(recordings) > 1 else "events" for b in range(len(recordings))]
-    for ev, what in zip(recordings, names, strict=True):
-        validate_events(ev, shape, what=what)
+    validate_recordings(recordings, shape)
     if dt is not None:
         derived = steps is None
         if steps is None:
@@ -611,7 +627,8 @@ class Stream:
         windows only (possibly zero steps); ``output``/``prediction`` cover everything so far."""
         if self._model.input_kind != "events":
             raise InputError(
-                "Stream.feed needs a model with event input; this model's input kind is 'static'"
+                "Stream.feed needs a model with event input; this model's input kind is "
+                f"{self._model.input_kind!r}"
             )
         if self._dt is None:
             raise InputError(
@@ -669,9 +686,15 @@ class Stream:
             return self._keep(res)
 
     def feed_frames(self, frames: Any) -> RunResult:
-        """Advance by pre-binned per-step input ``[T, *input_shape]`` (or ``[1, T, *input_shape]``);
+        """Advance by per-step input ``[T, *input_shape]`` (or ``[1, T, *input_shape]``): binned
+        event counts for an event model, tensors (spikes or graded values) for a sequence model;
         returns the result of these ``T`` steps."""
-        f = prepare_frames(frames, self._model.input_shape, self._model.precision)
+        if self._model.input_kind == "static":
+            raise InputError(
+                "Stream.feed_frames needs a model with per-step input (kind 'events' or "
+                "'sequence'); this model's input kind is 'static'"
+            )
+        f = _prepare_steps(self._model, frames)
         if f.shape[0] != 1:
             raise InputError(
                 "Stream.feed_frames: a stream has batch size 1, got frames of shape "

@@ -168,7 +168,11 @@ class ModelInfo:
 def _value_kinds(graph: Graph) -> dict[str, str]:
     """Value kind of every node (static, sparse or dense; docs/model-format.md §3)."""
     kinds = {"input": "static" if graph.input_kind == "static" else "sparse"}
+    ops = {n.name: n.op for n in graph.nodes}
     for n in graph.topological_order():
+        if n.op == "delay":  # spikes of a neuron one step later stay spikes
+            kinds[n.name] = "sparse" if ops.get(n.inputs[0]) in NEURON_OPS else "dense"
+            continue
         ins = [kinds[i] for i in n.inputs]
         no_shift = "shift" not in n.tensors or not np.any(n.tensors["shift"])
         if n.op in NEURON_OPS:

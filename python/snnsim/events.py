@@ -6,6 +6,12 @@ microseconds. For an input shape ``[C, H, W]`` an event adds 1 at ``(channel, y,
 step; the channel is the polarity when ``C == 2`` and 0 when ``C == 1``. Polarity may be bool,
 ``{0, 1}`` or ``{-1, 1}``; it is mapped to ``{0, 1}`` (``p > 0``).
 
+1-d sensors (audio: tonic's ``sensor_size = (channels, 1, polarities)``, e.g. SHD's ``(700, 1,
+1)`` with fields ``t, x, p``) bin onto an input ``[C, L]`` (``x`` the channel along ``L``, the
+polarity the row when ``C == 2``: the layout of tonic's ``ToFrame`` for such sensors) or ``[F]``
+(``x`` the feature). ``y`` may be absent for them (it must be 0 when present), ``p`` whenever
+``C == 1``.
+
 Binning into ``N`` steps (integer arithmetic only):
 
 * ``"time"``: ``t0 = t[0]``, ``D = t[-1] - t0 + 1``, step ``j = ((t - t0) * N) // D``;
@@ -37,12 +43,36 @@ def is_event_array(obj: object) -> bool:
 
 
 def _sensor(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """The ``[C, H, W]`` grid events of an input shape are binned onto: ``[C, H, W]``,
+    ``[C, 1, L]`` for ``[C, L]``, ``[1, 1, F]`` for ``[F]``."""
     shape = tuple(int(d) for d in input_shape)
-    if len(shape) != 3 or shape[0] not in (1, 2) or shape[1] <= 0 or shape[2] <= 0:
+    grid = {3: shape, 2: shape[:1] + (1,) + shape[1:], 1: (1, 1) + shape}.get(len(shape))
+    if grid is None or grid[0] not in (1, 2) or min(grid) <= 0:
         raise InputError(
-            f"event input needs an input shape [C, H, W] with C in (1, 2), got {list(shape)}"
+            "event input needs an input shape [C, H, W] or [C, L] with C in (1, 2), or [F]; "
+            f"got {list(shape)}"
         )
-    return shape[0], shape[1], shape[2]
+    return grid[0], grid[1], grid[2]
+
+
+def sensor_input_shape(sensor_size: Sequence[int]) -> tuple[int, ...]:
+    """The snnsim input shape for a tonic ``sensor_size = (W, H, P)``: ``(P, H, W)`` for a
+    camera, ``(P, W)`` for a 1-d sensor (``H == 1``, e.g. SHD's ``(700, 1, 1)`` gives
+    ``(1, 700)``): the per-step shape of tonic's ``ToFrame`` output for it."""
+    size = tuple(int(d) for d in sensor_size)
+    if len(size) != 3 or min(size) < 1 or size[2] > 2:
+        raise InputError(
+            f"sensor_size must be tonic's (W, H, P) with P in (1, 2), got {list(sensor_size)}"
+        )
+    w, h, p = size
+    return (p, w) if h == 1 else (p, h, w)
+
+
+def _required_fields(input_shape: Sequence[int] | None) -> tuple[str, ...]:
+    if input_shape is None:
+        return FIELDS
+    c, h, _ = _sensor(input_shape)
+    return tuple(f for f in FIELDS if not (f == "y" and h == 1) and not (f == "p" and c == 1))
 
 
 def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str = "events") -> None:
@@ -50,37 +80,20 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
     first problem.
 
     Checks: ``ev`` is a one-dimensional structured array with integer or bool fields ``x``, ``y``,
-    ``p``, ``t``; ``0 <= x < W`` and ``0 <= y < H`` for ``input_shape = [C, H, W]`` (skipped when
-    ``input_shape`` is None); ``t >= 0`` (microseconds) and non-decreasing; polarities all in
-    ``{0, 1}`` or all in ``{-1, 1}`` (or bool).
+    ``p``, ``t`` (``y`` optional for a 1-d input, ``p`` for one channel); ``0 <= x < W`` and
+    ``0 <= y < H`` for the sensor of ``input_shape`` (``[C, H, W]``, ``[C, L]`` or ``[F]``;
+    skipped when ``input_shape`` is None); ``t >= 0`` (microseconds) and non-decreasing;
+    polarities all in ``{0, 1}`` or all in ``{-1, 1}`` (or bool).
     """
-    if not is_event_array(ev):
-        kind = type(ev).__name__ if not isinstance(ev, np.ndarray) else f"array of dtype {ev.dtype}"
-        raise InputError(
-            f"{what} must be a structured numpy array with fields x, y, p, t; got {kind}"
-        )
+    _check_structure(ev, input_shape, what)
     assert isinstance(ev, np.ndarray) and ev.dtype.names is not None
-    missing = [f for f in FIELDS if f not in ev.dtype.names]
-    if missing:
-        raise InputError(
-            f"{what} lack field(s) {', '.join(repr(f) for f in missing)} "
-            f"(have {list(ev.dtype.names)}; need x, y, p, t)"
-        )
-    if ev.ndim != 1:
-        raise InputError(
-            f"{what} must be a one-dimensional array of events, got shape {list(ev.shape)}"
-        )
-    for f in FIELDS:
-        dt = ev.dtype.fields[f][0]
-        if dt.kind not in "biu":
-            raise InputError(
-                f"{what}: field {f!r} has dtype {dt}; event fields must be integers or bool"
-            )
     if ev.size == 0:
         return
     if input_shape is not None:
         _, h, w = _sensor(input_shape)
         for f, bound in (("x", w), ("y", h)):
+            if f not in ev.dtype.names:
+                continue
             v = ev[f]
             bad = np.flatnonzero((v < 0) | (v >= bound))
             if bad.size:
@@ -90,7 +103,91 @@ def validate_events(ev: object, input_shape: Sequence[int] | None, *, what: str 
                     f"(need 0 <= {f} < {bound} for input shape {list(input_shape)})"
                 )
     _check_times(ev["t"], what)
-    _check_polarity(ev["p"], what)
+    if "p" in ev.dtype.names:
+        _check_polarity(ev["p"], what)
+
+
+def validate_recordings(
+    recordings: Sequence[np.ndarray], input_shape: Sequence[int] | None
+) -> None:
+    """Check a batch of recordings as :func:`validate_events` checks each (the same errors,
+    naming ``events[b]`` in a batch of several), with the value checks done once on the
+    concatenated fields rather than per recording; a batch that fails them is checked
+    recording by recording for the exact message."""
+    names = [f"events[{b}]" if len(recordings) > 1 else "events" for b in range(len(recordings))]
+    checked: set[np.dtype] = set()  # dtypes whose structure passed (recordings share them)
+    for ev, what in zip(recordings, names, strict=True):
+        if not (isinstance(ev, np.ndarray) and ev.ndim == 1 and ev.dtype in checked):
+            _check_structure(ev, input_shape, what)
+            checked.add(ev.dtype)
+    dtypes = {ev.dtype for ev in recordings}
+    fields = tuple(f for f in FIELDS if f in (next(iter(dtypes)).names or ()))
+    sizes = [len(ev) for ev in recordings]
+    if (
+        len({tuple(f for f in FIELDS if f in (d.names or ())) for d in dtypes}) != 1
+        or sum(sizes) == 0
+        or any(d["t"].kind == "u" and d["t"].itemsize >= 8 for d in dtypes)
+        or not _values_ok(recordings, fields, sizes, input_shape)
+    ):
+        for ev, what in zip(recordings, names, strict=True):
+            validate_events(ev, input_shape, what=what)
+
+
+def _values_ok(
+    recordings: Sequence[np.ndarray],
+    fields: tuple[str, ...],
+    sizes: list[int],
+    input_shape: Sequence[int] | None,
+) -> bool:
+    """Whether the concatenated fields pass every value check of :func:`validate_events`."""
+    cols = {f: np.concatenate([ev[f] for ev in recordings]) for f in fields}
+    if input_shape is not None:
+        _, h, w = _sensor(input_shape)
+        for f, bound in (("x", w), ("y", h)):
+            if f in cols and ((cols[f] < 0) | (cols[f] >= bound)).any():
+                return False
+    t = cols["t"].astype(np.int64)
+    if (t < 0).any():
+        return False
+    dec = np.diff(t) < 0
+    starts = np.cumsum(sizes)[:-1]  # a recording's first event may start earlier
+    dec[starts[(starts > 0) & (starts < len(t))] - 1] = False
+    if dec.any():
+        return False
+    if "p" in cols and cols["p"].dtype.kind != "b":
+        p = cols["p"].astype(np.int64)
+        if ((p < -1) | (p > 1)).any():
+            return False
+        if (p == -1).any() and (p == 0).any():
+            return False  # checked per recording: mixing is an error only within one
+    return True
+
+
+def _check_structure(ev: object, input_shape: Sequence[int] | None, what: str) -> None:
+    """The checks of :func:`validate_events` that read no values."""
+    if not is_event_array(ev):
+        kind = type(ev).__name__ if not isinstance(ev, np.ndarray) else f"array of dtype {ev.dtype}"
+        raise InputError(
+            f"{what} must be a structured numpy array with fields x, y, p, t; got {kind}"
+        )
+    assert isinstance(ev, np.ndarray) and ev.dtype.names is not None
+    need = _required_fields(input_shape)
+    missing = [f for f in need if f not in ev.dtype.names]
+    if missing:
+        raise InputError(
+            f"{what} lack field(s) {', '.join(repr(f) for f in missing)} "
+            f"(have {list(ev.dtype.names)}; need {', '.join(need)})"
+        )
+    if ev.ndim != 1:
+        raise InputError(
+            f"{what} must be a one-dimensional array of events, got shape {list(ev.shape)}"
+        )
+    for f in (f for f in FIELDS if f in ev.dtype.names):
+        dt = ev.dtype.fields[f][0]
+        if dt.kind not in "biu":
+            raise InputError(
+                f"{what}: field {f!r} has dtype {dt}; event fields must be integers or bool"
+            )
 
 
 def _check_times(t: np.ndarray, what: str) -> None:
@@ -141,11 +238,14 @@ def map_polarity(p: np.ndarray) -> np.ndarray:
 
 
 def event_columns(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """int64 columns x, y, p (mapped to {0, 1}), t of a validated recording."""
+    """int64 columns x, y, p (mapped to {0, 1}), t of a validated recording (zeros for an
+    absent ``y`` or ``p``)."""
+    names = ev.dtype.names or ()
+    zeros = np.zeros(len(ev), dtype=np.int64)
     return (
         ev["x"].astype(np.int64),
-        ev["y"].astype(np.int64),
-        map_polarity(ev["p"]),
+        ev["y"].astype(np.int64) if "y" in names else zeros,
+        map_polarity(ev["p"]) if "p" in names else zeros.copy(),
         ev["t"].astype(np.int64),
     )
 
@@ -165,16 +265,23 @@ def flatten_events(
     """
     if len(recordings) == 0:
         raise InputError("events: the batch holds no recordings")
-    cols: list[tuple[np.ndarray, ...]] = []
-    for b, ev in enumerate(recordings):
-        if validate:
-            validate_events(
-                ev, input_shape, what=f"events[{b}]" if len(recordings) > 1 else "events"
-            )
-        cols.append(event_columns(ev))
-    sizes = np.array([len(c[0]) for c in cols], dtype=np.int64)
-    offsets = np.zeros(len(cols) + 1, dtype=np.int64)
+    if validate:
+        validate_recordings(recordings, input_shape)
+    sizes = np.array([len(ev) for ev in recordings], dtype=np.int64)
+    offsets = np.zeros(len(recordings) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
+    present = {f for ev in recordings for f in (ev.dtype.names or ())}
+    if all(set(ev.dtype.names or ()) == present for ev in recordings):
+        # one concatenation per field (what event_columns does per recording)
+        def col(f: str) -> np.ndarray:
+            if f not in present:
+                return np.zeros(int(offsets[-1]), dtype=np.int64)
+            c = np.concatenate([ev[f] for ev in recordings])
+            return map_polarity(c) if f == "p" else c.astype(np.int64)
+
+        x, y, p, t = (np.ascontiguousarray(col(f), dtype=np.int64) for f in ("x", "y", "p", "t"))
+        return x, y, p, t, offsets
+    cols = [event_columns(ev) for ev in recordings]
     x, y, p, t = (
         np.ascontiguousarray(np.concatenate([c[k] for c in cols]), dtype=np.int64) for k in range(4)
     )
@@ -253,7 +360,7 @@ def bin_events(
     *,
     validate: bool = True,
 ) -> np.ndarray:
-    """Bin one recording into ``steps`` frames of event counts: int32 ``[steps, C, H, W]``.
+    """Bin one recording into ``steps`` frames of event counts: int32 ``[steps, *input_shape]``.
 
     ``binning`` is ``"time"`` (equal time spans between the first and last timestamp) or
     ``"count"`` (equal event counts, the remainder to the last step); see the module docstring.
@@ -268,7 +375,7 @@ def bin_events(
         validate_events(ev, shape)
     x, y, p, t = event_columns(ev)
     j = time_bins(t, steps) if binning == "time" else count_bins(len(t), steps)
-    return _accumulate(shape, steps, j, p, y, x)
+    return _accumulate(shape, steps, j, p, y, x).reshape(steps, *input_shape)
 
 
 def window_bins(t: np.ndarray, origin_us: int, dt_us: int) -> np.ndarray:
@@ -297,7 +404,7 @@ def bin_events_window(
     validate: bool = True,
 ) -> np.ndarray:
     """Bin one recording into ``steps`` fixed windows of ``dt_us`` microseconds starting at
-    ``origin_us``: int32 ``[steps, C, H, W]``, step ``j = (t - origin_us) // dt_us``.
+    ``origin_us``: int32 ``[steps, *input_shape]``, step ``j = (t - origin_us) // dt_us``.
 
     Events before ``origin_us`` are an error; events at or after ``origin_us + steps * dt_us``
     (beyond the last window) are dropped. ``validate=False`` skips :func:`validate_events`.
@@ -314,7 +421,8 @@ def bin_events_window(
         )
     j = window_bins(t, origin_us, dt_us)
     keep = j < steps
-    return _accumulate(shape, steps, j[keep], p[keep], y[keep], x[keep])
+    frames = _accumulate(shape, steps, j[keep], p[keep], y[keep], x[keep])
+    return frames.reshape(steps, *input_shape)
 
 
 def window_count(ev: np.ndarray, dt_us: int) -> int:

@@ -85,6 +85,7 @@ from .nn.layers import (
     LinearT,
 )
 from .nn.net import DSRNet
+from .nn.recurrent import RecurrentDspikeNeuron, RecurrentDSRNeuron
 from .nn.tdbn import TdBN
 
 __all__ = [
@@ -119,13 +120,14 @@ class ExportError(ModelError):
 # ---------------------------------------------------------------------- the modules export knows
 _WEIGHTED = (ConvT, LinearT, ConvTD, LinearTD)
 _BATCH_NORMS = (BatchNormT, BatchNorm1dT, TdBN)
-_NEURONS = (DSRNeuron, DspikeNeuron)
+_NEURONS = (DSRNeuron, DspikeNeuron, RecurrentDSRNeuron)  # RecurrentDspikeNeuron is a Dspike
+_RECURRENT = (RecurrentDspikeNeuron, RecurrentDSRNeuron)
 _POOLS = (AvgPoolT, AvgPoolTD)
 _FLATTENS = (FlattenT, FlattenTD)
 _DROPOUTS = (DropoutT, nn.Dropout)
 WeightedLayer = ConvT | LinearT | ConvTD | LinearTD
 BatchNormLayer = BatchNormT | BatchNorm1dT | TdBN
-NeuronLayer = DSRNeuron | DspikeNeuron
+NeuronLayer = DSRNeuron | DspikeNeuron | RecurrentDSRNeuron
 Network = DSRNet | DspikeNet
 
 
@@ -396,9 +398,9 @@ class _Emitter:
     def flatten(self, v: _Val) -> _Val:
         if len(v.shape) == 1:
             return v
-        c, h, w = v.shape
+        per = int(np.prod(v.shape[1:]))
         node = self.g.flatten(self.name("flat"), v.node)
-        return _Val(node, (c * h * w,), np.repeat(v.carry, h * w), v.bound, v.spikes)
+        return _Val(node, (v.shape[0] * per,), np.repeat(v.carry, per), v.bound, v.spikes)
 
     def unit(self, v: _Val) -> _Val:
         """Float: the value with carry 1 (a ``scale`` node multiplying by the carry if needed)."""
@@ -532,6 +534,27 @@ class _Emitter:
             f=f,
         )
 
+    def recurrent(self, v: _Val, st: _Neuron, rec: nn.Linear, where: str) -> _Val:
+        """A recurrent neuron layer: ``neuron(v + linear_rec(delay(neuron)))``, the delay
+        reading the layer's own spikes of the previous step."""
+        if len(v.shape) != 1:
+            raise ExportError(f"module {where!r}: a recurrent layer needs a flat input")
+        n = v.shape[0]
+        sn = f"sn{self.counter.get('sn', 0) + 1}"  # the name neuron() gives below
+        d = self.g.delay(self.name("delay"), sn, shape=(n,))
+        prev = _Val(d, (n,), np.full(n, _spike_value(st)), 1.0, spikes=True)
+        w = rec.weight.detach().double().cpu().numpy()
+        b = (
+            rec.bias.detach().double().cpu().numpy()
+            if rec.bias is not None
+            else np.zeros(n, dtype=np.float64)
+        )
+        r = self.weighted(prev, _Weighted(f"{where}.rec", "linear", w, b))
+        out = self.neuron(self.add([v, r], where), st)
+        if out.node != sn:  # pragma: no cover - a bug of this module
+            raise ExportError(f"module {where!r}: recurrent neuron named {out.node!r}, not {sn!r}")
+        return out
+
     def lif_readout(self, v: _Val, lam: float) -> _Val:
         """A leaky integrator of the output spikes: ``V = lambda*V + s`` (int: ``4096*s`` into
         ``fx(round(lambda*2^16), V, 16)``), the DSR LIF readout up to a positive factor."""
@@ -587,7 +610,7 @@ class _Walker:
                 sn = _neuron(items[i + 1][0], nxt_neuron)
                 v = em.affine(v, *_bn_affine(where, m), theta=_theta_in(sn), where=where)
             elif isinstance(m, _NEURONS):
-                v = em.neuron(v, _neuron(where, m))
+                v = self._neuron(where, m, v)
             elif isinstance(m, (*_POOLS, GlobalAvgPoolTD)):
                 pool = _check_pool(where, m) if isinstance(m, _POOLS) else self._global(where, v)
                 if nxt_neuron is not None:
@@ -619,6 +642,12 @@ class _Walker:
             self._claim(before, wheres)
             i += 1
         return v
+
+    def _neuron(self, where: str, m: NeuronLayer, v: _Val) -> _Val:
+        """A neuron layer, recurrent (``neuron(v + linear(delay(neuron)))``) or not."""
+        if isinstance(m, _RECURRENT):
+            return self.em.recurrent(v, _neuron(where, m), m.rec, where)
+        return self.em.neuron(v, _neuron(where, m))
 
     @staticmethod
     def _global(where: str, v: _Val) -> _Pool:
@@ -776,6 +805,7 @@ def export_graph(
     normalize: Any = None,
     data_shape: Sequence[int] | None = None,
     source: dict[str, Any] | None = None,
+    input_kind: InputKind | None = None,
 ) -> Graph:
     """The :class:`~snnsim.graph.Graph` of a trained ``model`` (a
     :class:`~snnsim.nn.net.DSRNet` or :class:`~snnsim.nn.dspike.DspikeNet`: sequential,
@@ -802,7 +832,14 @@ def export_graph(
         )
     net = _network(model)
     family = "dsr" if isinstance(net, DSRNet) else "dspike"
-    in_kind: InputKind = "static" if net.static_input else "events"
+    in_kind: InputKind = input_kind or ("static" if net.static_input else "events")
+    if in_kind not in ("static", "events", "sequence") or (
+        (in_kind == "static") != bool(net.static_input)
+    ):
+        raise ExportError(
+            f"export: input_kind {in_kind!r} does not fit a network with "
+            f"{'static' if net.static_input else 'per-step'} input"
+        )
     T = int(net.T)
     calib = None
     if calibration is not None:
@@ -830,6 +867,8 @@ def export_graph(
     integer = mode != "float32"
     # the static input's quantisation step (int modes only)
     q_scale = _input_scale(input_scale, calib, pre) if integer and in_kind == "static" else None
+    if integer and in_kind == "sequence":
+        q_scale = float(input_scale) if input_scale is not None else 1.0
     g = Graph(
         input_shape=input_shape,
         precision="int" if integer else "float32",
@@ -841,7 +880,7 @@ def export_graph(
     # event counts (16).
     carry = q_scale if q_scale is not None else 1.0
     c0 = input_shape[0]
-    x = _Val("input", input_shape, np.full(c0, carry), 128.0 if in_kind == "static" else 16.0)
+    x = _Val("input", input_shape, np.full(c0, carry), 16.0 if in_kind == "events" else 128.0)
     items = [(f"body.{n}", m) for n, m in net.body.named_children()]
     walker = _Walker(em, family)
     v = walker.run(items, x, last_is_out=(family == "dspike"))
@@ -999,6 +1038,7 @@ def export(
     input_scale: float | None = None,
     normalize: Any = None,
     data_shape: Sequence[int] | None = None,
+    input_kind: InputKind | None = None,
 ) -> Graph:
     """Export a trained DSR or Dspike network and write it to ``path`` with :func:`snnsim.save`
     (``path=None``: only build it). Returns the :class:`~snnsim.graph.Graph`.
@@ -1040,6 +1080,7 @@ def export(
         normalize=normalize,
         data_shape=data_shape,
         source=source,
+        input_kind=input_kind,
     )
     if path is not None:
         from .model_file import save

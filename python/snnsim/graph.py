@@ -29,18 +29,20 @@ from . import container
 from .errors import ModelError
 
 Precision = Literal["float32", "int"]
-InputKind = Literal["static", "events"]
+InputKind = Literal["static", "events", "sequence"]
 #: A tensor argument of the builder: a numpy array, a torch tensor, a nested list or a scalar
 #: (anything ``numpy.asarray`` takes; a scalar is one value shared by every channel).
 Values = npt.ArrayLike
 #: A kernel, stride or padding: one int for both axes or a pair ``(height, width)``, in pixels.
 Pair = int | Sequence[int]
 
-WEIGHTED_OPS = ("linear", "conv2d")
-POOL_OPS = ("avgpool2d", "sumpool2d")
+WEIGHTED_OPS = ("linear", "conv2d", "conv1d")
+POOL_OPS = ("avgpool2d", "sumpool2d", "avgpool1d", "sumpool1d")
+#: 1-d ops (on ``[C, L]`` values) and the 2-d op each runs as (height 1).
+ONE_D_OPS = {"conv1d": "conv2d", "avgpool1d": "avgpool2d", "sumpool1d": "sumpool2d"}
 NEURON_OPS = ("dsr_if", "dsr_lif", "dspike_lif")
 OUTPUT_OPS = NEURON_OPS + ("integrate",)
-ALL_OPS = WEIGHTED_OPS + POOL_OPS + ("flatten", "add", "scale") + OUTPUT_OPS
+ALL_OPS = WEIGHTED_OPS + POOL_OPS + ("flatten", "add", "scale", "delay") + OUTPUT_OPS
 
 GRAPH_VERSION = 1
 _WEIGHT_BITS = {4: (-8, 7), 8: (-128, 127), 16: (-32768, 32767)}
@@ -72,8 +74,11 @@ class Node:
 
 @dataclass
 class Graph:
-    """A feed-forward spiking network as a DAG. ``input_shape`` is per sample: ``(C, H, W)`` or
-    ``(F,)``. ``precision`` is ``"float32"`` or ``"int"`` (integer-exact, docs/semantics.md §2).
+    """A spiking network: a DAG of layers and neurons, plus one-step ``delay`` nodes through
+    which cycles (recurrent connections) may pass. ``input_shape`` is per sample: ``(C, H, W)``,
+    ``(C, L)`` or ``(F,)``. ``input_kind``: ``"static"`` (one tensor applied at every step),
+    ``"events"`` (per-step event counts) or ``"sequence"`` (per-step tensors, binary or graded).
+    ``precision`` is ``"float32"`` or ``"int"`` (integer-exact, docs/semantics.md §2).
 
     ``meta``: what the network was trained with, stored beside the graph in the file's
     ``"snnsim.meta"`` key (docs/model-format.md §1.1): the number of time steps ``T``, the input
@@ -119,8 +124,9 @@ class Graph:
 
     def topological_order(self) -> list[Node]:
         """Nodes sorted so that every node comes after its inputs; among nodes that are ready,
-        the one listed first goes first (the engine's order, docs/model-format.md §1).
-        Raises ModelError on duplicate names, unknown inputs or cycles. O(n log n)."""
+        the one listed first goes first (the engine's order, docs/model-format.md §1). The input
+        of a ``delay`` node is its previous step's value, not an edge of this order. Raises
+        ModelError on duplicate names, unknown inputs or cycles not through a delay. O(n log n)."""
         by_name: dict[str, int] = {}
         for i, n in enumerate(self.nodes):
             if n.name in by_name:
@@ -131,6 +137,8 @@ class Graph:
         for i, n in enumerate(self.nodes):
             for src in n.inputs:
                 if src == "input":
+                    continue
+                if n.op == "delay":  # may name a node still to be added (the engine checks)
                     continue
                 j = by_name.get(src)
                 if j is None:
@@ -155,8 +163,23 @@ class Graph:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-sample output shape of every node (and of ``"input"``); validates as it goes."""
         shapes: dict[str, tuple[int, ...]] = {"input": tuple(int(d) for d in self.input_shape)}
-        for n in self.topological_order():
+        order = self.topological_order()
+        for n in order:
+            if n.op == "delay":
+                shapes[n.name] = _delay_shape(n)
+                continue
             shapes[n.name] = _infer_shape(n, [shapes[i] for i in n.inputs], self.precision)
+        for n in order:
+            if (
+                n.op == "delay"
+                and len(n.inputs) == 1
+                and n.inputs[0] in shapes
+                and shapes[n.inputs[0]] != shapes[n.name]
+            ):
+                raise ModelError(
+                    f"node {n.name!r}: field 'shape' {list(shapes[n.name])} differs from the "
+                    f"shape {list(shapes[n.inputs[0]])} of its input {n.inputs[0]!r}"
+                )
         return shapes
 
     # ------------------------------------------------------------------ validation
@@ -358,6 +381,88 @@ class Graph:
             attrs,
             {"weight": w, "bias": self._int_or_float(name, "bias", bias)},
         )
+
+    def conv1d(
+        self,
+        name: str,
+        inp: str,
+        weight: Values,
+        bias: Values | None = None,
+        *,
+        stride: int = 1,
+        padding: int = 0,
+        weight_bits: int | None = None,
+    ) -> str:
+        """Add a 1-d convolution (torch's ``conv1d``, zero padding) on the ``[C, L]`` value of
+        ``inp`` (e.g. frequency channels of an audio event stream) and return ``name``.
+
+        ``weight`` is ``[out, in, k]``, ``bias`` ``[out]`` (optional); ``stride`` and
+        ``padding`` in elements. The output is ``[out, Lo]`` with ``Lo = (L + 2*padding - k) //
+        stride + 1``. Value rules as :meth:`linear`."""
+        w, attrs = self._weights(name, weight, weight_bits)
+        if w.ndim != 3:
+            raise ModelError(
+                f"node {name!r}: field 'weight' must be [out, in, k], got shape {list(w.shape)}"
+            )
+        attrs.update(
+            in_channels=int(w.shape[1]),
+            out_channels=int(w.shape[0]),
+            kernel=int(w.shape[2]),
+            stride=_one(stride, "stride"),
+            padding=_one(padding, "padding"),
+        )
+        return self._add(
+            name,
+            "conv1d",
+            [inp],
+            attrs,
+            {"weight": w, "bias": self._int_or_float(name, "bias", bias)},
+        )
+
+    def avgpool1d(
+        self,
+        name: str,
+        inp: str,
+        kernel: int,
+        stride: int | None = None,
+        *,
+        m: int | None = None,
+        f: int | None = None,
+    ) -> str:
+        """Add a 1-d average pool (no padding) over windows of ``kernel`` elements at ``stride``
+        (default: the kernel) on a ``[C, L]`` value; rules as :meth:`avgpool2d` (int: ``m /
+        2^f`` approximates ``1 / kernel``)."""
+        attrs: dict[str, Any] = {
+            "kernel": _one(kernel, "kernel"),
+            "stride": _one(stride if stride is not None else kernel, "stride"),
+        }
+        if self.precision == "int":
+            attrs.update(m=m, f=f)
+        return self._add(name, "avgpool1d", [inp], attrs)
+
+    def sumpool1d(self, name: str, inp: str, kernel: int, stride: int | None = None) -> str:
+        """Add a 1-d sum pool (no padding) over windows of ``kernel`` elements at ``stride``
+        (default: the kernel) on a ``[C, L]`` value; return ``name``."""
+        attrs = {
+            "kernel": _one(kernel, "kernel"),
+            "stride": _one(stride if stride is not None else kernel, "stride"),
+        }
+        return self._add(name, "sumpool1d", [inp], attrs)
+
+    def delay(self, name: str, inp: str, shape: Sequence[int] | None = None) -> str:
+        """Add a one-step delay of ``inp`` and return ``name``: its value at step ``n`` is
+        ``inp``'s value at step ``n - 1``, zero at the first step. A recurrent connection is a
+        weighted node on a delay of a later neuron (``inp`` may be added after this node); the
+        graph may have cycles only through delays. ``shape`` is ``inp``'s per-sample shape,
+        needed when ``inp`` is not yet in the graph."""
+        if shape is None:
+            try:
+                shape = self.shapes()[inp]
+            except (ModelError, KeyError):
+                raise ModelError(
+                    f"node {name!r}: give the shape of {inp!r} (it is not in the graph yet)"
+                ) from None
+        return self._add(name, "delay", [inp], {"shape": [int(d) for d in shape]})
 
     def avgpool2d(
         self,
@@ -629,6 +734,29 @@ def _pair(v: Pair) -> list[int]:
     return vals
 
 
+def _one(v: int, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ModelError(f"{what} of a 1-d op must be an int, got {v!r}")
+    return int(v)
+
+
+def _delay_shape(n: Node) -> tuple[int, ...]:
+    v = n.attrs.get("shape")
+    if (
+        not isinstance(v, (list, tuple))
+        or not 1 <= len(v) <= 3
+        or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in v)
+    ):
+        raise ModelError(
+            f"node {n.name!r}: field 'shape' must be a list of 1 to 3 integers, got {v!r}"
+        )
+    if len(n.inputs) != 1:
+        raise ModelError(
+            f"node {n.name!r}: field 'inputs' must name 1 input(s), got {len(n.inputs)}"
+        )
+    return tuple(int(d) for d in v)
+
+
 def _int_attr(n: Node, key: str, lo: int, hi: int | None = None) -> int:
     v = n.attrs.get(key)
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -673,7 +801,19 @@ def _infer_shape(n: Node, ins: list[tuple[int, ...]], precision: str) -> tuple[i
                 "(flatten first?)"
             )
         return (fout,)
-    if n.op in ("conv2d",) + POOL_OPS:
+    if n.op in ONE_D_OPS:
+        k, st = _int_attr(n, "kernel", 1), _int_attr(n, "stride", 1)
+        pad = _int_attr(n, "padding", 0) if n.op == "conv1d" else 0
+        c = _int_attr(n, "out_channels", 1) if n.op == "conv1d" else (x[0] if x else 0)
+        if len(x) != 2:
+            raise ModelError(f"node {n.name!r}: input shape {list(x)} is not [C, L]")
+        if x[1] + 2 * pad < k:
+            raise ModelError(
+                f"node {n.name!r}: kernel {k} larger than the (padded) input length "
+                f"{x[1] + 2 * pad}"
+            )
+        return (c, (x[1] + 2 * pad - k) // st + 1)
+    if n.op in ("conv2d", "avgpool2d", "sumpool2d"):
         (kh, kw), (sh, sw) = _pair_attr(n, "kernel", 1), _pair_attr(n, "stride", 1)
         ph, pw = _pair_attr(n, "padding", 0) if n.op == "conv2d" else (0, 0)
         c = _int_attr(n, "out_channels", 1) if n.op == "conv2d" else (x[0] if x else 0)

@@ -170,6 +170,50 @@ def prepare_frames(frames: Any, input_shape: Sequence[int], precision: str) -> n
     return _int_range(a, _I32_MIN, _I32_MAX, "frames", "values must fit in int32")
 
 
+def prepare_sequence(
+    seq: Any, input_shape: Sequence[int], precision: str, scale: float | None
+) -> np.ndarray:
+    """Convert per-step input tensors (spike trains or graded values; a model of input kind
+    ``"sequence"``) to ``[B, T, *input_shape]``: float32 in float precision, int32 in int
+    precision.
+
+    ``seq`` has shape ``[T, *input_shape]`` (one sample) or ``[B, T, *input_shape]``. In int
+    precision an integer or bool ``seq`` is taken as already quantised and must lie in
+    [-128, 127]; a float one is quantised per element with the model's ``scale``
+    (:func:`quantize`), or, when the model has none, must hold whole numbers in that range
+    (e.g. binary spikes as 0.0/1.0)."""
+    shape = tuple(int(d) for d in input_shape)
+    a = to_numpy(seq, "sequence")
+    if a.ndim == len(shape) + 1:
+        a = a[None]
+    if a.ndim != len(shape) + 2 or a.shape[2:] != shape:
+        raise InputError(
+            f"sequence has shape {list(a.shape)}; expected [B, T, *input_shape] or "
+            f"[T, *input_shape] with input_shape {list(shape)}"
+        )
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise InputError(
+            f"sequence has shape {list(a.shape)}; need batch size B >= 1 (axis 0) and "
+            "T >= 1 time steps (axis 1)"
+        )
+    if precision == "float32":
+        return _to_float32(a, "sequence")
+    if a.dtype.kind == "f":
+        _check_finite(a, "sequence")
+        if scale is not None:
+            return np.ascontiguousarray(quantize(a, scale))
+        frac = a != np.floor(a)
+        if frac.any():
+            idx = tuple(int(i) for i in np.argwhere(frac)[0])
+            raise InputError(
+                "sequence: the model has no input scale, so int precision needs whole numbers "
+                f"(e.g. spikes 0/1); got {a[idx]} at index {list(idx)}"
+            )
+    return _int_range(
+        a, QMIN, QMAX, "sequence", "integer input is taken as quantised and must lie in [-128, 127]"
+    )
+
+
 def frames_for_precision(frames: np.ndarray, precision: str) -> np.ndarray:
     """Cast int32 event-count frames (from binning) to the dtype the executors take for
     ``precision`` (float32 in float precision, int32 in int precision)."""

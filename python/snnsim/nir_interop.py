@@ -23,6 +23,14 @@ conv2d          Conv2d                       exact; NIR bias is mandatory, so a 
                                              is written with a zero bias (metadata drops it
                                              again); import: groups=1, dilation=1, padding int,
                                              pair, "valid" or "same" (stride 1, odd kernel)
+conv1d          Conv1d                       exact (bias as for conv2d); import: groups=1,
+                                             dilation=1, padding int, "valid" or "same"
+sumpool1d,      (none)                       ModelError: NIR has no 1-d pool
+avgpool1d
+delay           Delay (delay = dt)           exact; the NIR graph keeps the cycle the delay
+                                             closes. Import: a Delay of one step ``dt``; an
+                                             edge that closes a cycle without a Delay (a
+                                             peer's recurrent connection) gets a delay
 sumpool2d       SumPool2d                    exact; padding must be 0
 avgpool2d       AvgPool2d                    exact (mean of the window); padding must be 0
 flatten         Flatten(start_dim=0)         exact; import also accepts start_dim=1 (the
@@ -75,7 +83,8 @@ Plain NIR import (nodes without snnsim metadata), with step ``dt``:
   ``v_leak``).
 * NIR's ``v_reset != 0``, ``v_threshold <= 0``, per-element (not per-channel) neuron
   parameters, non-finite or zero ``tau``, ``CubaLI``/``CubaLIF`` (second state),
-  ``Delay``, ``Threshold``, ``Conv1d``, nested graphs, several inputs/outputs: ModelError.
+  ``Delay`` of other than one step, ``Threshold``, nested graphs, several inputs/outputs:
+  ModelError.
 * NIR's IF/LIF compare with strict ``>`` and reset to a value: they map to Dspike (hard reset,
   strict ``>``), never to DSR (``>=``, subtractive reset).
 * Float64 NIR arrays are rounded to float32 (snnsim's float precision). Derived leaks and gains
@@ -157,6 +166,9 @@ def _node_meta(n: Node) -> str:
     return json.dumps(doc)
 
 
+_DT_PLACEHOLDER = 1.0  # a delay's NIR value is set to one step of the export's dt
+
+
 def _tau_from_leak(leak: np.ndarray) -> np.ndarray:
     """Time constant in steps, 1/(1-leak), in float64 (rounded to float32 by the caller)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -192,6 +204,25 @@ def _layer_to_nir(
             bias=bias,
             metadata=meta,
         )
+    elif op == "conv1d":
+        bias = t["bias"] if "bias" in t else np.zeros(shape[0], dtype=np.float32)
+        node = nir.Conv1d(
+            input_shape=int(in_shape[1]),
+            weight=t["weight"],
+            stride=int(n.attrs["stride"]),
+            padding=int(n.attrs["padding"]),
+            dilation=1,
+            groups=1,
+            bias=bias,
+            metadata=meta,
+        )
+    elif op in ("sumpool1d", "avgpool1d"):
+        raise ModelError(
+            f"node {n.name!r}: NIR has no 1-d pool ({op}); pool after a conv1d by a stride"
+        )
+    elif op == "delay":
+        # one step of dt; the NIR graph keeps the cycle the delay closes
+        node = nir.Delay(delay=np.full(shape, _DT_PLACEHOLDER, dtype=np.float32), metadata=meta)
     elif op in ("sumpool2d", "avgpool2d"):
         cls = nir.SumPool2d if op == "sumpool2d" else nir.AvgPool2d
         node = cls(
@@ -305,6 +336,8 @@ def to_nir(graph: Graph, *, dt: float = 1.0) -> Any:
         node = _layer_to_nir(nir, n, shape, in_shape, meta)
         if node is None:
             node = _neuron_to_nir(n, shape, dt, meta, nir)
+        elif n.op == "delay":
+            node.delay = np.full(shape, dt, dtype=np.float32)
         nodes[n.name] = node
         for i in n.inputs:
             edges.append((i, n.name))
@@ -385,18 +418,7 @@ class _Importer:
             raise ModelError(
                 f"from_nir: expected a nir.NIRGraph or a path, got {type(ng).__name__}"
             )
-        inputs = [k for k, v in ng.nodes.items() if isinstance(v, nir.Input)]
-        outputs = [k for k, v in ng.nodes.items() if isinstance(v, nir.Output)]
-        if len(inputs) != 1:
-            raise ModelError(
-                f"from_nir: snnsim graphs have exactly one Input node, got {len(inputs)} ({inputs})"
-            )
-        if len(outputs) != 1:
-            raise ModelError(
-                f"from_nir: snnsim graphs have exactly one Output node, got {len(outputs)} "
-                f"({outputs})"
-            )
-        in_key, out_key = inputs[0], outputs[0]
+        in_key, out_key = self._ends()
         preds: dict[str, list[str]] = {k: [] for k in ng.nodes}
         for a, b in ng.edges:
             if a not in ng.nodes or b not in ng.nodes:
@@ -414,6 +436,7 @@ class _Importer:
         self.out_of: dict[str, str] = {in_key: "input"}
         self.used: set[str] = {"input"}
         self.g = g
+        self.pending_delays: dict[str, str] = {}
         for key in self._topo(preds, in_key, out_key):
             node = ng.nodes[key]
             if isinstance(node, nir.NIRGraph):
@@ -424,7 +447,10 @@ class _Importer:
                 continue
             if not preds[key]:
                 raise self.err(key, node, "has no incoming edge (unreachable from the Input)")
-            srcs = [self.out_of[p] for p in preds[key]]
+            if isinstance(node, nir.Delay):
+                self._convert_delay(key, node, preds[key])
+                continue
+            srcs = self._sources(key, preds[key])
             if isinstance(node, nir.Output):
                 if len(srcs) != 1:
                     raise self.err(key, node, "the Output must have exactly one incoming edge")
@@ -435,6 +461,7 @@ class _Importer:
             raise ModelError(
                 f"from_nir: the Output node {out_key!r} is not reachable from the Input"
             )
+        self._link_delays()
         out = g.node(g.output)
         if out.op not in NEURON_OPS + ("integrate",):
             raise ModelError(
@@ -475,22 +502,105 @@ class _Importer:
         return False
 
     def _topo(self, preds: dict[str, list[str]], in_key: str, out_key: str) -> list[str]:
-        keys = list(self.ng.nodes)
+        """Node keys in an order where every node comes after its predecessors, not counting
+        the edges into a NIR ``Delay`` (its value is the previous step's) and, for a cycle
+        without one, the edges that close it (found depth-first from the Input; they are read
+        as one-step delays, recorded in ``self.back``)."""
+        nir = self.nir
+        is_delay = {k: isinstance(v, nir.Delay) for k, v in self.ng.nodes.items()}
+        succ: dict[str, list[str]] = {k: [] for k in preds}
+        for b, ps in preds.items():
+            for a in ps:
+                succ[a].append(b)
+        self.back: set[tuple[str, str]] = set()
+        state: dict[str, int] = {}
+        roots = [in_key] + [k for k in preds if k != in_key]
+        for root in roots:
+            if root in state:
+                continue
+            stack = [(root, iter(succ[root]))]
+            state[root] = 1
+            while stack:
+                k, it = stack[-1]
+                nxt = next(it, None)
+                if nxt is None:
+                    state[k] = 2
+                    stack.pop()
+                elif is_delay[nxt]:
+                    continue
+                elif state.get(nxt) == 1:
+                    self.back.add((k, nxt))
+                elif nxt not in state:
+                    state[nxt] = 1
+                    stack.append((nxt, iter(succ[nxt])))
         done: set[str] = set()
         order: list[str] = []
-        pending = keys
+        pending = list(self.ng.nodes)
         while pending:
-            ready = [k for k in pending if all(p in done for p in preds[k])]
-            if not ready:
-                raise ModelError(
-                    f"from_nir: the edges form a cycle among {pending} "
-                    "(recurrent graphs are not supported)"
-                )
+            ready = [
+                k
+                for k in pending
+                if is_delay[k] or all(p in done or (p, k) in self.back for p in preds[k])
+            ]
+            if not ready:  # pragma: no cover - the depth-first search broke every cycle
+                raise ModelError(f"from_nir: the edges form a cycle among {pending}")
             for k in ready:
                 done.add(k)
                 order.append(k)
             pending = [k for k in pending if k not in done]
         return order
+
+    def _delay_of(self, src_key: str, shape: tuple[int, ...], want: str) -> str:
+        """A snnsim delay node of the (later) value of NIR node ``src_key``; its input (itself
+        until then) is linked once every node is converted (:meth:`_link_delays`)."""
+        name = self._name(want)
+        self.g.nodes.append(
+            Node(name=name, op="delay", inputs=[name], attrs={"shape": list(shape)})
+        )
+        self.pending_delays[name] = src_key
+        return name
+
+    def _ends(self) -> tuple[str, str]:
+        """The keys of the one Input and the one Output node."""
+        nir, ng = self.nir, self.ng
+        inputs = [k for k, v in ng.nodes.items() if isinstance(v, nir.Input)]
+        outputs = [k for k, v in ng.nodes.items() if isinstance(v, nir.Output)]
+        if len(inputs) != 1:
+            raise ModelError(
+                f"from_nir: snnsim graphs have exactly one Input node, got {len(inputs)} ({inputs})"
+            )
+        if len(outputs) != 1:
+            raise ModelError(
+                f"from_nir: snnsim graphs have exactly one Output node, got {len(outputs)} "
+                f"({outputs})"
+            )
+        return inputs[0], outputs[0]
+
+    def _sources(self, key: str, preds: list[str]) -> list[str]:
+        """The snnsim values feeding NIR node ``key``: a delay for an edge closing a cycle."""
+        return [
+            self._delay_of(p, self._value_shape(p), f"{p}_prev")
+            if (p, key) in self.back
+            else self.out_of[p]
+            for p in preds
+        ]
+
+    def _link_delays(self) -> None:
+        for name, src_key in self.pending_delays.items():
+            self.g.node(name).inputs = [self.out_of[src_key]]
+
+    def _value_shape(self, key: str) -> tuple[int, ...]:
+        """The per-sample shape of NIR node ``key``'s output (its output type, else the shape
+        of a full-shape parameter)."""
+        node = self.ng.nodes[key]
+        out = (getattr(node, "output_type", None) or {}).get("output")
+        if out is not None and np.asarray(out).size > 0:
+            return tuple(int(d) for d in np.asarray(out).reshape(-1))
+        for field in ("v_threshold", "tau", "r", "delay", "bias"):
+            a = getattr(node, field, None)
+            if a is not None and np.asarray(a).size > 1:
+                return tuple(int(d) for d in np.asarray(a).shape)
+        raise self.err(key, node, "feeds a cycle but its output shape cannot be told")
 
     # -- helpers
     def _name(self, want: str) -> str:
@@ -559,6 +669,25 @@ class _Importer:
         else:
             self._convert_plain(key, node, srcs)
 
+    def _convert_delay(self, key: str, node: Any, preds: list[str]) -> None:
+        """NIR ``Delay``: one snnsim time step (``dt``) everywhere -> a ``delay`` node."""
+        if len(preds) != 1:
+            raise self.err(key, node, f"a delay takes one input, it has {len(preds)}")
+        d = np.asarray(node.delay, dtype=np.float64)
+        meta = _parse_meta(node) or {}
+        if meta.get("op") != "delay" and not np.allclose(d, self.dt, rtol=1e-6, atol=0.0):
+            raise self.err(
+                key,
+                node,
+                f"delays of one time step (dt = {self.dt}) only; got {np.unique(d)[:5].tolist()}",
+            )
+        shape = (
+            tuple(int(x) for x in meta["attrs"]["shape"])
+            if meta.get("op") == "delay"
+            else (tuple(d.shape) if d.size > 1 else self._value_shape(preds[0]))
+        )
+        self.out_of[key] = self._delay_of(preds[0], shape, key)
+
     def _convert_meta(self, key: str, node: Any, srcs: list[str], meta: dict[str, Any]) -> None:
         op = meta["op"]
         name = self._name(key)
@@ -566,7 +695,7 @@ class _Importer:
         tensors: dict[str, np.ndarray] = {}
         for k, spec in meta.get("tensors", {}).items():
             tensors[k] = np.asarray(spec["data"], dtype=np.float32).reshape(spec["shape"])
-        if op in ("linear", "conv2d"):
+        if op in ("linear", "conv2d", "conv1d"):
             tensors["weight"] = _f32(node.weight)
             if "bias" in keys:
                 tensors["bias"] = _f32(node.bias)
@@ -602,6 +731,7 @@ class _Importer:
         converters: list[tuple[Any, Callable[[str, Any, str, tuple[int, ...]], str]]] = [
             ((nir.Affine, nir.Linear), self._plain_affine),
             (nir.Conv2d, self._plain_conv),
+            (nir.Conv1d, self._plain_conv1d),
             ((nir.SumPool2d, nir.AvgPool2d), self._plain_pool),
             (nir.Flatten, self._plain_flatten),
             (nir.Scale, self._plain_scale),
@@ -616,9 +746,7 @@ class _Importer:
         why = {
             "CubaLIF": "current-based LIF (synaptic state) is not supported",
             "CubaLI": "current-based leaky integrator is not supported",
-            "Delay": "delays are not supported",
             "Threshold": "a stateless threshold is not supported",
-            "Conv1d": "1-D convolution is not supported (only Conv2d)",
         }.get(type(node).__name__, "node type not supported by snnsim")
         raise self.err(key, node, why)
 
@@ -671,6 +799,26 @@ class _Importer:
         bias = _f32(node.bias) if getattr(node, "bias", None) is not None else None
         out = g.conv2d(self._name(key), src, w, bias, stride=stride, padding=pad)
         return out
+
+    def _plain_conv1d(self, key: str, node: Any, src: str, in_shape: tuple[int, ...]) -> str:
+        """Conv1d -> conv1d (groups 1, dilation 1; padding a number, 'valid', or 'same' with
+        stride 1 and an odd kernel)."""
+        if int(np.asarray(node.groups)) != 1 or int(np.asarray(node.dilation).reshape(-1)[0]) != 1:
+            raise self.err(key, node, "groups and dilation other than 1 are not supported")
+        w = _f32(node.weight)
+        k = int(w.shape[2])
+        stride = int(np.asarray(node.stride).reshape(-1)[0])
+        pad = node.padding
+        if isinstance(pad, bytes):
+            pad = pad.decode()
+        if isinstance(pad, str):
+            if pad == "valid" or (pad == "same" and stride == 1 and k % 2 == 1):
+                pad = 0 if pad == "valid" else k // 2
+            else:
+                raise self.err(key, node, f"padding {pad!r} is not supported")
+        pad = int(np.asarray(pad).reshape(-1)[0])
+        bias = _f32(node.bias) if getattr(node, "bias", None) is not None else None
+        return self.g.conv1d(self._name(key), src, w, bias, stride=stride, padding=pad)
 
     def _plain_pool(self, key: str, node: Any, src: str, in_shape: tuple[int, ...]) -> str:
         """SumPool2d / AvgPool2d -> sumpool2d / avgpool2d (no padding)."""
@@ -777,16 +925,20 @@ def from_nir(nir_graph: Any, *, dt: float = 1.0, input_kind: InputKind | None = 
     Nodes carrying snnsim metadata (written by :func:`to_nir`) come back exactly; other nodes are
     read with the native semantics of the module docstring, discretised with forward Euler and
     step ``dt`` (NIR's time unit, seconds by convention: pass the step the writer used, e.g.
-    ``1e-4`` for files written by snnTorch and SpikingJelly). ``input_kind`` (``"static"`` or
-    ``"events"``) overrides the input kind, which NIR does not record (default: the snnsim
-    metadata's, else ``"static"``). Anything snnsim cannot represent raises
-    :class:`~snnsim.errors.ModelError` naming the NIR node and the reason. The result is
-    validated."""
+    ``1e-4`` for files written by snnTorch and SpikingJelly). ``input_kind`` (``"static"``,
+    ``"events"`` or ``"sequence"``: per-step tensors such as snnTorch's spike trains) overrides
+    the input kind, which NIR does not record (default: the snnsim metadata's, else
+    ``"static"``). A ``Delay`` of one step (``dt``) is a ``delay`` node; an edge that closes a
+    cycle without one (a peer's recurrent connection) is read as one step late. Anything snnsim
+    cannot represent raises :class:`~snnsim.errors.ModelError` naming the NIR node and the
+    reason. The result is validated."""
     nir = _nir()
     if isinstance(nir_graph, (str, os.PathLike)):
         nir_graph = nir.read(nir_graph)
     if not (dt > 0 and np.isfinite(dt)):
         raise ValueError(f"dt must be a finite positive number, got {dt!r}")
-    if input_kind not in (None, "static", "events"):
-        raise ValueError(f"input_kind must be None, 'static' or 'events', got {input_kind!r}")
+    if input_kind not in (None, "static", "events", "sequence"):
+        raise ValueError(
+            f"input_kind must be None, 'static', 'events' or 'sequence', got {input_kind!r}"
+        )
     return _Importer(nir_graph, dt, input_kind).run()

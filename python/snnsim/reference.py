@@ -28,7 +28,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import InputError, SnnsimError
-from .graph import NEURON_OPS, OUTPUT_OPS, POOL_OPS, WEIGHTED_OPS, Graph, Node, Precision
+from .graph import (
+    NEURON_OPS,
+    ONE_D_OPS,
+    OUTPUT_OPS,
+    POOL_OPS,
+    WEIGHTED_OPS,
+    Graph,
+    Node,
+    Precision,
+)
 from .neurons import (
     DspikeLIFIntParams,
     DspikeLIFParams,
@@ -73,15 +82,37 @@ def _zero_shift(node: Node) -> bool:
 
 def value_kinds(graph: Graph, input_kind: Kind = "static") -> dict[str, Kind]:
     """Value kind of ``"input"`` and of every node (docs §3), given the kind of the input
-    (``"static"`` for a static image, ``"sparse"`` for per-step event frames).
+    (``"static"`` for a static image, ``"sparse"`` for per-step event frames or sequences).
 
     * linear/conv/pools/add/scale with only static inputs: static; flatten keeps its input's kind;
     * neurons: sparse (spikes); pools/add with only sparse inputs and scales without shift (or
       with an all-zero shift) of a sparse input: sparse;
+    * a delay: sparse when its input is sparse, else dense (a static input is zero at the first
+      step); as its input may depend on it, delays start sparse and turn dense until that holds;
     * everything else (linear/conv outputs of non-static inputs, integrate, mixed adds): dense.
     """
+    order = graph.topological_order()
+    delay_kind: dict[str, Kind] = {n.name: "sparse" for n in order if n.op == "delay"}
+    while True:
+        kinds = _kinds_once(order, input_kind, delay_kind)
+        want: dict[str, Kind] = {
+            n.name: ("sparse" if kinds[n.inputs[0]] == "sparse" else "dense")
+            for n in order
+            if n.op == "delay"
+        }
+        if want == delay_kind:
+            return kinds
+        delay_kind = want
+
+
+def _kinds_once(
+    order: list[Node], input_kind: Kind, delay_kind: dict[str, Kind]
+) -> dict[str, Kind]:
     kinds: dict[str, Kind] = {"input": input_kind}
-    for n in graph.topological_order():
+    for n in order:
+        if n.op == "delay":
+            kinds[n.name] = delay_kind[n.name]
+            continue
         ins = [kinds[i] for i in n.inputs]
         k: Kind
         if n.op in NEURON_OPS:
@@ -115,10 +146,11 @@ def axis_fanout(size: int, kernel: int, stride: int, padding: int) -> np.ndarray
 
 
 def fanout_map(node: Node, in_shape: Sequence[int]) -> np.ndarray:
-    """Fan-out of one input element of a conv2d or pool node as a function of its position:
-    int64 ``[H, W]`` (the same for every input channel). conv2d: ``out_channels x`` the number
-    of output positions whose window contains the element (padding clipped); pools: the number
-    of windows containing it."""
+    """Fan-out of one input element of a conv or pool node as a function of its position:
+    int64 ``[H, W]`` (``[1, L]`` for a 1-d op; the same for every input channel). conv:
+    ``out_channels x`` the number of output positions whose window contains the element
+    (padding clipped); pools: the number of windows containing it."""
+    node, in_shape = as_2d(node, in_shape)
     _, h, w = (int(d) for d in in_shape)
     kh, kw = node.attrs["kernel"]
     sh, sw = node.attrs["stride"]
@@ -127,6 +159,27 @@ def fanout_map(node: Node, in_shape: Sequence[int]) -> np.ndarray:
     if node.op == "conv2d":
         m = m * int(node.attrs["out_channels"])
     return m.astype(np.int64)
+
+
+def as_2d(node: Node, in_shape: Sequence[int]) -> tuple[Node, tuple[int, ...]]:
+    """A 1-d conv/pool node as the 2-d node it runs as (height 1: kernel ``[1, k]``, weight
+    ``[out, in, 1, k]``) and its input shape ``[C, 1, L]``; other nodes unchanged."""
+    shape = tuple(int(d) for d in in_shape)
+    if node.op not in ONE_D_OPS:
+        return node, shape
+    a = dict(node.attrs)
+    a["kernel"] = [1, int(a["kernel"])]
+    a["stride"] = [1, int(a["stride"])]
+    if node.op == "conv1d":
+        a["padding"] = [0, int(a["padding"])]
+    tensors = dict(node.tensors)
+    if "weight" in tensors:
+        w = tensors["weight"]
+        tensors["weight"] = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2])
+    return (
+        Node(name=node.name, op=ONE_D_OPS[node.op], inputs=node.inputs, attrs=a, tensors=tensors),
+        (shape[0], 1, shape[1]),
+    )
 
 
 def _total_fanout(node: Node, in_shape: Sequence[int]) -> int:
@@ -221,6 +274,10 @@ class _NodeOp(torch.nn.Module):
 
     def __init__(self, node: Node, precision: Precision, in_shapes: list[tuple[int, ...]]) -> None:
         super().__init__()
+        self.one_d = node.op in ONE_D_OPS  # computed as the 2-d op of height 1
+        if self.one_d:
+            node, shape2 = as_2d(node, in_shapes[0])
+            in_shapes = [shape2]
         self.node = node
         self.name = node.name
         self.op = node.op
@@ -287,6 +344,11 @@ class _NodeOp(torch.nn.Module):
     # ------------------------------------------------------------------ ops
     def compute(self, ins: list[Tensor], where: str) -> Tensor:
         """Value of a non-neuron node from its input values (batched ``[B, *shape]``)."""
+        if self.one_d:
+            return self._compute_2d([ins[0].unsqueeze(2)], where).squeeze(2)
+        return self._compute_2d(ins, where)
+
+    def _compute_2d(self, ins: list[Tensor], where: str) -> Tensor:
         if self.precision == "float32":
             return self._compute_float(ins)
         out = self._compute_int(ins, where)
@@ -385,6 +447,8 @@ class _NodeOp(torch.nn.Module):
     def fanout_sum(self, x: Tensor, kind: Kind, n: int) -> Tensor:
         """Sum of the fan-outs of the processed elements of the (single) input: int64 [B]."""
         b = x.shape[0]
+        if self.one_d:
+            x = x.unsqueeze(2)
         if self.op == "linear":
             return self.processed(x, kind, n, self.numel_in[0]) * self.fan_per_element
         if kind == "sparse":
@@ -405,6 +469,8 @@ class ReferenceState:
     step: int = 0
     membranes: dict[str, Tensor] = field(default_factory=dict)
     static_values: dict[str, Tensor] = field(default_factory=dict)
+    #: value of every delay node's input at the previous step (absent before the first step)
+    delayed: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -450,6 +516,7 @@ class ReferenceNetwork(torch.nn.Module):
             _NodeOp(n, self.precision, [self.shapes[i] for i in n.inputs]) for n in self.order
         ]
         self.ops = torch.nn.ModuleList(self.node_ops)  # registered (buffers follow .to())
+        self._delays = [n for n in self.order if n.op == "delay"]
         self._kinds: dict[str, dict[str, Kind]] = {
             k: value_kinds(graph, k) for k in ("static", "sparse")
         }
@@ -516,6 +583,9 @@ class ReferenceNetwork(torch.nn.Module):
             for li, (node, op) in enumerate(zip(self.order, self.node_ops, strict=True)):
                 name = node.name
                 kind = kinds[name]
+                if node.op == "delay":
+                    values[name] = self._delayed(state, name, b, dev)
+                    continue
                 if kind == "static" and n > 0:
                     values[name] = state.static_values[name]
                     continue  # static work is counted at step 0 only
@@ -554,8 +624,16 @@ class ReferenceNetwork(torch.nn.Module):
                     counts["aux_ops"][:, li] = tot
                 elif node.op == "scale":
                     counts["aux_ops"][:, li] = op.processed(ins[0], in_kinds[0], n, op.numel_in[0])
+        state.delayed = {d.name: values[d.inputs[0]] for d in self._delays}
         state.step = n + 1
         return values, counts
+
+    def _delayed(self, state: ReferenceState, name: str, b: int, dev: torch.device) -> Tensor:
+        """A delay node's value: its input's value at the previous step (zeros at step 0)."""
+        prev = state.delayed.get(name)
+        if prev is not None:
+            return prev
+        return torch.zeros((b, *self.shapes[name]), dtype=self.value_dtype, device=dev)
 
     def forward(
         self,

@@ -32,7 +32,7 @@ FLOAT_TOLERANCE = 1e-4
 @dataclass
 class NetworkCase:
     """A drawn network with its input: ``static`` [B, *input_shape] or ``frames``
-    [B, T, *input_shape] (event counts), and the number of ``steps``."""
+    [B, T, *input_shape] (event counts or per-step tensors), and the number of ``steps``."""
 
     graph: Graph
     steps: int
@@ -91,10 +91,16 @@ class _Builder:
         return max(1.0, hi * np.sqrt(fan_in) * 0.5 * in_mag)
 
     def neuron(
-        self, inp: str, channels: int, fan_in: int, op: str | None = None, in_mag: float = 1.0
+        self,
+        inp: str,
+        channels: int,
+        fan_in: int,
+        op: str | None = None,
+        in_mag: float = 1.0,
+        name: str | None = None,
     ) -> str:
         op = op or self.draw(st.sampled_from(NEURON_OPS))
-        name = self.name("sn")
+        name = name or self.name("sn")
         per_channel = self.draw(st.booleans())
         c = channels if per_channel else 1
         alpha = self.draw(st.sampled_from([0.3, 0.5, 1.0]))
@@ -147,37 +153,49 @@ class _Builder:
 def networks(
     draw: Any,
     precision: Precision | None = None,
-    input_kind: Literal["static", "events"] | None = None,
+    input_kind: Literal["static", "events", "sequence"] | None = None,
     max_steps: int = 32,
     max_batch: int = 8,
+    recurrent: bool | None = None,
 ) -> NetworkCase:
-    """Draw a random network and an input batch (see the module docstring)."""
+    """Draw a random network and an input batch (see the module docstring): 2-d, 1-d
+    (``[C, L]`` through conv1d and 1-d pools) or flat inputs, static, event or sequence input
+    (binary or graded per-step tensors), and, unless ``recurrent`` is False, recurrent blocks
+    (a neuron fed back through a one-step delay and a linear layer)."""
     precision = precision or draw(st.sampled_from(["float32", "int"]))
-    input_kind = input_kind or draw(st.sampled_from(["static", "events"]))
+    input_kind = input_kind or draw(st.sampled_from(["static", "events", "sequence"]))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    spatial = input_kind == "events" or draw(st.booleans())
-    if spatial:
-        c = draw(st.integers(1, 2)) if input_kind == "events" else draw(st.integers(1, 3))
-        h, w = draw(st.integers(3, 8)), draw(st.integers(3, 8))
-        shape: tuple[int, ...] = (c, h, w)
-    else:
-        shape = (draw(st.integers(1, 24)),)
+    shape = _draw_shape(draw, input_kind)
+    rank = len(shape)
+    spatial = rank == 3
+    graded = input_kind == "sequence" and draw(st.booleans())
     bits = draw(st.sampled_from([4, 8, 16])) if precision == "int" else 8
     tie_prone = precision == "int" and draw(st.booleans())
     g = Graph(
         input_shape=shape,
         precision=precision,
         input_kind=input_kind,
-        input_scale=(1.0 / 64) if (precision == "int" and input_kind == "static") else None,
+        input_scale=(1.0 / 64)
+        if (precision == "int" and (input_kind == "static" or graded))
+        else None,
     )
     b = _Builder(draw, g, rng, bits, tie_prone)
 
     x, cur = "input", shape
     # typical |input value| seen by the first weighted layer (int precision)
     in_mag = (
-        1.0 if (input_kind == "events" or precision == "float32") else (2.0 if tie_prone else 64.0)
+        1.0
+        if (
+            input_kind == "events"
+            or precision == "float32"
+            or not graded
+            and input_kind != "static"
+        )
+        else (2.0 if tie_prone else 64.0)
     )
+    if rank == 2:
+        x, cur, in_mag = _conv1d_stage(draw, b, x, cur, in_mag)
     if spatial:
         for _ in range(draw(st.integers(1, 2))):
             cin, hh, ww = cur
@@ -240,7 +258,9 @@ def networks(
                 x = b.neuron(x, cc, 9 * cc)
         x = g.flatten(b.name("flat"), x)
         cur = g.shapes()[x]
-    for _ in range(draw(st.integers(0, 2))):
+    if recurrent is None:
+        recurrent = draw(st.booleans())
+    for _ in range(draw(st.integers(1 if recurrent else 0, 2))):
         fin, fout = cur[0], draw(st.integers(1, 24))
         x = g.linear(
             b.name("fc"),
@@ -249,7 +269,10 @@ def networks(
             b.bias(fout),
             weight_bits=bits if precision == "int" else None,
         )
-        x = b.neuron(x, fout, fin, in_mag=in_mag)
+        if recurrent and draw(st.booleans()):
+            x, in_mag = _recurrent_block(draw, b, x, fout, fin, in_mag), 1.0
+        else:
+            x = b.neuron(x, fout, fin, in_mag=in_mag)
         in_mag = 1.0
         cur = (fout,)
     fin, nout = cur[0], draw(st.integers(2, 10))
@@ -269,19 +292,93 @@ def networks(
 
     steps = draw(st.integers(1, max_steps))
     batch = draw(st.integers(1, max_batch))
-    static = frames = None
-    if input_kind == "static":
-        if precision == "int":
-            static = rng.integers(-128, 128, size=(batch, *shape)).astype(np.int32)
-            if tie_prone:
-                static = rng.integers(-3, 4, size=(batch, *shape)).astype(np.int32)
-        else:
-            static = rng.uniform(-1.0, 1.0, size=(batch, *shape)).astype(np.float32)
-    else:
-        rate = draw(st.sampled_from([0.05, 0.2, 0.5]))
-        counts = rng.binomial(2, rate, size=(batch, steps, *shape))
-        frames = counts.astype(np.int32 if precision == "int" else np.float32)
+    static, frames = _draw_inputs(draw, rng, g, (batch, steps), graded, tie_prone)
     return NetworkCase(graph=g, steps=steps, static=static, frames=frames, seed=seed)
+
+
+def _draw_shape(draw: Any, input_kind: str) -> tuple[int, ...]:
+    """An input shape ``[C, H, W]``, ``[C, L]`` or ``[F]`` (events: ``C`` in 1..2)."""
+    rank = draw(st.sampled_from([1, 2, 3]))
+    if rank == 1:
+        return (draw(st.integers(1, 24)),)
+    c = draw(st.integers(1, 2)) if input_kind == "events" else draw(st.integers(1, 3))
+    if rank == 2:
+        return (c, draw(st.integers(3, 24)))
+    return (c, draw(st.integers(3, 8)), draw(st.integers(3, 8)))
+
+
+def _draw_inputs(
+    draw: Any,
+    rng: np.random.Generator,
+    g: Graph,
+    batch_steps: tuple[int, int],
+    graded: bool,
+    tie_prone: bool,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A static input ``[B, *shape]`` or per-step frames ``[B, T, *shape]`` for graph ``g``."""
+    batch, steps = batch_steps
+    shape = tuple(g.input_shape)
+    if g.input_kind == "static":
+        if g.precision == "int":
+            lo, hi = (-3, 4) if tie_prone else (-128, 128)
+            return rng.integers(lo, hi, size=(batch, *shape)).astype(np.int32), None
+        return rng.uniform(-1.0, 1.0, size=(batch, *shape)).astype(np.float32), None
+    if graded:  # per-step analog values (quantised with the input scale in int precision)
+        frames = rng.uniform(-1.0, 1.0, size=(batch, steps, *shape)).astype(np.float32)
+        frames[rng.random(frames.shape) < 0.5] = 0.0
+        return None, frames
+    rate = draw(st.sampled_from([0.05, 0.2, 0.5]))
+    top = 2 if g.input_kind == "events" else 1  # spike trains are binary
+    counts = rng.binomial(top, rate, size=(batch, steps, *shape))
+    return None, counts.astype(np.int32 if g.precision == "int" else np.float32)
+
+
+def _conv1d_stage(
+    draw: Any, b: _Builder, x: str, cur: tuple[int, ...], in_mag: float
+) -> tuple[str, tuple[int, ...], float]:
+    """conv1d -> neuron (-> 1-d pool) on a ``[C, L]`` value, then flatten."""
+    g = b.g
+    for _ in range(draw(st.integers(1, 2))):
+        cin, length = cur
+        cout = draw(st.integers(1, 4))
+        k = draw(st.integers(1, min(5, length)))
+        fan = cin * k
+        x = g.conv1d(
+            b.name("conv"),
+            x,
+            b.weights((cout, cin, k), fan),
+            b.bias(cout),
+            stride=draw(st.integers(1, 2)),
+            padding=draw(st.integers(0, k // 2)),
+            weight_bits=b.bits if b.int else None,
+        )
+        cur = g.shapes()[x]
+        x = b.neuron(x, cur[0], fan, in_mag=in_mag)
+        in_mag = 1.0
+        if draw(st.booleans()) and cur[1] >= 2:
+            if b.int or draw(st.booleans()):
+                x = g.sumpool1d(b.name("pool"), x, 2)
+            else:
+                x = g.avgpool1d(b.name("pool"), x, 2)
+            cur = g.shapes()[x]
+    x = g.flatten(b.name("flat"), x)
+    return x, g.shapes()[x], in_mag
+
+
+def _recurrent_block(draw: Any, b: _Builder, x: str, n: int, fan_in: int, in_mag: float) -> str:
+    """``sn = neuron(x + W_rec @ delay(sn))``: a recurrent layer of ``n`` neurons fed by ``x``."""
+    g = b.g
+    sn = b.name("sn")
+    d = g.delay(b.name("delay"), sn, shape=(n,))
+    r = g.linear(
+        b.name("rec"),
+        d,
+        b.weights((n, n), n),
+        b.bias(n) if draw(st.booleans()) else None,
+        weight_bits=b.bits if b.int else None,
+    )
+    a = g.add(b.name("add"), x, r)
+    return b.neuron(a, n, fan_in + n, in_mag=in_mag, name=sn)
 
 
 @st.composite

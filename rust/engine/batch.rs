@@ -168,11 +168,7 @@ pub(crate) fn run_batch<V: EngineValue>(
     need.check("steps", "this run")?;
     let mut res = new_result(net, batch, steps, &rec)?;
     let n_in = net.input_len;
-    let shape3 = if net.input_shape.len() == 3 {
-        Some([net.input_shape[0], net.input_shape[1], net.input_shape[2]])
-    } else {
-        None
-    };
+    let shape3 = crate::format::event_sensor(&net.input_shape);
     {
         let outs = split_outputs(&mut res, steps)?;
         let one = |st: &mut SampleState<V>,
@@ -187,8 +183,9 @@ pub(crate) fn run_batch<V: EngineValue>(
                     SampleInput::Frames(&f[b * steps * n_in..(b + 1) * steps * n_in])
                 }
                 BatchInput::Events(ev, binning) => {
-                    let shape = shape3
-                        .ok_or_else(|| SnnError::arg("x", "events need a [C, H, W] input shape"))?;
+                    let shape = shape3.ok_or_else(|| {
+                        SnnError::arg("x", "events need a [C, H, W], [C, L] or [F] input shape")
+                    })?;
                     SampleInput::Events(events::bin_sample(&ev.sample(b), shape, steps, *binning)?)
                 }
             };

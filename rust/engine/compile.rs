@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use super::network::{
-    AddOp, ConvOp, Kind, Layout, LinearOp, Network, NeuronOp, Node, Op, Plan, PoolOp, ScaleOp,
-    CHUNK_BYTES, MAX_CHUNK,
+    AddOp, ConvOp, DelayLink, Kind, Layout, LinearOp, Network, NeuronOp, Node, Op, Plan, PoolOp,
+    ScaleOp, CHUNK_BYTES, MAX_CHUNK,
 };
 use super::value::FromTensor;
 use crate::error::{Result, SnnError};
@@ -19,16 +19,33 @@ fn internal(node: &str, op: &str, what: &str) -> SnnError {
     SnnError::Internal(format!("node '{node}' ({op}): {what}"))
 }
 
-fn layout_of(shape: &[usize]) -> Layout {
-    if shape.len() == 3 {
-        Layout::Hwc {
-            c: shape[0],
-            h: shape[1],
-            w: shape[2],
-        }
-    } else {
-        Layout::Flat { perm: None }
+/// `[C, H, W]` of a value: itself, `[C, 1, L]` for a 1-d value `[C, L]`; None for `[F]`.
+fn chw(shape: &[usize]) -> Option<(usize, usize, usize)> {
+    match *shape {
+        [c, h, w] => Some((c, h, w)),
+        [c, l] => Some((c, 1, l)),
+        _ => None,
     }
+}
+
+fn layout_of(shape: &[usize]) -> Layout {
+    match chw(shape) {
+        Some((c, h, w)) => Layout::Hwc { c, h, w },
+        None => Layout::Flat { perm: None },
+    }
+}
+
+/// `map[k]` = internal index in layout `to` of the element at internal index `k` of layout
+/// `from` (None when the layouts are equal).
+fn relayout_map(from: &Layout, to: &Layout, len: usize) -> Option<Vec<u32>> {
+    if from == to {
+        return None;
+    }
+    let mut inv = vec![0u32; len];
+    for k in 0..len {
+        inv[to.torch_index(k)] = k as u32;
+    }
+    Some((0..len).map(|k| inv[from.torch_index(k)]).collect())
 }
 
 /// Expands a per-channel parameter (`[C]` or `[1]`) to one period of the value's internal
@@ -88,8 +105,13 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
         let params: &NodeParams = &mf.params[ni];
         let name = spec.name.as_str();
         let opn = spec.op.as_str();
-        let in_layouts: Vec<Layout> = spec
-            .inputs
+        // a delay's source may come later; it is linked after every node is compiled
+        let srcs: &[Src] = if spec.op == OpKind::Delay {
+            &[]
+        } else {
+            &spec.inputs
+        };
+        let in_layouts: Vec<Layout> = srcs
             .iter()
             .map(|&s| match s {
                 Src::Input => input_layout.clone(),
@@ -98,7 +120,7 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
             .collect();
         let in_shape = g.src_shape(spec.inputs[0]).to_vec();
         let len: usize = spec.shape.iter().product();
-        let inputs: Vec<usize> = spec.inputs.iter().map(|&s| src_slot(&nodes, s)).collect();
+        let inputs: Vec<usize> = srcs.iter().map(|&s| src_slot(&nodes, s)).collect();
         let a = &spec.attrs;
         let vec_of = |field: &str| -> Result<Option<Vec<V>>> {
             match params.get(field) {
@@ -158,19 +180,21 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
                     w_max,
                 })
             }
-            OpKind::Conv2d => {
+            OpKind::Conv2d | OpKind::Conv1d => {
+                // a 1-d conv is a 2-d conv of height 1 (weights [out, in, k] = [out, in, 1, k])
                 let wt = params
                     .get("weight")
                     .ok_or_else(|| internal(name, opn, "missing weight"))?;
-                let (c, h, w) = (in_shape[0], in_shape[1], in_shape[2]);
+                let (c, h, w) = chw(&in_shape).ok_or_else(|| internal(name, opn, "rank"))?;
+                let (_, ho, wo) = chw(&spec.shape).ok_or_else(|| internal(name, opn, "rank"))?;
                 let (co, kh, kw) = (a.out_channels, a.kernel[0], a.kernel[1]);
                 let geom = Geom {
                     c,
                     h,
                     w,
                     co,
-                    ho: spec.shape[1],
-                    wo: spec.shape[2],
+                    ho,
+                    wo,
                     kh,
                     kw,
                     sh: a.stride[0],
@@ -228,15 +252,16 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
                     packed,
                 })
             }
-            OpKind::AvgPool2d | OpKind::SumPool2d => {
-                let (c, h, w) = (in_shape[0], in_shape[1], in_shape[2]);
+            OpKind::AvgPool2d | OpKind::SumPool2d | OpKind::AvgPool1d | OpKind::SumPool1d => {
+                let (c, h, w) = chw(&in_shape).ok_or_else(|| internal(name, opn, "rank"))?;
+                let (_, ho, wo) = chw(&spec.shape).ok_or_else(|| internal(name, opn, "rank"))?;
                 let geom = Geom {
                     c,
                     h,
                     w,
                     co: c,
-                    ho: spec.shape[1],
-                    wo: spec.shape[2],
+                    ho,
+                    wo,
                     kh: a.kernel[0],
                     kw: a.kernel[1],
                     sh: a.stride[0],
@@ -253,7 +278,7 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
                     _ => None,
                 };
                 Op::Pool(PoolOp {
-                    avg: spec.op == OpKind::AvgPool2d,
+                    avg: spec.op.is_avg_pool(),
                     g: geom,
                     m: a.m,
                     f: a.f,
@@ -341,6 +366,8 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
                     period,
                 })
             }
+            // the value is written at the end of each step (`step::advance_delays`)
+            OpKind::Delay => Op::Delay,
             OpKind::DsrIf | OpKind::DsrLif | OpKind::DspikeLif | OpKind::Integrate => {
                 layout = in_layouts[0].clone();
                 let int = g.precision == Precision::Int;
@@ -402,6 +429,25 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
         });
     }
 
+    // Delays: the source's value of each step, in the delay's layout.
+    let mut delays = Vec::new();
+    for (ni, spec) in g.nodes.iter().enumerate() {
+        if spec.op != OpKind::Delay {
+            continue;
+        }
+        let (src_slot, src_layout) = match spec.inputs[0] {
+            Src::Input => (0, input_layout.clone()),
+            Src::Node(j) => (nodes[j].slot, nodes[j].layout.clone()),
+        };
+        let n = &nodes[ni];
+        delays.push(DelayLink {
+            node: ni,
+            src: src_slot,
+            dst: n.slot,
+            map: relayout_map(&src_layout, &n.layout, n.len),
+        });
+    }
+
     let n_slots = slot_len.len();
     let mut slot_binary = vec![false; n_slots];
     for n in &nodes {
@@ -409,14 +455,22 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
             slot_binary[n.slot] = true;
         }
     }
-    let plan_static = plan(&nodes, n_slots, Kind::Static);
-    let plan_dynamic = plan(&nodes, n_slots, Kind::Sparse);
+    for d in &delays {
+        slot_binary[d.dst] = slot_binary[d.src];
+    }
+    let plan_static = plan(&nodes, &delays, n_slots, Kind::Static);
+    let plan_dynamic = plan(&nodes, &delays, n_slots, Kind::Sparse);
     let max_len = slot_len.iter().copied().max().unwrap_or(1).max(1);
     let per_step: usize = slot_len.iter().sum::<usize>().max(1) * 4;
-    let chunk = (CHUNK_BYTES / per_step).clamp(1, MAX_CHUNK);
-    // sanity: layouts of [C,H,W] nodes are HWC
+    // a delay reads its source's previous step, so with delays the nodes run step by step
+    let chunk = if delays.is_empty() {
+        (CHUNK_BYTES / per_step).clamp(1, MAX_CHUNK)
+    } else {
+        1
+    };
+    // sanity: layouts of [C,H,W] and [C, L] nodes are HWC
     for n in &nodes {
-        if n.shape.len() == 3 && !matches!(n.layout, Layout::Hwc { .. }) {
+        if n.shape.len() >= 2 && !matches!(n.layout, Layout::Hwc { .. }) {
             return Err(internal(&n.name, n.kind.as_str(), "layout"));
         }
         if n.shape.len() == 1 && matches!(n.layout, Layout::Hwc { .. }) {
@@ -436,14 +490,49 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
         plan_dynamic,
         max_len,
         chunk,
+        delays,
     })
 }
 
-/// Value kinds of every slot when the input has kind `input` (doc §3).
-fn plan<V>(nodes: &[Node<V>], n_slots: usize, input: Kind) -> Plan {
+/// Value kinds of every slot when the input has kind `input` (doc §3). A delay has its
+/// source's kind (dense for a static source: zero at the first step, then the value); as a
+/// source may depend on its delay, delays start sparse and turn dense until that holds.
+fn plan<V>(nodes: &[Node<V>], delays: &[DelayLink], n_slots: usize, input: Kind) -> Plan {
+    let mut delay_kind: Vec<Kind> = vec![Kind::Sparse; delays.len()];
+    loop {
+        let p = plan_once(nodes, delays, &delay_kind, n_slots, input);
+        let mut changed = false;
+        for (d, dk) in delays.iter().zip(delay_kind.iter_mut()) {
+            let want = match p.slot_kind[d.src] {
+                Kind::Sparse => Kind::Sparse,
+                _ => Kind::Dense,
+            };
+            if want != *dk {
+                *dk = want;
+                changed = true;
+            }
+        }
+        if !changed {
+            return p;
+        }
+    }
+}
+
+fn plan_once<V>(
+    nodes: &[Node<V>],
+    delays: &[DelayLink],
+    delay_kind: &[Kind],
+    n_slots: usize,
+    input: Kind,
+) -> Plan {
     let mut k = vec![Kind::Dense; n_slots];
     k[0] = input;
-    for n in nodes {
+    for (ni, n) in nodes.iter().enumerate() {
+        if matches!(n.op, Op::Delay) {
+            let i = delays.iter().position(|d| d.node == ni).unwrap_or(0);
+            k[n.slot] = delay_kind.get(i).copied().unwrap_or(Kind::Dense);
+            continue;
+        }
         let ins: Vec<Kind> = n.inputs.iter().map(|&s| k[s]).collect();
         let all = |want: Kind| ins.iter().all(|&x| x == want);
         let kind = match &n.op {
@@ -480,6 +569,7 @@ fn plan<V>(nodes: &[Node<V>], n_slots: usize, input: Kind) -> Plan {
                     Kind::Sparse
                 }
             }
+            Op::Delay => Kind::Dense,
         };
         k[n.slot] = kind;
     }

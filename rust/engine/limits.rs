@@ -327,7 +327,7 @@ pub(crate) fn check_graph(mf: &ModelFile) -> Result<()> {
                 ]));
                 tables = tables.saturating_add(len.saturating_mul(vb));
             }
-            OpKind::Conv2d => {
+            OpKind::Conv2d | OpKind::Conv1d => {
                 weights = weights.saturating_add(mul(&[
                     a.out_channels as u128,
                     a.in_channels as u128,
@@ -341,7 +341,7 @@ pub(crate) fn check_graph(mf: &ModelFile) -> Result<()> {
                     .saturating_add(hw.saturating_mul(4))
                     .saturating_add((a.out_channels as u128).saturating_mul(vb));
             }
-            OpKind::AvgPool2d | OpKind::SumPool2d => {
+            OpKind::AvgPool2d | OpKind::SumPool2d | OpKind::AvgPool1d | OpKind::SumPool1d => {
                 let hw = in_len / (in_shape[0].max(1) as u128);
                 tables = tables.saturating_add(hw.saturating_mul(4));
             }
@@ -353,7 +353,7 @@ pub(crate) fn check_graph(mf: &ModelFile) -> Result<()> {
             }
             // per-channel parameters expanded to one period of the value's layout
             _ => {
-                let period = if n.shape.len() == 3 {
+                let period = if n.shape.len() >= 2 {
                     n.shape[0] as u128
                 } else {
                     len

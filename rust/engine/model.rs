@@ -125,11 +125,14 @@ impl Model {
         })
     }
 
-    /// Sets the node-major chunk length (tests: results must not depend on it).
+    /// Sets the node-major chunk length (tests: results must not depend on it). A graph with
+    /// delays keeps its chunk of 1.
     #[cfg(test)]
     pub(crate) fn set_chunk(&mut self, chunk: usize) {
         let inner = Arc::get_mut(&mut self.inner).expect("unshared model");
         match &mut inner.net {
+            Compiled::F32(e) if !e.net.delays.is_empty() => {}
+            Compiled::Int(e) if !e.net.delays.is_empty() => {}
             Compiled::F32(e) => {
                 e.net.chunk = chunk;
                 e.pool.lock().unwrap().clear();
@@ -267,11 +270,12 @@ impl Model {
     ) -> Result<RunResult> {
         let batch = ev.validate()?;
         let shape = &self.inner.info.input_shape;
-        if shape.len() != 3 || !(1..=2).contains(&shape[0]) {
+        if format::event_sensor(shape).is_none() {
             return Err(SnnError::arg(
                 "x",
                 format!(
-                    "events need a model input shape [C, H, W] with C in {{1, 2}}, this model's is {}",
+                    "events need a model input shape [C, H, W] or [C, L] with C in {{1, 2}}, or \
+                     [F]; this model's is {}",
                     fmt_shape(shape)
                 ),
             ));

@@ -130,6 +130,20 @@ pub enum Op<V> {
     Add(AddOp),
     Scale(ScaleOp<V>),
     Neuron(NeuronOp<V>),
+    /// A one-step delay (its value is written at the end of each step, see [`DelayLink`]).
+    Delay,
+}
+
+/// A delay node's link: at the end of every step the value of slot `src` is copied into slot
+/// `dst` (through `map` when the two layouts differ), where the next step reads it.
+#[derive(Debug, Clone)]
+pub struct DelayLink {
+    /// Index of the delay node.
+    pub node: usize,
+    pub src: usize,
+    pub dst: usize,
+    /// Internal index of the source -> internal index of the delay's value.
+    pub map: Option<Vec<u32>>,
 }
 
 /// A compiled node.
@@ -179,8 +193,10 @@ pub struct Network<V> {
     /// Largest node value (scratch sizes).
     pub max_len: usize,
     /// Steps run per node before the next node (node-major chunks); bounds the per-sample
-    /// buffers to about [`CHUNK_BYTES`].
+    /// buffers to about [`CHUNK_BYTES`]. 1 when the graph has delays.
     pub chunk: usize,
+    /// The delay nodes' links (empty for a graph without delays).
+    pub delays: Vec<DelayLink>,
 }
 
 /// Memory budget of the per-step value buffers of one sample state.

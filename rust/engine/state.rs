@@ -81,6 +81,8 @@ pub(crate) struct SampleState<V: Value> {
     pub(crate) out_count: Vec<u64>,
     pub(crate) steps_done: usize,
     pub(crate) sc: Scratch<V>,
+    /// Slots of delay nodes: zero again at step 0.
+    pub(crate) delay_slots: Vec<usize>,
 }
 
 impl<V: Value> SampleState<V> {
@@ -128,17 +130,25 @@ impl<V: Value> SampleState<V> {
                 packed_x: Vec::new(),
                 packed_occ: Vec::new(),
             },
+            delay_slots: net.delays.iter().map(|d| d.dst).collect(),
         }
     }
 
     /// Back to step 0 (buffers keep their contents: every value is rewritten before it is
-    /// read, and sparse writers clear what they wrote last).
+    /// read, and sparse writers clear what they wrote last; delays are zeroed).
     pub(crate) fn reset(&mut self) {
         for m in &mut self.mem {
             m.fill(V::ZERO);
         }
         self.out_count.fill(0);
         self.steps_done = 0;
+        for &s in &self.delay_slots {
+            for b in &mut self.bufs[s] {
+                b.d.fill(V::ZERO);
+                b.nz.clear();
+                b.dirty = false;
+            }
+        }
     }
 }
 

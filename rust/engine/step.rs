@@ -86,7 +86,7 @@ pub(crate) fn run_node<V: EngineValue>(
     is_output: bool,
 ) -> Result<()> {
     let node = &cx.net.nodes[ni];
-    if matches!(node.op, Op::Flatten) {
+    if matches!(node.op, Op::Flatten | Op::Delay) {
         return Ok(());
     }
     let js = if cx.plan.slot_kind[node.slot] == Kind::Static {
@@ -117,7 +117,7 @@ pub(crate) fn run_node<V: EngineValue>(
             let inb = &bufs[in_slot][cx.bi(in_slot, j)];
             let outb = &mut outs[j];
             match &node.op {
-                Op::Linear(_) | Op::Flatten => {}
+                Op::Linear(_) | Op::Flatten | Op::Delay => {}
                 Op::Conv(op) => run_conv(&sx, node, op, inb, in_kind, outb, sc, so, li)?,
                 Op::Pool(op) => run_pool(&sx, node, op, inb, in_kind, outb, sc, so, li)?,
                 Op::Add(op) => {
@@ -244,6 +244,7 @@ pub(crate) fn run_steps<V: EngineValue>(
             for ni in 0..net.nodes.len() {
                 run_node(&cx, ni, st, so, rec, &mut rec_slots, ni == net.output)?;
             }
+            advance_delays(net, plan, st);
             st.steps_done += nj;
             t0 += nj;
         }
@@ -251,6 +252,38 @@ pub(crate) fn run_steps<V: EngineValue>(
     })();
     so.rec = rec_slots;
     res
+}
+
+/// At the end of a step (a chunk is one step when the graph has delays): every delay takes
+/// its source's value of this step, which the next step reads.
+pub(crate) fn advance_delays<V: Value>(net: &Network<V>, plan: &Plan, st: &mut SampleState<V>) {
+    for d in &net.delays {
+        let src = std::mem::take(&mut st.bufs[d.src][0]);
+        let dst = &mut st.bufs[d.dst][0];
+        let at = |i: usize| d.map.as_ref().map_or(i, |m| m[i] as usize);
+        if plan.slot_kind[d.dst] == Kind::Sparse {
+            dst.clear_sparse();
+            for &i in &src.nz {
+                let o = at(i as usize);
+                dst.d[o] = src.d[i as usize];
+                dst.nz.push(o as u32);
+            }
+            if d.map.is_some() {
+                dst.nz.sort_unstable();
+            }
+        } else {
+            match &d.map {
+                None => dst.d.copy_from_slice(&src.d),
+                Some(m) => {
+                    for (i, &v) in src.d.iter().enumerate() {
+                        dst.d[m[i] as usize] = v;
+                    }
+                }
+            }
+            dst.dirty = true;
+        }
+        st.bufs[d.src][0] = src;
+    }
 }
 
 /// Writes the output sums (torch order) of the state: spike counts, or the membrane.

@@ -128,17 +128,17 @@ impl StreamState {
         steps: usize,
         record: &[String],
     ) -> Result<RunResult> {
-        let shape = self.model.inner.info.input_shape.clone();
-        if shape.len() != 3 || !(1..=2).contains(&shape[0]) {
-            return Err(SnnError::arg(
+        let model_shape = &self.model.inner.info.input_shape;
+        let shape = crate::format::event_sensor(model_shape).ok_or_else(|| {
+            SnnError::arg(
                 "x",
                 format!(
-                    "events need a model input shape [C, H, W] with C in {{1, 2}}, this model's is {}",
-                    fmt_shape(&shape)
+                    "events need a model input shape [C, H, W] or [C, L] with C in {{1, 2}}, or \
+                     [F]; this model's is {}",
+                    fmt_shape(model_shape)
                 ),
-            ));
-        }
-        let shape = [shape[0], shape[1], shape[2]];
+            )
+        })?;
         let done = self.steps_done();
         {
             let model = self.model.clone();

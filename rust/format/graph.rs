@@ -14,6 +14,8 @@ pub enum InputKind {
     Static,
     /// Per-step integer event counts.
     Events,
+    /// Per-step tensors of any value (binary spike trains or graded), one per time step.
+    Sequence,
 }
 
 impl InputKind {
@@ -21,6 +23,7 @@ impl InputKind {
         match self {
             InputKind::Static => "static",
             InputKind::Events => "events",
+            InputKind::Sequence => "sequence",
         }
     }
 }
@@ -38,8 +41,11 @@ pub struct InputSpec {
 pub enum OpKind {
     Linear,
     Conv2d,
+    Conv1d,
     AvgPool2d,
     SumPool2d,
+    AvgPool1d,
+    SumPool1d,
     Flatten,
     Add,
     Scale,
@@ -47,6 +53,9 @@ pub enum OpKind {
     DsrLif,
     DspikeLif,
     Integrate,
+    /// A one-step delay: its value at step n is its input's value at step n - 1 (zero at the
+    /// first step). The only edge a cycle may pass through.
+    Delay,
 }
 
 impl OpKind {
@@ -54,8 +63,11 @@ impl OpKind {
         Some(match s {
             "linear" => OpKind::Linear,
             "conv2d" => OpKind::Conv2d,
+            "conv1d" => OpKind::Conv1d,
             "avgpool2d" => OpKind::AvgPool2d,
             "sumpool2d" => OpKind::SumPool2d,
+            "avgpool1d" => OpKind::AvgPool1d,
+            "sumpool1d" => OpKind::SumPool1d,
             "flatten" => OpKind::Flatten,
             "add" => OpKind::Add,
             "scale" => OpKind::Scale,
@@ -63,6 +75,7 @@ impl OpKind {
             "dsr_lif" => OpKind::DsrLif,
             "dspike_lif" => OpKind::DspikeLif,
             "integrate" => OpKind::Integrate,
+            "delay" => OpKind::Delay,
             _ => return None,
         })
     }
@@ -71,8 +84,11 @@ impl OpKind {
         match self {
             OpKind::Linear => "linear",
             OpKind::Conv2d => "conv2d",
+            OpKind::Conv1d => "conv1d",
             OpKind::AvgPool2d => "avgpool2d",
             OpKind::SumPool2d => "sumpool2d",
+            OpKind::AvgPool1d => "avgpool1d",
+            OpKind::SumPool1d => "sumpool1d",
             OpKind::Flatten => "flatten",
             OpKind::Add => "add",
             OpKind::Scale => "scale",
@@ -80,6 +96,7 @@ impl OpKind {
             OpKind::DsrLif => "dsr_lif",
             OpKind::DspikeLif => "dspike_lif",
             OpKind::Integrate => "integrate",
+            OpKind::Delay => "delay",
         }
     }
 
@@ -94,7 +111,25 @@ impl OpKind {
     }
 
     pub fn is_weighted(self) -> bool {
-        matches!(self, OpKind::Linear | OpKind::Conv2d)
+        matches!(self, OpKind::Linear | OpKind::Conv2d | OpKind::Conv1d)
+    }
+
+    /// Convolutions (2-d, and 1-d run as 2-d with a height of 1).
+    pub fn is_conv(self) -> bool {
+        matches!(self, OpKind::Conv2d | OpKind::Conv1d)
+    }
+
+    /// Pools (2-d and 1-d).
+    pub fn is_pool(self) -> bool {
+        matches!(
+            self,
+            OpKind::AvgPool2d | OpKind::SumPool2d | OpKind::AvgPool1d | OpKind::SumPool1d
+        )
+    }
+
+    /// Average pools (2-d and 1-d).
+    pub fn is_avg_pool(self) -> bool {
+        matches!(self, OpKind::AvgPool2d | OpKind::AvgPool1d)
     }
 }
 
@@ -124,13 +159,26 @@ pub struct Attrs {
     pub f: u32,
 }
 
+/// The sensor `[C, H, W]` that events of an input of `shape` are binned onto: `[C, H, W]`
+/// itself, `[C, 1, L]` for a 1-d input `[C, L]`, `[1, 1, F]` for `[F]`; `C` must be 1 or 2
+/// (the polarity is the channel when it is 2). None for any other shape.
+pub fn event_sensor(shape: &[usize]) -> Option<[usize; 3]> {
+    let s = match *shape {
+        [c, h, w] => [c, h, w],
+        [c, l] => [c, 1, l],
+        [f] => [1, 1, f],
+        _ => return None,
+    };
+    (1..=2).contains(&s[0]).then_some(s)
+}
+
 /// A validated node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeSpec {
     pub name: String,
     pub op: OpKind,
     pub inputs: Vec<Src>,
-    /// Output shape per sample, torch layout (`[C, H, W]` or `[F]`).
+    /// Output shape per sample, torch layout (`[C, H, W]`, `[C, L]` or `[F]`).
     pub shape: Vec<usize>,
     pub attrs: Attrs,
 }

@@ -102,4 +102,34 @@ impl NodeCtx<'_> {
         }
         Ok(out)
     }
+
+    /// A required array of integers (a shape), each in `[lo, hi]`, with 1 to 3 entries.
+    pub fn shape(&self, key: &str, lo: i64, hi: i64) -> Result<Vec<usize>> {
+        let v = self
+            .obj
+            .get(key)
+            .ok_or_else(|| self.err(format!("missing attribute '{key}' (a shape)")))?;
+        let arr = v
+            .as_array()
+            .filter(|a| (1..=3).contains(&a.len()))
+            .ok_or_else(|| {
+                self.err(format!(
+                    "attribute '{key}' must be an array of 1 to 3 integers, got {v}"
+                ))
+            })?;
+        let mut out = Vec::with_capacity(arr.len());
+        for (i, e) in arr.iter().enumerate() {
+            let x = e
+                .as_i64()
+                .filter(|_| e.is_i64() || e.is_u64())
+                .filter(|x| (lo..=hi).contains(x))
+                .ok_or_else(|| {
+                    self.err(format!(
+                        "attribute '{key}'[{i}] must be a JSON integer in [{lo}, {hi}], got {e}"
+                    ))
+                })?;
+            out.push(x as usize);
+        }
+        Ok(out)
+    }
 }

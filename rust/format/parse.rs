@@ -10,7 +10,8 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use serde_json::{Map, Value as Json};
 
 use super::graph::{
-    checked_numel, fmt_shape, Graph, InputKind, InputSpec, NodeSpec, OpKind, Src, SIZE_MAX,
+    checked_numel, event_sensor, fmt_shape, Graph, InputKind, InputSpec, NodeSpec, OpKind, Src,
+    SIZE_MAX,
 };
 use super::json::{graph_err, json_type, NodeCtx};
 use super::shapes::infer_node;
@@ -151,6 +152,8 @@ pub fn parse_graph(text: &str) -> Result<Graph> {
                 continue;
             }
             match index.get(s) {
+                // a delay reads the previous step's value: not an edge of this step's order
+                Some(_) if r.op == OpKind::Delay => {}
                 Some(&j) => d.push(j),
                 None => {
                     return Err(SnnError::node(
@@ -197,6 +200,9 @@ pub fn parse_graph(text: &str) -> Result<Graph> {
             .iter()
             .map(|&s| match s {
                 Src::Input => input.shape.as_slice(),
+                // a delay's source may come later in the order; its declared shape is
+                // checked against the source's below
+                Src::Node(j) if j >= nodes.len() => &[],
                 Src::Node(j) => nodes[j].shape.as_slice(),
             })
             .collect();
@@ -219,6 +225,43 @@ pub fn parse_graph(text: &str) -> Result<Graph> {
             shape,
             attrs,
         });
+    }
+
+    for n in nodes.iter().filter(|n| n.op == OpKind::Delay) {
+        let src = match n.inputs[0] {
+            Src::Input => &input.shape,
+            Src::Node(j) => &nodes[j].shape,
+        };
+        // the source, through flattens (which share their input's value)
+        let mut through = n.inputs[0];
+        while let Src::Node(j) = through {
+            match nodes[j].op {
+                OpKind::Flatten => through = nodes[j].inputs[0],
+                OpKind::Delay => {
+                    return Err(SnnError::node(
+                        &n.name,
+                        "delay",
+                        format!(
+                            "its input '{}' is a delay (or a flatten of one); delays do not \
+                             chain, a delay of several steps is not supported",
+                            nodes[j].name
+                        ),
+                    ))
+                }
+                _ => break,
+            }
+        }
+        if *src != n.shape {
+            return Err(SnnError::node(
+                &n.name,
+                "delay",
+                format!(
+                    "attribute 'shape' {} differs from the shape {} of its input",
+                    fmt_shape(&n.shape),
+                    fmt_shape(src)
+                ),
+            ));
+        }
     }
 
     let output = pos[output_orig];
@@ -260,9 +303,9 @@ fn parse_input(v: Option<&Json>) -> Result<InputSpec> {
         }
         shape.push(x as usize);
     }
-    if shape.len() != 1 && shape.len() != 3 {
+    if !(1..=3).contains(&shape.len()) {
         return Err(graph_err(format!(
-            "input.shape {} must be [C, H, W] or [F]",
+            "input.shape {} must be [C, H, W], [C, L] or [F]",
             fmt_shape(&shape)
         )));
     }
@@ -272,16 +315,17 @@ fn parse_input(v: Option<&Json>) -> Result<InputSpec> {
     let kind = match obj.get("kind").and_then(Json::as_str) {
         Some("static") => InputKind::Static,
         Some("events") => InputKind::Events,
+        Some("sequence") => InputKind::Sequence,
         Some(k) => {
             return Err(graph_err(format!(
-                "input.kind must be \"static\" or \"events\", got \"{k}\""
+                "input.kind must be \"static\", \"events\" or \"sequence\", got \"{k}\""
             )))
         }
         None => return Err(graph_err("input: missing string 'kind'")),
     };
-    if kind == InputKind::Events && (shape.len() != 3 || !(1..=2).contains(&shape[0])) {
+    if kind == InputKind::Events && event_sensor(&shape).is_none() {
         return Err(graph_err(format!(
-            "input.shape {} for event input must be [C, H, W] with C in {{1, 2}}",
+            "input.shape {} for event input must be [C, H, W] or [C, L] with C in {{1, 2}}, or [F]",
             fmt_shape(&shape)
         )));
     }

@@ -23,7 +23,63 @@ pub(crate) fn infer_node(
         }
         Ok((x[0], x[1], x[2]))
     };
+    let need_rank2 = |what: &str| -> Result<(usize, usize)> {
+        if x.len() != 2 {
+            return Err(ctx.err(format!(
+                "{what} needs a [C, L] input, got shape {}",
+                fmt_shape(x)
+            )));
+        }
+        Ok((x[0], x[1]))
+    };
     let shape = match op {
+        OpKind::Conv1d => {
+            a.in_channels = ctx.int_range("in_channels", 1, SIZE_MAX)? as usize;
+            a.out_channels = ctx.int_range("out_channels", 1, SIZE_MAX)? as usize;
+            a.kernel = [1, ctx.int_range("kernel", 1, SIZE_MAX)? as usize];
+            a.stride = [1, ctx.int_range("stride", 1, SIZE_MAX)? as usize];
+            a.padding = [0, ctx.int_range("padding", 0, SIZE_MAX)? as usize];
+            if int {
+                a.weight_bits = weight_bits(ctx)?;
+            }
+            let (c, l) = need_rank2("conv1d")?;
+            if c != a.in_channels {
+                return Err(ctx.err(format!(
+                    "input shape {} has {c} channels, in_channels = {}",
+                    fmt_shape(x),
+                    a.in_channels
+                )));
+            }
+            let lp = l + 2 * a.padding[1];
+            if lp < a.kernel[1] {
+                return Err(ctx.err(format!(
+                    "kernel {} is larger than the padded input length {lp}",
+                    a.kernel[1]
+                )));
+            }
+            let wn = [a.out_channels, a.in_channels, a.kernel[1]];
+            if checked_numel(&wn).is_none() {
+                return Err(ctx.err("weight tensor is too large"));
+            }
+            vec![a.out_channels, (lp - a.kernel[1]) / a.stride[1] + 1]
+        }
+        OpKind::AvgPool1d | OpKind::SumPool1d => {
+            a.kernel = [1, ctx.int_range("kernel", 1, SIZE_MAX)? as usize];
+            a.stride = [1, ctx.int_range("stride", 1, SIZE_MAX)? as usize];
+            if int && op == OpKind::AvgPool1d {
+                a.m = ctx.int_range("m", 0, i32::MAX as i64)? as i32;
+                a.f = ctx.int_range("f", 1, 31)? as u32;
+            }
+            let (c, l) = need_rank2(op.as_str())?;
+            if l < a.kernel[1] {
+                return Err(ctx.err(format!(
+                    "kernel {} is larger than the input length {l}",
+                    a.kernel[1]
+                )));
+            }
+            vec![c, (l - a.kernel[1]) / a.stride[1] + 1]
+        }
+        OpKind::Delay => ctx.shape("shape", 1, SIZE_MAX)?,
         OpKind::Linear => {
             a.in_features = ctx.int_range("in_features", 1, SIZE_MAX)? as usize;
             a.out_features = ctx.int_range("out_features", 1, SIZE_MAX)? as usize;
@@ -105,9 +161,9 @@ pub(crate) fn infer_node(
             ]
         }
         OpKind::Flatten => {
-            if x.len() != 3 && x.len() != 1 {
+            if x.is_empty() {
                 return Err(ctx.err(format!(
-                    "flatten needs a [C, H, W] input, got shape {}",
+                    "flatten needs a [C, H, W], [C, L] or [F] input, got shape {}",
                     fmt_shape(x)
                 )));
             }

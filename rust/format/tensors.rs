@@ -88,11 +88,17 @@ const fn fs(name: &'static str, required: bool, role: Role, check: Check) -> Fie
 fn field_specs(op: OpKind, precision: Precision) -> Vec<FieldSpec> {
     let int = precision == Precision::Int;
     match op {
-        OpKind::Linear | OpKind::Conv2d => vec![
+        OpKind::Linear | OpKind::Conv2d | OpKind::Conv1d => vec![
             fs("weight", true, Role::Weight, Check::None),
             fs("bias", false, Role::Bias, Check::None),
         ],
-        OpKind::AvgPool2d | OpKind::SumPool2d | OpKind::Flatten | OpKind::Add => vec![],
+        OpKind::AvgPool2d
+        | OpKind::SumPool2d
+        | OpKind::AvgPool1d
+        | OpKind::SumPool1d
+        | OpKind::Flatten
+        | OpKind::Add
+        | OpKind::Delay => vec![],
         OpKind::Integrate => vec![fs(
             if int { "leak_m" } else { "leak" },
             false,
@@ -227,6 +233,8 @@ fn check_tensor(graph: &Graph, node: &NodeSpec, spec: &FieldSpec, t: &Tensor) ->
         Role::Weight => {
             let want: Vec<usize> = if node.op == OpKind::Linear {
                 vec![a.out_features, a.in_features]
+            } else if node.op == OpKind::Conv1d {
+                vec![a.out_channels, a.in_channels, a.kernel[1]]
             } else {
                 vec![a.out_channels, a.in_channels, a.kernel[0], a.kernel[1]]
             };

@@ -397,3 +397,77 @@ fn int_rules_once_disputed() {
         "{e}"
     );
 }
+
+fn recurrent_1d() -> Json {
+    json!({
+        "version": 1,
+        "precision": "float32",
+        "input": {"shape": [2, 10], "kind": "sequence"},
+        "nodes": [
+            {"name": "prev", "op": "delay", "inputs": ["sn"], "shape": [8]},
+            {"name": "c1", "op": "conv1d", "inputs": ["input"], "in_channels": 2,
+             "out_channels": 3, "kernel": 3, "stride": 2, "padding": 1},
+            {"name": "n1", "op": "dsr_if", "inputs": ["c1"]},
+            {"name": "p1", "op": "sumpool1d", "inputs": ["n1"], "kernel": 2, "stride": 1},
+            {"name": "f", "op": "flatten", "inputs": ["p1"]},
+            {"name": "fc", "op": "linear", "inputs": ["f"], "in_features": 12, "out_features": 8},
+            {"name": "rec", "op": "linear", "inputs": ["prev"], "in_features": 8, "out_features": 8},
+            {"name": "sum", "op": "add", "inputs": ["fc", "rec"]},
+            {"name": "sn", "op": "dsr_if", "inputs": ["sum"]}
+        ],
+        "output": "sn"
+    })
+}
+
+#[test]
+fn one_d_ops_and_a_cycle_through_a_delay() {
+    let g = parse_graph(&recurrent_1d().to_string()).unwrap();
+    let shape = |name: &str| {
+        g.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.shape.clone())
+            .unwrap()
+    };
+    assert_eq!(g.input.kind, InputKind::Sequence);
+    assert_eq!(shape("c1"), vec![3, 5]);
+    assert_eq!(shape("p1"), vec![3, 4]);
+    assert_eq!(shape("prev"), vec![8]);
+    // the delay reads a later node: its input is not an edge of the order
+    let names: Vec<&str> = g.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names[0], "prev");
+    assert_eq!(*names.last().unwrap(), "sn");
+}
+
+#[test]
+fn delay_and_one_d_errors() {
+    let mut j = recurrent_1d();
+    j["nodes"][0]["inputs"] = json!(["f"]);
+    assert!(
+        err_of(&j).contains("differs from the shape [12]"),
+        "{}",
+        err_of(&j)
+    );
+    let mut j = recurrent_1d();
+    j["nodes"][0]["inputs"] = json!(["prev"]);
+    assert!(err_of(&j).contains("do not chain"), "{}", err_of(&j));
+    let mut j = recurrent_1d();
+    j["nodes"][0]["shape"] = json!("8");
+    assert!(err_of(&j).contains("'shape'"), "{}", err_of(&j));
+    // a cycle that does not pass through the delay
+    let mut j = recurrent_1d();
+    j["nodes"][6]["inputs"] = json!(["sn"]);
+    assert!(err_of(&j).contains("cycle"), "{}", err_of(&j));
+    let mut j = recurrent_1d();
+    j["nodes"][1]["kernel"] = json!([3]);
+    assert!(err_of(&j).contains("'kernel'"), "{}", err_of(&j));
+    let mut j = recurrent_1d();
+    j["input"]["shape"] = json!([2, 4, 10]);
+    assert!(err_of(&j).contains("[C, L]"), "{}", err_of(&j));
+    let mut j = recurrent_1d();
+    j["input"]["kind"] = json!("events");
+    j["input"]["shape"] = json!([3, 10]);
+    assert!(err_of(&j).contains("C in {1, 2}"), "{}", err_of(&j));
+    j["input"]["shape"] = json!([2, 10]);
+    assert!(parse_graph(&j.to_string()).is_ok());
+}

@@ -164,7 +164,7 @@ def test_int_export_uses_integer_units(nets: dict[str, N.Network]) -> None:
 
 def test_harness_end_to_end(tmp_path: Path) -> None:
     """A tiny quick run: rows for every engine and workload asked for, checked and timed, the
-    unsupported E rows of snnsim recorded with their reason, the sweep, the README tables."""
+    E rows of snnsim (event input of shape [F]) included, the sweep, the README tables."""
     out = tmp_path / "inference.json"
     engines = ["torch_step", "torch_multistep", "snnsim_float32", "snnsim_int8"]
     args = ["--tiny", "--quick", "--workloads", "B", "E", "--batches", "1", "2"]
@@ -176,10 +176,7 @@ def test_harness_end_to_end(tmp_path: Path) -> None:
     assert doc["load"]["start"]["loadavg"] and doc["versions"]["torch"]
     rows = doc["rows"]
     assert len(rows) == 2 * 2 * len(engines)
-    for r in rows:
-        if r["workload"] == "E" and r["engine"].startswith("snnsim"):
-            assert r["status"] == "unsupported" and "event input" in r["message"]
-            continue
+    for r in rows:  # snnsim runs E's event input of shape [F] too (input kinds beyond [C, H, W])
         assert r["status"] == "ok", r
         assert r["ms_per_sample"] > 0 and r["sops_per_s"] > 0
         assert r["spikes_checked"] == sorted(r["firing_rates"])
@@ -189,7 +186,7 @@ def test_harness_end_to_end(tmp_path: Path) -> None:
     assert sweep["halving"], "each sweep kind has a pair of levels one half apart"
     targets = doc["targets"]
     assert {t["target"].split(" ")[0] for t in targets} == {">=", "time"}
-    assert all(t["engine"].startswith("snnsim") and t["workload"] == "B" for t in targets)
+    assert all(t["engine"].startswith("snnsim") and t["workload"] in ("B", "E") for t in targets)
     table = inference.render_tables(doc)
     assert "PRELIMINARY" in table and "| met |" in table
     assert "| B | 1 | 1 |" in table and "| E | 2 | 1 |" in table

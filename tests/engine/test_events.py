@@ -122,7 +122,8 @@ def test_huge_unsigned_time() -> None:
 
 def test_wrong_sensor_shape() -> None:
     assert "C in (1, 2)" in error(make([0], [0], [0], [0]), (3, 4, 6))
-    assert "C in (1, 2)" in error(make([0], [0], [0], [0]), (24,))
+    assert "C in (1, 2)" in error(make([0], [0], [0], [0]), (3, 24))
+    assert "C in (1, 2)" in error(make([0], [0], [0], [0]), (1, 2, 3, 4))
 
 
 def test_bounds_skipped_without_shape() -> None:

@@ -289,7 +289,7 @@ def _single(node, shape=(3,)):
             ),
             "'n' \\(CubaLIF\\)",
         ),
-        (nir.Delay(delay=np.ones(3)), "'n' \\(Delay\\).*delays"),
+        (nir.Delay(delay=np.full(3, 2.5)), "'n' \\(Delay\\).*one time step"),
         (
             nir.IF(r=np.ones(3), v_threshold=np.ones(3), v_reset=np.full(3, 0.5)),
             "'n' \\(IF\\).*v_reset",

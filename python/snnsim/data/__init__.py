@@ -1,5 +1,6 @@
 """Dataset readers for snnsim: static images (MNIST-5k, digits, CIFAR) and event recordings
-(N-MNIST, DVS-CIFAR10, and a SYNTHETIC N-MNIST-like generator).
+(N-MNIST, DVS-CIFAR10, the Heidelberg SHD/SSC audio spikes, and a SYNTHETIC N-MNIST-like
+generator).
 
 Images are float32 channels-first arrays in [0, 1] (CIFAR: uint8, see
 :func:`cifar_to_float32`); events are structured arrays with fields x, y, p (int16, p = 1 for
@@ -54,6 +55,8 @@ from .nmnist import (
     read_nmnist_file,
     write_nmnist_file,
 )
+from .shd import SHD_DTYPE, SHD_SENSOR_SIZE, read_shd, write_shd
+from .sweeps import make_sweeps
 from .synthetic_nmnist import (
     SyntheticNMNIST,
     SyntheticNMNISTConfig,
@@ -63,6 +66,11 @@ from .synthetic_nmnist import (
 )
 
 __all__ = [
+    "SHD_DTYPE",
+    "SHD_SENSOR_SIZE",
+    "read_shd",
+    "write_shd",
+    "make_sweeps",
     "DVSCIFAR10Frames",
     "DataFormatError",
     "EVENT_DTYPE",

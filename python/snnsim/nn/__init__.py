@@ -8,7 +8,9 @@
   chunked forms); :mod:`snnsim.nn.chunked` — the time-chunked rate forward;
 * :mod:`snnsim.nn.dspike` — Dspike layers and :class:`DspikeNet` (Li et al., NeurIPS 2021);
   :mod:`snnsim.nn.surrogates` — surrogate gradients; :mod:`snnsim.nn.tdbn` — tdBN;
-* :mod:`snnsim.nn.syncbn` — batch norm statistics over every process of a distributed run.
+* :mod:`snnsim.nn.syncbn` — batch norm statistics over every process of a distributed run;
+* :mod:`snnsim.nn.recurrent` — recurrent Dspike and DSR IF layers (one-step delayed spikes
+  through recurrent weights).
 
 Every neuron law comes from :mod:`snnsim.neurons` (docs/semantics.md §1). Named architectures
 are in :mod:`snnsim.models`; the trainer, configurations and command line in
@@ -19,6 +21,7 @@ from .dspike import DspikeNet, DspikeNeuron
 from .dsr import DSRNeuronConfig, dsr_defaults
 from .layers import DSRNeuron, Seq
 from .net import DSRNet
+from .recurrent import RecurrentDspikeNeuron, RecurrentDSRNeuron
 
 __all__ = [
     "DSRNeuron",
@@ -26,6 +29,8 @@ __all__ = [
     "DSRNet",
     "DspikeNet",
     "DspikeNeuron",
+    "RecurrentDSRNeuron",
+    "RecurrentDspikeNeuron",
     "Seq",
     "dsr_defaults",
 ]
