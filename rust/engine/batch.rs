@@ -201,7 +201,7 @@ pub(crate) fn run_batch<V: EngineValue>(
         let width = threads
             .unwrap_or_else(rayon::current_num_threads)
             .clamp(1, limits::MAX_THREADS);
-        let results: Vec<Result<()>> = if batch == 1 && width > 1 {
+        let results: Vec<Result<()>> = if batch == 1 && width > 1 && net.splits_across_threads() {
             pool_for(width)?.install(|| {
                 run_with_team(width, |team| {
                     let mut st = eng.take();

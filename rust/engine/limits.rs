@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::network::{Network, CHUNK_BYTES, MAX_CHUNK};
+use super::network::{Network, Op, CHUNK_BYTES, MAX_CHUNK};
 use crate::error::{Result, SnnError};
 use crate::format::{ModelFile, OpKind};
 use crate::numeric::Precision;
@@ -263,11 +263,8 @@ fn state_bytes(
     let out = out_len.saturating_mul(8);
     // acc_w + xs_w (wide values), mark, touched, the gather conv's starts, the active lists of
     // a neuron layer split across threads; rows/xs per step of a chunk
-    // the dense int8 conv's packed input and occupancy (at most twice the input plus 64 KiB
-    // each, `kernels::vnni::padded_bytes_bound`)
-    let scratch = mul(&[max_len, 8 + 8 + 1 + 4 + 4 + 4 + 2 + 2])
-        .saturating_add(mul(&[chunk, max_len, 4 + vb]))
-        .saturating_add(2 << 16);
+    let scratch =
+        mul(&[max_len, 8 + 8 + 1 + 4 + 4 + 4]).saturating_add(mul(&[chunk, max_len, 4 + vb]));
     bufs.saturating_add(mem)
         .saturating_add(out)
         .saturating_add(scratch)
@@ -282,6 +279,17 @@ pub(crate) fn sample_state_bytes<V>(net: &Network<V>) -> u128 {
         .filter(|n| n.kind.has_state())
         .map(|n| n.len as u128)
         .sum();
+    // the dense int8 conv's packed input and occupancy, when a conv has a packed kernel (at
+    // most twice the input plus 64 KiB each, `kernels::vnni::padded_bytes_bound`)
+    let packed = net
+        .nodes
+        .iter()
+        .any(|n| matches!(&n.op, Op::Conv(c) if c.packed.is_some()));
+    let dense_conv = if packed {
+        mul(&[net.max_len as u128, 4]).saturating_add(2 << 16)
+    } else {
+        0
+    };
     state_bytes(
         &slots,
         state_len,
@@ -290,6 +298,7 @@ pub(crate) fn sample_state_bytes<V>(net: &Network<V>) -> u128 {
         net.chunk.max(1) as u128,
         value_bytes(net.precision),
     )
+    .saturating_add(dense_conv)
 }
 
 fn numel(s: &[usize]) -> u128 {

@@ -206,6 +206,18 @@ pub const MAX_CHUNK: usize = 32;
 
 impl<V> Network<V> {
     /// Index of the node called `name`.
+    /// Whether some node is large enough to split a step's work across threads (a conv of
+    /// at least `ops::conv::PAR_MIN_SOPS` dense MACs per step, a neuron layer of at least
+    /// `ops::neuron::PAR_MIN_ELEMS` elements): otherwise a batch of one runs on one thread,
+    /// since a team would only add hand-off costs.
+    pub fn splits_across_threads(&self) -> bool {
+        self.nodes.iter().any(|n| match &n.op {
+            Op::Conv(_) => n.fanout_total >= super::ops::conv::PAR_MIN_SOPS,
+            Op::Neuron(_) => n.len >= super::ops::neuron::PAR_MIN_ELEMS,
+            _ => false,
+        })
+    }
+
     pub fn node_index(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)
     }

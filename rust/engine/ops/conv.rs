@@ -20,7 +20,7 @@ const GATHER_SOPS_PER_TAP: u64 = 12;
 
 /// A gather step of at least this many SOPs is split across the sample's threads (below it the
 /// hand-off costs more than it saves).
-const PAR_MIN_SOPS: u64 = 1 << 15;
+pub(crate) const PAR_MIN_SOPS: u64 = 1 << 15;
 
 pub(crate) struct ConvVisit<'a, V: Value> {
     fast: bool,

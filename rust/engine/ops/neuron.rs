@@ -27,7 +27,7 @@ pub(crate) struct SpikeSink<'a, 'b> {
 }
 
 /// Neuron layers of at least this many elements are split across the sample's team.
-const PAR_MIN_ELEMS: usize = 1 << 12;
+pub(crate) const PAR_MIN_ELEMS: usize = 1 << 12;
 
 /// One step of a spiking neuron node: membranes `m`, input `x`, spikes into `outb` (values and
 /// active list). Split by elements across the team when the layer is large; returns `false` on
