@@ -75,28 +75,36 @@ impl<V: Value> WeightVisitor<V> for ConvVisit<'_, V> {
                     }
                     kernels::conv_gather::<V, W>(a, w, g, inp, bias, first)
                 };
-                let team = self.team;
-                if team.width() > 1 {
-                    let per = (g.ho * g.wo).div_ceil(team.width());
-                    let parts: Vec<Mutex<Option<&mut [V]>>> = self
-                        .acc
-                        .chunks_mut(per * g.co)
-                        .map(|a| Mutex::new(Some(a)))
-                        .collect();
-                    team.split(&|k| {
-                        let part = parts.get(k).and_then(|p| p.lock().ok()?.take());
-                        if let Some(a) = part {
-                            run(a, k * per);
-                        }
-                    });
-                } else {
-                    run(self.acc, 0)
-                }
+                by_positions(self.team, self.acc, g, &run);
             }
             (true, None) => kernels::conv_scatter::<V, W>(self.acc, w, g, items, self.xs),
             (false, _) => kernels::conv_scatter::<V::Wide, W>(self.acc_w, w, g, items, self.xs_w),
         }
     }
+}
+
+/// Runs `run(part, first)` over the conv outputs `acc` (`co` values per output position), split
+/// by output positions across `team` (in one piece for a team of one); `first` is the part's
+/// first position.
+fn by_positions<A: Send>(
+    team: &Team,
+    acc: &mut [A],
+    g: &kernels::Geom,
+    run: &(dyn Fn(&mut [A], usize) + Sync),
+) {
+    if team.width() < 2 {
+        return run(acc, 0);
+    }
+    let per = (g.ho * g.wo).div_ceil(team.width());
+    let parts: Vec<Mutex<Option<&mut [A]>>> = acc
+        .chunks_mut(per * g.co)
+        .map(|a| Mutex::new(Some(a)))
+        .collect();
+    team.split(&|k| {
+        if let Some(a) = parts.get(k).and_then(|p| p.lock().ok()?.take()) {
+            run(a, k * per);
+        }
+    });
 }
 
 /// Terms per 16-bit partial sum of the int8 gather: as many as keep `|sum| <= i16::MAX` for
@@ -161,21 +169,9 @@ fn run_conv_dense<V: EngineValue>(
     } else {
         &SOLO
     };
-    if team.width() > 1 {
-        let per = (g.ho * g.wo).div_ceil(team.width());
-        let parts: Vec<Mutex<Option<&mut [i32]>>> = acc
-            .chunks_mut(per * g.co)
-            .map(|a| Mutex::new(Some(a)))
-            .collect();
-        team.split(&|k| {
-            let part = parts.get(k).and_then(|p| p.lock().ok()?.take());
-            if let Some(a) = part {
-                vnni::conv_dense(a, wp, g, &inp, bias, k * per);
-            }
-        });
-    } else {
-        vnni::conv_dense(acc, wp, g, &inp, bias, 0);
-    }
+    by_positions(team, acc, g, &|a: &mut [i32], first: usize| {
+        vnni::conv_dense(a, wp, g, &inp, bias, first)
+    });
     match in_kind {
         Kind::Sparse => so.sops[li] += fan * g.co as u64,
         _ => so.macs[li] += node.fanout_total,
