@@ -169,6 +169,17 @@ def _proc_cpu_ticks() -> dict[int, tuple[str, int]]:
     return ticks
 
 
+def machine_idle(start: dict[str, Any], end: dict[str, Any]) -> bool:
+    """Whether the run had the machine to itself: a load average below a quarter of the cores
+    before it started, and no other process using 5 % of a core or more at the start or at the
+    end. (The load average at the end counts this benchmark's own threads, so it is recorded but
+    not judged.)"""
+    ncpu = os.cpu_count() or 1
+    quiet_start = bool(start) and start["loadavg"][0] <= 0.25 * ncpu
+    others = [p for s in (start, end) if s for p in s.get("busy_processes", [])]
+    return quiet_start and not others
+
+
 def load_snapshot(interval: float = 1.0) -> dict[str, Any]:
     """Load average and the processes that used CPU during ``interval`` seconds (percent of one
     core), this benchmark's own process excluded."""
@@ -861,13 +872,11 @@ def assemble(
     sweep: dict[str, Any] | None,
 ) -> dict[str, Any]:
     load_start, load_end = load
-    ncpu = os.cpu_count() or 1
-    load1 = max(s["loadavg"][0] for s in load if s)
     flags = (
         ("--quick smoke run", args.quick),
         ("--tiny networks", args.tiny),
         ("--check-only: nothing timed", args.check_only),
-        ("machine not idle", load1 > 0.25 * ncpu),
+        ("machine not idle", not machine_idle(load_start, load_end)),
         ("run not finished", not load_end),
     )
     reasons = [r for r, on in flags if on]
