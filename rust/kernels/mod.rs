@@ -14,7 +14,7 @@ pub(crate) mod vnni;
 pub(crate) use conv::{conv_gather, conv_gather_i16, conv_scatter, scan_active, Active, Geom};
 pub(crate) use linear::{linear_rows, linear_rows_i16};
 pub(crate) use pool::{pool_dense_exact, pool_dense_sums, pool_scatter_sums};
-pub(crate) use scan::{collect_nonzero, fanout_sum, fill_bias};
+pub(crate) use scan::{append_nonzero, collect_nonzero, fanout_sum, fill_bias};
 
 #[cfg(test)]
 mod tests;

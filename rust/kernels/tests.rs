@@ -310,6 +310,16 @@ fn nonzero_collection() {
                 .collect();
             assert_eq!(nz, want, "{level:?} n={n}");
         }
+        // Appending block by block, with each block's start as the base, lists the same
+        // indices as one pass over the whole array, after what the list already held.
+        for block in [1, 5, 16, 17, 64, 333] {
+            let mut nz = vec![7u32];
+            for (b, ch) in xi.chunks(block).enumerate() {
+                append_nonzero(ch, (b * block) as u32, &mut nz);
+            }
+            assert_eq!(nz[0], 7, "{level:?} block={block}");
+            assert_eq!(&nz[1..], &want_i[..], "{level:?} block={block}");
+        }
     }
     set_level(None);
 }
