@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::network::{
     AddOp, ConvOp, DelayLink, Kind, Layout, LinearOp, Network, NeuronOp, Node, Op, Plan, PoolOp,
-    ScaleOp, CHUNK_BYTES, MAX_CHUNK,
+    ScaleOp, CHUNK_BYTES, MAX_CHUNK, PASS_BYTES,
 };
 use super::value::FromTensor;
 use crate::error::{Result, SnnError};
@@ -463,8 +463,17 @@ pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
     let max_len = slot_len.iter().copied().max().unwrap_or(1).max(1);
     let per_step: usize = slot_len.iter().sum::<usize>().max(1) * 4;
     // a delay reads its source's previous step, so with delays the nodes run step by step
+    // the largest pass of one node over a chunk: its inputs' and its own values, per step
+    let pass: usize = nodes
+        .iter()
+        .map(|n| (n.inputs.iter().map(|&s| slot_len[s]).sum::<usize>() + slot_len[n.slot]) * 4)
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let chunk = if delays.is_empty() {
-        (CHUNK_BYTES / per_step).clamp(1, MAX_CHUNK)
+        (CHUNK_BYTES / per_step)
+            .min(PASS_BYTES / pass)
+            .clamp(1, MAX_CHUNK)
     } else {
         1
     };

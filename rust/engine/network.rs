@@ -193,7 +193,8 @@ pub struct Network<V> {
     /// Largest node value (scratch sizes).
     pub max_len: usize,
     /// Steps run per node before the next node (node-major chunks); bounds the per-sample
-    /// buffers to about [`CHUNK_BYTES`]. 1 when the graph has delays.
+    /// buffers to about [`CHUNK_BYTES`] and one node's pass to about [`PASS_BYTES`]. 1 when the
+    /// graph has delays.
     pub chunk: usize,
     /// The delay nodes' links (empty for a graph without delays).
     pub delays: Vec<DelayLink>,
@@ -203,6 +204,12 @@ pub struct Network<V> {
 pub const CHUNK_BYTES: usize = 4 << 20;
 /// Longest chunk of steps.
 pub const MAX_CHUNK: usize = 32;
+/// Bytes one node's pass over a chunk may touch (its inputs' and its own values): a quarter of
+/// a 2 MiB L2 cache, so that a wide conv layer's maps are still cached when the next node reads
+/// them. Weighted layers with small values (an MLP) keep long chunks, which stream their
+/// weights once per chunk; conv layers with large maps get short ones (measured on the
+/// event-camera network B: 0.81 -> 0.73 ms per sample at batch 1).
+pub const PASS_BYTES: usize = 512 << 10;
 
 impl<V> Network<V> {
     /// Index of the node called `name`.
