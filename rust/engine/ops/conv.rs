@@ -125,7 +125,10 @@ fn narrow_flush(w_max: i64, max_x: i64) -> usize {
 
 /// Inputs of at least one in this many active go through the dense int8 kernel (when it is
 /// available): below that, listing the active inputs costs less than visiting every window.
-const DENSE_MIN_ACTIVE_FRACTION: usize = 8;
+/// Measured crossover (criterion, `benches/kernels.rs`, one core): the dense kernel runs about
+/// 100 G MAC/s and the gather/scatter 5.5-8 G SOP/s, so they break even near 5 % activity
+/// (32 -> 64 channels at 10 % active: 8.0 by gather, 10.5 G SOP/s equivalent dense).
+const DENSE_MIN_ACTIVE_FRACTION: usize = 20;
 
 /// One step of a conv node through the dense int8 kernel (`crate::kernels::vnni`), when it
 /// applies: int8 weights packed for it, a VNNI CPU at the AVX-512 level, inputs in `0..=255`
