@@ -12,7 +12,7 @@ mod shapes;
 mod tensors;
 
 pub use file::{read_bytes, read_path, write_bytes, ModelFile};
-pub use graph::{event_sensor, fmt_shape, Graph, InputKind, OpKind, Src, MAX_ELEMS};
+pub use graph::{event_sensor, fmt_shape, Graph, InputKind, NodeSpec, OpKind, Src, MAX_ELEMS};
 pub use tensors::{NodeParams, Tensor, TensorData};
 
 #[cfg(test)]
