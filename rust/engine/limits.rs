@@ -528,8 +528,9 @@ mod tests {
 
     // -----------------------------------------------------------------------------------------
     // Regression tests: each request below aborted the process before the bounds existed.
+    use crate::engine::bin_events;
     use crate::engine::{Data, Model};
-    use crate::events::{bin_events, Binning, EventBatch, Events};
+    use crate::events::{Binning, EventBatch, Events};
     use crate::testutil::NetBuilder;
 
     fn limit_err(e: SnnError, arg: &str) -> String {

@@ -10,6 +10,7 @@
 pub(crate) mod batch;
 pub(crate) mod compile;
 pub(crate) mod compiled;
+pub(crate) mod frames;
 pub(crate) mod limits;
 pub(crate) mod model;
 pub(crate) mod network;
@@ -21,14 +22,13 @@ pub(crate) mod stream;
 pub(crate) mod team;
 pub(crate) mod value;
 
+pub use frames::bin_events;
 pub use model::{Model, ModelInfo};
 pub use result::{Counts, Recording, RunResult};
 pub use stream::StreamState;
 pub use value::Data;
 
-pub(crate) use limits::check_frames;
 pub use limits::{memory_limit, parse_bytes, set_memory_limit, MAX_THREADS};
-pub(crate) use result::zeros;
 
 #[cfg(test)]
 mod tests;
