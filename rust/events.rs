@@ -114,13 +114,13 @@ impl<'a> EventBatch<'a> {
 /// Events of one sample assigned to steps: the events of step `j` are
 /// `idx[start[j]..start[j+1]]`, as channels-last indices `(y*W + x)*C + c`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Binned {
+pub(crate) struct Binned {
     pub start: Vec<usize>,
     pub idx: Vec<u32>,
 }
 
 impl Binned {
-    pub fn step(&self, j: usize) -> &[u32] {
+    pub(crate) fn step(&self, j: usize) -> &[u32] {
         match (self.start.get(j), self.start.get(j + 1)) {
             (Some(&a), Some(&b)) => &self.idx[a..b],
             _ => &[],
@@ -252,7 +252,7 @@ fn steps_of(t: &[i64], steps: usize, binning: Binning) -> Vec<usize> {
 }
 
 /// Bins the events of one sample into `steps` steps.
-pub fn bin_sample(
+pub(crate) fn bin_sample(
     ev: &Events<'_>,
     shape: [usize; 3],
     steps: usize,
@@ -269,7 +269,7 @@ pub fn bin_sample(
 /// Bins events into fixed windows: window `j` (0 <= j < steps) covers
 /// `[start + j*dt, start + (j+1)*dt)` with `start = origin + first_step*dt`. Every event must
 /// fall inside the windows.
-pub fn bin_windows(
+pub(crate) fn bin_windows(
     ev: &Events<'_>,
     shape: [usize; 3],
     origin_us: i64,

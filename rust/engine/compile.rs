@@ -189,7 +189,7 @@ fn compile_op<V: Value + FromTensor>(cx: &NodeCx<'_>) -> Result<OpStep<V>> {
 }
 
 /// Compiles a validated model file for values of type `V` (must match the precision).
-pub fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
+pub(crate) fn compile<V: Value + FromTensor>(mf: &ModelFile) -> Result<Network<V>> {
     let g: &Graph = &mf.graph;
     if g.precision != V::PRECISION {
         return Err(SnnError::Internal("precision mismatch in compile".into()));

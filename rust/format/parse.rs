@@ -34,7 +34,7 @@ struct RawNode {
 
 /// Parses and validates the graph JSON (structure, names, topological order, attributes and
 /// shapes). Tensors are checked separately by [`take_params`].
-pub fn parse_graph(text: &str) -> Result<Graph> {
+pub(crate) fn parse_graph(text: &str) -> Result<Graph> {
     let root: Json = serde_json::from_str(text).map_err(|e| {
         graph_err(format!(
             "graph JSON does not parse (metadata 'snnsim.graph' is not valid JSON): {e}"
