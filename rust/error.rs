@@ -1,5 +1,6 @@
 //! The one error type of the engine. Every message names what was wrong: the node and field of
-//! a model file, the argument of a call, or the node and step of an integer overflow.
+//! a model file, the argument of a call, or the node and step of an integer overflow. Also the
+//! fallible allocation ([`zeros`]) that turns an allocator refusal into such an error.
 
 use thiserror::Error;
 
@@ -143,4 +144,21 @@ impl SnnError {
             other => other,
         }
     }
+}
+
+/// A zeroed vector of `n` elements, or an error naming `what` when the allocator refuses
+/// (never an abort). The sizes were checked against the memory limit by the caller.
+pub(crate) fn zeros<T: Clone + Default>(n: usize, arg: &str, what: &str) -> Result<Vec<T>> {
+    let mut v: Vec<T> = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        SnnError::limit(
+            arg,
+            format!(
+                "cannot allocate {what} ({n} elements of {} bytes): out of memory",
+                std::mem::size_of::<T>()
+            ),
+        )
+    })?;
+    v.resize(n, T::default());
+    Ok(v)
 }

@@ -1,6 +1,7 @@
 //! Event binning (docs/model-format.md §6): events `(x, y, p, t)` of one sample are assigned
 //! to steps by equal time windows ("time"), equal event counts ("count") or fixed windows
-//! (streaming), after validation of coordinates, polarity and timestamps.
+//! (streaming), after validation of coordinates, polarity and timestamps. Dense frames of
+//! binned events (bounded by the engine's memory limit) are `engine::frames`.
 
 use crate::error::{Result, SnnError};
 
@@ -113,13 +114,13 @@ impl<'a> EventBatch<'a> {
 /// Events of one sample assigned to steps: the events of step `j` are
 /// `idx[start[j]..start[j+1]]`, as channels-last indices `(y*W + x)*C + c`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Binned {
+pub(crate) struct Binned {
     pub start: Vec<usize>,
     pub idx: Vec<u32>,
 }
 
 impl Binned {
-    pub fn step(&self, j: usize) -> &[u32] {
+    pub(crate) fn step(&self, j: usize) -> &[u32] {
         match (self.start.get(j), self.start.get(j + 1)) {
             (Some(&a), Some(&b)) => &self.idx[a..b],
             _ => &[],
@@ -187,7 +188,7 @@ fn group(idx: Vec<u32>, step_of: &[usize], steps: usize) -> Result<Binned> {
     let n = steps
         .checked_add(1)
         .ok_or_else(|| SnnError::limit("steps", "too large"))?;
-    let mut start: Vec<usize> = crate::engine::zeros(n, "steps", "the binned events")?;
+    let mut start: Vec<usize> = crate::error::zeros(n, "steps", "the binned events")?;
     let mut kept = 0usize;
     for &j in step_of {
         if j < steps {
@@ -251,7 +252,7 @@ fn steps_of(t: &[i64], steps: usize, binning: Binning) -> Vec<usize> {
 }
 
 /// Bins the events of one sample into `steps` steps.
-pub fn bin_sample(
+pub(crate) fn bin_sample(
     ev: &Events<'_>,
     shape: [usize; 3],
     steps: usize,
@@ -268,7 +269,7 @@ pub fn bin_sample(
 /// Bins events into fixed windows: window `j` (0 <= j < steps) covers
 /// `[start + j*dt, start + (j+1)*dt)` with `start = origin + first_step*dt`. Every event must
 /// fall inside the windows.
-pub fn bin_windows(
+pub(crate) fn bin_windows(
     ev: &Events<'_>,
     shape: [usize; 3],
     origin_us: i64,
@@ -296,57 +297,6 @@ pub fn bin_windows(
         step_of.push(((t - start) / dt_us as i128) as usize);
     }
     group(idx, &step_of, steps)
-}
-
-/// Dense frames `[B, steps, C, H, W]` (torch layout) of event counts.
-pub fn bin_events(
-    ev: &EventBatch<'_>,
-    shape: [usize; 3],
-    steps: usize,
-    binning: Binning,
-) -> Result<Vec<i32>> {
-    let b = ev.validate()?;
-    if steps == 0 {
-        return Err(SnnError::arg("steps", "must be >= 1"));
-    }
-    let [c, h, w] = shape;
-    if shape.contains(&0) {
-        return Err(SnnError::arg("shape", "dimensions must be >= 1"));
-    }
-    let frame = c
-        .checked_mul(h)
-        .and_then(|v| v.checked_mul(w))
-        .filter(|&v| v <= crate::format::MAX_ELEMS)
-        .ok_or_else(|| SnnError::arg("shape", "is too large"))?;
-    let most = ev
-        .offsets
-        .windows(2)
-        .map(|w| (w[1] - w[0]).max(0) as usize)
-        .max()
-        .unwrap_or(0);
-    crate::engine::check_frames(b, steps, frame, most)?;
-    let total = frame
-        .checked_mul(steps)
-        .and_then(|v| v.checked_mul(b))
-        .ok_or_else(|| SnnError::limit("steps", "the frames array size overflows"))?;
-    let mut out: Vec<i32> = crate::engine::zeros(total, "steps", "the frames")?;
-    for s in 0..b {
-        let binned =
-            bin_sample(&ev.sample(s), shape, steps, binning).map_err(|e| e.in_sample(s))?;
-        for j in 0..steps {
-            let base = (s * steps + j) * frame;
-            for &k in binned.step(j) {
-                let k = k as usize;
-                let ch = k % c;
-                let pos = k / c;
-                let o = base + ch * h * w + pos;
-                out[o] = out[o].checked_add(1).ok_or_else(|| {
-                    SnnError::events(Some(s), "more than 2^31 events at one pixel")
-                })?;
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -466,24 +416,6 @@ mod tests {
         assert_eq!(b.start, vec![0, 1]);
         assert!(bin_windows(&ev(&x, &y, &p, &t), [2, 1, 2], 100, 10, 0, 2).is_err());
         assert!(bin_windows(&ev(&x, &y, &p, &t), [2, 1, 2], 101, 10, 0, 5).is_err());
-    }
-
-    #[test]
-    fn dense_frames() {
-        let b = EventBatch {
-            x: &[1, 1, 0, 0],
-            y: &[0, 0, 1, 0],
-            p: &[1, 1, 0, 0],
-            t: &[0, 1, 2, 3],
-            offsets: &[0, 3, 4],
-        };
-        let f = bin_events(&b, [2, 2, 2], 1, Binning::Count).unwrap();
-        assert_eq!(f.len(), 2 * 8);
-        // sample 0: (c=1, y=0, x=1) twice, (c=0, y=1, x=0) once
-        assert_eq!(f[4 + 1], 2);
-        assert_eq!(f[2], 1);
-        assert_eq!(f[..8].iter().sum::<i32>(), 3);
-        assert_eq!(f[8], 1);
     }
 
     #[test]

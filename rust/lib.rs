@@ -32,11 +32,11 @@ mod testutil;
 mod bindings;
 
 pub use engine::{
-    memory_limit, parse_bytes, set_memory_limit, Counts, Data, Model, ModelInfo, Recording,
-    RunResult, StreamState, MAX_THREADS,
+    bin_events, memory_limit, parse_bytes, set_memory_limit, Counts, Data, Model, ModelInfo,
+    Recording, RunResult, StreamState, MAX_THREADS,
 };
 pub use error::{Result, SnnError};
-pub use events::{bin_events, Binning, EventBatch, Events};
+pub use events::{Binning, EventBatch, Events};
 pub use format::{
     read_bytes as read_model_bytes, write_bytes as write_model_bytes, InputKind, ModelFile, Tensor,
     TensorData,

@@ -9,7 +9,7 @@ use crate::kernels::simd::dispatch;
 use crate::numeric::{fx, Value};
 
 /// Per-element neuron equations. Each returns `(spike, overflow)`; float never overflows.
-pub trait NeuronMath: Value {
+pub(crate) trait NeuronMath: Value {
     /// `dsr_if`: `U = V + x; s = U >= fire; V = U - theta*s`.
     fn if_elem(v: &mut Self, x: Self, theta: Self, fire: Self) -> (bool, bool);
     /// `dsr_lif`: `U = leak*V + gain*x` (int: `fx(leak_m, V, f) + fx(gain_m, x, f)`);
@@ -142,7 +142,7 @@ impl NeuronMath for i32 {
 /// Which neuron a node runs, with its per-channel parameters expanded to one period
 /// (`period` = channels for `[C, H, W]` values in channels-last layout, features for `[F]`).
 #[derive(Debug, Clone)]
-pub enum NeuronParams<V> {
+pub(crate) enum NeuronParams<V> {
     If {
         theta: Vec<V>,
         fire: Vec<V>,

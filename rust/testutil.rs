@@ -12,12 +12,12 @@ use crate::format::{Tensor, TensorData};
 use crate::numeric::fx;
 
 /// Small deterministic generator (xorshift).
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 impl Rng {
-    pub fn new(s: u64) -> Self {
+    pub(crate) fn new(s: u64) -> Self {
         Rng(s.wrapping_mul(0x9E3779B97F4A7C15) | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -25,19 +25,19 @@ impl Rng {
         self.0 = x;
         x
     }
-    pub fn int(&mut self, lo: i64, hi: i64) -> i64 {
+    pub(crate) fn int(&mut self, lo: i64, hi: i64) -> i64 {
         lo + (self.next() % ((hi - lo + 1) as u64)) as i64
     }
-    pub fn ints(&mut self, n: usize, lo: i64, hi: i64) -> Vec<i64> {
+    pub(crate) fn ints(&mut self, n: usize, lo: i64, hi: i64) -> Vec<i64> {
         (0..n).map(|_| self.int(lo, hi)).collect()
     }
-    pub fn uniform(&mut self) -> f32 {
+    pub(crate) fn uniform(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32
     }
 }
 
 #[derive(Debug, Clone)]
-pub enum ROp {
+pub(crate) enum ROp {
     Linear {
         w: Vec<i64>,
         b: Option<Vec<i64>>,
@@ -90,7 +90,7 @@ pub enum ROp {
 }
 
 #[derive(Debug, Clone)]
-pub struct RNode {
+pub(crate) struct RNode {
     pub name: String,
     pub op: ROp,
     pub inputs: Vec<String>,
@@ -99,7 +99,7 @@ pub struct RNode {
 
 /// Builds a network (int or float precision; float parameters are the integers as f32).
 #[derive(Debug, Clone)]
-pub struct NetBuilder {
+pub(crate) struct NetBuilder {
     pub int: bool,
     pub input_shape: Vec<usize>,
     pub input_kind: &'static str,
@@ -113,7 +113,7 @@ fn numel(s: &[usize]) -> usize {
 }
 
 impl NetBuilder {
-    pub fn new(int: bool, input_shape: &[usize], input_kind: &'static str) -> Self {
+    pub(crate) fn new(int: bool, input_shape: &[usize], input_kind: &'static str) -> Self {
         NetBuilder {
             int,
             input_shape: input_shape.to_vec(),
@@ -124,7 +124,7 @@ impl NetBuilder {
         }
     }
 
-    pub fn shape_of(&self, name: &str) -> Vec<usize> {
+    pub(crate) fn shape_of(&self, name: &str) -> Vec<usize> {
         if name == "input" {
             return self.input_shape.clone();
         }
@@ -146,7 +146,7 @@ impl NetBuilder {
         self
     }
 
-    pub fn linear(
+    pub(crate) fn linear(
         &mut self,
         name: &str,
         inp: &str,
@@ -160,7 +160,7 @@ impl NetBuilder {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn conv(
+    pub(crate) fn conv(
         &mut self,
         name: &str,
         inp: &str,
@@ -183,7 +183,7 @@ impl NetBuilder {
         )
     }
 
-    pub fn pool(
+    pub(crate) fn pool(
         &mut self,
         name: &str,
         inp: &str,
@@ -204,17 +204,17 @@ impl NetBuilder {
         )
     }
 
-    pub fn flatten(&mut self, name: &str, inp: &str) -> &mut Self {
+    pub(crate) fn flatten(&mut self, name: &str, inp: &str) -> &mut Self {
         let n = numel(&self.shape_of(inp));
         self.push(name, ROp::Flatten, &[inp], vec![n])
     }
 
-    pub fn add(&mut self, name: &str, inps: &[&str]) -> &mut Self {
+    pub(crate) fn add(&mut self, name: &str, inps: &[&str]) -> &mut Self {
         let sh = self.shape_of(inps[0]);
         self.push(name, ROp::Add, inps, sh)
     }
 
-    pub fn scale(
+    pub(crate) fn scale(
         &mut self,
         name: &str,
         inp: &str,
@@ -226,13 +226,19 @@ impl NetBuilder {
         self.push(name, ROp::Scale { m, shift, f }, &[inp], sh)
     }
 
-    pub fn dsr_if(&mut self, name: &str, inp: &str, theta: Vec<i64>, fire: Vec<i64>) -> &mut Self {
+    pub(crate) fn dsr_if(
+        &mut self,
+        name: &str,
+        inp: &str,
+        theta: Vec<i64>,
+        fire: Vec<i64>,
+    ) -> &mut Self {
         let sh = self.shape_of(inp);
         self.push(name, ROp::If { theta, fire }, &[inp], sh)
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn dsr_lif(
+    pub(crate) fn dsr_lif(
         &mut self,
         name: &str,
         inp: &str,
@@ -257,7 +263,7 @@ impl NetBuilder {
         )
     }
 
-    pub fn dspike(
+    pub(crate) fn dspike(
         &mut self,
         name: &str,
         inp: &str,
@@ -269,13 +275,19 @@ impl NetBuilder {
         self.push(name, ROp::Dspike { fire, leak, f }, &[inp], sh)
     }
 
-    pub fn integrate(&mut self, name: &str, inp: &str) -> &mut Self {
+    pub(crate) fn integrate(&mut self, name: &str, inp: &str) -> &mut Self {
         let sh = self.shape_of(inp);
         self.push(name, ROp::Integrate { leak: None, f: 0 }, &[inp], sh)
     }
 
     /// `V = leak*V + x` (int: `fx(leak, V, f) + x`).
-    pub fn leaky_integrate(&mut self, name: &str, inp: &str, leak: Vec<i64>, f: u32) -> &mut Self {
+    pub(crate) fn leaky_integrate(
+        &mut self,
+        name: &str,
+        inp: &str,
+        leak: Vec<i64>,
+        f: u32,
+    ) -> &mut Self {
         let sh = self.shape_of(inp);
         self.push(
             name,
@@ -312,7 +324,7 @@ impl NetBuilder {
     }
 
     /// The graph JSON and tensors.
-    pub fn parts(&self) -> (Json, Vec<(String, Tensor)>) {
+    pub(crate) fn parts(&self) -> (Json, Vec<(String, Tensor)>) {
         let mut nodes = Vec::new();
         let mut tensors = Vec::new();
         let int = self.int;
@@ -434,19 +446,19 @@ impl NetBuilder {
         (g, tensors)
     }
 
-    pub fn bytes(&self) -> Vec<u8> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         let (g, t) = self.parts();
         write_bytes(&g.to_string(), &t).expect("serialise")
     }
 
-    pub fn model(&self) -> crate::engine::Model {
+    pub(crate) fn model(&self) -> crate::engine::Model {
         crate::engine::Model::from_bytes(&self.bytes()).expect("model loads")
     }
 }
 
 /// Reference results of one sample.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RefOut {
+pub(crate) struct RefOut {
     /// Per node per step spikes (torch layout), spiking nodes only (else empty).
     pub spikes: Vec<Vec<Vec<u8>>>,
     /// [L][T] counts
@@ -463,7 +475,7 @@ enum RK {
 
 /// Simulates one sample. `inputs[t]` is the input at step t (torch layout); a static input
 /// is given as a single entry.
-pub fn reference(b: &NetBuilder, inputs: &[Vec<i64>], steps: usize) -> RefOut {
+pub(crate) fn reference(b: &NetBuilder, inputs: &[Vec<i64>], steps: usize) -> RefOut {
     let l = b.nodes.len();
     let static_in = inputs.len() == 1 && b.input_kind == "static" && steps > 0;
     let idx = |name: &str| b.nodes.iter().position(|n| n.name == name);

@@ -9,7 +9,7 @@ a non-finite float32 value) with a message naming the node, field or argument; a
 file is an `OSError`.
 """
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -135,6 +135,24 @@ def bin_events(
 ) -> npt.NDArray[np.int32]:
     """Dense frames [B, steps, C, H, W] of event counts (for tests and inspection)."""
 
+class DsrLaw(TypedDict):
+    """The `law` argument of `dsr_forward`: `leak` and `gain` for "lif" only."""
+
+    kind: Literal["if", "lif"]
+    theta: float
+    fire: float
+    value: float  # what one spike carries to the next layer
+    leak: NotRequired[float]
+    gain: NotRequired[float]
+
+class DsrOptions(TypedDict, total=False):
+    """The `options` argument of `dsr_forward` (every key optional; None = absent)."""
+
+    current_weights: npt.NDArray[np.float32] | None
+    membrane: npt.NDArray[np.float32] | None
+    accumulate: float | None
+    pool: tuple[int, int, int, int, bool] | None
+
 def dsr_forward(
     x: npt.NDArray[np.float32],
     out: npt.NDArray[np.float32],
@@ -142,27 +160,20 @@ def dsr_forward(
     mean_out: npt.NDArray[np.float32],
     steps: int,
     static_input: bool,
-    kind: Literal["if", "lif"],
-    theta: float,
-    fire: float,
-    value: float,
-    leak: float | None = None,
-    gain: float | None = None,
-    current_weights: npt.NDArray[np.float32] | None = None,
-    membrane: npt.NDArray[np.float32] | None = None,
-    accumulate: float | None = None,
-    pool: tuple[int, int, int, int, bool] | None = None,
+    law: DsrLaw,
+    options: DsrOptions | None = None,
 ) -> int:
     """Fused forward of one DSR neuron layer for training (flat 1-D float32 arrays in one memory
     order): reads the currents `x` (`steps*n` time-major, or `n` when `static_input`), writes
-    the value each spike carries to `out` (`steps*n`), the mean input current to
-    `mean_current` and the time mean of `out` to `mean_out` (`n` each); returns the spike
-    count. `current_weights` (`steps` values) weight the mean current (default: uniform).
-    Time-chunked runs: `membrane` (`n`) is read at the start and written back at the end, and
-    `accumulate=scale` adds to the means (`mean_current += sum_t w_t x_t`, weights required;
-    `mean_out += scale * sum_t out_t`) instead of writing them. `pool=(k, C, H, W,
-    channels_last)`: `out` receives the k x k average pool (stride k) of each step's outputs
-    (`steps*n/k^2` values), summed row by row and divided by k*k as torch's avg_pool2d."""
+    the value each spike carries (`law["value"]`) to `out` (`steps*n`), the mean input current
+    to `mean_current` and the time mean of `out` to `mean_out` (`n` each); returns the spike
+    count. `law`: the neuron (`kind`) and its constants. `options`: `current_weights` (`steps`
+    values) weight the mean current (default: uniform). Time-chunked runs: `membrane` (`n`) is
+    read at the start and written back at the end, and `accumulate=scale` adds to the means
+    (`mean_current += sum_t w_t x_t`, weights required; `mean_out += scale * sum_t out_t`)
+    instead of writing them. `pool=(k, C, H, W, channels_last)`: `out` receives the k x k
+    average pool (stride k) of each step's outputs (`steps*n/k^2` values), summed row by row
+    and divided by k*k as torch's avg_pool2d. A key outside these is an error."""
 
 def dsr_rate_backward(
     grad: npt.NDArray[np.float32],

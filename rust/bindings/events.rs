@@ -34,6 +34,6 @@ pub(super) fn bin_events<'py>(
     let arrays = EventArrays::read([x, y, p, t, offsets])?;
     let ev = arrays.batch()?;
     let b = ev.offsets.len().saturating_sub(1);
-    let frames = detached(py, || crate::events::bin_events(&ev, shape, steps, binning))?;
+    let frames = detached(py, || crate::engine::bin_events(&ev, shape, steps, binning))?;
     nd(py, vec![b, steps, shape[0], shape[1], shape[2]], frames)
 }

@@ -24,9 +24,9 @@ use crate::numeric::Precision;
 /// Largest `threads` argument of a run.
 pub const MAX_THREADS: usize = 256;
 /// Upper end of the default memory limit (bytes).
-pub const DEFAULT_CAP: u64 = 8 << 30;
+pub(crate) const DEFAULT_CAP: u64 = 8 << 30;
 /// Environment variable that sets the memory limit.
-pub const ENV_VAR: &str = "SNNSIM_MEMORY_LIMIT";
+pub(crate) const ENV_VAR: &str = "SNNSIM_MEMORY_LIMIT";
 
 /// 0: not set yet (the default or the environment variable is read on first use).
 static LIMIT: AtomicU64 = AtomicU64::new(0);
@@ -142,7 +142,7 @@ fn process_memory() -> Option<u64> {
 }
 
 /// `1536` -> `"1.5 KiB"`.
-pub fn fmt_bytes(b: u128) -> String {
+pub(crate) fn fmt_bytes(b: u128) -> String {
     const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if b < 1024 {
         return format!("{b} bytes");
@@ -160,7 +160,7 @@ pub fn fmt_bytes(b: u128) -> String {
 }
 
 /// Checks `threads` (None: rayon's default pool).
-pub fn check_threads(threads: Option<usize>) -> Result<()> {
+pub(crate) fn check_threads(threads: Option<usize>) -> Result<()> {
     match threads {
         Some(t) if t == 0 || t > MAX_THREADS => Err(SnnError::arg(
             "threads",
@@ -528,8 +528,9 @@ mod tests {
 
     // -----------------------------------------------------------------------------------------
     // Regression tests: each request below aborted the process before the bounds existed.
+    use crate::engine::bin_events;
     use crate::engine::{Data, Model};
-    use crate::events::{bin_events, Binning, EventBatch, Events};
+    use crate::events::{Binning, EventBatch, Events};
     use crate::testutil::NetBuilder;
 
     fn limit_err(e: SnnError, arg: &str) -> String {

@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::batch::{run_batch, BatchInput, Engine};
+use super::batch::Engine;
 use super::compile::compile;
+use super::compiled::{Compiled, RunInput};
 use super::result::RunResult;
-use super::state::SampleState;
-use super::stream::{StreamInner, StreamState};
-use super::value::{Data, EngineValue};
+use super::stream::StreamState;
+use super::value::Data;
 use crate::error::{Result, SnnError};
 use crate::events::{Binning, EventBatch};
 use crate::format::{self, fmt_shape, InputKind, ModelFile};
@@ -30,12 +30,6 @@ pub struct ModelInfo {
 }
 
 #[derive(Debug)]
-pub(crate) enum Compiled {
-    F32(Engine<f32>),
-    Int(Engine<i32>),
-}
-
-#[derive(Debug)]
 pub(crate) struct ModelInner {
     pub(crate) info: ModelInfo,
     pub(crate) net: Compiled,
@@ -45,42 +39,6 @@ pub(crate) struct ModelInner {
 #[derive(Debug, Clone)]
 pub struct Model {
     pub(crate) inner: Arc<ModelInner>,
-}
-
-pub(crate) fn check_input<'a, V: EngineValue>(
-    data: Data<'a>,
-    arg: &str,
-    precision: Precision,
-    per_sample: usize,
-    check: fn(V) -> std::result::Result<(), String>,
-) -> Result<&'a [V]> {
-    let x = V::data(data).ok_or_else(|| {
-        SnnError::arg(
-            arg,
-            format!(
-                "expected {} data for a {} model, got {}",
-                if precision == Precision::Int {
-                    "int32"
-                } else {
-                    "float32"
-                },
-                precision.as_str(),
-                data.dtype()
-            ),
-        )
-    })?;
-    if per_sample == 0 || x.len() % per_sample != 0 {
-        return Err(SnnError::arg(
-            arg,
-            format!("has {} elements, not a multiple of {per_sample}", x.len()),
-        ));
-    }
-    for (i, &v) in x.iter().enumerate() {
-        if let Err(m) = check(v) {
-            return Err(SnnError::arg(arg, format!("element {i}: {m}")));
-        }
-    }
-    Ok(x)
 }
 
 impl Model {
@@ -97,18 +55,11 @@ impl Model {
     /// Compiles an already parsed model file.
     pub fn from_model_file(mf: &ModelFile) -> Result<Model> {
         let g = &mf.graph;
-        let (net, dense_macs) = match g.precision {
-            Precision::Float32 => {
-                let n = compile::<f32>(mf)?;
-                let dm = n.nodes.iter().map(|x| x.dense_macs).collect();
-                (Compiled::F32(Engine::new(n)), dm)
-            }
-            Precision::Int => {
-                let n = compile::<i32>(mf)?;
-                let dm = n.nodes.iter().map(|x| x.dense_macs).collect();
-                (Compiled::Int(Engine::new(n)), dm)
-            }
+        let net = match g.precision {
+            Precision::Float32 => Compiled::F32(Engine::new(compile::<f32>(mf)?)),
+            Precision::Int => Compiled::Int(Engine::new(compile::<i32>(mf)?)),
         };
+        let dense_macs = net.ops().dense_macs();
         let info = ModelInfo {
             precision: g.precision,
             input_shape: g.input.shape.clone(),
@@ -130,18 +81,7 @@ impl Model {
     #[cfg(test)]
     pub(crate) fn set_chunk(&mut self, chunk: usize) {
         let inner = Arc::get_mut(&mut self.inner).expect("unshared model");
-        match &mut inner.net {
-            Compiled::F32(e) if !e.net.delays.is_empty() => {}
-            Compiled::Int(e) if !e.net.delays.is_empty() => {}
-            Compiled::F32(e) => {
-                e.net.chunk = chunk;
-                e.pool.lock().unwrap().clear();
-            }
-            Compiled::Int(e) => {
-                e.net.chunk = chunk;
-                e.pool.lock().unwrap().clear();
-            }
-        }
+        inner.net.ops_mut().set_chunk(chunk);
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -166,33 +106,8 @@ impl Model {
         record: &[String],
         threads: Option<usize>,
     ) -> Result<RunResult> {
-        let n = self.input_len();
-        match &self.inner.net {
-            Compiled::F32(e) => {
-                let x = check_input::<f32>(x, "x", e.net.precision, n, f32::check_static)?;
-                run_batch(
-                    e,
-                    false,
-                    BatchInput::Static(x),
-                    x.len() / n,
-                    steps,
-                    record,
-                    threads,
-                )
-            }
-            Compiled::Int(e) => {
-                let x = check_input::<i32>(x, "x", e.net.precision, n, i32::check_static)?;
-                run_batch(
-                    e,
-                    false,
-                    BatchInput::Static(x),
-                    x.len() / n,
-                    steps,
-                    record,
-                    threads,
-                )
-            }
-        }
+        let input = RunInput::Static(x);
+        self.inner.net.ops().run(input, steps, record, threads)
     }
 
     /// Per-step input `frames` = `[B, steps, *input_shape]` (torch layout).
@@ -219,44 +134,12 @@ impl Model {
                 ),
             ));
         }
-        match &self.inner.net {
-            Compiled::F32(e) => {
-                let f = check_input::<f32>(
-                    frames,
-                    "frames",
-                    e.net.precision,
-                    per.max(1),
-                    f32::check_frame,
-                )?;
-                run_batch(
-                    e,
-                    true,
-                    BatchInput::Frames(f),
-                    batch,
-                    steps,
-                    record,
-                    threads,
-                )
-            }
-            Compiled::Int(e) => {
-                let f = check_input::<i32>(
-                    frames,
-                    "frames",
-                    e.net.precision,
-                    per.max(1),
-                    i32::check_frame,
-                )?;
-                run_batch(
-                    e,
-                    true,
-                    BatchInput::Frames(f),
-                    batch,
-                    steps,
-                    record,
-                    threads,
-                )
-            }
-        }
+        let input = RunInput::Frames {
+            data: frames,
+            batch,
+            per,
+        };
+        self.inner.net.ops().run(input, steps, record, threads)
     }
 
     /// Events of a batch binned into `steps` steps.
@@ -280,34 +163,17 @@ impl Model {
                 ),
             ));
         }
-        match &self.inner.net {
-            Compiled::F32(e) => run_batch(
-                e,
-                true,
-                BatchInput::Events(*ev, binning),
-                batch,
-                steps,
-                record,
-                threads,
-            ),
-            Compiled::Int(e) => run_batch(
-                e,
-                true,
-                BatchInput::Events(*ev, binning),
-                batch,
-                steps,
-                record,
-                threads,
-            ),
-        }
+        let input = RunInput::Events {
+            ev: *ev,
+            binning,
+            batch,
+        };
+        self.inner.net.ops().run(input, steps, record, threads)
     }
 
     /// A fresh stream state (batch 1) for this model.
     pub fn new_stream(&self) -> StreamState {
-        let st = match &self.inner.net {
-            Compiled::F32(e) => StreamInner::F32(SampleState::new(&e.net)),
-            Compiled::Int(e) => StreamInner::Int(SampleState::new(&e.net)),
-        };
+        let st = self.inner.net.ops().new_state();
         StreamState {
             model: self.clone(),
             st,

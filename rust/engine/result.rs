@@ -3,7 +3,7 @@
 
 use super::network::Network;
 use super::state::{RecSpec, SampleOut};
-use crate::error::{Result, SnnError};
+use crate::error::{zeros, Result, SnnError};
 
 /// Exact operation counts, each `[B][L][T]` (row-major).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,23 +63,6 @@ pub(crate) fn finish_outputs(res: &mut RunResult, steps_total: &[usize]) {
         }
         *pred = best.0 as i64;
     }
-}
-
-/// A zeroed vector of `n` elements, or an error naming `what` when the allocator refuses
-/// (never an abort). The sizes were checked against the memory limit by the caller.
-pub(crate) fn zeros<T: Clone + Default>(n: usize, arg: &str, what: &str) -> Result<Vec<T>> {
-    let mut v: Vec<T> = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        SnnError::limit(
-            arg,
-            format!(
-                "cannot allocate {what} ({n} elements of {} bytes): out of memory",
-                std::mem::size_of::<T>()
-            ),
-        )
-    })?;
-    v.resize(n, T::default());
-    Ok(v)
 }
 
 /// The zeroed result arrays of a run (sizes checked against the memory limit by the caller,

@@ -1,8 +1,10 @@
 //! Streams: one sample's state kept between calls, fed frames or event windows.
 
 use super::batch::{check_finite, record_specs, Engine};
+use super::compiled::FeedInput;
 use super::limits::{self, Need};
-use super::model::{check_input, Compiled, Model};
+use super::model::Model;
+use super::network::Network;
 use super::result::{finish_outputs, new_result, split_outputs, RunResult};
 use super::state::{SampleInput, SampleState};
 use super::step::{output_sums, run_steps};
@@ -31,7 +33,7 @@ pub struct StreamState {
 
 /// What feeding `tn` steps allocates: the results, a copy of the state, the binned events.
 fn check_feed<V>(
-    net: &super::network::Network<V>,
+    net: &Network<V>,
     arg: &str,
     tn: usize,
     rec: &[usize],
@@ -44,6 +46,18 @@ fn check_feed<V>(
         limits::add_binned(&mut need, 1, tn, events);
     }
     need.check(arg, &format!("this stream step ({tn} steps)"))
+}
+
+/// [`check_feed`] for `events` events over `steps` windows, recording the known nodes of
+/// `record` (unknown names are reported by the feed itself).
+pub(crate) fn check_events_feed<V>(
+    net: &Network<V>,
+    record: &[String],
+    steps: usize,
+    events: usize,
+) -> Result<()> {
+    let rec: Vec<usize> = record.iter().filter_map(|n| net.node_index(n)).collect();
+    check_feed(net, "dt_us", steps, &rec, events)
 }
 
 pub(crate) fn feed<V: EngineValue>(
@@ -103,19 +117,9 @@ impl StreamState {
     /// Feeds `frames` = `[T, *input_shape]` (torch layout). The result's counts and record
     /// cover these T steps; `output`/`output_sum`/`prediction` cover all steps so far.
     pub fn feed_frames(&mut self, frames: Data<'_>, record: &[String]) -> Result<RunResult> {
-        let n = self.model.input_len();
         let model = self.model.clone();
-        match (&model.inner.net, &mut self.st) {
-            (Compiled::F32(e), StreamInner::F32(st)) => {
-                let f = check_input::<f32>(frames, "frames", e.net.precision, n, f32::check_frame)?;
-                feed(e, st, SampleInput::Frames(f), f.len() / n, record)
-            }
-            (Compiled::Int(e), StreamInner::Int(st)) => {
-                let f = check_input::<i32>(frames, "frames", e.net.precision, n, i32::check_frame)?;
-                feed(e, st, SampleInput::Frames(f), f.len() / n, record)
-            }
-            _ => Err(SnnError::Internal("stream state precision".into())),
-        }
+        let input = FeedInput::Frames(frames);
+        model.inner.net.ops().feed(&mut self.st, input, record)
     }
 
     /// Feeds `steps` windows of `dt_us` starting at `origin_us + steps_done*dt_us`; every
@@ -140,30 +144,10 @@ impl StreamState {
             )
         })?;
         let done = self.steps_done();
-        {
-            let model = self.model.clone();
-            let nodes = |names: &[String]| -> Vec<usize> {
-                match &model.inner.net {
-                    Compiled::F32(e) => names.iter().filter_map(|n| e.net.node_index(n)).collect(),
-                    Compiled::Int(e) => names.iter().filter_map(|n| e.net.node_index(n)).collect(),
-                }
-            };
-            let rec = nodes(record);
-            match &model.inner.net {
-                Compiled::F32(e) => check_feed(&e.net, "dt_us", steps, &rec, ev.t.len())?,
-                Compiled::Int(e) => check_feed(&e.net, "dt_us", steps, &rec, ev.t.len())?,
-            }
-        }
-        let binned = events::bin_windows(ev, shape, origin_us, dt_us, done, steps)?;
         let model = self.model.clone();
-        match (&model.inner.net, &mut self.st) {
-            (Compiled::F32(e), StreamInner::F32(st)) => {
-                feed(e, st, SampleInput::Events(binned), steps, record)
-            }
-            (Compiled::Int(e), StreamInner::Int(st)) => {
-                feed(e, st, SampleInput::Events(binned), steps, record)
-            }
-            _ => Err(SnnError::Internal("stream state precision".into())),
-        }
+        let ops = model.inner.net.ops();
+        ops.check_events_feed(record, steps, ev.t.len())?;
+        let binned = events::bin_windows(ev, shape, origin_us, dt_us, done, steps)?;
+        ops.feed(&mut self.st, FeedInput::Events(binned, steps), record)
     }
 }

@@ -3,9 +3,10 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::*;
+use crate::engine::bin_events;
 use crate::engine::model::*;
 use crate::engine::result::*;
-use crate::events::{bin_events, Binning, EventBatch, Events};
+use crate::events::{Binning, EventBatch, Events};
 use crate::testutil::{reference, NetBuilder, Rng};
 
 fn res_counts(r: &RunResult, b: usize) -> [Vec<Vec<u64>>; 5] {

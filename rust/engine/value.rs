@@ -30,7 +30,7 @@ impl Data<'_> {
 }
 
 /// What the engine needs of a value type beyond [`Value`].
-pub trait EngineValue: NeuronMath + FromTensor {
+pub(crate) trait EngineValue: NeuronMath + FromTensor {
     /// The typed slice of `d`, if its dtype is this type.
     fn data<'a>(d: Data<'a>) -> Option<&'a [Self]>;
     /// Checks a static input element: finite (float) or in [-128, 127] (int).
@@ -78,7 +78,7 @@ impl EngineValue for i32 {
 }
 
 /// Conversion of file tensors to the value type.
-pub trait FromTensor: Sized {
+pub(crate) trait FromTensor: Sized {
     fn from_tensor(t: &TensorData) -> Option<Vec<Self>>;
 }
 impl FromTensor for f32 {

@@ -14,11 +14,11 @@ use super::tensors::{take_params, NodeParams, Tensor, TensorData};
 use crate::error::{Result, SnnError};
 
 /// Metadata key holding the graph JSON.
-pub const GRAPH_KEY: &str = "snnsim.graph";
+pub(crate) const GRAPH_KEY: &str = "snnsim.graph";
 /// Metadata key holding the format tag.
-pub const FORMAT_KEY: &str = "format";
+pub(crate) const FORMAT_KEY: &str = "format";
 /// Value of the format tag.
-pub const FORMAT_VALUE: &str = "snnsim";
+pub(crate) const FORMAT_VALUE: &str = "snnsim";
 
 /// A parsed and validated network file.
 #[derive(Debug, Clone)]
@@ -29,7 +29,7 @@ pub struct ModelFile {
 }
 
 /// Reads and validates a network file from disk.
-pub fn read_path(path: &Path) -> Result<ModelFile> {
+pub(crate) fn read_path(path: &Path) -> Result<ModelFile> {
     let bytes = std::fs::read(path).map_err(|e| SnnError::Io {
         path: path.display().to_string(),
         msg: e.to_string(),

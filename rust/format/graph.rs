@@ -5,7 +5,7 @@
 use crate::numeric::Precision;
 
 /// Largest number of elements allowed in one node value or tensor (indices are u32).
-pub const MAX_ELEMS: usize = 1 << 31;
+pub(crate) const MAX_ELEMS: usize = 1 << 31;
 
 /// How the network's input is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +162,7 @@ pub struct Attrs {
 /// The sensor `[C, H, W]` that events of an input of `shape` are binned onto: `[C, H, W]`
 /// itself, `[C, 1, L]` for a 1-d input `[C, L]`, `[1, 1, F]` for `[F]`; `C` must be 1 or 2
 /// (the polarity is the channel when it is 2). None for any other shape.
-pub fn event_sensor(shape: &[usize]) -> Option<[usize; 3]> {
+pub(crate) fn event_sensor(shape: &[usize]) -> Option<[usize; 3]> {
     let s = match *shape {
         [c, h, w] => [c, h, w],
         [c, l] => [c, 1, l],
@@ -215,7 +215,7 @@ pub(crate) fn checked_numel(shape: &[usize]) -> Option<usize> {
 }
 
 /// Formats a shape as `[a, b, c]`.
-pub fn fmt_shape(s: &[usize]) -> String {
+pub(crate) fn fmt_shape(s: &[usize]) -> String {
     let parts: Vec<String> = s.iter().map(|d| d.to_string()).collect();
     format!("[{}]", parts.join(", "))
 }

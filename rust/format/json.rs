@@ -28,11 +28,11 @@ pub(crate) struct NodeCtx<'a> {
 }
 
 impl NodeCtx<'_> {
-    pub fn err(&self, msg: impl Into<String>) -> SnnError {
+    pub(crate) fn err(&self, msg: impl Into<String>) -> SnnError {
         SnnError::node(self.name, self.op, msg)
     }
 
-    pub fn int_opt(&self, key: &str) -> Result<Option<i64>> {
+    pub(crate) fn int_opt(&self, key: &str) -> Result<Option<i64>> {
         match self.obj.get(key) {
             None | Some(Json::Null) => Ok(None),
             Some(Json::Number(n)) => match n.as_i64() {
@@ -48,13 +48,13 @@ impl NodeCtx<'_> {
         }
     }
 
-    pub fn int_req(&self, key: &str) -> Result<i64> {
+    pub(crate) fn int_req(&self, key: &str) -> Result<i64> {
         self.int_opt(key)?
             .ok_or_else(|| self.err(format!("missing integer attribute '{key}'")))
     }
 
     /// A required integer attribute in `[lo, hi]`.
-    pub fn int_range(&self, key: &str, lo: i64, hi: i64) -> Result<i64> {
+    pub(crate) fn int_range(&self, key: &str, lo: i64, hi: i64) -> Result<i64> {
         let v = self.int_req(key)?;
         if v < lo || v > hi {
             return Err(self.err(format!(
@@ -65,7 +65,7 @@ impl NodeCtx<'_> {
     }
 
     /// A required `[a, b]` pair of integers, each in `[lo, hi]`.
-    pub fn pair(&self, key: &str, lo: i64, hi: i64) -> Result<[usize; 2]> {
+    pub(crate) fn pair(&self, key: &str, lo: i64, hi: i64) -> Result<[usize; 2]> {
         let v = self
             .obj
             .get(key)
@@ -104,7 +104,7 @@ impl NodeCtx<'_> {
     }
 
     /// A required array of integers (a shape), each in `[lo, hi]`, with 1 to 3 entries.
-    pub fn shape(&self, key: &str, lo: i64, hi: i64) -> Result<Vec<usize>> {
+    pub(crate) fn shape(&self, key: &str, lo: i64, hi: i64) -> Result<Vec<usize>> {
         let v = self
             .obj
             .get(key)

@@ -10,7 +10,7 @@ use super::json::json_type;
 use crate::error::{Result, SnnError};
 
 /// Metadata key holding the training metadata.
-pub const META_KEY: &str = "snnsim.meta";
+pub(crate) const META_KEY: &str = "snnsim.meta";
 
 fn err(msg: impl Into<String>) -> SnnError {
     SnnError::File(format!("metadata '{META_KEY}': {}", msg.into()))

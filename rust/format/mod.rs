@@ -11,9 +11,13 @@ mod parse;
 mod shapes;
 mod tensors;
 
-pub use file::{read_bytes, read_path, write_bytes, ModelFile};
-pub use graph::{event_sensor, fmt_shape, Graph, InputKind, OpKind, Src, MAX_ELEMS};
-pub use tensors::{NodeParams, Tensor, TensorData};
+pub use file::{read_bytes, write_bytes, ModelFile};
+pub use graph::InputKind;
+pub use tensors::{Tensor, TensorData};
+
+pub(crate) use file::read_path;
+pub(crate) use graph::{event_sensor, fmt_shape, Graph, NodeSpec, OpKind, Src, MAX_ELEMS};
+pub(crate) use tensors::NodeParams;
 
 #[cfg(test)]
 mod tests;

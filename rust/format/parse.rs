@@ -34,7 +34,7 @@ struct RawNode {
 
 /// Parses and validates the graph JSON (structure, names, topological order, attributes and
 /// shapes). Tensors are checked separately by [`take_params`].
-pub fn parse_graph(text: &str) -> Result<Graph> {
+pub(crate) fn parse_graph(text: &str) -> Result<Graph> {
     let root: Json = serde_json::from_str(text).map_err(|e| {
         graph_err(format!(
             "graph JSON does not parse (metadata 'snnsim.graph' is not valid JSON): {e}"
@@ -43,28 +43,8 @@ pub fn parse_graph(text: &str) -> Result<Graph> {
     let root = root
         .as_object()
         .ok_or_else(|| graph_err("the graph JSON must be an object"))?;
-
-    match root.get("version") {
-        Some(Json::Number(n)) if n.as_i64() == Some(1) => {}
-        Some(v) => {
-            return Err(graph_err(format!(
-                "unsupported 'version' {v} (this engine reads version 1)"
-            )))
-        }
-        None => return Err(graph_err("missing 'version'")),
-    }
-
-    let precision = match root.get("precision").and_then(Json::as_str) {
-        Some("float32") => Precision::Float32,
-        Some("int") => Precision::Int,
-        Some(p) => {
-            return Err(graph_err(format!(
-                "'precision' must be \"float32\" or \"int\", got \"{p}\""
-            )))
-        }
-        None => return Err(graph_err("missing string 'precision'")),
-    };
-
+    check_version(root)?;
+    let precision = parse_precision(root)?;
     let input = parse_input(root.get("input"))?;
 
     let nodes_json = root
@@ -74,98 +54,15 @@ pub fn parse_graph(text: &str) -> Result<Graph> {
     if nodes_json.is_empty() {
         return Err(graph_err("'nodes' is empty"));
     }
-
-    // Names, ops, inputs.
     let mut raw: Vec<RawNode> = Vec::with_capacity(nodes_json.len());
     let mut index: HashMap<String, usize> = HashMap::new();
     for (i, nj) in nodes_json.iter().enumerate() {
-        let obj = nj
-            .as_object()
-            .ok_or_else(|| graph_err(format!("nodes[{i}] must be an object")))?;
-        let name = obj
-            .get("name")
-            .and_then(Json::as_str)
-            .ok_or_else(|| graph_err(format!("nodes[{i}] has no string 'name'")))?
-            .to_string();
-        if name == "input" {
-            return Err(graph_err(format!(
-                "nodes[{i}]: invalid name 'input' (reserved for the network input)"
-            )));
-        }
-        if !valid_name(&name) {
-            return Err(graph_err(format!(
-                "nodes[{i}]: invalid name {name:?} (names match [A-Za-z0-9_.-]+)"
-            )));
-        }
-        if index.insert(name.clone(), i).is_some() {
-            return Err(graph_err(format!("duplicate node name '{name}'")));
-        }
-        let op_str = obj
-            .get("op")
-            .and_then(Json::as_str)
-            .ok_or_else(|| graph_err(format!("node '{name}' has no string 'op'")))?
-            .to_string();
-        let op = OpKind::parse(&op_str)
-            .ok_or_else(|| SnnError::node(&name, &op_str, format!("unknown op '{op_str}'")))?;
-        let inputs_json = obj
-            .get("inputs")
-            .and_then(Json::as_array)
-            .ok_or_else(|| SnnError::node(&name, &op_str, "missing array 'inputs'"))?;
-        let mut inputs = Vec::with_capacity(inputs_json.len());
-        for (k, v) in inputs_json.iter().enumerate() {
-            let s = v.as_str().ok_or_else(|| {
-                SnnError::node(&name, &op_str, format!("inputs[{k}] must be a string"))
-            })?;
-            inputs.push(s.to_string());
-        }
-        raw.push(RawNode {
-            name,
-            op,
-            op_str,
-            inputs,
-            obj: obj.clone(),
-        });
+        raw.push(read_node(i, nj, &mut index)?);
     }
-
-    // Input counts and references.
-    let mut deps: Vec<Vec<usize>> = Vec::with_capacity(raw.len());
-    for r in &raw {
-        let n = r.inputs.len();
-        if r.op == OpKind::Add {
-            if n < 2 {
-                return Err(SnnError::node(
-                    &r.name,
-                    &r.op_str,
-                    format!("add needs at least 2 inputs, got {n}"),
-                ));
-            }
-        } else if n != 1 {
-            return Err(SnnError::node(
-                &r.name,
-                &r.op_str,
-                format!("needs exactly 1 input, got {n}"),
-            ));
-        }
-        let mut d = Vec::new();
-        for s in &r.inputs {
-            if s == "input" {
-                continue;
-            }
-            match index.get(s) {
-                // a delay reads the previous step's value: not an edge of this step's order
-                Some(_) if r.op == OpKind::Delay => {}
-                Some(&j) => d.push(j),
-                None => {
-                    return Err(SnnError::node(
-                        &r.name,
-                        &r.op_str,
-                        format!("field 'inputs' names unknown input '{s}'"),
-                    ))
-                }
-            }
-        }
-        deps.push(d);
-    }
+    let deps = raw
+        .iter()
+        .map(|r| node_deps(r, &index))
+        .collect::<Result<Vec<_>>>()?;
 
     let order = topo_sort(&raw, &deps)?;
     let mut pos = vec![0usize; raw.len()];
@@ -181,9 +78,150 @@ pub fn parse_graph(text: &str) -> Result<Graph> {
         .get(output_name)
         .ok_or_else(|| graph_err(format!("'output' names an unknown node '{output_name}'")))?;
 
-    // Shapes and attributes, in topological order.
+    let nodes = infer_nodes(&raw, &order, &pos, &index, &input, precision)?;
+    check_delays(&nodes, &input)?;
+
+    let output = pos[output_orig];
+    let out_op = nodes[output].op;
+    if !out_op.has_state() {
+        return Err(graph_err(format!(
+            "the output node '{output_name}' is a {} node; it must be a neuron \
+             (dsr_if, dsr_lif, dspike_lif) or integrate",
+            out_op.as_str()
+        )));
+    }
+
+    Ok(Graph {
+        precision,
+        input,
+        nodes,
+        output,
+    })
+}
+
+fn check_version(root: &Map<String, Json>) -> Result<()> {
+    match root.get("version") {
+        Some(Json::Number(n)) if n.as_i64() == Some(1) => Ok(()),
+        Some(v) => Err(graph_err(format!(
+            "unsupported 'version' {v} (this engine reads version 1)"
+        ))),
+        None => Err(graph_err("missing 'version'")),
+    }
+}
+
+fn parse_precision(root: &Map<String, Json>) -> Result<Precision> {
+    match root.get("precision").and_then(Json::as_str) {
+        Some("float32") => Ok(Precision::Float32),
+        Some("int") => Ok(Precision::Int),
+        Some(p) => Err(graph_err(format!(
+            "'precision' must be \"float32\" or \"int\", got \"{p}\""
+        ))),
+        None => Err(graph_err("missing string 'precision'")),
+    }
+}
+
+/// Node `i` of the file: its name (valid, not yet in `index`, then added), op and inputs.
+fn read_node(i: usize, nj: &Json, index: &mut HashMap<String, usize>) -> Result<RawNode> {
+    let obj = nj
+        .as_object()
+        .ok_or_else(|| graph_err(format!("nodes[{i}] must be an object")))?;
+    let name = obj
+        .get("name")
+        .and_then(Json::as_str)
+        .ok_or_else(|| graph_err(format!("nodes[{i}] has no string 'name'")))?
+        .to_string();
+    if name == "input" {
+        return Err(graph_err(format!(
+            "nodes[{i}]: invalid name 'input' (reserved for the network input)"
+        )));
+    }
+    if !valid_name(&name) {
+        return Err(graph_err(format!(
+            "nodes[{i}]: invalid name {name:?} (names match [A-Za-z0-9_.-]+)"
+        )));
+    }
+    if index.insert(name.clone(), i).is_some() {
+        return Err(graph_err(format!("duplicate node name '{name}'")));
+    }
+    let op_str = obj
+        .get("op")
+        .and_then(Json::as_str)
+        .ok_or_else(|| graph_err(format!("node '{name}' has no string 'op'")))?
+        .to_string();
+    let op = OpKind::parse(&op_str)
+        .ok_or_else(|| SnnError::node(&name, &op_str, format!("unknown op '{op_str}'")))?;
+    let inputs_json = obj
+        .get("inputs")
+        .and_then(Json::as_array)
+        .ok_or_else(|| SnnError::node(&name, &op_str, "missing array 'inputs'"))?;
+    let mut inputs = Vec::with_capacity(inputs_json.len());
+    for (k, v) in inputs_json.iter().enumerate() {
+        let s = v.as_str().ok_or_else(|| {
+            SnnError::node(&name, &op_str, format!("inputs[{k}] must be a string"))
+        })?;
+        inputs.push(s.to_string());
+    }
+    Ok(RawNode {
+        name,
+        op,
+        op_str,
+        inputs,
+        obj: obj.clone(),
+    })
+}
+
+/// The nodes (file indices) `r` depends on within a step, after checking its input count and
+/// that every input it names exists.
+fn node_deps(r: &RawNode, index: &HashMap<String, usize>) -> Result<Vec<usize>> {
+    let n = r.inputs.len();
+    if r.op == OpKind::Add {
+        if n < 2 {
+            return Err(SnnError::node(
+                &r.name,
+                &r.op_str,
+                format!("add needs at least 2 inputs, got {n}"),
+            ));
+        }
+    } else if n != 1 {
+        return Err(SnnError::node(
+            &r.name,
+            &r.op_str,
+            format!("needs exactly 1 input, got {n}"),
+        ));
+    }
+    let mut d = Vec::new();
+    for s in &r.inputs {
+        if s == "input" {
+            continue;
+        }
+        match index.get(s) {
+            // a delay reads the previous step's value: not an edge of this step's order
+            Some(_) if r.op == OpKind::Delay => {}
+            Some(&j) => d.push(j),
+            None => {
+                return Err(SnnError::node(
+                    &r.name,
+                    &r.op_str,
+                    format!("field 'inputs' names unknown input '{s}'"),
+                ))
+            }
+        }
+    }
+    Ok(d)
+}
+
+/// The nodes in topological order (`order`; `pos`: file index -> position) with their
+/// attributes and shapes inferred by [`infer_node`].
+fn infer_nodes(
+    raw: &[RawNode],
+    order: &[usize],
+    pos: &[usize],
+    index: &HashMap<String, usize>,
+    input: &InputSpec,
+    precision: Precision,
+) -> Result<Vec<NodeSpec>> {
     let mut nodes: Vec<NodeSpec> = Vec::with_capacity(raw.len());
-    for &i in &order {
+    for &i in order {
         let r = &raw[i];
         let inputs: Vec<Src> = r
             .inputs
@@ -201,7 +239,7 @@ pub fn parse_graph(text: &str) -> Result<Graph> {
             .map(|&s| match s {
                 Src::Input => input.shape.as_slice(),
                 // a delay's source may come later in the order; its declared shape is
-                // checked against the source's below
+                // checked against the source's in `check_delays`
                 Src::Node(j) if j >= nodes.len() => &[],
                 Src::Node(j) => nodes[j].shape.as_slice(),
             })
@@ -226,7 +264,11 @@ pub fn parse_graph(text: &str) -> Result<Graph> {
             attrs,
         });
     }
+    Ok(nodes)
+}
 
+/// A delay does not read another delay (through flattens) and declares its source's shape.
+fn check_delays(nodes: &[NodeSpec], input: &InputSpec) -> Result<()> {
     for n in nodes.iter().filter(|n| n.op == OpKind::Delay) {
         let src = match n.inputs[0] {
             Src::Input => &input.shape,
@@ -263,23 +305,7 @@ pub fn parse_graph(text: &str) -> Result<Graph> {
             ));
         }
     }
-
-    let output = pos[output_orig];
-    let out_op = nodes[output].op;
-    if !out_op.has_state() {
-        return Err(graph_err(format!(
-            "the output node '{output_name}' is a {} node; it must be a neuron \
-             (dsr_if, dsr_lif, dspike_lif) or integrate",
-            out_op.as_str()
-        )));
-    }
-
-    Ok(Graph {
-        precision,
-        input,
-        nodes,
-        output,
-    })
+    Ok(())
 }
 
 fn parse_input(v: Option<&Json>) -> Result<InputSpec> {

@@ -149,7 +149,10 @@ fn field_specs(op: OpKind, precision: Precision) -> Vec<FieldSpec> {
 /// Takes the tensors each node owns out of `tensors` (named `"{node}.{field}"`), checks dtype,
 /// shape and values, and returns them per node (topological order). Tensors that no node owns
 /// are an error (a misspelt field would otherwise be silently ignored).
-pub fn take_params(graph: &Graph, mut tensors: HashMap<String, Tensor>) -> Result<Vec<NodeParams>> {
+pub(crate) fn take_params(
+    graph: &Graph,
+    mut tensors: HashMap<String, Tensor>,
+) -> Result<Vec<NodeParams>> {
     let mut out = Vec::with_capacity(graph.nodes.len());
     for node in &graph.nodes {
         let mut params = NodeParams::default();

@@ -22,7 +22,8 @@ pub enum Level {
 }
 
 impl Level {
-    /// The level's name as `SNNSIM_SIMD` and [`set_level`] spell it.
+    /// The level's name as `SNNSIM_SIMD` and [`set_level`] spell it (used by the bindings).
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Portable => "portable",

@@ -11,8 +11,8 @@ mod weights;
 
 use std::fmt::Debug;
 
-pub use weight_buf::WeightBuf;
-pub use weights::{Mac, Weight, WeightVisitor, Weights};
+pub(crate) use weight_buf::WeightBuf;
+pub(crate) use weights::{Mac, Weight, WeightVisitor, Weights};
 
 /// Numeric precision of a network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,9 @@ impl Precision {
 }
 
 /// The value type of a network (`f32` or `i32`).
-pub trait Value: Copy + Send + Sync + PartialEq + PartialOrd + Default + Debug + 'static {
+pub(crate) trait Value:
+    Copy + Send + Sync + PartialEq + PartialOrd + Default + Debug + 'static
+{
     /// A wider type for sums that must be checked before narrowing (`f32` / `i64`).
     type Wide: Copy + Send + Sync + Default + Debug + PartialEq + 'static;
 
@@ -79,7 +81,7 @@ pub trait Value: Copy + Send + Sync + PartialEq + PartialOrd + Default + Debug +
 /// Fixed-point product `fx(m, x, f) = (m*x + 2^(f-1)) >> f` in int64, arithmetic shift.
 /// `1 <= f <= 31` is validated when the network is loaded.
 #[inline(always)]
-pub fn fx(m: i64, x: i64, f: u32) -> i64 {
+pub(crate) fn fx(m: i64, x: i64, f: u32) -> i64 {
     // |m|, |x| < 2^31 so m*x and the rounding term fit in i64.
     (m * x + (1i64 << (f - 1))) >> f
 }

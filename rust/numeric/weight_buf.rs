@@ -27,7 +27,7 @@ mod sys {
     const MADV_HUGEPAGE: std::ffi::c_int = 14;
 
     /// Advises huge pages for `[p, p + len)`; a refusal only costs speed.
-    pub fn advise_huge(p: *mut u8, len: usize) {
+    pub(crate) fn advise_huge(p: *mut u8, len: usize) {
         // SAFETY: the range is a live allocation of ours; madvise does not touch its contents.
         unsafe {
             madvise(p.cast(), len, MADV_HUGEPAGE);
@@ -53,7 +53,7 @@ enum Inner<T> {
 }
 
 /// An immutable buffer of weights (`f32`, `i8`, `i16`), readable as a slice.
-pub struct WeightBuf<T: Copy> {
+pub(crate) struct WeightBuf<T: Copy> {
     inner: Inner<T>,
 }
 
@@ -64,7 +64,7 @@ unsafe impl<T: Copy + Sync> Sync for WeightBuf<T> {}
 
 impl<T: Copy> WeightBuf<T> {
     /// Takes `v`, moving large tensors to huge-page memory.
-    pub fn new(v: Vec<T>) -> Self {
+    pub(crate) fn new(v: Vec<T>) -> Self {
         let bytes = std::mem::size_of_val(v.as_slice());
         if bytes >= HUGE_MIN_BYTES && cfg!(target_os = "linux") {
             if let Some(b) = Self::huge_copy(&v) {

@@ -8,7 +8,7 @@ use super::weight_buf::WeightBuf;
 use super::Value;
 
 /// A stored weight element.
-pub trait Weight: Copy + Send + Sync + Debug + 'static {
+pub(crate) trait Weight: Copy + Send + Sync + Debug + 'static {
     /// The slice as int8 weights, if this is the int8 type (the 16-bit-lane scatter of
     /// [`crate::kernels::linear_rows_i16`] exists only for them).
     fn as_i8(_w: &[Self]) -> Option<&[i8]> {
@@ -29,7 +29,7 @@ impl Weight for i16 {}
 /// The integer implementations use wrapping arithmetic only because the caller has proven
 /// (with the per-node bound, see `network.rs`) that no partial sum leaves the type's range;
 /// they never wrap in practice, and the wrapping ops keep debug builds free of panics.
-pub trait Mac<W: Weight>: Copy + Send + Sync + Default + Debug + 'static {
+pub(crate) trait Mac<W: Weight>: Copy + Send + Sync + Default + Debug + 'static {
     /// `self + w` (the input element is 1: a spike).
     fn add_w(self, w: W) -> Self;
     /// `self + x*w`.
@@ -69,7 +69,7 @@ int_mac!(i64, i16);
 
 /// Weights of one linear/conv node in the engine's layout.
 #[derive(Debug, Clone)]
-pub enum Weights {
+pub(crate) enum Weights {
     F32(WeightBuf<f32>),
     I8(WeightBuf<i8>),
     I16(WeightBuf<i16>),
@@ -78,7 +78,7 @@ pub enum Weights {
 /// Something generic over the weight type, called by [`Value::visit_weights`] with the typed
 /// weight slice of a node. `V` is the network's value type; the bounds say which accumulators
 /// the visitor may use with these weights: `V` itself and `V::Wide`.
-pub trait WeightVisitor<V: Value> {
+pub(crate) trait WeightVisitor<V: Value> {
     type Out;
     fn visit<W: Weight>(self, w: &[W]) -> Self::Out
     where

@@ -82,80 +82,41 @@ def test_native_forward_falls_back_and_rejects_bad_arrays() -> None:
     core = optional_core("dsr_forward")
     assert core is not None
     a = np.zeros(8, np.float32)
+
+    def law(kind: str = "if", **extra: object) -> dict[str, object]:
+        return {"kind": kind, "theta": 1.0, "fire": 0.5, "value": 1.0, **extra}
+
+    def call(x: object, law: object, options: object = None) -> int:
+        two = (np.zeros(2, np.float32), np.zeros(2, np.float32))
+        return int(core.dsr_forward(x, a.copy(), *two, 4, False, law, options))
+
     with pytest.raises(ValueError, match="x"):
-        core.dsr_forward(
-            np.zeros(7, np.float32),
-            a,
-            np.zeros(2, np.float32),
-            np.zeros(2, np.float32),
-            4,
-            False,
-            "if",
-            1.0,
-            0.5,
-            1.0,
-        )
+        call(np.zeros(7, np.float32), law())
     with pytest.raises(TypeError, match="float32"):
-        core.dsr_forward(
-            np.zeros(8),
-            a,
-            np.zeros(2, np.float32),
-            np.zeros(2, np.float32),
-            4,
-            False,
-            "if",
-            1.0,
-            0.5,
-            1.0,
-        )
+        call(np.zeros(8), law())
     with pytest.raises(ValueError, match="kind"):
-        core.dsr_forward(
-            a,
-            a.copy(),
-            np.zeros(2, np.float32),
-            np.zeros(2, np.float32),
-            4,
-            False,
-            "lif",
-            1.0,
-            0.5,
-            1.0,
-        )
+        call(a, law("lif"))
     with pytest.raises(ValueError, match="current_weights"):
-        core.dsr_forward(
-            a,
-            a.copy(),
-            np.zeros(2, np.float32),
-            np.zeros(2, np.float32),
-            4,
-            False,
-            "lif",
-            1.0,
-            0.5,
-            1.0,
-            leak=0.9,
-            gain=0.1,
-            current_weights=np.ones(3, np.float32),
-        )
+        call(a, law("lif", leak=0.9, gain=0.1), {"current_weights": np.ones(3, np.float32)})
     for pool in (
         (2, 2**62, 2**62, 4, False),
         (0, 1, 2, 1, False),
         (2, 1, 3, 1, False),
     ):  # overflow, k=0, odd H
         with pytest.raises(ValueError, match="pool"):
-            core.dsr_forward(
-                a,
-                a.copy(),
-                np.zeros(2, np.float32),
-                np.zeros(2, np.float32),
-                4,
-                False,
-                "if",
-                1.0,
-                0.5,
-                1.0,
-                pool=pool,
-            )
+            call(a, law(), {"pool": pool})
+    # the grouped arguments name the key that is wrong
+    with pytest.raises(ValueError, match="'law': missing key 'value'"):
+        call(a, {"kind": "if", "theta": 1.0, "fire": 0.5})
+    with pytest.raises(ValueError, match="'law': unknown key 'gian'"):
+        call(a, law("lif", leak=0.9, gian=0.1))
+    with pytest.raises(TypeError, match=r"law\['theta'\]: expected a float"):
+        call(a, law(theta="1"))
+    with pytest.raises(TypeError, match="options: expected a dict"):
+        call(a, law(), [("pool", None)])
+    with pytest.raises(ValueError, match="'options': unknown key 'pol'"):
+        call(a, law(), {"pol": None})
+    assert call(np.full(8, 3.0, np.float32), law(), {"pool": None}) > 0
 
 
 def test_training_step_is_the_same_without_the_native_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -183,13 +183,18 @@ def _torch_law(theta: Tensor, cfg: DSRNeuronConfig, like: Tensor) -> tuple[Any, 
 
 
 def _native_law(theta: Tensor, cfg: DSRNeuronConfig) -> dict[str, Any]:
-    """The law's constants for ``snnsim._core.dsr_forward``, the same float32 values as
-    :func:`_torch_law` computes (``theta`` already float32)."""
+    """The ``law`` argument of ``snnsim._core.dsr_forward``: the kind and the constants, the
+    same float32 values as :func:`_torch_law` computes (``theta`` already float32)."""
     p, _ = _torch_law(theta, cfg, theta)
-    kw = {"theta": float(theta), "fire": float(p.fire), "value": float(spike_value(theta, cfg))}
+    law: dict[str, Any] = {
+        "kind": cfg.kind,
+        "theta": float(theta),
+        "fire": float(p.fire),
+        "value": float(spike_value(theta, cfg)),
+    }
     if cfg.kind == "lif":
-        kw.update(leak=float(p.leak), gain=float(p.gain))
-    return kw
+        law.update(leak=float(p.leak), gain=float(p.gain))
+    return law
 
 
 @torch.no_grad()
@@ -291,9 +296,9 @@ def dsr_forward(
     out = _empty((T * B,) + out_shape, x, fmt)
     I = _empty((B,) + tuple(x.shape[1:]), x, fmt)
     r = torch.empty_like(I)
-    kw = _native_law(theta.detach().to(dtype=x.dtype), cfg)
+    options: dict[str, Any] = {"pool": native_pool}
     if cfg.kind == "lif" and not static:
-        kw["current_weights"] = lif_weights(T, cfg, x).numpy()
+        options["current_weights"] = lif_weights(T, cfg, x).numpy()
     n = core.dsr_forward(
         xf.numpy(),
         _flat_np(out),
@@ -301,9 +306,8 @@ def dsr_forward(
         _flat_np(r),
         T,
         static,
-        cfg.kind,
-        pool=native_pool,
-        **kw,
+        _native_law(theta.detach().to(dtype=x.dtype), cfg),
+        options,
     )
     return DSRForward(out, I, r, torch.tensor(float(n)))
 
@@ -345,11 +349,12 @@ def dsr_forward_chunk(
             _flat_np(r_acc),
             steps,
             static,
-            cfg.kind,
-            current_weights=current_weights.to(torch.float32).numpy(),
-            membrane=_flat_np(membrane),
-            accumulate=1.0 / T,
-            **_native_law(th, cfg),
+            _native_law(th, cfg),
+            {
+                "current_weights": current_weights.to(torch.float32).numpy(),
+                "membrane": _flat_np(membrane),
+                "accumulate": 1.0 / T,
+            },
         )
         return out, int(n)
     p, step = _torch_law(th, cfg, x)
