@@ -21,7 +21,8 @@ Table S4 analogue (``--trained``): the fully trained MNIST CNNs of the DSR compa
 when a checkpoint is missing), every precision post-training, and after one epoch of
 quantisation-aware fine-tuning for the integer modes that miss their target (int8 loses at
 most 0.1 points against the float32 torch model, int4 at most 0.5; ``--qat-all``: every
-integer mode). Rows carry ``source: "trained"``::
+integer mode; the fine-tuning sees its inputs on the export's int8 input grid,
+``qat_input_grid``). Rows carry ``source: "trained"``::
 
     python benches/quantization.py --trained --neurons if lif --T 5 20 --seeds 0 1 2
 """
@@ -225,6 +226,7 @@ def run_trained(
     import copy
 
     calib = xtr[:512]
+    in_scale = float(abs(calib).max()) / 127.0  # the export's input step (its default)
     for seed in args.seeds:
         for T in args.T:
             for neuron in args.neurons:
@@ -276,6 +278,7 @@ def run_trained(
                         momentum=cfg.momentum,
                         batch_size=cfg.batch_size,
                         crop_padding=cfg.crop_padding,
+                        input_scale=in_scale,
                         seed=seed,
                     )
                     t_qat = time.time() - t1
@@ -299,6 +302,7 @@ def run_trained(
                         "loss_vs_float": torch_acc - float((pred == yte).mean()),
                         "qat_epochs": args.qat_epochs,
                         "qat_lr": cfg.lr * QAT_LR_FACTOR,
+                        "qat_input_grid": True,
                         "qat_s": round(t_qat, 1),
                     }
                     rows = _merge(rows, qrow)
