@@ -21,7 +21,10 @@ Table S4 analogue (``--trained``): the fully trained MNIST CNNs of the DSR compa
 when a checkpoint is missing), every precision post-training, and after one epoch of
 quantisation-aware fine-tuning for the integer modes that miss their target (int8 loses at
 most 0.1 points against the float32 torch model, int4 at most 0.5; ``--qat-all``: every
-integer mode). Rows carry ``source: "trained"``::
+integer mode; the fine-tuning sees its inputs on the export's int8 input grid,
+``qat_input_grid``). Rows with mode ``float32-int8-input`` run the float32 export on the test
+images rounded to that grid: the accuracy the integer modes' int8 input alone allows
+(``--floor-only``: just those rows). Rows carry ``source: "trained"``::
 
     python benches/quantization.py --trained --neurons if lif --T 5 20 --seeds 0 1 2
 """
@@ -41,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import snnsim  # noqa: E402
@@ -208,6 +212,15 @@ def trained_cnn(neuron: str, T: int, seed: int, threads: int) -> tuple[torch.nn.
     return model.eval(), cfg
 
 
+#: Mode name of the rows that run the float32 export on the int8-rounded test input.
+INPUT_FLOOR = "float32-int8-input"
+
+
+def _scores(pred: Any, yte: Any, want: Any, torch_acc: float) -> dict[str, float]:
+    acc = float((pred == yte).mean())
+    return {"acc": acc, "agree": float((pred == want).mean()), "loss_vs_float": torch_acc - acc}
+
+
 def _engine_pred(model: Any, mode: str, per_channel: bool, calib: Any, xte: Any, T: int) -> Any:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "net.snn.safetensors"
@@ -225,6 +238,7 @@ def run_trained(
     import copy
 
     calib = xtr[:512]
+    in_scale = float(abs(calib).max()) / 127.0  # the export's input step (its default)
     for seed in args.seeds:
         for T in args.T:
             for neuron in args.neurons:
@@ -245,7 +259,14 @@ def run_trained(
                     "source": "trained",
                     "command": " ".join(["python", "benches/quantization.py"] + sys.argv[1:]),
                 }
-                for mode, per_channel in MODES:
+                # The floor the int8 input alone sets: the float32 export on int8-rounded input.
+                xq = (np.clip(np.rint(xte / in_scale), -128, 127) * in_scale).astype(np.float32)
+                pred = _engine_pred(base, "float32", False, calib, xq, T)
+                row = {**common, "mode": INPUT_FLOOR, "per_channel": False, "qat": False}
+                row.update(_scores(pred, yte, want, torch_acc))
+                rows = _merge(rows, row)
+                print(json.dumps(row), flush=True)
+                for mode, per_channel in MODES if not args.floor_only else []:
                     t0 = time.time()
                     pred = _engine_pred(base, mode, per_channel, calib, xte, T)
                     acc = float((pred == yte).mean())
@@ -276,6 +297,7 @@ def run_trained(
                         momentum=cfg.momentum,
                         batch_size=cfg.batch_size,
                         crop_padding=cfg.crop_padding,
+                        input_scale=in_scale,
                         seed=seed,
                     )
                     t_qat = time.time() - t1
@@ -299,6 +321,7 @@ def run_trained(
                         "loss_vs_float": torch_acc - float((pred == yte).mean()),
                         "qat_epochs": args.qat_epochs,
                         "qat_lr": cfg.lr * QAT_LR_FACTOR,
+                        "qat_input_grid": True,
                         "qat_s": round(t_qat, 1),
                     }
                     rows = _merge(rows, qrow)
@@ -334,6 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--T", type=int, nargs="+", default=[5, 20])
     ap.add_argument(
         "--qat-all", action="store_true", help="--trained: QAT every integer mode, not only misses"
+    )
+    ap.add_argument(
+        "--floor-only",
+        action="store_true",
+        help="--trained: only the float32 export on int8-rounded input (the input's floor)",
     )
     args = ap.parse_args(argv)
 

@@ -101,6 +101,7 @@ def dsr() -> str:
 
 QUANT_MODES = [
     ("float32", False),
+    ("float32-int8-input", False),
     ("int16", False),
     ("int8", False),
     ("int8", True),

@@ -40,8 +40,9 @@ Integer modes (``"int8"``, ``"int4"``, ``"int16"``, docs/semantics.md §2):
   ``fire_q = max(1, round(alpha*theta_q))``; Dspike ``fire_q = max(1, round(vth/s))``;
 * LIF leak ``lambda`` and input factor ``(1-lambda)`` as fixed-point ``(m, f)`` pairs; the DSR
   LIF input factor also carries a gain ``G >= 1`` that puts the membrane on a finer grid
-  (``theta_q`` near 2^12) where the int32 range allows it; the LIF readout integrates
-  ``4096*s`` with ``leak_m = round(lambda*2^16)``;
+  (``theta_q`` near 2^24) where the int32 range allows it; both factors keep all the fraction
+  bits int32 allows (``f`` up to 31); the LIF readout integrates ``R*s`` (``R`` a power of two,
+  the membrane kept below 2^30) with ``leak_m = round(lambda*2^f)`` (:func:`lif_readout_int`);
 * the static input is quantised with ``input_scale`` (given; else ``max|calibration|/127``;
   else 1/127, right for inputs in [0, 1]).
 
@@ -109,8 +110,9 @@ _THETA_TARGET = 2.0**12  # membrane resolution sought for DSR neurons (theta_q n
 _STREAM_GRID = (
     2.0**16
 )  # int: units per threshold of a neuron fed by batch norm on a residual stream
-_READOUT_GAIN = 4096  # int LIF readout: integer value of one spike entering the leaky integrator
-_READOUT_F = 16  # fixed-point fraction bits of the readout leak
+_LIF_THETA_TARGET = 2.0**24  # membrane resolution sought for DSR LIF neurons (theta_q near this)
+_FX_F = 31  # fraction bits sought for LIF leaks and input factors (lowered until m fits int32)
+_READOUT_ROOM = 2.0**30  # int LIF readout: bound on its membrane (headroom below int32)
 
 
 class ExportError(ModelError):
@@ -516,14 +518,20 @@ class _Emitter:
             fire_q = np.maximum(1, np.rint(cfg.alpha * theta_q))
             return g.dsr_if(nm, v.node, theta=_chan(theta_q), fire=_chan(fire_q))
         lam = float(cfg.leak)
-        T = self.T
-        # Membrane gain G: theta_q near 2^12 where the int32 range allows (U <= G * |I| at most).
+        # Membrane gain G: theta_q near 2^24 where the int32 range allows. Each step rounds the
+        # two products by half a unit each; under the leak that adds up to about 1/(1 - lambda)
+        # units, which must stay far below the int16 weights' resolution. For any number of
+        # steps |U| <= G*|x|max + theta_q + 1/(1 - lambda) + 1 (the leak sums the input to at
+        # most G*|x|max; a reset goes at most theta_q below the firing level).
         base = float(np.min(theta / s))
-        G = max(1.0, _THETA_TARGET / max(base, 1e-30))
-        G = max(1.0, min(G, _I32 / max(4.0 * v.bound * max(T, 1), 1.0)))
+        room = _I32 / 1.01 - 2.0 / (1.0 - lam) - 2.0
+        g_max = room / (v.bound + float(np.max(theta / s)) + 1.0)
+        G = max(1.0, min(_LIF_THETA_TARGET / max(base, 1e-30), g_max))
         theta_q = np.maximum(1, np.rint(theta * G / s))
         fire_q = np.maximum(1, np.rint(cfg.alpha * theta_q))
-        (leak_m, gain_m), f = _fixed_point([lam, (1.0 - lam) * G])
+        # All fraction bits int32 allows: with f = 16 the factors were off by up to 1e-4
+        # (relative), enough to flip spikes of int16 networks that the float law does not flip.
+        (leak_m, gain_m), f = _fixed_point([lam, (1.0 - lam) * G], f=_FX_F)
         return g.dsr_lif(
             nm,
             v.node,
@@ -556,16 +564,32 @@ class _Emitter:
         return out
 
     def lif_readout(self, v: _Val, lam: float) -> _Val:
-        """A leaky integrator of the output spikes: ``V = lambda*V + s`` (int: ``4096*s`` into
-        ``fx(round(lambda*2^16), V, 16)``), the DSR LIF readout up to a positive factor."""
+        """A leaky integrator of the output spikes: ``V = lambda*V + s`` (int: ``R*s`` into
+        ``fx(leak_m, V, f)``, see :func:`lif_readout_int`), the DSR LIF readout up to a positive
+        factor."""
         g = self.g
         if not self.integer:
             node = g.integrate("out", v.node, leak=np.float32(lam))
         else:
-            x = g.scale(self.name("scale"), v.node, m=np.array([2 * _READOUT_GAIN]), f=1)
-            leak_m = int(round(lam * 2.0**_READOUT_F))
-            node = g.integrate("out", x, leak_m=np.array([leak_m]), f=_READOUT_F)
+            R, leak_m, f = lif_readout_int(lam)
+            x = g.scale(self.name("scale"), v.node, m=np.array([2 * R]), f=1)
+            node = g.integrate("out", x, leak_m=np.array([leak_m]), f=f)
         return _Val(node, v.shape, v.carry, 0.0)
+
+
+def lif_readout_int(lam: float) -> tuple[int, int, int]:
+    """The integer DSR LIF readout ``V = fx(leak_m, V, f) + R*s``: ``(R, leak_m, f)`` with
+    ``leak_m / 2^f`` the leak ``lam`` to all the fraction bits int32 allows and ``R`` (a power
+    of two) the value of one spike, as large as keeps ``V`` below ``2^30`` for any number of
+    steps (``V <= (R + 1) / (1 - lam)``). Each step rounds by at most half a unit, so two
+    classes whose float readouts differ by more than about ``T / R`` of a spike keep their
+    order (with ``R = 4096`` and ``f = 16`` near-ties of the float readout were reordered)."""
+    if not 0.0 < lam < 1.0:
+        raise ExportError(f"LIF readout: leak lambda must lie in (0, 1), got {lam!r}")
+    steps = 1.0 / (1.0 - lam) + 1.0  # bound on sum_k lam^k, plus one for the rounding
+    R = 2 ** max(0, min(29, int(math.floor(math.log2(_READOUT_ROOM / steps))) - 1))
+    (leak_m,), f = _fixed_point([lam], f=_FX_F)
+    return R, int(leak_m), f
 
 
 # ---------------------------------------------------------------------- walking the model

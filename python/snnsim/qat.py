@@ -194,6 +194,20 @@ def _augment(x: Tensor, padding: int, gen: torch.Generator) -> Tensor:
     return augment_batch(x, padding, False, gen)
 
 
+def _check_input_scale(scale: float | None) -> None:
+    if scale is not None and not (math.isfinite(scale) and scale > 0):
+        raise ValueError(
+            f"qat_finetune: input_scale must be a finite positive float, got {scale!r}"
+        )
+
+
+def _input_grid(x: Tensor, scale: float | None) -> Tensor:
+    """``x`` on the export's int8 input grid (``round`` half to even, as the quantiser)."""
+    if scale is None:
+        return x
+    return torch.clamp(torch.round(x / scale), -128, 127) * scale
+
+
 def qat_finetune(
     model: nn.Module,
     train_data: Any,
@@ -208,6 +222,7 @@ def qat_finetune(
     batch_size: int = 64,
     crop_padding: int = 0,
     freeze_bn_stats: bool = True,
+    input_scale: float | None = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> nn.Module:
@@ -220,11 +235,16 @@ def qat_finetune(
     iterable of ``(x, y)`` batches. Cross-entropy on the model's output, ``optimizer`` (SGD with
     ``momentum`` or Adam) at ``lr`` with a cosine decay to 0 over the ``epochs``; random crops
     with ``crop_padding`` (images). ``freeze_bn_stats``: keep the batch norms' running statistics
-    (the grid is computed after folding them; see the module docstring). Returns the model in
-    eval mode with its weights left on the quantisation grid.
+    (the grid is computed after folding them; see the module docstring). ``input_scale``: the
+    static input's quantisation step in the integer export (its ``input_scale``, by default
+    ``max|calibration|/127``); given, every training batch is put on that int8 grid after the
+    crop, ``clip(round(x/input_scale), -128, 127) * input_scale``, so the fine-tuning sees the
+    input the engine will (on MNIST the int8 input alone moves about 0.5% of a LIF CNN's
+    predictions). Returns the model in eval mode with its weights left on the quantisation grid.
     """
     if epochs < 1:
         raise ValueError(f"qat_finetune: epochs must be >= 1, got {epochs}")
+    _check_input_scale(input_scale)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     bns: list[Any] = [bn for _, _, bn, _ in _weighted_layers(model) if bn is not None]
@@ -254,7 +274,7 @@ def qat_finetune(
             for xb, yb in _batches(train_data, batch_size, gen):
                 for g in opt.param_groups:
                     g["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * step / total))
-                xb = _augment(xb, crop_padding, gen)
+                xb = _input_grid(_augment(xb, crop_padding, gen), input_scale)
                 dev = next(model.parameters()).device  # train where the model lives (CPU or CUDA)
                 xb, yb = xb.to(dev), yb.to(dev)
                 with parametrize.cached():

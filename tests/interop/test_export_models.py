@@ -25,7 +25,7 @@ from torch import nn
 import snnsim
 from _trained import compare_float, int_exact, sgd_steps
 from snnsim.data import load_mnist5k_split
-from snnsim.exporter import ExportError, export_graph, neuron_nodes
+from snnsim.exporter import ExportError, export_graph, lif_readout_int, neuron_nodes
 from snnsim.models import create_model, list_models
 from snnsim.nn.dspike import DspikeNeuron
 from snnsim.nn.layers import BatchNormT, ConvT, DSRNeuron
@@ -176,7 +176,10 @@ def test_residual_graph_structure() -> None:
     assert ops[:3] == ["conv2d", "scale", "dsr_lif"]
     gi = export_graph(model, "int8", input_shape=(3, 16, 16), calibration=calib)
     out = gi.node("out")
-    assert out.attrs["f"] == 16 and gi.node(out.inputs[0]).op == "scale"
+    R, leak_m, f = lif_readout_int(model.cfg.leak)
+    assert out.attrs["f"] == f and int(out.tensors["leak_m"][0]) == leak_m
+    pre = gi.node(out.inputs[0])
+    assert pre.op == "scale" and int(pre.tensors["m"][0]) == 2 * R and pre.attrs["f"] == 1
     for n in gi.nodes:
         if n.op == "add":
             assert len(n.inputs) == 2

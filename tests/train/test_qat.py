@@ -5,6 +5,8 @@ engine and the integer reference, and int4 accuracy does not fall."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +113,27 @@ def test_qat_int8_exact_and_int4_not_worse(setup) -> None:
         assert int(np.count_nonzero(eng.record[n] != ref.record[n])) == 0, n
     np.testing.assert_array_equal(eng.output, ref.output)
     assert sum(int(eng.record[n].sum()) for n in names) > 0
+
+
+def test_qat_input_scale_trains_on_the_int8_input_grid(setup) -> None:
+    """With ``input_scale`` every batch the model sees lies on the export's int8 input grid
+    (and without it the raw pixels, k/255, are seen: most are off the 1/127 grid)."""
+    base, (xtr, ytr), _, _ = setup
+    scale = 1.0 / 127.0
+    for given, on_grid in ((scale, True), (None, False)):
+        seen: list[torch.Tensor] = []
+        model = copy.deepcopy(base)
+        h = model.register_forward_pre_hook(
+            lambda m, a, seen=seen: seen.append(a[0].detach().clone())
+        )
+        try:
+            qat_finetune(
+                model, (xtr[:200], ytr[:200]), "int8", lr=1e-3, batch_size=100, input_scale=given
+            )
+        finally:
+            h.remove()
+        assert len(seen) >= 2
+        k = torch.cat(seen).double() / scale
+        assert bool((k - torch.round(k)).abs().max() < 1e-3) is on_grid
+    with pytest.raises(ValueError, match="input_scale"):
+        qat_finetune(copy.deepcopy(base), (xtr[:100], ytr[:100]), "int8", input_scale=0.0)
