@@ -62,6 +62,15 @@ pub struct Events<'a> {
 }
 
 impl<'a> EventBatch<'a> {
+    /// The largest number of events of one sample (0 for an empty batch; offsets validated).
+    pub fn most_per_sample(&self) -> usize {
+        self.offsets
+            .windows(2)
+            .map(|w| (w[1] - w[0]).max(0) as usize)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Checks array lengths and offsets; returns the batch size.
     pub fn validate(&self) -> Result<usize> {
         let e = self.x.len();

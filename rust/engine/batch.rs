@@ -157,12 +157,7 @@ pub(crate) fn run_batch<V: EngineValue>(
     limits::add_results(&mut need, net, batch, steps, &rec_nodes);
     limits::add_states(&mut need, net, workers);
     if let BatchInput::Events(ev, _) = &input {
-        let most = ev
-            .offsets
-            .windows(2)
-            .map(|w| (w[1] - w[0]).max(0) as usize)
-            .max()
-            .unwrap_or(0);
+        let most = ev.most_per_sample();
         limits::add_binned(&mut need, workers, steps, most);
     }
     need.check("steps", "this run")?;

@@ -26,12 +26,7 @@ pub fn bin_events(
         .and_then(|v| v.checked_mul(w))
         .filter(|&v| v <= MAX_ELEMS)
         .ok_or_else(|| SnnError::arg("shape", "is too large"))?;
-    let most = ev
-        .offsets
-        .windows(2)
-        .map(|w| (w[1] - w[0]).max(0) as usize)
-        .max()
-        .unwrap_or(0);
+    let most = ev.most_per_sample();
     check_frames(b, steps, frame, most)?;
     let total = frame
         .checked_mul(steps)

@@ -48,6 +48,17 @@ fn need_rank3(ctx: &NodeCtx<'_>, x: &[usize], what: &str) -> Result<(usize, usiz
     Ok((x[0], x[1], x[2]))
 }
 
+/// A conv's input `x` with `c` channels must have `in_channels` of them.
+fn check_in_channels(ctx: &NodeCtx<'_>, x: &[usize], c: usize, in_channels: usize) -> Result<()> {
+    if c != in_channels {
+        return Err(ctx.err(format!(
+            "input shape {} has {c} channels, in_channels = {in_channels}",
+            fmt_shape(x)
+        )));
+    }
+    Ok(())
+}
+
 /// `(C, L)` of an input that `what` needs as `[C, L]`.
 fn need_rank2(ctx: &NodeCtx<'_>, x: &[usize], what: &str) -> Result<(usize, usize)> {
     if x.len() != 2 {
@@ -69,13 +80,7 @@ fn infer_conv1d(ctx: &NodeCtx<'_>, a: &mut Attrs, int: bool, x: &[usize]) -> Res
         a.weight_bits = weight_bits(ctx)?;
     }
     let (c, l) = need_rank2(ctx, x, "conv1d")?;
-    if c != a.in_channels {
-        return Err(ctx.err(format!(
-            "input shape {} has {c} channels, in_channels = {}",
-            fmt_shape(x),
-            a.in_channels
-        )));
-    }
+    check_in_channels(ctx, x, c, a.in_channels)?;
     let lp = l + 2 * a.padding[1];
     if lp < a.kernel[1] {
         return Err(ctx.err(format!(
@@ -145,13 +150,7 @@ fn infer_conv2d(ctx: &NodeCtx<'_>, a: &mut Attrs, int: bool, x: &[usize]) -> Res
         a.weight_bits = weight_bits(ctx)?;
     }
     let (c, h, w) = need_rank3(ctx, x, "conv2d")?;
-    if c != a.in_channels {
-        return Err(ctx.err(format!(
-            "input shape {} has {c} channels, in_channels = {}",
-            fmt_shape(x),
-            a.in_channels
-        )));
-    }
+    check_in_channels(ctx, x, c, a.in_channels)?;
     let hp = h + 2 * a.padding[0];
     let wp = w + 2 * a.padding[1];
     if hp < a.kernel[0] || wp < a.kernel[1] {
