@@ -18,7 +18,7 @@ use crate::numeric::{Precision, Weights};
 
 /// Kind of a value (docs/model-format.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Static,
     Sparse,
     Dense,
@@ -26,7 +26,7 @@ pub enum Kind {
 
 /// Internal element order of a value.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Layout {
+pub(crate) enum Layout {
     /// `[C, H, W]` stored channels-last: element `(c, y, x)` at `(y*W + x)*C + c`.
     Hwc { c: usize, h: usize, w: usize },
     /// `[F]`; `perm[k]` is the torch index of internal element `k` (`None`: identity).
@@ -36,7 +36,7 @@ pub enum Layout {
 impl Layout {
     /// Torch (C-order) index of internal element `k`.
     #[inline]
-    pub fn torch_index(&self, k: usize) -> usize {
+    pub(crate) fn torch_index(&self, k: usize) -> usize {
         match self {
             Layout::Hwc { c, h, w } => (k % c) * h * w + k / c,
             Layout::Flat { perm: Some(p) } => p[k] as usize,
@@ -45,14 +45,14 @@ impl Layout {
     }
 
     /// `map[k]` = torch index of internal element `k`, for `n` elements.
-    pub fn torch_map(&self, n: usize) -> Vec<u32> {
+    pub(crate) fn torch_map(&self, n: usize) -> Vec<u32> {
         (0..n).map(|k| self.torch_index(k) as u32).collect()
     }
 }
 
 /// A linear node.
 #[derive(Debug, Clone)]
-pub struct LinearOp<V> {
+pub(crate) struct LinearOp<V> {
     pub w: Weights,
     pub n_out: usize,
     pub bias: Option<Vec<V>>,
@@ -66,7 +66,7 @@ pub struct LinearOp<V> {
 
 /// A conv2d node.
 #[derive(Debug, Clone)]
-pub struct ConvOp<V> {
+pub(crate) struct ConvOp<V> {
     pub w: Weights,
     pub g: Geom,
     pub bias: Option<Vec<V>>,
@@ -83,7 +83,7 @@ pub struct ConvOp<V> {
 
 /// An avgpool2d / sumpool2d node.
 #[derive(Debug, Clone)]
-pub struct PoolOp {
+pub(crate) struct PoolOp {
     pub avg: bool,
     pub g: Geom,
     pub m: i32,
@@ -97,7 +97,7 @@ pub struct PoolOp {
 
 /// An add node.
 #[derive(Debug, Clone)]
-pub struct AddOp {
+pub(crate) struct AddOp {
     /// Per input: internal index of the input -> internal index of the output, when the input
     /// layout differs from the output's (a flatten on one side only).
     pub maps: Vec<Option<Vec<u32>>>,
@@ -105,7 +105,7 @@ pub struct AddOp {
 
 /// A scale node (per-channel parameters expanded to one period).
 #[derive(Debug, Clone)]
-pub struct ScaleOp<V> {
+pub(crate) struct ScaleOp<V> {
     pub mul: Vec<V>,
     pub shift: Vec<V>,
     pub zero_shift: bool,
@@ -115,14 +115,14 @@ pub struct ScaleOp<V> {
 
 /// A neuron or integrate node.
 #[derive(Debug, Clone)]
-pub struct NeuronOp<V> {
+pub(crate) struct NeuronOp<V> {
     pub params: NeuronParams<V>,
     pub period: usize,
 }
 
 /// The compiled op of a node.
 #[derive(Debug, Clone)]
-pub enum Op<V> {
+pub(crate) enum Op<V> {
     Linear(LinearOp<V>),
     Conv(ConvOp<V>),
     Pool(PoolOp),
@@ -137,7 +137,7 @@ pub enum Op<V> {
 /// A delay node's link: at the end of every step the value of slot `src` is copied into slot
 /// `dst` (through `map` when the two layouts differ), where the next step reads it.
 #[derive(Debug, Clone)]
-pub struct DelayLink {
+pub(crate) struct DelayLink {
     /// Index of the delay node.
     pub node: usize,
     pub src: usize,
@@ -148,7 +148,7 @@ pub struct DelayLink {
 
 /// A compiled node.
 #[derive(Debug, Clone)]
-pub struct Node<V> {
+pub(crate) struct Node<V> {
     pub name: String,
     pub kind: OpKind,
     /// Torch shape per sample.
@@ -168,13 +168,13 @@ pub struct Node<V> {
 
 /// Value kinds per slot for one way of feeding the input.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub slot_kind: Vec<Kind>,
 }
 
 /// A compiled network with values of type `V` (`f32` or `i32`).
 #[derive(Debug, Clone)]
-pub struct Network<V> {
+pub(crate) struct Network<V> {
     pub precision: Precision,
     pub input_shape: Vec<usize>,
     pub input_layout: Layout,
@@ -201,15 +201,15 @@ pub struct Network<V> {
 }
 
 /// Memory budget of the per-step value buffers of one sample state.
-pub const CHUNK_BYTES: usize = 4 << 20;
+pub(crate) const CHUNK_BYTES: usize = 4 << 20;
 /// Longest chunk of steps.
-pub const MAX_CHUNK: usize = 32;
+pub(crate) const MAX_CHUNK: usize = 32;
 /// Bytes one node's pass over a chunk may touch (its inputs' and its own values): a quarter of
 /// a 2 MiB L2 cache, so that a wide conv layer's maps are still cached when the next node reads
 /// them. Weighted layers with small values (an MLP) keep long chunks, which stream their
 /// weights once per chunk; conv layers with large maps get short ones (measured on the
 /// event-camera network B: 0.81 -> 0.73 ms per sample at batch 1).
-pub const PASS_BYTES: usize = 512 << 10;
+pub(crate) const PASS_BYTES: usize = 512 << 10;
 
 impl<V> Network<V> {
     /// Index of the node called `name`.
@@ -217,7 +217,7 @@ impl<V> Network<V> {
     /// at least `ops::conv::PAR_MIN_SOPS` dense MACs per step, a neuron layer of at least
     /// `ops::neuron::PAR_MIN_ELEMS` elements): otherwise a batch of one runs on one thread,
     /// since a team would only add hand-off costs.
-    pub fn splits_across_threads(&self) -> bool {
+    pub(crate) fn splits_across_threads(&self) -> bool {
         self.nodes.iter().any(|n| match &n.op {
             Op::Conv(_) => n.fanout_total >= super::ops::conv::PAR_MIN_SOPS,
             Op::Neuron(_) => n.len >= super::ops::neuron::PAR_MIN_ELEMS,
@@ -225,7 +225,7 @@ impl<V> Network<V> {
         })
     }
 
-    pub fn node_index(&self, name: &str) -> Option<usize> {
+    pub(crate) fn node_index(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)
     }
 }

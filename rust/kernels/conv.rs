@@ -17,7 +17,7 @@ use crate::numeric::{Mac, Value, Weight};
 
 /// Geometry of a conv2d or pool node (input `[h, w, c]` channels-last, output `[ho, wo, co]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Geom {
+pub(crate) struct Geom {
     pub c: usize,
     pub h: usize,
     pub w: usize,
@@ -54,7 +54,7 @@ impl Geom {
     }
 
     /// Number of output positions whose window contains input position `(y, x)`.
-    pub fn fanout(&self, y: usize, x: usize) -> usize {
+    pub(crate) fn fanout(&self, y: usize, x: usize) -> usize {
         let (a, b) = Self::out_range(y, self.kh, self.sh, self.ph, self.ho);
         let (c, d) = Self::out_range(x, self.kw, self.sw, self.pw, self.wo);
         b.saturating_sub(a) * d.saturating_sub(c)

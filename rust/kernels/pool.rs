@@ -33,7 +33,7 @@ dispatch! {
 }
 
 /// Window sums of a channels-last input, every output: `out_wide[(oy*wo+ox)*c + ch]`.
-pub fn pool_dense_sums<V: Value>(x: &[V], g: &Geom, out_wide: &mut [V::Wide]) {
+pub(crate) fn pool_dense_sums<V: Value>(x: &[V], g: &Geom, out_wide: &mut [V::Wide]) {
     let c = g.c;
     for oy in 0..g.ho {
         for ox in 0..g.wo {
@@ -60,7 +60,7 @@ pub fn pool_dense_sums<V: Value>(x: &[V], g: &Geom, out_wide: &mut [V::Wide]) {
 
 /// Adds each nonzero input element `x[i]`, `i` in `nz`, to every pool window containing it.
 /// Output elements touched for the first time are marked in `mark` and listed in `touched`.
-pub fn pool_scatter_sums<V: Value>(
+pub(crate) fn pool_scatter_sums<V: Value>(
     x: &[V],
     nz: &[u32],
     g: &Geom,

@@ -36,7 +36,7 @@ dispatch! {
 /// Collects the indices of the nonzero elements of `x` (ascending) into `nz`. With AVX-512 a
 /// compare gives 16 elements' mask at once and a compress writes their indices.
 #[inline]
-pub fn collect_nonzero<V: Value>(x: &[V], nz: &mut Vec<u32>) {
+pub(crate) fn collect_nonzero<V: Value>(x: &[V], nz: &mut Vec<u32>) {
     nz.clear();
     append_nonzero(x, 0, nz);
 }
@@ -44,7 +44,7 @@ pub fn collect_nonzero<V: Value>(x: &[V], nz: &mut Vec<u32>) {
 /// Appends `base + i` for every nonzero `x[i]` (ascending) to `nz`: the spike list of a block
 /// of a larger array that starts at element `base`.
 #[inline]
-pub fn append_nonzero<V: Value>(x: &[V], base: u32, nz: &mut Vec<u32>) {
+pub(crate) fn append_nonzero<V: Value>(x: &[V], base: u32, nz: &mut Vec<u32>) {
     #[cfg(target_arch = "x86_64")]
     {
         if super::simd::level() == super::simd::Level::Avx512 {
@@ -97,7 +97,7 @@ unsafe fn append_nonzero_avx512(bits: &[u32], mask: u32, base: u32, nz: &mut Vec
 }
 
 /// Sets `acc` to the bias repeated over positions (`bias.len()` channels) or to zero.
-pub fn fill_bias<A: Copy + Default>(acc: &mut [A], bias: Option<&[A]>) {
+pub(crate) fn fill_bias<A: Copy + Default>(acc: &mut [A], bias: Option<&[A]>) {
     match bias {
         None => acc.fill(A::default()),
         Some(b) if !b.is_empty() => {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 /// An instruction-set level, ordered from the most portable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
+pub(crate) enum Level {
     /// Plain Rust for the build target (SSE2 on x86_64).
     Portable = 0,
     /// AVX2 (256-bit vectors).
@@ -24,7 +24,7 @@ pub enum Level {
 impl Level {
     /// The level's name as `SNNSIM_SIMD` and [`set_level`] spell it (used by the bindings).
     #[cfg_attr(not(feature = "python"), allow(dead_code))]
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Level::Portable => "portable",
             Level::Avx2 => "avx2",
@@ -33,7 +33,7 @@ impl Level {
     }
 
     /// Parses a level name (`portable`, `avx2`, `avx512`).
-    pub fn parse(s: &str) -> Option<Level> {
+    pub(crate) fn parse(s: &str) -> Option<Level> {
         match s {
             "portable" => Some(Level::Portable),
             "avx2" => Some(Level::Avx2),
@@ -52,7 +52,7 @@ impl Level {
 }
 
 /// The best level this CPU supports.
-pub fn detected() -> Level {
+pub(crate) fn detected() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f")
@@ -74,7 +74,7 @@ static CHOSEN: AtomicU8 = AtomicU8::new(UNSET);
 
 /// The level kernels run with: the detected one, capped by `SNNSIM_SIMD` or [`set_level`].
 #[inline]
-pub fn level() -> Level {
+pub(crate) fn level() -> Level {
     let v = CHOSEN.load(Ordering::Relaxed);
     if v != UNSET {
         return Level::from_u8(v);
@@ -87,7 +87,7 @@ pub fn level() -> Level {
 
 /// Caps the level at `cap` (`None`: the detected level); returns the level now in effect,
 /// never above what the CPU supports.
-pub fn set_level(cap: Option<Level>) -> Level {
+pub(crate) fn set_level(cap: Option<Level>) -> Level {
     let d = detected();
     let l = cap.map_or(d, |c| c.min(d));
     CHOSEN.store(l as u8, Ordering::Relaxed);
@@ -96,7 +96,7 @@ pub fn set_level(cap: Option<Level>) -> Level {
 
 /// Declares a kernel: `$imp` is its portable body (`#[inline(always)]`); this writes
 /// `unsafe fn $name_avx2` / `$name_avx512` (the body compiled with those target features) and
-/// the public `fn $name` that calls the one [`level`] picks.
+/// the crate-visible `fn $name` that calls the one [`level`] picks.
 macro_rules! dispatch {
     (
         $(#[$doc:meta])*
@@ -105,7 +105,7 @@ macro_rules! dispatch {
     ) => {
         $(#[$doc])*
         #[inline]
-        pub fn $name<$($gen)*>($($arg: $ty),*) $(-> $ret)? where $($bounds)* {
+        pub(crate) fn $name<$($gen)*>($($arg: $ty),*) $(-> $ret)? where $($bounds)* {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2")]
