@@ -161,6 +161,7 @@ def _run(cfg: TrainConfig, a: argparse.Namespace) -> int:
         return EXIT_USAGE
     out = a.out or f"runs/{cfg.name}"
     code = EXIT_OK
+    finished = False
     try:
         train(
             cfg,
@@ -170,6 +171,7 @@ def _run(cfg: TrainConfig, a: argparse.Namespace) -> int:
             allow_config_change=a.allow_config_change,
             stop_after=a.stop_after,
         )
+        finished = True
     except TrainingDiverged as exc:
         code = EXIT_DIVERGED
         if ctx.is_main:
@@ -185,7 +187,7 @@ def _run(cfg: TrainConfig, a: argparse.Namespace) -> int:
         if ctx.is_main:
             print(f"error: {exc}", file=sys.stderr)
     finally:
-        distributed.shutdown(ctx)
+        distributed.shutdown(ctx, synchronize=finished)
     return code
 
 

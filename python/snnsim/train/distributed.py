@@ -169,9 +169,15 @@ def setup(device: str = "auto") -> DistContext:
     )
 
 
-def shutdown(ctx: DistContext) -> None:
-    """Destroy the process group if :func:`setup` created it."""
+def shutdown(ctx: DistContext, synchronize: bool = False) -> None:
+    """Destroy the process group if :func:`setup` created it.
+
+    ``synchronize`` (a run that finished on every rank): wait for every rank first, so that no
+    rank tears its connections down while another still uses them (with gloo that aborted a
+    worker at exit now and then). After an error the ranks may not all get here, so no wait."""
     if ctx.owns_group and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 
