@@ -150,7 +150,9 @@ super::simd::dispatch! {
 /// Writes to `acc` (the outputs of positions `first..`, channels-last, `co` each) the bias (or
 /// 0) plus the window sums of the packed input through the packed kernel `wp`.
 ///
-/// Panics if the kernel is not [`available`] (callers check).
+/// Panics if the CPU lacks AVX-512 VNNI ([`cpu_has`]). Callers choose it only when it is
+/// [`available`]; the assertion asks only what safety needs, the CPU's features, not the
+/// chosen SIMD level, which another thread may change at any time.
 pub(crate) fn conv_dense(
     acc: &mut [i32],
     wp: &[i8],
@@ -159,9 +161,9 @@ pub(crate) fn conv_dense(
     bias: Option<&[i32]>,
     first: usize,
 ) {
-    assert!(available(), "conv_dense needs AVX-512 VNNI");
+    assert!(cpu_has(), "conv_dense needs AVX-512 VNNI");
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `available` checked the CPU features the function is compiled with.
+    // SAFETY: `cpu_has` checked the CPU features the function is compiled with.
     unsafe {
         x86::conv_dense(acc, wp, g, inp, bias, first)
     }
