@@ -5,6 +5,38 @@ use super::*;
 use crate::numeric::{Mac, Weight};
 use crate::testutil::Rng;
 
+/// A conv case: `(c, h, w, co, kh, kw, sh, sw, ph, pw)`.
+type ConvCase = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
+
+/// The geometry of a conv case, output size from the usual floor formula.
+fn conv_geom(&(c, h, w, co, kh, kw, sh, sw, ph, pw): &ConvCase) -> Geom {
+    Geom {
+        c,
+        h,
+        w,
+        co,
+        ho: (h + 2 * ph - kh) / sh + 1,
+        wo: (w + 2 * pw - kw) / sw + 1,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+    }
+}
+
 /// Reference: the same product computed naively (tests).
 fn linear_rows_naive<A: Mac<W>, W: Weight>(
     acc: &mut [A],
@@ -116,10 +148,9 @@ fn conv_scatter_matches_naive_with_borders_and_fanout() {
         (2, 6, 6, 3, 5, 5, 1, 1, 2, 2),
         (2, 5, 5, 2, 3, 3, 3, 3, 2, 1),
     ];
-    for &(c, h, w, co, kh, kw, sh, sw, ph, pw) in &cases {
-        let ho = (h + 2 * ph - kh) / sh + 1;
-        let wo = (w + 2 * pw - kw) / sw + 1;
-        let g = Geom {
+    for case in &cases {
+        let g = conv_geom(case);
+        let Geom {
             c,
             h,
             w,
@@ -132,7 +163,7 @@ fn conv_scatter_matches_naive_with_borders_and_fanout() {
             sw,
             ph,
             pw,
-        };
+        } = g;
         let x: Vec<f32> = (0..c * h * w)
             .map(|_| {
                 if rng.next().is_multiple_of(3) {
@@ -361,21 +392,9 @@ fn conv_gather_equals_scatter_bit_for_bit_at_every_simd_level() {
     ];
     for level in [Level::Portable, Level::Avx2, Level::Avx512] {
         set_level(Some(level));
-        for &(c, h, w, co, kh, kw, sh, sw, ph, pw) in &cases {
-            let g = Geom {
-                c,
-                h,
-                w,
-                co,
-                ho: (h + 2 * ph - kh) / sh + 1,
-                wo: (w + 2 * pw - kw) / sw + 1,
-                kh,
-                kw,
-                sh,
-                sw,
-                ph,
-                pw,
-            };
+        for case in &cases {
+            let g = conv_geom(case);
+            let Geom { c, h, w, co, .. } = g;
             for density in [5, 40, 100] {
                 let (x, nz, k) = sparse_conv_case(&mut rng, &g, density);
                 let xs: Vec<f32> = nz.iter().map(|&i| x[i as usize]).collect();
@@ -510,21 +529,17 @@ fn conv_dense_vnni_equals_gather() {
         (13, 5, 8, 32, 1, 1, 1, 1, 0, 0),
         (9, 7, 7, 144, 3, 2, 2, 2, 0, 1),
     ];
-    for &(c, h, w, co, kh, kw, sh, sw, ph, pw) in &cases {
-        let g = Geom {
+    for case in &cases {
+        let g = conv_geom(case);
+        let Geom {
             c,
             h,
             w,
             co,
-            ho: (h + 2 * ph - kh) / sh + 1,
-            wo: (w + 2 * pw - kw) / sw + 1,
             kh,
             kw,
-            sh,
-            sw,
-            ph,
-            pw,
-        };
+            ..
+        } = g;
         assert!(vnni::fits(&g), "{g:?}");
         let k: Vec<i8> = (0..co * c * kh * kw)
             .map(|_| rng.int(-128, 127) as i8)
