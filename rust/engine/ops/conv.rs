@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use super::{narrow_into, needs_wide, wide_bias};
+use super::{count_weighted, narrow_into, needs_wide, wide_bias};
 use crate::engine::network::{ConvOp, Kind, Node};
 use crate::engine::state::{Buf, SampleOut, Scratch};
 use crate::engine::step::StepCtx;
@@ -175,10 +175,7 @@ fn run_conv_dense<V: EngineValue>(
     by_positions(team, acc, g, &|a: &mut [i32], first: usize| {
         vnni::conv_dense(a, wp, g, &inp, bias, first)
     });
-    match in_kind {
-        Kind::Sparse => so.sops[li] += fan * g.co as u64,
-        _ => so.macs[li] += node.fanout_total,
-    }
+    count_weighted(so, li, node, in_kind, fan * g.co as u64);
     outb.dirty = true;
     Ok(true)
 }
@@ -222,10 +219,7 @@ pub(crate) fn run_conv<V: EngineValue>(
     let (fan, max_x, unit) =
         kernels::scan_active(active, &inb.d, g.c, g.h * g.w, &op.fanout, binary, starts);
     let sops = fan * g.co as u64;
-    match in_kind {
-        Kind::Sparse => so.sops[li] += sops,
-        _ => so.macs[li] += node.fanout_total,
-    }
+    count_weighted(so, li, node, in_kind, sops);
     let n = node.len;
     outb.dirty = true;
     let wide = needs_wide::<V>(op.w_abs, max_x, op.bias_abs);

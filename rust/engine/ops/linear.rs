@@ -1,8 +1,8 @@
 //! Linear nodes: the rows of the active inputs scattered into the outputs, every step of a
 //! chunk through one group of weight columns at a time.
 
-use super::{gather_active, narrow_into, needs_wide, wide_bias};
-use crate::engine::network::{Kind, LinearOp, Node};
+use super::{count_weighted, gather_active, narrow_into, needs_wide, wide_bias};
+use crate::engine::network::{LinearOp, Node};
 use crate::engine::state::{Buf, SampleOut, Scratch};
 use crate::engine::step::ChunkCtx;
 use crate::engine::value::EngineValue;
@@ -111,10 +111,7 @@ pub(crate) fn run_linear<V: EngineValue>(
         let inb = &ins[cx.bi(in_slot, j)];
         let (act, unit, max_x) = gather_active(inb, in_kind, binary, rows_j, xs_j);
         let li = cx.li(ni, j);
-        match in_kind {
-            Kind::Sparse => so.sops[li] += act.len() as u64 * op.n_out as u64,
-            _ => so.macs[li] += node.fanout_total,
-        }
+        count_weighted(so, li, node, in_kind, act.len() as u64 * op.n_out as u64);
         let wide = needs_wide::<V>(op.w_abs, max_x, op.bias_abs);
         if !wide {
             fill_bias(&mut outb.d, op.bias.as_deref());

@@ -10,7 +10,7 @@ pub(crate) mod pool;
 pub(crate) mod scale;
 
 use super::network::{Kind, Node};
-use super::state::Buf;
+use super::state::{Buf, SampleOut};
 use crate::error::{Result, SnnError};
 use crate::kernels;
 use crate::numeric::{Precision, Value};
@@ -22,6 +22,22 @@ pub(crate) fn overflow<V>(node: &Node<V>, step: usize, msg: impl Into<String>) -
         step,
         sample: String::new(),
         msg: msg.into(),
+    }
+}
+
+/// Counts one step of a weighted (linear or conv) node, as docs/model-format.md §4 defines
+/// it: with a sparse input the SOPs of its active elements (`sops`), otherwise the node's dense
+/// MACs, whichever kernel did the arithmetic.
+pub(crate) fn count_weighted<V>(
+    so: &mut SampleOut<'_>,
+    li: usize,
+    node: &Node<V>,
+    in_kind: Kind,
+    sops: u64,
+) {
+    match in_kind {
+        Kind::Sparse => so.sops[li] += sops,
+        _ => so.macs[li] += node.fanout_total,
     }
 }
 
