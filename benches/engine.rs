@@ -7,28 +7,12 @@ use serde_json::json;
 use snnsim::{write_model_bytes as write_bytes, Tensor, TensorData};
 use snnsim::{Data, Model};
 
+mod common;
+use common::Rng;
+
 const SIZES: [usize; 4] = [784, 800, 800, 10];
 const STEPS: usize = 20;
 const TARGET_RATE: f64 = 0.10;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Approximately normal (sum of uniforms).
-    fn normal(&mut self) -> f64 {
-        (0..4).map(|_| self.uniform()).sum::<f64>() - 2.0
-    }
-}
 
 fn graph(int: bool) -> String {
     let bits = |o: &mut serde_json::Value| {

@@ -17,26 +17,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 use snnsim::{write_model_bytes, Data, Model, Tensor, TensorData};
 
-const STEPS: usize = 10;
+mod common;
+use common::Rng;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, p: f64) -> bool {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-    /// Small signed integers in [-127, 127].
-    fn weight(&mut self) -> i8 {
-        ((self.next() % 255) as i32 - 127) as i8
-    }
-}
+const STEPS: usize = 10;
 
 /// One benchmarked layer: its node JSON, weight shape, input shape and input activity.
 struct Layer {
