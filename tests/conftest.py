@@ -31,3 +31,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture()
+def restore_level():
+    """For tests that pick a SIMD level: back to the detected level afterwards."""
+    from snnsim import _core
+
+    yield
+    _core.set_simd_level(None)

@@ -46,12 +46,6 @@ def _net(seed: int, pool_m: int, graded: bool) -> snnsim.Graph:
     return g
 
 
-@pytest.fixture()
-def restore_level():
-    yield
-    _core.set_simd_level(None)
-
-
 @pytest.mark.parametrize(("pool_m", "graded"), [(3, False), (200, False), (3, True)])
 def test_dense_conv_equals_reference(pool_m: int, graded: bool, restore_level: None) -> None:
     g = _net(seed=pool_m, pool_m=pool_m, graded=graded)

@@ -59,12 +59,6 @@ def _event_net(precision: str, seed: int) -> snnsim.Graph:
     return g
 
 
-@pytest.fixture()
-def restore_level():
-    yield
-    _core.set_simd_level(None)
-
-
 @pytest.mark.parametrize("precision", ["float32", "int"])
 def test_every_level_gives_identical_results(precision: str, restore_level: None) -> None:
     g = _event_net(precision, seed=5)
