@@ -122,8 +122,18 @@ def prepare_static(
     )
 
 
+def _dtype_within(dtype: np.dtype, lo: int, hi: int) -> bool:
+    """Whether every value of ``dtype`` lies in ``[lo, hi]`` (no scan needed)."""
+    if dtype.kind == "b":
+        return lo <= 0 and hi >= 1
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return lo <= int(info.min) and int(info.max) <= hi
+    return False
+
+
 def _int_range(a: np.ndarray, lo: int, hi: int, what: str, rule: str) -> np.ndarray:
-    if a.size:
+    if a.size and not _dtype_within(a.dtype, lo, hi):
         mn, mx = int(a.min()), int(a.max())
         if mn < lo or mx > hi:
             bad = mn if mn < lo else mx

@@ -1057,3 +1057,53 @@ fn recurrent_layer_through_a_delay_matches_a_loop() {
     both.extend_from_slice(&b.record[0].data);
     assert_eq!(both, one.record[0].data[..t_steps * n]);
 }
+
+#[test]
+fn input_check_names_the_first_bad_element_in_any_block() {
+    use crate::engine::compiled::check_input;
+    use crate::engine::value::EngineValue;
+    use crate::numeric::Precision;
+    // Bad elements past the first block and two in one block: the first is reported.
+    let n = 3 * 4096 + 17;
+    let mut x = vec![0i32; n];
+    x[2 * 4096 + 5] = 128;
+    x[2 * 4096 + 9] = -129;
+    let e = check_input::<i32>(
+        Data::I32(&x),
+        "x",
+        Precision::Int,
+        1,
+        i32::static_ok,
+        i32::static_error,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("element 8197") && e.contains("128"), "{e}");
+    x[2 * 4096 + 5] = 0;
+    x[2 * 4096 + 9] = 0;
+    assert!(check_input::<i32>(
+        Data::I32(&x),
+        "x",
+        Precision::Int,
+        1,
+        i32::static_ok,
+        i32::static_error
+    )
+    .is_ok());
+    let mut f = vec![0.5f32; n];
+    f[n - 1] = f32::NAN;
+    let e = check_input::<f32>(
+        Data::F32(&f),
+        "frames",
+        Precision::Float32,
+        1,
+        f32::frame_ok,
+        f32::frame_error,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("frames") && e.contains(&format!("element {}", n - 1)),
+        "{e}"
+    );
+}

@@ -33,10 +33,15 @@ impl Data<'_> {
 pub(crate) trait EngineValue: NeuronMath + FromTensor {
     /// The typed slice of `d`, if its dtype is this type.
     fn data<'a>(d: Data<'a>) -> Option<&'a [Self]>;
-    /// Checks a static input element: finite (float) or in [-128, 127] (int).
-    fn check_static(v: Self) -> std::result::Result<(), String>;
-    /// Checks a per-step input element: finite (float); any int32.
-    fn check_frame(v: Self) -> std::result::Result<(), String>;
+    /// Whether a static input element is valid: finite (float) or in [-128, 127] (int).
+    /// Branch-free, so that a whole input is checked at SIMD width.
+    fn static_ok(v: Self) -> bool;
+    /// Why a static input element is not valid (called only where [`Self::static_ok`] is false).
+    fn static_error(v: Self) -> String;
+    /// Whether a per-step input element is valid: finite (float); any int32.
+    fn frame_ok(v: Self) -> bool;
+    /// Why a per-step input element is not valid.
+    fn frame_error(v: Self) -> String;
 }
 
 impl EngineValue for f32 {
@@ -46,15 +51,17 @@ impl EngineValue for f32 {
             _ => None,
         }
     }
-    fn check_static(v: f32) -> std::result::Result<(), String> {
-        if v.is_finite() {
-            Ok(())
-        } else {
-            Err(format!("{v} is not finite"))
-        }
+    fn static_ok(v: f32) -> bool {
+        v.is_finite()
     }
-    fn check_frame(v: f32) -> std::result::Result<(), String> {
-        Self::check_static(v)
+    fn static_error(v: f32) -> String {
+        format!("{v} is not finite")
+    }
+    fn frame_ok(v: f32) -> bool {
+        v.is_finite()
+    }
+    fn frame_error(v: f32) -> String {
+        Self::static_error(v)
     }
 }
 
@@ -65,15 +72,17 @@ impl EngineValue for i32 {
             _ => None,
         }
     }
-    fn check_static(v: i32) -> std::result::Result<(), String> {
-        if (-128..=127).contains(&v) {
-            Ok(())
-        } else {
-            Err(format!("{v} is outside the int8 range [-128, 127]"))
-        }
+    fn static_ok(v: i32) -> bool {
+        (-128..=127).contains(&v)
     }
-    fn check_frame(_v: i32) -> std::result::Result<(), String> {
-        Ok(())
+    fn static_error(v: i32) -> String {
+        format!("{v} is outside the int8 range [-128, 127]")
+    }
+    fn frame_ok(_v: i32) -> bool {
+        true
+    }
+    fn frame_error(v: i32) -> String {
+        format!("{v} is not a valid event count")
     }
 }
 
