@@ -175,20 +175,19 @@ mod x86 {
 
     use super::{padded_channels, Geom, Packed, LANES};
 
-    /// `P` consecutive output positions of one row (`oy`, `ox..ox + P`), `NB` vectors of output
-    /// channels starting at `off`: `P * NB` independent sums, so that the dot-product units are
-    /// not waiting on one chain, and every kernel vector loaded serves `P` positions.
+    /// `P` output positions (`pos`: each one's window origin in the padded input, in positions),
+    /// `NB` vectors of output channels starting at `off`: `P * NB` independent sums, so that the
+    /// dot-product units are not waiting on one chain, and every kernel vector loaded serves `P`
+    /// positions.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn block<const P: usize, const NB: usize>(
         out: &mut [i32],
         wp: &[i8],
         g: &Geom,
         inp: &Packed<'_>,
         bias: Option<&[i32]>,
-        oy: usize,
-        ox: usize,
+        pos: &[usize; P],
         off: usize,
     ) {
         let (cp, co, wpd) = (padded_channels(g.c), g.co, g.w + 2 * g.pw);
@@ -203,12 +202,11 @@ mod x86 {
         let xp = inp.xp.as_ptr();
         let w0 = wp.as_ptr();
         for ky in 0..g.kh {
-            let row = (oy * g.sh + ky) * wpd + ox * g.sw;
             for kx in 0..g.kw {
-                let pp = row + kx;
+                let d = ky * wpd + kx;
                 let mut any = 0u8;
-                for p in 0..P {
-                    any |= *inp.occ.get_unchecked(pp + p * g.sw);
+                for &o in pos {
+                    any |= *inp.occ.get_unchecked(o + d);
                 }
                 if any == 0 {
                     continue;
@@ -221,8 +219,8 @@ mod x86 {
                     for (k, v) in wv.iter_mut().enumerate() {
                         *v = _mm512_loadu_si512(wq.add(k * LANES * 4).cast());
                     }
-                    for (p, ap) in a.iter_mut().enumerate() {
-                        let xs = xp.add((pp + p * g.sw) * cp + q * 4);
+                    for (ap, &o) in a.iter_mut().zip(pos) {
+                        let xs = xp.add((o + d) * cp + q * 4);
                         let xv = _mm512_set1_epi32(std::ptr::read_unaligned(xs.cast::<i32>()));
                         for (r, &w) in ap.iter_mut().zip(&wv) {
                             *r = _mm512_dpbusd_epi32(*r, xv, w);
@@ -237,6 +235,31 @@ mod x86 {
                 _mm512_storeu_si512(d.cast(), *r);
             }
         }
+    }
+
+    /// The outputs `first + n0 .. first + n0 + P` (`P` consecutive output positions, which may
+    /// span rows) for every vector of output channels in `offs`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn positions<const P: usize, const NB: usize>(
+        acc: &mut [i32],
+        wp: &[i8],
+        g: &Geom,
+        inp: &Packed<'_>,
+        bias: Option<&[i32]>,
+        first: usize,
+        n0: usize,
+        off: usize,
+    ) {
+        let wpd = g.w + 2 * g.pw;
+        let mut pos = [0usize; P];
+        for (p, o) in pos.iter_mut().enumerate() {
+            let k = first + n0 + p;
+            *o = (k / g.wo) * g.sh * wpd + (k % g.wo) * g.sw;
+        }
+        let out = &mut acc[n0 * g.co..(n0 + P) * g.co];
+        block::<P, NB>(out, wp, g, inp, bias, &pos, off);
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -258,35 +281,32 @@ mod x86 {
         assert!(g.ho == 0 || (g.ho - 1) * g.sh + g.kh <= hp);
         assert!(g.wo == 0 || (g.wo - 1) * g.sw + g.kw <= wpd);
         let n_pos = (acc.len() / co).min((g.ho * g.wo).saturating_sub(first));
-        let mut n = 0;
-        while n < n_pos {
-            let o = first + n;
-            let (oy, ox) = (o / g.wo, o % g.wo);
-            // four positions at a time while they stay in this output row
-            let p = if ox + 4 <= g.wo && n + 4 <= n_pos {
-                4
-            } else {
-                1
-            };
-            let out = &mut acc[n * co..(n + p) * co];
-            let mut off = 0;
-            while off + 4 * LANES <= co {
-                if p == 4 {
-                    block::<4, 4>(out, wp, g, inp, bias, oy, ox, off);
+        let whole = n_pos / 4 * 4;
+        // Output channels outermost: one vector group's kernel slice (`kh * kw * cp * 64` bytes,
+        // 295 KB for 512 input channels) stays in L2 while every position passes through it;
+        // positions outermost would stream the whole kernel (2.4 MB at 512 -> 512) once per
+        // four positions.
+        let mut off = 0;
+        while off < co {
+            let wide = off + 4 * LANES <= co;
+            let mut n = 0;
+            while n < whole {
+                if wide {
+                    positions::<4, 4>(acc, wp, g, inp, bias, first, n, off);
                 } else {
-                    block::<1, 4>(out, wp, g, inp, bias, oy, ox, off);
+                    positions::<4, 1>(acc, wp, g, inp, bias, first, n, off);
                 }
-                off += 4 * LANES;
+                n += 4;
             }
-            while off + LANES <= co {
-                if p == 4 {
-                    block::<4, 1>(out, wp, g, inp, bias, oy, ox, off);
+            while n < n_pos {
+                if wide {
+                    positions::<1, 4>(acc, wp, g, inp, bias, first, n, off);
                 } else {
-                    block::<1, 1>(out, wp, g, inp, bias, oy, ox, off);
+                    positions::<1, 1>(acc, wp, g, inp, bias, first, n, off);
                 }
-                off += LANES;
+                n += 1;
             }
-            n += p;
+            off += if wide { 4 * LANES } else { LANES };
         }
     }
 }
