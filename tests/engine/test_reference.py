@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import snnsim
 from snnsim.errors import InputError, ModelError, SnnsimError
 from snnsim.graph import Graph
 from snnsim.reference import (
@@ -704,3 +705,46 @@ def test_reference_network_step_api_matches_forward(device):
             assert torch.equal(counts[k], trace.counts[k][:, :, n])
     assert state.step == 4
     assert trace.output_sum.dtype == torch.float64
+
+
+def _add_graph(signs, kind="events"):
+    """input -> one identity-like int16 linear per sign -> add -> integrate (int, 2 features)."""
+    g = Graph(input_shape=(2,), precision="int", input_kind=kind, input_scale=1.0)
+    names = []
+    for k, s in enumerate(signs):
+        names.append(g.linear(f"fc{k}", "input", np.eye(2, dtype=np.int16) * s, weight_bits=16))
+    g.add("sum", *names)
+    g.integrate("o", "sum")
+    g.set_output("o")
+    return g
+
+
+@pytest.mark.parametrize("mode", ["engine", "reference"])
+def test_int_add_decides_overflow_on_the_exact_sum(mode):
+    """A partial sum may leave int32 if the whole sum fits; two terms beyond it are an error
+    naming the add node (the engine sums in int32 with a fallback to the wide sum)."""
+    frames = np.full((1, 1, 2), 2**30, np.int32)
+    r = snnsim.run(_add_graph([1, 1, -1]), frames, mode=mode)  # 2**30 + 2**30 - 2**30
+    assert r.output.tolist() == [[2.0**30, 2.0**30]]
+    r = snnsim.run(_add_graph([-1, 1, 1]), frames, mode=mode)
+    assert r.output.tolist() == [[2.0**30, 2.0**30]]
+    with pytest.raises(SnnsimError, match=r"node 'sum'.* at step 0"):
+        snnsim.run(_add_graph([1, 1]), frames, mode=mode)
+    with pytest.raises(SnnsimError, match=r"node 'sum'.* at step 0"):
+        snnsim.run(_add_graph([-1, -1, -1]), frames, mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["engine", "reference"])
+def test_int_add_of_sparse_and_dense_terms(mode):
+    """Events (a sparse term) plus linear outputs (dense terms), over several steps (the
+    output is the integrated sum per step)."""
+    g = Graph(input_shape=(3,), precision="int", input_kind="events", input_scale=1.0)
+    g.linear("fc", "input", np.array([[2, 0, 0], [0, -3, 0], [1, 1, 1]], np.int16), weight_bits=16)
+    g.add("sum", "input", "fc")
+    g.integrate("o", "sum")
+    g.set_output("o")
+    frames = np.array([[[1, 0, 2], [0, 5, 0], [7, 7, 7]]], np.int32)  # [B=1, T=3, 3]
+    w = np.array([[2, 0, 0], [0, -3, 0], [1, 1, 1]])
+    want = sum(f + w @ f for f in frames[0])
+    r = snnsim.run(g, frames, mode=mode)
+    assert (np.asarray(r.output) * 3).round(9).tolist() == [[float(v) for v in want]]

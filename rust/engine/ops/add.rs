@@ -1,4 +1,8 @@
 //! Add nodes (residual connections): the sum of several values of one shape.
+//!
+//! Int sums run in int32 with an overflow flag, one vectorised pass per input; only when a
+//! partial sum leaves int32 is the sum redone in the wide type, which decides exactly whether
+//! the result fits (a sum of three or more may leave int32 on the way and come back).
 
 use super::narrow_into;
 use crate::engine::network::{Kind, Node};
@@ -6,6 +10,9 @@ use crate::engine::state::{Buf, SampleOut, Scratch};
 use crate::engine::step::StepCtx;
 use crate::engine::value::EngineValue;
 use crate::error::Result;
+
+/// One input of an add: its kind, its map into the output layout (if it differs) and its value.
+type Term<'b, V> = (Kind, Option<&'b [u32]>, &'b Buf<V>);
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_add<'b, V: EngineValue>(
@@ -19,35 +26,49 @@ pub(crate) fn run_add<'b, V: EngineValue>(
     li: usize,
 ) -> Result<()> {
     let n = node.len;
+    let ins: Vec<Term<'_, V>> = node
+        .inputs
+        .iter()
+        .zip(ins)
+        .enumerate()
+        .map(|(k, (&slot, inb))| {
+            let map = maps.get(k).and_then(|m| m.as_deref());
+            (cx.plan.slot_kind[slot], map, inb)
+        })
+        .collect();
+    for &(kind, _, inb) in &ins {
+        so.aux[li] += match kind {
+            Kind::Sparse => inb.nz.len() as u64,
+            Kind::Dense => n as u64,
+            Kind::Static if cx.g == 0 => n as u64,
+            Kind::Static => 0,
+        };
+    }
+    if let Some(out) = V::as_i32_mut(&mut outb.d[..n]) {
+        if sum_i32(out, &ins) {
+            outb.finish(cx.plan.slot_kind[node.slot]);
+            return Ok(());
+        }
+    }
     let acc = &mut sc.acc_w[..n];
     acc.fill(V::Wide::default());
-    for (k, (&slot, inb)) in node.inputs.iter().zip(ins).enumerate() {
-        let kind = cx.plan.slot_kind[slot];
-        let map = maps.get(k).and_then(|m| m.as_deref());
-        match kind {
-            Kind::Sparse => {
-                so.aux[li] += inb.nz.len() as u64;
+    for &(kind, map, inb) in &ins {
+        match (kind, map) {
+            (Kind::Sparse, _) => {
                 for &i in &inb.nz {
                     let o = map.map_or(i as usize, |m| m[i as usize] as usize);
                     acc[o] = V::wide_add(acc[o], inb.d[i as usize].wide());
                 }
             }
-            Kind::Dense | Kind::Static => {
-                if kind == Kind::Dense || cx.g == 0 {
-                    so.aux[li] += n as u64;
+            (_, None) => {
+                for (a, &v) in acc.iter_mut().zip(&inb.d) {
+                    *a = V::wide_add(*a, v.wide());
                 }
-                match map {
-                    None => {
-                        for (a, &v) in acc.iter_mut().zip(&inb.d) {
-                            *a = V::wide_add(*a, v.wide());
-                        }
-                    }
-                    Some(m) => {
-                        for (i, &v) in inb.d.iter().enumerate() {
-                            let o = m[i] as usize;
-                            acc[o] = V::wide_add(acc[o], v.wide());
-                        }
-                    }
+            }
+            (_, Some(m)) => {
+                for (i, &v) in inb.d.iter().enumerate() {
+                    let o = m[i] as usize;
+                    acc[o] = V::wide_add(acc[o], v.wide());
                 }
             }
         }
@@ -55,4 +76,78 @@ pub(crate) fn run_add<'b, V: EngineValue>(
     narrow_into(node, cx.g, acc, &mut outb.d)?;
     outb.finish(cx.plan.slot_kind[node.slot]);
     Ok(())
+}
+
+/// Writes the sum of `ins` (int32 values) to `out` in int32; `false` (and `out` unspecified)
+/// when a partial sum overflowed or an input is not int32.
+fn sum_i32<V: EngineValue>(out: &mut [i32], ins: &[Term<'_, V>]) -> bool {
+    let (mut ok, n) = (true, out.len());
+    for (k, &(kind, map, inb)) in ins.iter().enumerate() {
+        let Some(x) = V::as_i32(&inb.d) else {
+            return false;
+        };
+        match (kind, map) {
+            (Kind::Sparse, _) | (_, Some(_)) => {
+                if k == 0 {
+                    out.fill(0);
+                }
+                let at = |i: usize| map.map_or(i, |m| m[i] as usize);
+                let mut put = |i: usize| {
+                    let o = &mut out[at(i)];
+                    let (s, over) = o.overflowing_add(x[i]);
+                    *o = s;
+                    ok &= !over;
+                };
+                if kind == Kind::Sparse {
+                    inb.nz.iter().for_each(|&i| put(i as usize));
+                } else {
+                    (0..x.len().min(n)).for_each(put);
+                }
+            }
+            (_, None) if k == 0 => out.copy_from_slice(&x[..n]),
+            (_, None) => ok &= add_flagged(out, x),
+        }
+    }
+    ok
+}
+
+/// `out += x` elementwise with wrapping int32 sums; `false` if any sum overflowed.
+fn add_flagged(out: &mut [i32], x: &[i32]) -> bool {
+    let mut sign = 0i32;
+    for (o, &v) in out.iter_mut().zip(x) {
+        let s = o.wrapping_add(v);
+        // overflow iff both terms have the sign the sum lacks
+        sign |= (*o ^ s) & (v ^ s);
+        *o = s;
+    }
+    sign >= 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_flagged;
+
+    #[test]
+    fn flagged_add_finds_every_overflow_and_only_those() {
+        let cases = [
+            (i32::MAX, 1, false),
+            (i32::MIN, -1, false),
+            (i32::MAX, -1, true),
+            (i32::MIN, i32::MAX, true),
+            (i32::MAX - 5, 5, true),
+            (i32::MIN + 5, -6, false),
+            (-3, 7, true),
+        ];
+        for (a, b, fits) in cases {
+            // the case alone and in a long vector (the vectorised loop and its tail)
+            for len in [1usize, 37] {
+                let mut out = vec![1i32; len];
+                let mut x = vec![2i32; len];
+                out[len / 2] = a;
+                x[len / 2] = b;
+                assert_eq!(add_flagged(&mut out, &x), fits, "{a} + {b}");
+                assert_eq!(out[len / 2], a.wrapping_add(b));
+            }
+        }
+    }
 }
