@@ -585,12 +585,19 @@ fn conv_dense_vnni_equals_gather() {
             conv_gather(&mut want0, &k, &g, inp_of(&x, &nz, &starts), None, 0);
             vnni::conv_dense(&mut nob, &wp, &g, &inp, None, 0);
             assert_eq!(nob, want0, "no bias, {g:?}");
-            // a range of output positions alone (the split across threads)
+            // ranges of output positions alone (the split across threads), with every mix of
+            // the kernel's blocks of six, four and one positions
             let first = (g.ho * g.wo) / 3;
-            let count = (g.ho * g.wo - first).min(4);
-            let mut part = vec![0i32; count * co];
-            vnni::conv_dense(&mut part, &wp, &g, &inp, Some(&bias), first);
-            assert_eq!(part[..], want[first * co..(first + count) * co]);
+            for count in [1usize, 3, 4, 5, 6, 7, 10, 11, 13] {
+                let count = count.min(g.ho * g.wo - first);
+                let mut part = vec![0i32; count * co];
+                vnni::conv_dense(&mut part, &wp, &g, &inp, Some(&bias), first);
+                assert_eq!(
+                    part[..],
+                    want[first * co..(first + count) * co],
+                    "{count} at {first}"
+                );
+            }
         }
         // values outside 0..=255 are refused
         let mut x = vec![0i32; c * h * w];
