@@ -3,8 +3,9 @@
 //! than listing the active ones.
 //!
 //! The input of a step is packed to unsigned bytes with a zero border (`[h + 2ph][w + 2pw][cp]`,
-//! `cp` = channels rounded up to 4), the kernel once at compile time to
-//! `[ky][kx][cp / 4][co][4]`. For every output position and every block of 16 output channels
+//! `cp` = channels rounded up to 4), the kernel once at compile time to one contiguous slice
+//! per group of output channels (64 while they fit, then 16; see [`group_width`]),
+//! `[group][ky][kx][cp / 4][group width][4]`. For every output position and every block of 16 output channels
 //! the sum runs over the window's taps and groups of four input channels; positions whose
 //! channels are all zero are skipped. Integer sums do not depend on the order of their terms,
 //! so when no partial sum can leave int32 (the caller's bound, the same one the other conv
@@ -16,6 +17,19 @@ use super::conv::Geom;
 
 /// Output channels per vector (int32 lanes of a 512-bit register).
 const LANES: usize = 16;
+
+/// Vectors of output channels per group (the kernel's register block).
+const GROUP_VECTORS: usize = 4;
+
+/// The width (output channels) of the group starting at channel `off` of `co`: four vectors
+/// while they fit, then one (`co` is a multiple of [`LANES`]).
+fn group_width(off: usize, co: usize) -> usize {
+    if off + GROUP_VECTORS * LANES <= co {
+        GROUP_VECTORS * LANES
+    } else {
+        LANES
+    }
+}
 
 /// Whether this CPU has AVX-512 VNNI and the chosen SIMD level is AVX-512.
 pub(crate) fn available() -> bool {
@@ -62,22 +76,30 @@ pub(crate) fn padded_bytes_bound(n: usize) -> usize {
     n.saturating_mul(2).saturating_add(1 << 16)
 }
 
-/// Repacks an int8 kernel stored `[c][kh][kw][co]` to `[ky][kx][cp/4][co][4]` (channels past
-/// `c` are zero).
+/// Repacks an int8 kernel stored `[c][kh][kw][co]` to one contiguous slice per output channel
+/// group (at channel `off`, width `gw` = [`group_width`]): `[ky][kx][cp/4][gw][4]` starting at
+/// byte `off * kh * kw * cp` (channels past `c` are zero). Contiguous slices stream at full
+/// bandwidth; interleaved groups would be read in 256-byte pieces at a stride of `4 * co`.
 pub(crate) fn pack_kernel(k: &[i8], g: &Geom) -> Vec<i8> {
     let cp = padded_channels(g.c);
     let (co, taps) = (g.co, g.kh * g.kw);
     let mut out = vec![0i8; taps * cp * co];
-    for c in 0..g.c {
-        for tap in 0..taps {
-            for o in 0..co {
-                let src = (c * taps + tap) * co + o;
-                let dst = ((tap * (cp / 4) + c / 4) * co + o) * 4 + c % 4;
-                if let (Some(d), Some(&s)) = (out.get_mut(dst), k.get(src)) {
-                    *d = s;
+    let mut off = 0;
+    while off < co {
+        let gw = group_width(off, co);
+        let base = off * taps * cp;
+        for c in 0..g.c {
+            for tap in 0..taps {
+                for o in 0..gw {
+                    let src = (c * taps + tap) * co + off + o;
+                    let dst = base + ((tap * (cp / 4) + c / 4) * gw + o) * 4 + c % 4;
+                    if let (Some(d), Some(&s)) = (out.get_mut(dst), k.get(src)) {
+                        *d = s;
+                    }
                 }
             }
         }
+        off += gw;
     }
     out
 }
@@ -173,7 +195,7 @@ pub(crate) fn conv_dense(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{padded_channels, Geom, Packed, LANES};
+    use super::{group_width, padded_channels, Geom, Packed, GROUP_VECTORS, LANES};
 
     /// `P` output positions (`pos`: each one's window origin in the padded input, in positions),
     /// `NB` vectors of output channels starting at `off`: `P * NB` independent sums, so that the
@@ -191,7 +213,7 @@ mod x86 {
         off: usize,
     ) {
         let (cp, co, wpd) = (padded_channels(g.c), g.co, g.w + 2 * g.pw);
-        let groups = cp / 4;
+        let (groups, gw) = (cp / 4, NB * LANES);
         let mut b = [_mm512_setzero_si512(); NB];
         if let Some(bs) = bias {
             for (k, r) in b.iter_mut().enumerate() {
@@ -212,9 +234,9 @@ mod x86 {
                     continue;
                 }
                 let tap = ky * g.kw + kx;
-                let wt = w0.add((tap * groups * co + off) * 4);
+                let wt = w0.add(off * g.kh * g.kw * cp + tap * groups * gw * 4);
                 for q in 0..groups {
-                    let wq = wt.add(q * co * 4);
+                    let wq = wt.add(q * gw * 4);
                     let mut wv = [_mm512_setzero_si512(); NB];
                     for (k, v) in wv.iter_mut().enumerate() {
                         *v = _mm512_loadu_si512(wq.add(k * LANES * 4).cast());
@@ -286,17 +308,17 @@ mod x86 {
         // a vector group outgrows L1 from 128 input channels, and L2's bandwidth then bounds
         // the dot products). Measured against 4 x 4, 8 x 2, 8 x 3 and 12 x 2: ResNet-18 -4 %,
         // VGG-11 -11 % against 4 x 4; the others slower.
-        drive::<6, 4>(acc, wp, g, inp, bias, first, n_pos);
+        drive(acc, wp, g, inp, bias, first, n_pos);
     }
 
-    /// Every output position from `first` (`n_pos` of them) and every output channel: vector
-    /// groups of `NBW` vectors outermost (one group's kernel slice stays in cache while all
-    /// positions pass through it: `kh * kw * cp * 16 * NBW` bytes, where positions outermost
-    /// would stream the whole kernel, 2.4 MB at 512 -> 512, once per block), then blocks of
-    /// `PB` positions, which may span output rows, with tails of four and one.
+    /// Every output position from `first` (`n_pos` of them) and every output channel: groups
+    /// of output channels outermost (one group's kernel slice stays in cache while all
+    /// positions pass through it; positions outermost would stream the whole kernel, 2.4 MB at
+    /// 512 -> 512, once per block), then blocks of six positions, which may span output rows,
+    /// and one block for the rest (1 to `PB - 1` positions).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn drive<const PB: usize, const NBW: usize>(
+    unsafe fn drive(
         acc: &mut [i32],
         wp: &[i8],
         g: &Geom,
@@ -305,36 +327,34 @@ mod x86 {
         first: usize,
         n_pos: usize,
     ) {
-        let co = g.co;
+        const NB: usize = GROUP_VECTORS;
+        const PB: usize = 6; // the remainders below are 1..PB
         let mut off = 0;
-        while off < co {
-            let nb = if off + NBW * LANES <= co { NBW } else { 1 };
+        while off < g.co {
+            let gw = group_width(off, g.co);
             let mut n = 0;
             while n + PB <= n_pos {
-                if nb == NBW {
-                    positions::<PB, NBW>(acc, wp, g, inp, bias, first, n, off);
+                if gw == NB * LANES {
+                    positions::<PB, NB>(acc, wp, g, inp, bias, first, n, off);
                 } else {
                     positions::<PB, 1>(acc, wp, g, inp, bias, first, n, off);
                 }
                 n += PB;
             }
-            while n + 4 <= n_pos {
-                if nb == NBW {
-                    positions::<4, NBW>(acc, wp, g, inp, bias, first, n, off);
-                } else {
-                    positions::<4, 1>(acc, wp, g, inp, bias, first, n, off);
-                }
-                n += 4;
+            macro_rules! rest {
+                ($($r:literal)*) => {
+                    match n_pos - n {
+                        $($r => if gw == NB * LANES {
+                            positions::<$r, NB>(acc, wp, g, inp, bias, first, n, off)
+                        } else {
+                            positions::<$r, 1>(acc, wp, g, inp, bias, first, n, off)
+                        },)*
+                        _ => {}
+                    }
+                };
             }
-            while n < n_pos {
-                if nb == NBW {
-                    positions::<1, NBW>(acc, wp, g, inp, bias, first, n, off);
-                } else {
-                    positions::<1, 1>(acc, wp, g, inp, bias, first, n, off);
-                }
-                n += 1;
-            }
-            off += nb * LANES;
+            rest!(1 2 3 4 5);
+            off += gw;
         }
     }
 }
