@@ -585,6 +585,24 @@ fn conv_dense_vnni_equals_gather() {
             conv_gather(&mut want0, &k, &g, inp_of(&x, &nz, &starts), None, 0);
             vnni::conv_dense(&mut nob, &wp, &g, &inp, None, 0);
             assert_eq!(nob, want0, "no bias, {g:?}");
+            // split by output channels: parts on real threads, in reverse order, or only some
+            // of them called by the runner (the rest run afterwards)
+            for parts in [1usize, 2, 3, 5] {
+                let mut got = vec![i32::MIN; n_out];
+                vnni::conv_dense_by_channels(&mut got, &wp, &g, &inp, Some(&bias), parts, &|job| {
+                    std::thread::scope(|s| {
+                        for k in 0..parts {
+                            s.spawn(move || job(k));
+                        }
+                    })
+                });
+                assert_eq!(got, want, "by channels, {parts} parts, {g:?}");
+                let mut got = vec![i32::MIN; n_out];
+                vnni::conv_dense_by_channels(&mut got, &wp, &g, &inp, Some(&bias), parts, &|job| {
+                    (0..parts).rev().step_by(2).for_each(job)
+                });
+                assert_eq!(got, want, "by channels, some parts, {parts} parts, {g:?}");
+            }
             // ranges of output positions alone (the split across threads), with every mix of
             // the kernel's blocks of six, four and one positions
             let first = (g.ho * g.wo) / 3;
@@ -607,6 +625,28 @@ fn conv_dense_vnni_equals_gather() {
         x[c] = 256;
         assert!(vnni::pack_input(&x, &g, &fanout, &mut xp, &mut occ).is_none());
     }
+    // channel parts: whole groups (64 while they fit, then 16), covering every channel once
+    for (co, parts) in [
+        (64usize, 2usize),
+        (144, 2),
+        (512, 2),
+        (512, 3),
+        (80, 4),
+        (16, 1),
+    ] {
+        let ranges = vnni::channel_parts(co, parts);
+        assert_eq!(ranges.len(), parts);
+        let mut next = 0;
+        for &(lo, hi) in ranges.iter().filter(|r| r.0 < r.1) {
+            assert_eq!(lo, next, "{co} {parts} {ranges:?}");
+            assert!(lo % 16 == 0 && hi % 16 == 0);
+            next = hi;
+        }
+        assert_eq!(next, co, "{co} {parts} {ranges:?}");
+    }
+    assert_eq!(vnni::channel_groups(512), 8);
+    assert_eq!(vnni::channel_groups(80), 2);
+    assert_eq!(vnni::channel_groups(144), 3);
     // geometries the kernel does not take
     let base = Geom {
         c: 8,

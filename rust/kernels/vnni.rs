@@ -184,10 +184,97 @@ pub(crate) fn conv_dense(
     first: usize,
 ) {
     assert!(cpu_has(), "conv_dense needs AVX-512 VNNI");
+    let n_pos = (acc.len() / g.co.max(1)).min((g.ho * g.wo).saturating_sub(first));
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `cpu_has` checked the CPU features the function is compiled with.
+    // SAFETY: `acc` holds `n_pos * co` values and is borrowed exclusively; `cpu_has` checked
+    // the CPU features the function is compiled with.
     unsafe {
-        x86::conv_dense(acc, wp, g, inp, bias, first)
+        x86::conv_dense(acc.as_mut_ptr(), n_pos, wp, g, inp, bias, first, (0, g.co))
+    }
+}
+
+/// The output channel ranges (whole groups, see [`group_width`]) of `parts` parts of about
+/// equal width; empty ranges where there are fewer groups than parts.
+pub(crate) fn channel_parts(co: usize, parts: usize) -> Vec<(usize, usize)> {
+    let parts = parts.max(1);
+    let mut out = vec![(co, co); parts];
+    let mut off = 0;
+    while off < co {
+        let k = off * parts / co;
+        let gw = group_width(off, co);
+        out[k].0 = out[k].0.min(off);
+        out[k].1 = off + gw;
+        off += gw;
+    }
+    for r in &mut out {
+        if r.0 >= r.1 {
+            *r = (0, 0);
+        }
+    }
+    out
+}
+
+/// Number of channel groups of a conv with `co` output channels.
+pub(crate) fn channel_groups(co: usize) -> usize {
+    let (mut off, mut n) = (0, 0);
+    while off < co {
+        off += group_width(off, co);
+        n += 1;
+    }
+    n
+}
+
+/// Runs a job for part indices `0..parts` (see [`conv_dense_by_channels`]).
+pub(crate) type PartRunner<'a> = dyn Fn(&(dyn Fn(usize) + Sync)) + 'a;
+
+/// A pointer that may cross threads: the parts of [`conv_dense_by_channels`] write disjoint
+/// channels through it.
+struct SharedOut(*mut i32);
+// SAFETY: used only by `conv_dense_by_channels`, whose parts write disjoint channels, each
+// part at most once (claimed), all within the exclusive borrow of the output.
+unsafe impl Sync for SharedOut {}
+
+/// [`conv_dense`] over all output positions, split into `parts` ranges of output channels
+/// (whole groups): `run` is handed a job and must call it for part indices `0..parts`, from
+/// any threads, and return only when those calls have returned. Each part's kernel slice is
+/// read by one thread only, where a split by positions would have every thread stream the
+/// whole kernel. A part `run` does not call is run here afterwards.
+pub(crate) fn conv_dense_by_channels(
+    acc: &mut [i32],
+    wp: &[i8],
+    g: &Geom,
+    inp: &Packed<'_>,
+    bias: Option<&[i32]>,
+    parts: usize,
+    run: &PartRunner<'_>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    assert!(cpu_has(), "conv_dense needs AVX-512 VNNI");
+    let n_pos = (acc.len() / g.co.max(1)).min(g.ho * g.wo);
+    let ranges = channel_parts(g.co, parts);
+    let claimed: Vec<AtomicBool> = ranges.iter().map(|_| AtomicBool::new(false)).collect();
+    let out = SharedOut(acc.as_mut_ptr());
+    let job = |k: usize| {
+        let (Some(&r), Some(c)) = (ranges.get(k), claimed.get(k)) else {
+            return;
+        };
+        if c.swap(true, Ordering::AcqRel) || r.0 >= r.1 {
+            return;
+        }
+        let out = &out;
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `acc` holds `n_pos * co` values and stays borrowed until every part has
+        // returned (`run`'s contract, and the loop below); parts write disjoint channel
+        // ranges, each part once (claimed); `cpu_has` was checked above.
+        unsafe {
+            x86::conv_dense(out.0, n_pos, wp, g, inp, bias, 0, r)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (out, r);
+    };
+    run(&job);
+    for k in 0..ranges.len() {
+        job(k);
     }
 }
 
@@ -204,7 +291,7 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn block<const P: usize, const NB: usize>(
-        out: &mut [i32],
+        out: *mut i32,
         wp: &[i8],
         g: &Geom,
         inp: &Packed<'_>,
@@ -253,19 +340,19 @@ mod x86 {
         }
         for (p, ap) in a.iter().enumerate() {
             for (k, r) in ap.iter().enumerate() {
-                let d = out.as_mut_ptr().add(p * co + off + k * LANES);
+                let d = out.add(p * co + off + k * LANES);
                 _mm512_storeu_si512(d.cast(), *r);
             }
         }
     }
 
     /// The outputs `first + n0 .. first + n0 + P` (`P` consecutive output positions, which may
-    /// span rows) for every vector of output channels in `offs`.
+    /// span rows; `acc` points at position `first`'s outputs) for the channel group at `off`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn positions<const P: usize, const NB: usize>(
-        acc: &mut [i32],
+        acc: *mut i32,
         wp: &[i8],
         g: &Geom,
         inp: &Packed<'_>,
@@ -280,18 +367,25 @@ mod x86 {
             let k = first + n0 + p;
             *o = (k / g.wo) * g.sh * wpd + (k % g.wo) * g.sw;
         }
-        let out = &mut acc[n0 * g.co..(n0 + P) * g.co];
-        block::<P, NB>(out, wp, g, inp, bias, &pos, off);
+        block::<P, NB>(acc.add(n0 * g.co), wp, g, inp, bias, &pos, off);
     }
 
+    /// Outputs of positions `first .. first + n_pos` (written from `acc`, `co` values each),
+    /// channels `lo .. hi` (group starts, see [`group_width`]).
+    ///
+    /// Safety: `acc` is valid for writes of `n_pos * co` values, and no other thread touches
+    /// channels `lo .. hi` of them meanwhile; the CPU has AVX-512 VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn conv_dense(
-        acc: &mut [i32],
+        acc: *mut i32,
+        n_pos: usize,
         wp: &[i8],
         g: &Geom,
         inp: &Packed<'_>,
         bias: Option<&[i32]>,
         first: usize,
+        (lo, hi): (usize, usize),
     ) {
         let co = g.co;
         let (hp, wpd, cp) = (g.h + 2 * g.ph, g.w + 2 * g.pw, padded_channels(g.c));
@@ -302,13 +396,13 @@ mod x86 {
         assert!(bias.is_none_or(|b| b.len() >= co));
         assert!(g.ho == 0 || (g.ho - 1) * g.sh + g.kh <= hp);
         assert!(g.wo == 0 || (g.wo - 1) * g.sw + g.kw <= wpd);
-        let n_pos = (acc.len() / co).min((g.ho * g.wo).saturating_sub(first));
+        assert!(first + n_pos <= g.ho * g.wo && hi <= co);
         // Six positions by four vectors: 24 accumulators, four kernel vectors and a broadcast
         // in the 32 registers; each kernel byte loaded serves six positions (the kernel slice of
         // a vector group outgrows L1 from 128 input channels, and L2's bandwidth then bounds
         // the dot products). Measured against 4 x 4, 8 x 2, 8 x 3 and 12 x 2: ResNet-18 -4 %,
         // VGG-11 -11 % against 4 x 4; the others slower.
-        drive(acc, wp, g, inp, bias, first, n_pos);
+        drive(acc, wp, g, inp, bias, first, n_pos, (lo, hi));
     }
 
     /// Every output position from `first` (`n_pos` of them) and every output channel: groups
@@ -318,19 +412,21 @@ mod x86 {
     /// and one block for the rest (1 to `PB - 1` positions).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn drive(
-        acc: &mut [i32],
+        acc: *mut i32,
         wp: &[i8],
         g: &Geom,
         inp: &Packed<'_>,
         bias: Option<&[i32]>,
         first: usize,
         n_pos: usize,
+        (lo, hi): (usize, usize),
     ) {
         const NB: usize = GROUP_VECTORS;
         const PB: usize = 6; // the remainders below are 1..PB
-        let mut off = 0;
-        while off < g.co {
+        let mut off = lo;
+        while off < hi {
             let gw = group_width(off, g.co);
             let mut n = 0;
             while n + PB <= n_pos {

@@ -41,8 +41,9 @@ pub(crate) struct ConvVisit<'a, V: Value> {
 }
 
 impl<V: Value> WeightVisitor<V> for ConvVisit<'_, V> {
-    type Out = ();
-    fn visit<W: Weight>(self, w: &[W])
+    /// Whether every part ran (a part that panicked on a helper thread is reported here).
+    type Out = bool;
+    fn visit<W: Weight>(self, w: &[W]) -> bool
     where
         V: Mac<W>,
         V::Wide: Mac<W>,
@@ -75,25 +76,32 @@ impl<V: Value> WeightVisitor<V> for ConvVisit<'_, V> {
                     }
                     kernels::conv_gather::<V, W>(a, w, g, inp, bias, first)
                 };
-                by_positions(self.team, self.acc, g, &run);
+                by_positions(self.team, self.acc, g, &run)
             }
-            (true, None) => kernels::conv_scatter::<V, W>(self.acc, w, g, items, self.xs),
-            (false, _) => kernels::conv_scatter::<V::Wide, W>(self.acc_w, w, g, items, self.xs_w),
+            (true, None) => {
+                kernels::conv_scatter::<V, W>(self.acc, w, g, items, self.xs);
+                true
+            }
+            (false, _) => {
+                kernels::conv_scatter::<V::Wide, W>(self.acc_w, w, g, items, self.xs_w);
+                true
+            }
         }
     }
 }
 
 /// Runs `run(part, first)` over the conv outputs `acc` (`co` values per output position), split
 /// by output positions across `team` (in one piece for a team of one); `first` is the part's
-/// first position.
+/// first position. Returns `false` if a part panicked on a helper thread.
 fn by_positions<A: Send>(
     team: &Team,
     acc: &mut [A],
     g: &kernels::Geom,
     run: &(dyn Fn(&mut [A], usize) + Sync),
-) {
+) -> bool {
     if team.width() < 2 {
-        return run(acc, 0);
+        run(acc, 0);
+        return true;
     }
     let per = (g.ho * g.wo).div_ceil(team.width());
     let parts: Vec<Mutex<Option<&mut [A]>>> = acc
@@ -104,7 +112,22 @@ fn by_positions<A: Send>(
         if let Some(a) = parts.get(k).and_then(|p| p.lock().ok()?.take()) {
             run(a, k * per);
         }
-    });
+    })
+}
+
+/// A part of a conv step panicked on a helper thread (its outputs are incomplete).
+fn part_failed<V: Value>(node: &Node<V>) -> SnnError {
+    SnnError::Internal(format!("a thread of conv node '{}' failed", node.name))
+}
+
+/// Whether a dense conv step splits across threads by output channels rather than positions:
+/// when the kernel is at least as large as the packed input, so that each thread streaming
+/// only its channels' slice of the kernel saves more than the positions' split would.
+fn split_by_channels(g: &kernels::Geom, width: usize) -> bool {
+    let cp = vnni::padded_channels(g.c);
+    let kernel = g.kh * g.kw * cp * g.co;
+    let input = (g.h + 2 * g.ph) * (g.w + 2 * g.pw) * cp;
+    kernel >= input && vnni::channel_groups(g.co) >= width
 }
 
 /// Terms per 16-bit partial sum of the int8 gather: as many as keep `|sum| <= i16::MAX` for
@@ -172,9 +195,20 @@ fn run_conv_dense<V: EngineValue>(
     } else {
         &SOLO
     };
-    by_positions(team, acc, g, &|a: &mut [i32], first: usize| {
-        vnni::conv_dense(a, wp, g, &inp, bias, first)
-    });
+    let ran = if team.width() >= 2 && split_by_channels(g, team.width()) {
+        let ok = std::cell::Cell::new(true);
+        vnni::conv_dense_by_channels(acc, wp, g, &inp, bias, team.width(), &|job| {
+            ok.set(ok.get() & team.split(job));
+        });
+        ok.get()
+    } else {
+        by_positions(team, acc, g, &|a: &mut [i32], first: usize| {
+            vnni::conv_dense(a, wp, g, &inp, bias, first)
+        })
+    };
+    if !ran {
+        return Err(part_failed(node));
+    }
     count_weighted(so, li, node, in_kind, fan * g.co as u64);
     outb.dirty = true;
     Ok(true)
@@ -250,7 +284,9 @@ pub(crate) fn run_conv<V: EngineValue>(
         xs: if unit { None } else { Some(xs_s.as_slice()) },
         xs_w: if unit { None } else { Some(xs_w.as_slice()) },
     };
-    V::visit_weights(&op.w, vis).map_err(|e| SnnError::Internal(e.to_string()))?;
+    if !V::visit_weights(&op.w, vis).map_err(|e| SnnError::Internal(e.to_string()))? {
+        return Err(part_failed(node));
+    }
     if wide {
         narrow_into(node, cx.g, &mut acc_w[..n], &mut outb.d)?;
     }
