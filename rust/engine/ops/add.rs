@@ -4,12 +4,13 @@
 //! partial sum leaves int32 is the sum redone in the wide type, which decides exactly whether
 //! the result fits (a sum of three or more may leave int32 on the way and come back).
 
-use super::narrow_into;
+use super::{narrow_into, split_values};
 use crate::engine::network::{Kind, Node};
 use crate::engine::state::{Buf, SampleOut, Scratch};
 use crate::engine::step::StepCtx;
 use crate::engine::value::EngineValue;
 use crate::error::Result;
+use crate::kernels::simd::dispatch;
 
 /// One input of an add: its kind, its map into the output layout (if it differs) and its value.
 type Term<'b, V> = (Kind, Option<&'b [u32]>, &'b Buf<V>);
@@ -45,7 +46,16 @@ pub(crate) fn run_add<'b, V: EngineValue>(
         };
     }
     if let Some(out) = V::as_i32_mut(&mut outb.d[..n]) {
-        if sum_i32(out, &ins) {
+        // Dense terms without maps split across the team by ranges; otherwise one piece.
+        let ranged = ins.iter().all(|t| t.0 != Kind::Sparse && t.1.is_none());
+        let ok = if ranged {
+            split_values(cx.team, out, 1, &|o: &mut [i32], first: usize| {
+                sum_i32(o, &ins, first)
+            })
+        } else {
+            Some(sum_i32(out, &ins, 0))
+        };
+        if ok == Some(true) {
             outb.finish(cx.plan.slot_kind[node.slot]);
             return Ok(());
         }
@@ -78,12 +88,16 @@ pub(crate) fn run_add<'b, V: EngineValue>(
     Ok(())
 }
 
-/// Writes the sum of `ins` (int32 values) to `out` in int32; `false` (and `out` unspecified)
-/// when a partial sum overflowed or an input is not int32.
-fn sum_i32<V: EngineValue>(out: &mut [i32], ins: &[Term<'_, V>]) -> bool {
+/// Writes the sum of `ins` (int32 values) at `first..first + out.len()` to `out` in int32
+/// (sparse or mapped terms: `first` must be 0 and `out` whole); `false` (and `out`
+/// unspecified) when a partial sum overflowed or an input is not int32.
+fn sum_i32<V: EngineValue>(out: &mut [i32], ins: &[Term<'_, V>], first: usize) -> bool {
     let (mut ok, n) = (true, out.len());
     for (k, &(kind, map, inb)) in ins.iter().enumerate() {
         let Some(x) = V::as_i32(&inb.d) else {
+            return false;
+        };
+        let Some(x) = x.get(first..) else {
             return false;
         };
         match (kind, map) {
@@ -112,7 +126,8 @@ fn sum_i32<V: EngineValue>(out: &mut [i32], ins: &[Term<'_, V>]) -> bool {
 }
 
 /// `out += x` elementwise with wrapping int32 sums; `false` if any sum overflowed.
-fn add_flagged(out: &mut [i32], x: &[i32]) -> bool {
+#[inline(always)]
+fn add_flagged_impl(out: &mut [i32], x: &[i32]) -> bool {
     let mut sign = 0i32;
     for (o, &v) in out.iter_mut().zip(x) {
         let s = o.wrapping_add(v);
@@ -121,6 +136,12 @@ fn add_flagged(out: &mut [i32], x: &[i32]) -> bool {
         *o = s;
     }
     sign >= 0
+}
+
+dispatch! {
+    /// [`add_flagged_impl`] at the chosen SIMD level.
+    pub fn add_flagged[](out: &mut [i32], x: &[i32]) -> bool => add_flagged_impl
+    where []
 }
 
 #[cfg(test)]

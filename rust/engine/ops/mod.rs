@@ -9,11 +9,45 @@ pub(crate) mod neuron;
 pub(crate) mod pool;
 pub(crate) mod scale;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
 use super::network::{Kind, Node};
 use super::state::{Buf, SampleOut};
+use super::team::Team;
 use crate::error::{Result, SnnError};
 use crate::kernels;
 use crate::numeric::{Precision, Value};
+
+/// Elementwise steps of at least this many values are split across the sample's team.
+pub(crate) const PAR_MIN_VALUES: usize = 1 << 14;
+
+/// Runs `f(part, first)` over `out` in one piece, or split in ranges (multiples of `align`
+/// values; `first` is a range's first index) across `team` when it is large enough. Returns
+/// `Some(false)` if any part returned `false`, `None` if a part panicked on a helper thread.
+pub(crate) fn split_values<T: Send>(
+    team: &Team,
+    out: &mut [T],
+    align: usize,
+    f: &(dyn Fn(&mut [T], usize) -> bool + Sync),
+) -> Option<bool> {
+    let (n, width) = (out.len(), team.width());
+    if width < 2 || n < PAR_MIN_VALUES {
+        return Some(f(out, 0));
+    }
+    let per = n.div_ceil(width).div_ceil(align.max(1)) * align.max(1);
+    let parts: Vec<Mutex<Option<&mut [T]>>> =
+        out.chunks_mut(per).map(|c| Mutex::new(Some(c))).collect();
+    let ok = AtomicBool::new(true);
+    let ran = team.split(&|k| {
+        if let Some(c) = parts.get(k).and_then(|p| p.lock().ok()?.take()) {
+            if !f(c, k * per) {
+                ok.store(false, Ordering::Relaxed);
+            }
+        }
+    });
+    ran.then(|| ok.into_inner())
+}
 
 pub(crate) fn overflow<V>(node: &Node<V>, step: usize, msg: impl Into<String>) -> SnnError {
     SnnError::Overflow {
