@@ -33,7 +33,8 @@ impl Data<'_> {
 pub(crate) trait EngineValue: NeuronMath + FromTensor {
     /// The typed slice of `d`, if its dtype is this type.
     fn data<'a>(d: Data<'a>) -> Option<&'a [Self]>;
-    /// Checks a static input element: finite (float) or in [-128, 127] (int).
+    /// Checks a static input element: finite (float) or in [-128, 255] (int: either 8-bit
+    /// range; `Model::run_static` has checked the model's own range, signed or unsigned).
     fn check_static(v: Self) -> std::result::Result<(), String>;
     /// Checks a per-step input element: finite (float); any int32.
     fn check_frame(v: Self) -> std::result::Result<(), String>;
@@ -66,10 +67,10 @@ impl EngineValue for i32 {
         }
     }
     fn check_static(v: i32) -> std::result::Result<(), String> {
-        if (-128..=127).contains(&v) {
+        if (-128..=255).contains(&v) {
             Ok(())
         } else {
-            Err(format!("{v} is outside the int8 range [-128, 127]"))
+            Err(format!("{v} is outside the 8-bit input ranges [-128, 255]"))
         }
     }
     fn check_frame(_v: i32) -> std::result::Result<(), String> {
