@@ -1138,7 +1138,7 @@ def export(
             "dataset": run.config.get("dataset"),
         }
         normalize = run.normalize if normalize is None else normalize
-        if input_signed is None and calibration is None and getattr(model, "static_input", 0):
+        if input_signed is None and calibration is None and getattr(model, "static_input", False):
             input_signed = _unit_input_signed(normalize)  # the loaders give images in [0, 1]
         if data_shape is None and calibration is None:
             data_shape = run.data_shape
