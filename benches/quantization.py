@@ -29,7 +29,7 @@ pixels k/255); ``--signed-input`` exports the signed int8 input of step 1/127 in
 ``float32-8bit-input`` (``float32-int8-input`` in the older signed rows) run the float32 export
 on the test images rounded to that grid: the accuracy the integer modes' input alone allows
 (``--floor-only``: just those rows). Rows carry ``source: "trained"`` and merge by (model,
-neuron, T, epochs, mode, per_channel, qat, seed, input)::
+neuron, T, epochs, mode, per_channel, qat, seed, input, qat_epochs)::
 
     python benches/quantization.py --trained --neurons if lif --T 5 20 --seeds 0 1 2
     python benches/quantization.py --trained --neurons if lif --T 5 20 --seeds 0 1 2 --signed-input
@@ -181,7 +181,18 @@ def run_qat(
     return rows
 
 
-KEY = ("model", "neuron", "T", "epochs", "mode", "per_channel", "qat", "seed", "input")
+KEY = (
+    "model",
+    "neuron",
+    "T",
+    "epochs",
+    "mode",
+    "per_channel",
+    "qat",
+    "seed",
+    "input",
+    "qat_epochs",
+)
 #: Key values of rows written before the field existed (every export's input was signed int8).
 KEY_DEFAULTS = {"input": "int8"}
 TARGET_LOSS = {"int8": 0.001, "int4": 0.005, "int16": 0.001}  # accuracy lost vs float32 torch

@@ -137,20 +137,20 @@ def _quant_table(rows: list[dict[str, Any]]) -> list[str]:
                 if OLD_MODE.get(r["mode"], r["mode"]) == mode and r["per_channel"] == pc
             ]
             ptq = [r for r in same if not r["qat"]]
-            qat = [r for r in same if r["qat"]]
             if not ptq:
                 cells.append("–")
                 continue
             loss = st.fmean(r["loss_vs_float"] for r in ptq)
             cell = f"{100 * st.fmean(r['acc'] for r in ptq):.2f} ({-100 * loss:+.2f})"
-            if qat:
+            for epochs in sorted({r.get("qat_epochs", 1) for r in same if r["qat"]}):
+                qat = [r for r in same if r["qat"] and r.get("qat_epochs", 1) == epochs]
                 # after QAT where a seed missed the target, post-training elsewhere
                 tuned = {r["seed"]: r for r in qat}
                 final = [tuned.get(r["seed"], r) for r in ptq]
                 qacc = st.fmean(r["acc"] for r in final)
                 qloss = st.fmean(r["loss_vs_float"] for r in final)
                 cell += (
-                    f"; with QAT ({len(tuned)} of {len(ptq)}) {100 * qacc:.2f} "
+                    f"; with QAT x{epochs} ({len(tuned)} of {len(ptq)}) {100 * qacc:.2f} "
                     f"({-100 * qloss:+.2f})"
                 )
             cells.append(cell)
