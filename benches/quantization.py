@@ -21,12 +21,18 @@ Table S4 analogue (``--trained``): the fully trained MNIST CNNs of the DSR compa
 when a checkpoint is missing), every precision post-training, and after one epoch of
 quantisation-aware fine-tuning for the integer modes that miss their target (int8 loses at
 most 0.1 points against the float32 torch model, int4 at most 0.5; ``--qat-all``: every
-integer mode; the fine-tuning sees its inputs on the export's int8 input grid,
-``qat_input_grid``). Rows with mode ``float32-int8-input`` run the float32 export on the test
-images rounded to that grid: the accuracy the integer modes' int8 input alone allows
-(``--floor-only``: just those rows). Rows carry ``source: "trained"``::
+integer mode; the fine-tuning sees its inputs on the export's 8-bit input grid,
+``qat_input_grid``). The integer modes' static input is the export's default for MNIST's
+non-negative pixels, unsigned 8-bit with step 1/255 (``input: "uint8"``, lossless for the
+pixels k/255); ``--signed-input`` exports the signed int8 input of step 1/127 instead
+(``input: "int8"``, what every export used before the unsigned input existed). Rows with mode
+``float32-8bit-input`` (``float32-int8-input`` in the older signed rows) run the float32 export
+on the test images rounded to that grid: the accuracy the integer modes' input alone allows
+(``--floor-only``: just those rows). Rows carry ``source: "trained"`` and merge by (model,
+neuron, T, epochs, mode, per_channel, qat, seed, input, qat_epochs)::
 
     python benches/quantization.py --trained --neurons if lif --T 5 20 --seeds 0 1 2
+    python benches/quantization.py --trained --neurons if lif --T 5 20 --seeds 0 1 2 --signed-input
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ import torch  # noqa: E402
 import snnsim  # noqa: E402
 from snnsim.data import load_mnist5k_split  # noqa: E402
 from snnsim.exporter import export  # noqa: E402
+from snnsim.inputs import quantize  # noqa: E402
 from snnsim.models import create_model  # noqa: E402
 from snnsim.qat import qat_finetune  # noqa: E402
 from snnsim.train.checkpoint import write_json_atomic  # noqa: E402
@@ -174,13 +181,29 @@ def run_qat(
     return rows
 
 
-KEY = ("model", "neuron", "T", "epochs", "mode", "per_channel", "qat", "seed")
+KEY = (
+    "model",
+    "neuron",
+    "T",
+    "epochs",
+    "mode",
+    "per_channel",
+    "qat",
+    "seed",
+    "input",
+    "qat_epochs",
+)
+#: Key values of rows written before the field existed (every export's input was signed int8).
+KEY_DEFAULTS = {"input": "int8"}
 TARGET_LOSS = {"int8": 0.001, "int4": 0.005, "int16": 0.001}  # accuracy lost vs float32 torch
 
 
+def _key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(r.get(k, KEY_DEFAULTS.get(k)) for k in KEY)
+
+
 def _merge(rows: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
-    key = KEY
-    return [r for r in rows if tuple(r.get(k) for k in key) != tuple(row[k] for k in key)] + [row]
+    return [r for r in rows if _key(r) != _key(row)] + [row]
 
 
 def _harness() -> Any:
@@ -212,8 +235,9 @@ def trained_cnn(neuron: str, T: int, seed: int, threads: int) -> tuple[torch.nn.
     return model.eval(), cfg
 
 
-#: Mode name of the rows that run the float32 export on the int8-rounded test input.
-INPUT_FLOOR = "float32-int8-input"
+#: Mode name of the rows that run the float32 export on the test input rounded to the integer
+#: modes' 8-bit input grid (``float32-int8-input`` in rows of the signed input before).
+INPUT_FLOOR = "float32-8bit-input"
 
 
 def _scores(pred: Any, yte: Any, want: Any, torch_acc: float) -> dict[str, float]:
@@ -221,12 +245,28 @@ def _scores(pred: Any, yte: Any, want: Any, torch_acc: float) -> dict[str, float
     return {"acc": acc, "agree": float((pred == want).mean()), "loss_vs_float": torch_acc - acc}
 
 
-def _engine_pred(model: Any, mode: str, per_channel: bool, calib: Any, xte: Any, T: int) -> Any:
+def _engine_pred(
+    model: Any,
+    mode: str,
+    per_channel: bool,
+    calib: Any,
+    xte: Any,
+    T: int,
+    signed: bool | None = None,
+) -> Any:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "net.snn.safetensors"
-        export(
-            model, path, mode, input_shape=(1, 28, 28), per_channel=per_channel, calibration=calib
+        g = export(
+            model,
+            path,
+            mode,
+            input_shape=(1, 28, 28),
+            per_channel=per_channel,
+            calibration=calib,
+            input_signed=signed,
         )
+        if mode != "float32":
+            assert g.input_signed is (bool(signed) if signed is not None else False)
         return snnsim.run(str(path), xte, steps=T).prediction
 
 
@@ -238,7 +278,11 @@ def run_trained(
     import copy
 
     calib = xtr[:512]
-    in_scale = float(abs(calib).max()) / 127.0  # the export's input step (its default)
+    # the integer modes' static input: the export's default for non-negative pixels (unsigned,
+    # max/255), or with --signed-input the signed int8 input of max/127
+    signed = bool(args.signed_input)
+    in_scale = float(abs(calib).max()) / (127.0 if signed else 255.0)
+    in_name = "int8" if signed else "uint8"
     for seed in args.seeds:
         for T in args.T:
             for neuron in args.neurons:
@@ -257,10 +301,12 @@ def run_trained(
                     "seed": seed,
                     "torch_acc": torch_acc,
                     "source": "trained",
+                    "input": in_name,
+                    "input_scale": in_scale,
                     "command": " ".join(["python", "benches/quantization.py"] + sys.argv[1:]),
                 }
-                # The floor the int8 input alone sets: the float32 export on int8-rounded input.
-                xq = (np.clip(np.rint(xte / in_scale), -128, 127) * in_scale).astype(np.float32)
+                # The floor the 8-bit input alone sets: the float32 export on rounded input.
+                xq = (quantize(xte, in_scale, signed) * in_scale).astype(np.float32)
                 pred = _engine_pred(base, "float32", False, calib, xq, T)
                 row = {**common, "mode": INPUT_FLOOR, "per_channel": False, "qat": False}
                 row.update(_scores(pred, yte, want, torch_acc))
@@ -268,7 +314,7 @@ def run_trained(
                 print(json.dumps(row), flush=True)
                 for mode, per_channel in MODES if not args.floor_only else []:
                     t0 = time.time()
-                    pred = _engine_pred(base, mode, per_channel, calib, xte, T)
+                    pred = _engine_pred(base, mode, per_channel, calib, xte, T, signed)
                     acc = float((pred == yte).mean())
                     row = {
                         **common,
@@ -298,6 +344,7 @@ def run_trained(
                         batch_size=cfg.batch_size,
                         crop_padding=cfg.crop_padding,
                         input_scale=in_scale,
+                        input_signed=signed,
                         seed=seed,
                     )
                     t_qat = time.time() - t1
@@ -308,7 +355,7 @@ def run_trained(
                                 for i in range(0, len(yte), 250)
                             ]
                         )
-                    pred = _engine_pred(tuned, mode, per_channel, calib, xte, T)
+                    pred = _engine_pred(tuned, mode, per_channel, calib, xte, T, signed)
                     qrow = {
                         **common,
                         "mode": mode,
@@ -361,7 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--floor-only",
         action="store_true",
-        help="--trained: only the float32 export on int8-rounded input (the input's floor)",
+        help="--trained: only the float32 export on 8-bit-rounded input (the input's floor)",
+    )
+    ap.add_argument(
+        "--signed-input",
+        action="store_true",
+        help="--trained: export the signed int8 input (1/127) instead of the unsigned (1/255)",
     )
     args = ap.parse_args(argv)
 

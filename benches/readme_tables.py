@@ -101,17 +101,23 @@ def dsr() -> str:
 
 QUANT_MODES = [
     ("float32", False),
-    ("float32-int8-input", False),
+    ("float32-8bit-input", False),
     ("int16", False),
     ("int8", False),
     ("int8", True),
     ("int4", False),
     ("int4", True),
 ]
+#: The floor rows' mode in the rows measured before the unsigned input existed.
+OLD_MODE = {"float32-int8-input": "float32-8bit-input"}
+#: Table of each static input grid of the integer modes: rows' ``input`` (absent: int8).
+QUANT_INPUTS = {
+    "uint8": "unsigned 8-bit input (step 1/255, the export's default for MNIST)",
+    "int8": "signed int8 input (step 1/127, every export before the unsigned input)",
+}
 
 
-def quantization() -> str:
-    rows = [r for r in _load("quantization.json").get("rows", []) if r.get("source") == "trained"]
+def _quant_table(rows: list[dict[str, Any]]) -> list[str]:
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["neuron"], r["T"]), []).append(r)
@@ -125,21 +131,26 @@ def quantization() -> str:
         torch_acc = st.fmean({r["seed"]: r["torch_acc"] for r in rs}.values())
         cells = []
         for mode, pc in QUANT_MODES:
-            ptq = [r for r in rs if r["mode"] == mode and r["per_channel"] == pc and not r["qat"]]
-            qat = [r for r in rs if r["mode"] == mode and r["per_channel"] == pc and r["qat"]]
+            same = [
+                r
+                for r in rs
+                if OLD_MODE.get(r["mode"], r["mode"]) == mode and r["per_channel"] == pc
+            ]
+            ptq = [r for r in same if not r["qat"]]
             if not ptq:
                 cells.append("–")
                 continue
             loss = st.fmean(r["loss_vs_float"] for r in ptq)
             cell = f"{100 * st.fmean(r['acc'] for r in ptq):.2f} ({-100 * loss:+.2f})"
-            if qat:
+            for epochs in sorted({r.get("qat_epochs", 1) for r in same if r["qat"]}):
+                qat = [r for r in same if r["qat"] and r.get("qat_epochs", 1) == epochs]
                 # after QAT where a seed missed the target, post-training elsewhere
                 tuned = {r["seed"]: r for r in qat}
                 final = [tuned.get(r["seed"], r) for r in ptq]
                 qacc = st.fmean(r["acc"] for r in final)
                 qloss = st.fmean(r["loss_vs_float"] for r in final)
                 cell += (
-                    f"; with QAT ({len(tuned)} of {len(ptq)}) {100 * qacc:.2f} "
+                    f"; with QAT x{epochs} ({len(tuned)} of {len(ptq)}) {100 * qacc:.2f} "
                     f"({-100 * qloss:+.2f})"
                 )
             cells.append(cell)
@@ -148,6 +159,16 @@ def quantization() -> str:
             f"| {neuron.upper()} | {T} | {', '.join(map(str, seeds))} | {100 * torch_acc:.2f} "
             f"| {' | '.join(cells)} | {100 * agree:.1f} % |"
         )
+    return out
+
+
+def quantization() -> str:
+    rows = [r for r in _load("quantization.json").get("rows", []) if r.get("source") == "trained"]
+    out: list[str] = []
+    for name, title in QUANT_INPUTS.items():
+        rs = [r for r in rows if r.get("input", "int8") == name]
+        if rs:
+            out += ([""] if out else []) + [f"With the {title}:", ""] + _quant_table(rs)
     return "\n".join(out)
 
 

@@ -106,6 +106,8 @@ pub(crate) struct NetBuilder {
     pub nodes: Vec<RNode>,
     pub output: String,
     pub weight_bits: u32,
+    /// `input.signed` of the file (int static input in [-128, 127], or [0, 255] when false).
+    pub input_signed: bool,
 }
 
 fn numel(s: &[usize]) -> usize {
@@ -121,6 +123,7 @@ impl NetBuilder {
             nodes: Vec::new(),
             output: String::new(),
             weight_bits: 8,
+            input_signed: true,
         }
     }
 
@@ -435,6 +438,9 @@ impl NetBuilder {
         let mut input = json!({"shape": self.input_shape, "kind": self.input_kind});
         if int && self.input_kind == "static" {
             input["scale"] = json!(0.0078125);
+        }
+        if !self.input_signed {
+            input["signed"] = json!(false);
         }
         let g = json!({
             "version": 1,

@@ -46,6 +46,8 @@ class Model:
     @property
     def input_scale(self) -> float | None: ...
     @property
+    def input_signed(self) -> bool: ...  # int static input in [-128, 127] (True) or [0, 255]
+    @property
     def node_names(self) -> list[str]: ...  # topological order; the L axis of counts
     @property
     def node_ops(self) -> list[str]: ...
@@ -61,7 +63,8 @@ class Model:
         record: list[str],
         threads: int | None = None,
     ) -> RawResult:
-        """x: [B, *input_shape]; float32 for float precision, int32 in [-128, 127] for int."""
+        """x: [B, *input_shape]; float32 for float precision, int32 for int: in [-128, 127],
+        or in [0, 255] when `input_signed` is False."""
     def run_frames(
         self,
         frames: npt.NDArray[np.float32] | npt.NDArray[np.int32],
@@ -113,8 +116,8 @@ class StreamState:
 
 def validate_file(data: bytes) -> dict[str, Any]:
     """Validate the bytes of a model file (container, graph JSON, tensors) without compiling
-    it; returns precision, input_shape, input_kind, input_scale, node_names, node_ops,
-    node_shapes (topological order) and output. The one validator of model files."""
+    it; returns precision, input_shape, input_kind, input_scale, input_signed, node_names,
+    node_ops, node_shapes (topological order) and output. The one validator of model files."""
 
 def memory_limit() -> int:
     """The engine's memory limit in bytes (see `snnsim.limits`)."""

@@ -106,6 +106,12 @@ class Model:
         return self._graph.input_scale
 
     @property
+    def input_signed(self) -> bool:
+        """Whether an int-precision static (or sequence) input is signed 8-bit, ``[-128, 127]``
+        (True), or unsigned, ``[0, 255]`` (False; the file's ``input.signed``)."""
+        return bool(self._graph.input_signed)
+
+    @property
     def precision(self) -> str:
         """``"float32"`` or ``"int"``."""
         return self._graph.precision
@@ -402,14 +408,14 @@ def run(
         )
     if preprocess:
         array = _preprocess(m, array)
-    x = prepare_static(array, m.input_shape, m.precision, m.input_scale)
+    x = prepare_static(array, m.input_shape, m.precision, m.input_scale, m.input_signed)
     return _run_arrays(m, mode, rec, threads, static=x, steps=steps)
 
 
 def _prepare_steps(m: Model, a: Any) -> np.ndarray:
     """Per-step input of an event or sequence model as the executors take it."""
     if m.input_kind == "sequence":
-        return prepare_sequence(a, m.input_shape, m.precision, m.input_scale)
+        return prepare_sequence(a, m.input_shape, m.precision, m.input_scale, m.input_signed)
     return prepare_frames(a, m.input_shape, m.precision)
 
 

@@ -43,8 +43,12 @@ Integer modes (``"int8"``, ``"int4"``, ``"int16"``, docs/semantics.md §2):
   (``theta_q`` near 2^24) where the int32 range allows it; both factors keep all the fraction
   bits int32 allows (``f`` up to 31); the LIF readout integrates ``R*s`` (``R`` a power of two,
   the membrane kept below 2^30) with ``leak_m = round(lambda*2^f)`` (:func:`lif_readout_int`);
-* the static input is quantised with ``input_scale`` (given; else ``max|calibration|/127``;
-  else 1/127, right for inputs in [0, 1]).
+* the static input is quantised to 8 bits with ``input_scale``: unsigned, ``[0, 255]``
+  (``input.signed`` false), when the calibration data (else the known preprocessing: a run's
+  dataset gives images in [0, 1], then its normalisation) are non-negative, with step
+  ``max|calibration|/255`` (1/255 for images in [0, 1]: lossless for 8-bit images); signed,
+  ``[-128, 127]``, otherwise, with step ``max|calibration|/127`` (a bare model without
+  calibration data: 1/127); ``input_signed`` and ``input_scale`` choose explicitly.
 
 Anything else (ReLU ANNs, pools with padding, grouped convs, a neuron not fed by a conv/linear,
 batch norm, pool or residual add...) raises :class:`ExportError` naming the module and the
@@ -795,27 +799,63 @@ def _preprocess_meta(
     }
 
 
-def _normalized_scale(pre: dict[str, Any] | None) -> float | None:
-    """int8 input step for inputs in [0, 1] after normalisation: max |(v - mean) / std| / 127."""
+def _normalized_range(pre: dict[str, Any] | None) -> tuple[float, float] | None:
+    """The range of inputs in [0, 1] after the recorded normalisation (None without one)."""
     if pre is None or pre["mean"] is None:
         return None
     mean, std = np.asarray(pre["mean"]), np.asarray(pre["std"])
-    return float(np.max(np.maximum(np.abs(-mean / std), np.abs((1.0 - mean) / std)))) / 127.0
+    ends = np.stack([-mean / std, (1.0 - mean) / std])
+    return float(ends.min()), float(ends.max())
 
 
-def _input_scale(
-    given: float | None, calib: np.ndarray | None, pre: dict[str, Any] | None
-) -> float:
-    """The static input's quantisation step (int modes), see :func:`export_graph`."""
+def _unit_input_signed(normalize: Any) -> bool | None:
+    """Whether images in [0, 1] need a signed input after ``normalize`` (``(mean, std)`` per
+    channel, or None): True when some channel's normalised range goes below 0; None for a
+    malformed ``normalize`` (reported by the export)."""
+    if normalize is None:
+        return False
+    try:
+        mean = np.atleast_1d(np.asarray(normalize[0], dtype=np.float64))
+        std = np.atleast_1d(np.asarray(normalize[1], dtype=np.float64))
+        with np.errstate(all="ignore"):
+            return bool(np.min(np.minimum(-mean / std, (1.0 - mean) / std)) < 0)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _input_quant(
+    given: float | None,
+    signed: bool | None,
+    calib: np.ndarray | None,
+    pre: dict[str, Any] | None,
+) -> tuple[float, bool]:
+    """The static input's quantisation step and signedness (int modes), see
+    :func:`export_graph`."""
+    if signed is not None and not isinstance(signed, (bool, np.bool_)):
+        raise ExportError(f"export: input_signed must be True, False or None, got {signed!r}")
+    lo_hi: tuple[float, float] | None = None
+    if calib is not None and calib.size and np.abs(calib).max() > 0:
+        lo_hi = float(calib.min()), float(calib.max())
+    elif _normalized_range(pre) is not None:
+        lo_hi = _normalized_range(pre)
+    if signed is None:
+        # known non-negative input (calibration data or the recorded preprocessing): unsigned
+        signed = lo_hi is None or lo_hi[0] < 0
+    elif not signed and calib is not None and calib.size and float(calib.min()) < 0:
+        raise ExportError(
+            f"export: input_signed=False but the calibration data hold negative values "
+            f"(min {float(calib.min()):.6g}); an unsigned input takes [0, 255] * input_scale"
+        )
     scale = given
     if scale is None:
-        if calib is not None and np.abs(calib).max() > 0:
-            scale = float(np.abs(calib).max()) / 127.0
+        top = 127.0 if signed else 255.0
+        if lo_hi is not None:
+            scale = max(abs(lo_hi[0]), abs(lo_hi[1])) / top
         else:
-            scale = _normalized_scale(pre) or 1.0 / 127.0
+            scale = 1.0 / top  # inputs in [0, 1] (or [-1, 1] when signed)
     if not (math.isfinite(scale) and scale > 0):
         raise ExportError(f"export: input_scale must be a finite positive float, got {scale!r}")
-    return float(scale)
+    return float(scale), bool(signed)
 
 
 def export_graph(
@@ -830,6 +870,7 @@ def export_graph(
     data_shape: Sequence[int] | None = None,
     source: dict[str, Any] | None = None,
     input_kind: InputKind | None = None,
+    input_signed: bool | None = None,
 ) -> Graph:
     """The :class:`~snnsim.graph.Graph` of a trained ``model`` (a
     :class:`~snnsim.nn.net.DSRNet` or :class:`~snnsim.nn.dspike.DspikeNet`: sequential,
@@ -838,9 +879,15 @@ def export_graph(
     ``mode``: ``"float32"`` or an integer width (``"int8"``, ``"int4"``, ``"int16"``).
     ``input_shape``: per sample, ``(C, H, W)`` or ``(F,)``; inferred from ``calibration`` (a batch
     of inputs) or, for a network starting with [flatten ->] linear, as ``(in_features,)``.
-    ``per_channel``: one weight scale per output channel (int modes). ``input_scale``: the static
-    input's quantisation step (int modes); default ``max|calibration|/127``, else (with
-    ``normalize``) the largest normalised value of an input in [0, 1] over 127, else 1/127.
+    ``per_channel``: one weight scale per output channel (int modes). ``input_signed`` (int
+    modes, static or sequence input): quantise the input to signed 8 bits, ``[-128, 127]``
+    (True), or unsigned, ``[0, 255]`` (False, the file's ``input.signed`` false); default
+    (None): unsigned when the ``calibration`` data are non-negative, else (with ``normalize``,
+    for images in [0, 1]) when the normalised range is, signed otherwise (a sequence input:
+    signed). ``input_scale``: the static input's quantisation step (int modes); default
+    ``max|calibration|`` over 255 (unsigned) or 127 (signed), else (with ``normalize``) the
+    largest normalised value of an input in [0, 1] over the same, else 1/255 (unsigned) or
+    1/127 (signed).
 
     The graph's :attr:`~snnsim.graph.Graph.meta` records what the network was trained with
     (docs/model-format.md §1.1): ``T`` (the default number of steps of :func:`snnsim.run`), the
@@ -889,22 +936,27 @@ def export_graph(
     input_shape = tuple(int(d) for d in input_shape)
     pre = _preprocess_meta(net, input_shape, data_shape, normalize)
     integer = mode != "float32"
-    # the static input's quantisation step (int modes only)
-    q_scale = _input_scale(input_scale, calib, pre) if integer and in_kind == "static" else None
+    # the static input's quantisation step and signedness (int modes only)
+    q_scale, q_signed = None, True
+    if integer and in_kind == "static":
+        q_scale, q_signed = _input_quant(input_scale, input_signed, calib, pre)
     if integer and in_kind == "sequence":
         q_scale = float(input_scale) if input_scale is not None else 1.0
+        q_signed = True if input_signed is None else bool(input_signed)
     g = Graph(
         input_shape=input_shape,
         precision="int" if integer else "float32",
         input_kind=in_kind,
         input_scale=q_scale,
+        input_signed=q_signed,
     )
     em = _Emitter(g, mode, per_channel, T)
-    # Carry of the input: its quantisation step (int static), else 1; bound: int8 input (128),
-    # event counts (16).
+    # Carry of the input: its quantisation step (int static), else 1; bound: the largest
+    # |input integer| (128 signed, 255 unsigned), event counts (16).
     carry = q_scale if q_scale is not None else 1.0
     c0 = input_shape[0]
-    x = _Val("input", input_shape, np.full(c0, carry), 16.0 if in_kind == "events" else 128.0)
+    x_bound = 16.0 if in_kind == "events" else (128.0 if q_signed else 255.0)
+    x = _Val("input", input_shape, np.full(c0, carry), x_bound)
     items = [(f"body.{n}", m) for n, m in net.body.named_children()]
     walker = _Walker(em, family)
     v = walker.run(items, x, last_is_out=(family == "dspike"))
@@ -1063,14 +1115,17 @@ def export(
     normalize: Any = None,
     data_shape: Sequence[int] | None = None,
     input_kind: InputKind | None = None,
+    input_signed: bool | None = None,
 ) -> Graph:
     """Export a trained DSR or Dspike network and write it to ``path`` with :func:`snnsim.save`
     (``path=None``: only build it). Returns the :class:`~snnsim.graph.Graph`.
 
     ``model``: the torch model, or a training run directory / its ``checkpoint.pt`` (the model is
     rebuilt with :func:`load_trained`; its dataset gives ``data_shape`` and its config
-    ``normalize``). Other arguments as :func:`export_graph`; raises :class:`ExportError` (a
-    ValueError) for what cannot be exported."""
+    ``normalize``, and, without ``calibration``, its images in [0, 1] make the static input
+    unsigned unless the normalisation makes it negative). Other arguments as
+    :func:`export_graph`; raises :class:`ExportError` (a ValueError) for what cannot be
+    exported."""
     source: dict[str, Any] | None = None
     if isinstance(model, (str, os.PathLike)):
         run = load_trained(model)
@@ -1083,6 +1138,8 @@ def export(
             "dataset": run.config.get("dataset"),
         }
         normalize = run.normalize if normalize is None else normalize
+        if input_signed is None and calibration is None and getattr(model, "static_input", False):
+            input_signed = _unit_input_signed(normalize)  # the loaders give images in [0, 1]
         if data_shape is None and calibration is None:
             data_shape = run.data_shape
         if input_shape is None and calibration is None and run.data_shape is not None:
@@ -1105,6 +1162,7 @@ def export(
         data_shape=data_shape,
         source=source,
         input_kind=input_kind,
+        input_signed=input_signed,
     )
     if path is not None:
         from .model_file import save

@@ -79,6 +79,9 @@ class Graph:
     ``(C, L)`` or ``(F,)``. ``input_kind``: ``"static"`` (one tensor applied at every step),
     ``"events"`` (per-step event counts) or ``"sequence"`` (per-step tensors, binary or graded).
     ``precision`` is ``"float32"`` or ``"int"`` (integer-exact, docs/semantics.md §2).
+    ``input_scale`` (int precision, static or sequence input): the quantisation step of a float
+    input; ``input_signed``: its integers lie in ``[-128, 127]`` (True, the default) or in
+    ``[0, 255]`` (False: an unsigned 8-bit input, lossless for 8-bit images).
 
     ``meta``: what the network was trained with, stored beside the graph in the file's
     ``"snnsim.meta"`` key (docs/model-format.md §1.1): the number of time steps ``T``, the input
@@ -91,6 +94,7 @@ class Graph:
     nodes: list[Node] = field(default_factory=list)
     output: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    input_signed: bool = True
 
     def __repr__(self) -> str:
         """One line: input, precision, the ops in order and the output (no tensor values)."""
@@ -201,6 +205,8 @@ class Graph:
         inp: dict[str, Any] = {"shape": list(self.input_shape), "kind": self.input_kind}
         if self.input_scale is not None:
             inp["scale"] = self.input_scale
+        if self.input_signed is not True:  # written as given: the validator names a non-bool
+            inp["signed"] = self.input_signed
         return {
             "version": GRAPH_VERSION,
             "precision": self.precision,
@@ -234,6 +240,7 @@ class Graph:
                 input_kind=inp.get("kind", "static"),
                 input_scale=inp.get("scale"),
                 output=doc.get("output"),
+                input_signed=True if inp.get("signed") is None else inp["signed"],
             )
             raw_nodes = doc["nodes"]
         except (KeyError, TypeError) as exc:

@@ -5,8 +5,10 @@ return, so an input is converted and quantised once, in one place:
 
 * float precision: float32 arrays;
 * int precision: int32 arrays; a float static input is quantised with :func:`quantize`
-  (``q = clip(round_half_even(x / scale), -128, 127)``), an integer one is taken as already
-  quantised and must lie in [-128, 127].
+  (``q = clip(round_half_even(x / scale), lo, hi)``), an integer one is taken as already
+  quantised and must lie in ``[lo, hi]``: ``[-128, 127]`` for a signed 8-bit input (the
+  default) or ``[0, 255]`` for an unsigned one (the file's ``input.signed`` false,
+  :func:`input_range`).
 
 Arrays may be numpy arrays or torch tensors (moved to the CPU). A wrong type or dtype raises
 ``TypeError``; a wrong shape or non-finite values raise :class:`~snnsim.errors.InputError`.
@@ -21,7 +23,8 @@ import numpy as np
 
 from .errors import InputError
 
-QMIN, QMAX = -128, 127
+QMIN, QMAX = -128, 127  # a signed 8-bit input (input.signed true, the default)
+UQMIN, UQMAX = 0, 255  # an unsigned 8-bit input (input.signed false)
 _I32_MIN, _I32_MAX = int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)
 
 
@@ -43,9 +46,25 @@ def to_numpy(x: Any, what: str = "input") -> np.ndarray:
     return x
 
 
-def quantize(x: np.ndarray, scale: float) -> np.ndarray:
-    """Quantise a float input to the int8 range as int32:
-    ``q = clip(round_half_even(x / scale), -128, 127)``.
+def input_range(signed: bool = True) -> tuple[int, int]:
+    """The integer range ``(lo, hi)`` of a quantised static or sequence input: ``(-128, 127)``
+    for a signed 8-bit input (``input.signed`` true, the default), ``(0, 255)`` for an unsigned
+    one."""
+    if not isinstance(signed, (bool, np.bool_)):
+        raise TypeError(f"signed must be a bool, got {type(signed).__name__}")
+    return (QMIN, QMAX) if signed else (UQMIN, UQMAX)
+
+
+def _range_rule(signed: bool) -> str:
+    lo, hi = input_range(signed)
+    kind = "signed" if signed else "unsigned"
+    return f"[{lo}, {hi}] (the model's {kind} 8-bit input, input.signed {str(signed).lower()})"
+
+
+def quantize(x: np.ndarray, scale: float, signed: bool = True) -> np.ndarray:
+    """Quantise a float input to the 8-bit input range as int32:
+    ``q = clip(round_half_even(x / scale), lo, hi)`` with ``(lo, hi)`` = ``(-128, 127)``
+    (``signed``) or ``(0, 255)`` (:func:`input_range`).
 
     The division is done in float64 (``x`` is first converted to float64), so the result does not
     depend on the input's float dtype beyond its values. This is the only quantiser: the engine
@@ -53,8 +72,9 @@ def quantize(x: np.ndarray, scale: float) -> np.ndarray:
     """
     if not np.isfinite(scale) or scale <= 0:
         raise InputError(f"quantize: scale must be a finite positive float, got {scale!r}")
+    lo, hi = input_range(signed)
     q = np.rint(np.asarray(x, dtype=np.float64) / float(scale))
-    return np.clip(q, QMIN, QMAX).astype(np.int32)
+    return np.clip(q, lo, hi).astype(np.int32)
 
 
 def _check_finite(a: np.ndarray, what: str) -> None:
@@ -93,14 +113,19 @@ def _to_float32(a: np.ndarray, what: str) -> np.ndarray:
 
 
 def prepare_static(
-    x: Any, input_shape: Sequence[int], precision: str, scale: float | None
+    x: Any,
+    input_shape: Sequence[int],
+    precision: str,
+    scale: float | None,
+    signed: bool = True,
 ) -> np.ndarray:
     """Convert a static (analog) input to the array the executors take: ``[B, *input_shape]``,
-    float32 in float precision, int32 in [-128, 127] in int precision.
+    float32 in float precision, int32 in int precision: in [-128, 127], or in [0, 255] when
+    ``signed`` is false (the model's ``input.signed``).
 
     ``x`` has shape ``input_shape`` (one sample) or ``[B, *input_shape]``. In int precision a float
     ``x`` is quantised with ``scale`` (the model's ``input.scale``); an integer or bool ``x`` is
-    taken as already quantised.
+    taken as already quantised and must lie in that range.
     """
     shape = tuple(int(d) for d in input_shape)
     a = _batch(to_numpy(x), shape, "static input", "[*input_shape] or [B, *input_shape]")
@@ -112,13 +137,14 @@ def prepare_static(
             raise InputError(
                 "static input: the model has no input scale to quantise a float input with"
             )
-        return np.ascontiguousarray(quantize(a, scale))
+        return np.ascontiguousarray(quantize(a, scale, signed))
+    lo, hi = input_range(signed)
     return _int_range(
         a,
-        QMIN,
-        QMAX,
+        lo,
+        hi,
         "static input",
-        "integer input is taken as already quantised and must lie in [-128, 127]",
+        f"integer input is taken as already quantised and must lie in {_range_rule(signed)}",
     )
 
 
@@ -181,7 +207,11 @@ def prepare_frames(frames: Any, input_shape: Sequence[int], precision: str) -> n
 
 
 def prepare_sequence(
-    seq: Any, input_shape: Sequence[int], precision: str, scale: float | None
+    seq: Any,
+    input_shape: Sequence[int],
+    precision: str,
+    scale: float | None,
+    signed: bool = True,
 ) -> np.ndarray:
     """Convert per-step input tensors (spike trains or graded values; a model of input kind
     ``"sequence"``) to ``[B, T, *input_shape]``: float32 in float precision, int32 in int
@@ -189,9 +219,9 @@ def prepare_sequence(
 
     ``seq`` has shape ``[T, *input_shape]`` (one sample) or ``[B, T, *input_shape]``. In int
     precision an integer or bool ``seq`` is taken as already quantised and must lie in
-    [-128, 127]; a float one is quantised per element with the model's ``scale``
-    (:func:`quantize`), or, when the model has none, must hold whole numbers in that range
-    (e.g. binary spikes as 0.0/1.0)."""
+    [-128, 127] (or [0, 255] when ``signed`` is false, the model's ``input.signed``); a float
+    one is quantised per element with the model's ``scale`` (:func:`quantize`), or, when the
+    model has none, must hold whole numbers in that range (e.g. binary spikes as 0.0/1.0)."""
     shape = tuple(int(d) for d in input_shape)
     a = to_numpy(seq, "sequence")
     if a.ndim == len(shape) + 1:
@@ -211,7 +241,7 @@ def prepare_sequence(
     if a.dtype.kind == "f":
         _check_finite(a, "sequence")
         if scale is not None:
-            return np.ascontiguousarray(quantize(a, scale))
+            return np.ascontiguousarray(quantize(a, scale, signed))
         frac = a != np.floor(a)
         if frac.any():
             idx = tuple(int(i) for i in np.argwhere(frac)[0])
@@ -219,8 +249,13 @@ def prepare_sequence(
                 "sequence: the model has no input scale, so int precision needs whole numbers "
                 f"(e.g. spikes 0/1); got {a[idx]} at index {list(idx)}"
             )
+    lo, hi = input_range(signed)
     return _int_range(
-        a, QMIN, QMAX, "sequence", "integer input is taken as quantised and must lie in [-128, 127]"
+        a,
+        lo,
+        hi,
+        "sequence",
+        f"integer input is taken as quantised and must lie in {_range_rule(signed)}",
     )
 
 

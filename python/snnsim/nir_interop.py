@@ -354,6 +354,7 @@ def to_nir(graph: Graph, *, dt: float = 1.0) -> Any:
         "version": _META_VERSION,
         "input_kind": graph.input_kind,
         "input_scale": graph.input_scale,
+        "input_signed": graph.input_signed,
         "order": [n.name for n in graph.nodes],
         "output": graph.output,
         "dt": dt,
@@ -411,6 +412,17 @@ class _Importer:
     def err(self, name: str, node: Any, why: str) -> ModelError:
         return ModelError(f"NIR node {name!r} ({type(node).__name__}): {why}")
 
+    def _input_signed(self) -> bool:
+        """The snnsim metadata's ``input_signed`` (absent: signed, as files without it)."""
+        v = self.gmeta.get("input_signed")
+        if v is None:
+            return True
+        if not isinstance(v, bool):
+            raise ModelError(
+                f"from_nir: snnsim metadata field 'input_signed' must be true or false, got {v!r}"
+            )
+        return v
+
     def run(self) -> Graph:
         nir = self.nir
         ng = self.ng
@@ -431,6 +443,7 @@ class _Importer:
             precision="float32",
             input_kind=kind,
             input_scale=self.gmeta.get("input_scale"),
+            input_signed=self._input_signed(),
         )
         # NIR name -> snnsim name of the value the node produces
         self.out_of: dict[str, str] = {in_key: "input"}

@@ -201,11 +201,29 @@ def _check_input_scale(scale: float | None) -> None:
         )
 
 
-def _input_grid(x: Tensor, scale: float | None) -> Tensor:
-    """``x`` on the export's int8 input grid (``round`` half to even, as the quantiser)."""
+def _input_signed(signed: bool | None, train_data: Any) -> bool | None:
+    """The input grid's signedness: as given, else (None) as the export chooses it from
+    calibration data like ``train_data``: unsigned when its inputs are non-negative (for an
+    iterable of batches, decided per batch)."""
+    if signed is not None and not isinstance(signed, (bool, np.bool_)):
+        raise ValueError(f"qat_finetune: input_signed must be True, False or None, got {signed!r}")
+    if signed is None and isinstance(train_data, (tuple, list)) and len(train_data) == 2:
+        x = train_data[0]
+        lo = float(x.min()) if len(x) else 0.0
+        return lo < 0
+    return None if signed is None else bool(signed)
+
+
+def _input_grid(x: Tensor, scale: float | None, signed: bool | None = True) -> Tensor:
+    """``x`` on the export's 8-bit input grid (``round`` half to even, as the quantiser):
+    ``[-128, 127]`` (``signed``) or ``[0, 255]``; ``signed`` None: unsigned when the batch is
+    non-negative."""
     if scale is None:
         return x
-    return torch.clamp(torch.round(x / scale), -128, 127) * scale
+    if signed is None:
+        signed = bool(x.min() < 0) if x.numel() else True
+    lo, hi = (-128, 127) if signed else (0, 255)
+    return torch.clamp(torch.round(x / scale), lo, hi) * scale
 
 
 def qat_finetune(
@@ -223,6 +241,7 @@ def qat_finetune(
     crop_padding: int = 0,
     freeze_bn_stats: bool = True,
     input_scale: float | None = None,
+    input_signed: bool | None = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> nn.Module:
@@ -237,14 +256,20 @@ def qat_finetune(
     with ``crop_padding`` (images). ``freeze_bn_stats``: keep the batch norms' running statistics
     (the grid is computed after folding them; see the module docstring). ``input_scale``: the
     static input's quantisation step in the integer export (its ``input_scale``, by default
-    ``max|calibration|/127``); given, every training batch is put on that int8 grid after the
-    crop, ``clip(round(x/input_scale), -128, 127) * input_scale``, so the fine-tuning sees the
-    input the engine will (on MNIST the int8 input alone moves about 0.5% of a LIF CNN's
-    predictions). Returns the model in eval mode with its weights left on the quantisation grid.
+    ``max|calibration|/255`` for a non-negative input, else ``/127``); given, every training
+    batch is put on that 8-bit grid after the crop, ``clip(round(x/input_scale), lo, hi) *
+    input_scale`` with ``[lo, hi]`` = ``[0, 255]`` (unsigned) or ``[-128, 127]`` (signed), so the
+    fine-tuning sees the input the engine will (on MNIST the signed grid of 1/127 alone moved
+    about 0.5% of a LIF CNN's predictions; the unsigned grid of 1/255 holds 8-bit images
+    exactly). ``input_signed``: the export's (:func:`snnsim.export`'s ``input_signed``); None:
+    as the export chooses it for calibration data like ``train_data`` (unsigned when the
+    inputs are non-negative). Returns the model in eval mode with its weights left on the
+    quantisation grid.
     """
     if epochs < 1:
         raise ValueError(f"qat_finetune: epochs must be >= 1, got {epochs}")
     _check_input_scale(input_scale)
+    in_signed = _input_signed(input_signed, train_data)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     bns: list[Any] = [bn for _, _, bn, _ in _weighted_layers(model) if bn is not None]
@@ -274,7 +299,7 @@ def qat_finetune(
             for xb, yb in _batches(train_data, batch_size, gen):
                 for g in opt.param_groups:
                     g["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * step / total))
-                xb = _input_grid(_augment(xb, crop_padding, gen), input_scale)
+                xb = _input_grid(_augment(xb, crop_padding, gen), input_scale, in_signed)
                 dev = next(model.parameters()).device  # train where the model lives (CPU or CUDA)
                 xb, yb = xb.to(dev), yb.to(dev)
                 with parametrize.cached():

@@ -38,6 +38,7 @@ from .graph import (
     Node,
     Precision,
 )
+from .inputs import input_range
 from .neurons import (
     DspikeLIFIntParams,
     DspikeLIFParams,
@@ -737,7 +738,8 @@ def run_reference(
     """Run ``graph`` with the torch reference and return the engine's ``RawResult`` dict.
 
     Inputs (exactly one): ``static`` ``[B, *input_shape]`` (float32 in float precision; int32
-    already-quantised values in [-128, 127] in int precision), applied at each of ``steps``
+    already-quantised values in int precision, in [-128, 127], or in [0, 255] when the graph's
+    ``input_signed`` is False), applied at each of ``steps``
     steps; or ``frames`` ``[B, T, *input_shape]`` (per-step input, event counts; float32 or
     int32), T steps. ``record``: names of neuron nodes whose spikes are returned. ``device``:
     torch device (default CPU).
@@ -762,7 +764,7 @@ def run_reference(
                 shape,
                 graph.precision,
                 dev,
-                (-128, 127) if graph.precision == "int" else i32,
+                input_range(bool(graph.input_signed)) if graph.precision == "int" else i32,
             )
             trace = net(static=xs, steps=steps, record=record, count=True)
         else:

@@ -172,13 +172,15 @@ def networks(
     graded = input_kind == "sequence" and draw(st.booleans())
     bits = draw(st.sampled_from([4, 8, 16])) if precision == "int" else 8
     tie_prone = precision == "int" and draw(st.booleans())
+    quantised = precision == "int" and (input_kind == "static" or graded)
+    # an int static or graded input is signed 8-bit [-128, 127] or unsigned [0, 255]
+    signed = not quantised or draw(st.booleans())
     g = Graph(
         input_shape=shape,
         precision=precision,
         input_kind=input_kind,
-        input_scale=(1.0 / 64)
-        if (precision == "int" and (input_kind == "static" or graded))
-        else None,
+        input_scale=(1.0 / 64) if quantised else None,
+        input_signed=signed,
     )
     b = _Builder(draw, g, rng, bits, tie_prone)
 
@@ -192,7 +194,7 @@ def networks(
             or not graded
             and input_kind != "static"
         )
-        else (2.0 if tie_prone else 64.0)
+        else (2.0 if tie_prone else 64.0) * (1.0 if signed else 2.0)
     )
     if rank == 2:
         x, cur, in_mag = _conv1d_stage(draw, b, x, cur, in_mag)
@@ -320,11 +322,16 @@ def _draw_inputs(
     shape = tuple(g.input_shape)
     if g.input_kind == "static":
         if g.precision == "int":
-            lo, hi = (-3, 4) if tie_prone else (-128, 128)
+            if g.input_signed:
+                lo, hi = (-3, 4) if tie_prone else (-128, 128)
+            else:  # unsigned: up to 255, the largest static input integer
+                lo, hi = (0, 7) if tie_prone else (0, 256)
             return rng.integers(lo, hi, size=(batch, *shape)).astype(np.int32), None
         return rng.uniform(-1.0, 1.0, size=(batch, *shape)).astype(np.float32), None
     if graded:  # per-step analog values (quantised with the input scale in int precision)
-        frames = rng.uniform(-1.0, 1.0, size=(batch, steps, *shape)).astype(np.float32)
+        # unsigned: [0, 4.5) at scale 1/64, so some values clip at 255
+        lo_f, hi_f = (-1.0, 1.0) if g.input_signed else (0.0, 4.5)
+        frames = rng.uniform(lo_f, hi_f, size=(batch, steps, *shape)).astype(np.float32)
         frames[rng.random(frames.shape) < 0.5] = 0.0
         return None, frames
     rate = draw(st.sampled_from([0.05, 0.2, 0.5]))

@@ -10,7 +10,7 @@ use crate::error::SnnError;
 use crate::format;
 
 /// Validates the bytes of a model file (container, graph JSON, tensors) without compiling it;
-/// returns its description: precision, input (shape, kind, scale), the node names, ops and
+/// returns its description: precision, input (shape, kind, scale, signed), the node names, ops and
 /// shapes in topological order, the output node.
 #[pyfunction]
 pub(super) fn validate_file<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
@@ -21,6 +21,7 @@ pub(super) fn validate_file<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound
     d.set_item("input_shape", PyTuple::new(py, &g.input.shape)?)?;
     d.set_item("input_kind", g.input.kind.as_str())?;
     d.set_item("input_scale", g.input.scale)?;
+    d.set_item("input_signed", g.input.signed)?;
     let names: Vec<&str> = g.nodes.iter().map(|n| n.name.as_str()).collect();
     let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.as_str()).collect();
     let shapes = g

@@ -57,6 +57,11 @@ impl PyModel {
     }
 
     #[getter]
+    fn input_signed(&self) -> bool {
+        self.inner.info().input_signed
+    }
+
+    #[getter]
     fn node_names(&self) -> Vec<String> {
         self.inner.info().node_names.clone()
     }

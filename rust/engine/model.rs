@@ -22,6 +22,8 @@ pub struct ModelInfo {
     pub input_shape: Vec<usize>,
     pub input_kind: InputKind,
     pub input_scale: Option<f64>,
+    /// `input.signed`: an int model's static input lies in [-128, 127] (true) or [0, 255].
+    pub input_signed: bool,
     pub node_names: Vec<String>,
     pub node_ops: Vec<String>,
     pub node_shapes: Vec<Vec<usize>>,
@@ -65,6 +67,7 @@ impl Model {
             input_shape: g.input.shape.clone(),
             input_kind: g.input.kind,
             input_scale: g.input.scale,
+            input_signed: g.input.signed,
             node_names: g.nodes.iter().map(|n| n.name.clone()).collect(),
             node_ops: g.nodes.iter().map(|n| n.op.as_str().to_string()).collect(),
             node_shapes: g.nodes.iter().map(|n| n.shape.clone()).collect(),
@@ -97,8 +100,14 @@ impl Model {
         self.inner.info.input_shape.iter().product()
     }
 
+    /// The integer range `[lo, hi]` of an int model's static input: [-128, 127], or [0, 255]
+    /// when the file's `input.signed` is false.
+    pub fn input_range(&self) -> (i32, i32) {
+        format::int_range(self.inner.info.input_signed)
+    }
+
     /// Static input `x` = `[B, *input_shape]` (torch layout), applied at each of `steps` steps.
-    /// Float models take float32 (finite); int models int32 in [-128, 127].
+    /// Float models take float32 (finite); int models int32 in [`Model::input_range`].
     pub fn run_static(
         &self,
         x: Data<'_>,
@@ -106,8 +115,45 @@ impl Model {
         record: &[String],
         threads: Option<usize>,
     ) -> Result<RunResult> {
+        if let Data::I32(v) = x {
+            self.check_static_range(v)?;
+        }
         let input = RunInput::Static(x);
         self.inner.net.ops().run(input, steps, record, threads)
+    }
+
+    /// Checks that every element of an int static input lies in the model's input range
+    /// (a float model refuses int32 data later, naming the dtype).
+    fn check_static_range(&self, x: &[i32]) -> Result<()> {
+        if self.inner.info.precision != Precision::Int {
+            return Ok(());
+        }
+        let (lo, hi) = self.input_range();
+        // A branch-free pass first (SIMD width; the check precedes every run), then the
+        // search for the first element out of range only if there is one.
+        let inside = |v: i32| (v >= lo) & (v <= hi);
+        if x.chunks(4096)
+            .all(|c| c.iter().fold(true, |a, &v| a & inside(v)))
+        {
+            return Ok(());
+        }
+        match x.iter().position(|&v| !inside(v)) {
+            None => Ok(()),
+            Some(i) => Err(SnnError::arg(
+                "x",
+                format!(
+                    "element {i}: {} is outside this model's input range [{lo}, {hi}] \
+                     ({} 8-bit input, input.signed = {})",
+                    x[i],
+                    if self.inner.info.input_signed {
+                        "signed"
+                    } else {
+                        "unsigned"
+                    },
+                    self.inner.info.input_signed
+                ),
+            )),
+        }
     }
 
     /// Per-step input `frames` = `[B, steps, *input_shape]` (torch layout).

@@ -533,6 +533,113 @@ fn if_law_float_away_from_boundaries() {
 }
 
 #[test]
+fn int_unsigned_static_input_matches_reference() {
+    // `input.signed` false: the static input lies in [0, 255]; values up to 255 reach the
+    // first conv (whose 16-bit gather keeps `flush * 255 * max|w|` within i16) exactly.
+    let mut active = vec![0u64; 14];
+    for seed in 0..6 {
+        let mut rng = Rng::new(300 + seed);
+        let c_in = 1 + (seed as usize % 2);
+        let mut nb = conv_net(&mut rng, true, c_in, "static");
+        nb.input_signed = false;
+        let mut m = nb.model();
+        assert_eq!(m.input_range(), (0, 255));
+        m.set_chunk([1, 2, 4, 32][seed as usize % 4]);
+        let n_in = c_in * 42;
+        let batch = 3;
+        let x: Vec<i32> = (0..batch * n_in)
+            .map(|_| match rng.next() % 4 {
+                0 => 0,
+                1 => 255,
+                _ => rng.int(0, 255) as i32 / 32,
+            })
+            .collect();
+        assert!(x.contains(&255));
+        let steps = 6;
+        let r = m
+            .run_static(Data::I32(&x), steps, &spiking_names(&nb), None)
+            .unwrap();
+        for b in 0..batch {
+            let xi: Vec<i64> = x[b * n_in..(b + 1) * n_in]
+                .iter()
+                .map(|&v| v as i64)
+                .collect();
+            let refo = reference(&nb, &[xi], steps);
+            check_against_reference(&nb, &r, b, &refo);
+        }
+        for (a, s) in active.iter_mut().zip(spike_totals(&r)) {
+            *a += s;
+        }
+    }
+    for i in [1usize, 4, 9, 11] {
+        assert!(active[i] > 0, "node {i} never fired: {active:?}");
+    }
+}
+
+#[test]
+fn static_input_range_follows_input_signed() {
+    let model = |signed: bool| {
+        let mut nb = NetBuilder::new(true, &[3], "static");
+        nb.input_signed = signed;
+        nb.linear("fc", "input", 2, vec![1; 6], None);
+        nb.integrate("out", "fc");
+        nb.model()
+    };
+    let (signed, unsigned) = (model(true), model(false));
+    assert_eq!(signed.input_range(), (-128, 127));
+    assert!(!unsigned.info().input_signed);
+    let ok = |m: &Model, x: [i32; 3]| m.run_static(Data::I32(&x), 2, &[], None);
+    assert_eq!(
+        ok(&signed, [-128, 127, 0]).unwrap().output_sum,
+        vec![-2.0, -2.0]
+    );
+    assert_eq!(
+        ok(&unsigned, [0, 255, 255]).unwrap().output_sum,
+        vec![1020.0, 1020.0]
+    );
+    for (m, x, bad, range) in [
+        (&signed, [0, 128, 0], "128", "[-128, 127]"),
+        (&signed, [-129, 0, 0], "-129", "[-128, 127]"),
+        (&unsigned, [0, 0, 256], "256", "[0, 255]"),
+        (&unsigned, [5, -1, 0], "-1", "[0, 255]"),
+    ] {
+        let e = ok(m, x).unwrap_err().to_string();
+        assert!(
+            e.contains("'x'") && e.contains(bad) && e.contains(range) && e.contains("input.signed"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn first_layer_bound_holds_for_unsigned_input_255() {
+    // The accumulator bound is `sum|w| * max|x| + |b|` with the step's own max|x|: with an
+    // unsigned input it is 255, not 127. 257 * 255 * 32767 < 2^31 <= 258 * 255 * 32767.
+    let run = |n: usize, w: Vec<i64>, x: i32| {
+        let mut nb = NetBuilder::new(true, &[n], "static");
+        nb.input_signed = false;
+        nb.weight_bits = 16;
+        nb.linear("fc", "input", 1, w, None);
+        nb.integrate("out", "fc");
+        nb.model().run_static(Data::I32(&vec![x; n]), 1, &[], None)
+    };
+    // largest sum that fits: exact on the fast (int32) path
+    let r = run(257, vec![32767; 257], 255).unwrap();
+    assert_eq!(r.output_sum, vec![257.0 * 255.0 * 32767.0]);
+    // one more input overflows int32: an error naming the node, not a wrapped value
+    let e = run(258, vec![32767; 258], 255).unwrap_err().to_string();
+    assert!(e.contains("'fc'") && e.contains("step 0"), "{e}");
+    // the same weights fit with inputs of at most 127 (the signed range's bound)
+    let r = run(258, vec![32767; 258], 127).unwrap();
+    assert_eq!(r.output_sum, vec![258.0 * 127.0 * 32767.0]);
+    // bound exceeded but the true sum fits (weights cancel): the checked path is exact
+    let w: Vec<i64> = (0..600)
+        .map(|k| if k % 2 == 0 { 32767 } else { -32767 })
+        .collect();
+    assert_eq!(run(600, w, 255).unwrap().output_sum, vec![0.0]);
+}
+
+#[test]
 fn int_overflow_is_detected_and_named() {
     // |sum| = 1000 * 127 * 32767 > 2^31: the fast path's bound fails; the checked path finds the
     // real overflow.

@@ -33,7 +33,8 @@ impl Data<'_> {
 pub(crate) trait EngineValue: NeuronMath + FromTensor {
     /// The typed slice of `d`, if its dtype is this type.
     fn data<'a>(d: Data<'a>) -> Option<&'a [Self]>;
-    /// Whether a static input element is valid: finite (float) or in [-128, 127] (int).
+    /// Whether a static input element is valid: finite (float) or in [-128, 255] (int: either
+    /// 8-bit range; `Model::run_static` has checked the model's own range, signed or unsigned).
     /// Branch-free, so that a whole input is checked at SIMD width.
     fn static_ok(v: Self) -> bool;
     /// Why a static input element is not valid (called only where [`Self::static_ok`] is false).
@@ -73,10 +74,10 @@ impl EngineValue for i32 {
         }
     }
     fn static_ok(v: i32) -> bool {
-        (-128..=127).contains(&v)
+        (-128..=255).contains(&v)
     }
     fn static_error(v: i32) -> String {
-        format!("{v} is outside the int8 range [-128, 127]")
+        format!("{v} is outside the 8-bit input ranges [-128, 255]")
     }
     fn frame_ok(_v: i32) -> bool {
         true

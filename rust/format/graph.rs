@@ -28,12 +28,36 @@ impl InputKind {
     }
 }
 
+/// Integer range of a signed 8-bit input (the default; files without `input.signed`).
+pub const SIGNED_INPUT_RANGE: (i32, i32) = (-128, 127);
+/// Integer range of an unsigned 8-bit input (`input.signed` false).
+pub const UNSIGNED_INPUT_RANGE: (i32, i32) = (0, 255);
+
 /// The `input` entry of the graph.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputSpec {
     pub shape: Vec<usize>,
     pub kind: InputKind,
     pub scale: Option<f64>,
+    /// `input.signed`: whether an int-precision static or sequence input is quantised to
+    /// signed 8 bits, `[-128, 127]` (true, the default), or unsigned, `[0, 255]` (false).
+    pub signed: bool,
+}
+
+impl InputSpec {
+    /// The integer range `[lo, hi]` of a quantised static or sequence input.
+    pub fn int_range(&self) -> (i32, i32) {
+        int_range(self.signed)
+    }
+}
+
+/// The integer range `[lo, hi]` of a quantised input that is `signed` or not.
+pub fn int_range(signed: bool) -> (i32, i32) {
+    if signed {
+        SIGNED_INPUT_RANGE
+    } else {
+        UNSIGNED_INPUT_RANGE
+    }
 }
 
 /// The ops of docs/model-format.md §2.

@@ -12,7 +12,7 @@ mod shapes;
 mod tensors;
 
 pub use file::{read_bytes, write_bytes, ModelFile};
-pub use graph::InputKind;
+pub use graph::{int_range, InputKind};
 pub use tensors::{Tensor, TensorData};
 
 pub(crate) use file::read_path;

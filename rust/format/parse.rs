@@ -373,7 +373,22 @@ fn parse_input(v: Option<&Json>) -> Result<InputSpec> {
             )))
         }
     };
-    Ok(InputSpec { shape, kind, scale })
+    let signed = match obj.get("signed") {
+        None | Some(Json::Null) => true,
+        Some(Json::Bool(b)) => *b,
+        Some(v) => {
+            return Err(graph_err(format!(
+                "input.signed must be true or false, got {} ({v})",
+                json_type(v)
+            )))
+        }
+    };
+    Ok(InputSpec {
+        shape,
+        kind,
+        scale,
+        signed,
+    })
 }
 
 /// Kahn's algorithm; among ready nodes the one listed first in the file goes first, so the

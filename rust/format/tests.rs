@@ -175,6 +175,41 @@ fn attribute_and_shape_errors() {
     assert!(err_of(&j).contains("scale"));
 }
 
+#[test]
+fn input_signed_field() {
+    // absent or null: signed [-128, 127] (files written before the field existed)
+    let g = parse_graph(&base().to_string()).unwrap();
+    assert!(g.input.signed);
+    assert_eq!(g.input.int_range(), (-128, 127));
+    let mut j = base();
+    j["input"]["signed"] = Json::Null;
+    assert!(parse_graph(&j.to_string()).unwrap().input.signed);
+    // false: unsigned [0, 255]
+    let mut j = base();
+    j["input"]["signed"] = json!(false);
+    let g = parse_graph(&j.to_string()).unwrap();
+    assert!(!g.input.signed);
+    assert_eq!(g.input.int_range(), (0, 255));
+    j["input"]["signed"] = json!(true);
+    assert!(parse_graph(&j.to_string()).unwrap().input.signed);
+    // anything but a boolean is refused, naming the field
+    for bad in [
+        json!(0),
+        json!(1),
+        json!("false"),
+        json!([false]),
+        json!(0.5),
+    ] {
+        let mut j = base();
+        j["input"]["signed"] = bad.clone();
+        let e = err_of(&j);
+        assert!(
+            e.contains("input.signed must be true or false"),
+            "{bad}: {e}"
+        );
+    }
+}
+
 fn tensor_f32(shape: &[usize], v: f32) -> Tensor {
     Tensor {
         shape: shape.to_vec(),
