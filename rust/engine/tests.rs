@@ -1173,7 +1173,7 @@ fn input_check_names_the_first_bad_element_in_any_block() {
     // Bad elements past the first block and two in one block: the first is reported.
     let n = 3 * 4096 + 17;
     let mut x = vec![0i32; n];
-    x[2 * 4096 + 5] = 128;
+    x[2 * 4096 + 5] = 256;
     x[2 * 4096 + 9] = -129;
     let e = check_input::<i32>(
         Data::I32(&x),
@@ -1185,7 +1185,7 @@ fn input_check_names_the_first_bad_element_in_any_block() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("element 8197") && e.contains("128"), "{e}");
+    assert!(e.contains("element 8197") && e.contains("256"), "{e}");
     x[2 * 4096 + 5] = 0;
     x[2 * 4096 + 9] = 0;
     assert!(check_input::<i32>(
