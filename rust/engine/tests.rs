@@ -9,6 +9,26 @@ use crate::engine::result::*;
 use crate::events::{Binning, EventBatch, Events};
 use crate::testutil::{reference, NetBuilder, Rng};
 
+/// Runs an int static input `x` (`n_in` values per sample) and checks every sample against the
+/// reference (spikes of every spiking node, counts, output sums).
+fn run_static_checked(
+    nb: &NetBuilder,
+    m: &Model,
+    x: &[i32],
+    n_in: usize,
+    steps: usize,
+) -> RunResult {
+    let r = m
+        .run_static(Data::I32(x), steps, &spiking_names(nb), None)
+        .unwrap();
+    for (b, xb) in x.chunks(n_in).enumerate() {
+        let xi: Vec<i64> = xb.iter().map(|&v| v as i64).collect();
+        let refo = reference(nb, &[xi], steps);
+        check_against_reference(nb, &r, b, &refo);
+    }
+    r
+}
+
 fn res_counts(r: &RunResult, b: usize) -> [Vec<Vec<u64>>; 5] {
     let (l, t) = (r.n_nodes, r.steps);
     let get = |v: &Vec<u64>| -> Vec<Vec<u64>> {
@@ -189,17 +209,7 @@ fn int_conv_network_static_input_matches_reference() {
             })
             .collect();
         let steps = 6;
-        let r = m
-            .run_static(Data::I32(&x), steps, &spiking_names(&nb), None)
-            .unwrap();
-        for b in 0..batch {
-            let xi: Vec<i64> = x[b * n_in..(b + 1) * n_in]
-                .iter()
-                .map(|&v| v as i64)
-                .collect();
-            let refo = reference(&nb, &[xi], steps);
-            check_against_reference(&nb, &r, b, &refo);
-        }
+        let r = run_static_checked(&nb, &m, &x, n_in, steps);
         for (a, s) in active.iter_mut().zip(spike_totals(&r)) {
             *a += s;
         }
@@ -556,17 +566,7 @@ fn int_unsigned_static_input_matches_reference() {
             .collect();
         assert!(x.contains(&255));
         let steps = 6;
-        let r = m
-            .run_static(Data::I32(&x), steps, &spiking_names(&nb), None)
-            .unwrap();
-        for b in 0..batch {
-            let xi: Vec<i64> = x[b * n_in..(b + 1) * n_in]
-                .iter()
-                .map(|&v| v as i64)
-                .collect();
-            let refo = reference(&nb, &[xi], steps);
-            check_against_reference(&nb, &r, b, &refo);
-        }
+        let r = run_static_checked(&nb, &m, &x, n_in, steps);
         for (a, s) in active.iter_mut().zip(spike_totals(&r)) {
             *a += s;
         }

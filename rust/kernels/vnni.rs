@@ -169,6 +169,11 @@ super::simd::dispatch! {
     where []
 }
 
+/// Output positions from `first` whose outputs fit in `len` values (`co` each).
+fn positions_in(len: usize, g: &Geom, first: usize) -> usize {
+    (len / g.co.max(1)).min((g.ho * g.wo).saturating_sub(first))
+}
+
 /// Writes to `acc` (the outputs of positions `first..`, channels-last, `co` each) the bias (or
 /// 0) plus the window sums of the packed input through the packed kernel `wp`.
 ///
@@ -184,7 +189,7 @@ pub(crate) fn conv_dense(
     first: usize,
 ) {
     assert!(cpu_has(), "conv_dense needs AVX-512 VNNI");
-    let n_pos = (acc.len() / g.co.max(1)).min((g.ho * g.wo).saturating_sub(first));
+    let n_pos = positions_in(acc.len(), g, first);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `acc` holds `n_pos * co` values and is borrowed exclusively; `cpu_has` checked
     // the CPU features the function is compiled with.
@@ -250,7 +255,7 @@ pub(crate) fn conv_dense_by_channels(
 ) {
     use std::sync::atomic::{AtomicBool, Ordering};
     assert!(cpu_has(), "conv_dense needs AVX-512 VNNI");
-    let n_pos = (acc.len() / g.co.max(1)).min(g.ho * g.wo);
+    let n_pos = positions_in(acc.len(), g, 0);
     let ranges = channel_parts(g.co, parts);
     let claimed: Vec<AtomicBool> = ranges.iter().map(|_| AtomicBool::new(false)).collect();
     let out = SharedOut(acc.as_mut_ptr());
