@@ -107,10 +107,24 @@ pub(crate) trait EngineOps {
 /// Elements checked per block of the fast pass of [`check_input`].
 const CHECK_BLOCK: usize = 4096;
 
+/// The index of the first element of `x` that `ok` refuses. A branch-free pass per block first
+/// (it runs at SIMD width: inputs are large and checks precede every run); only a failing block
+/// is searched for the element.
+pub(crate) fn first_invalid<T: Copy>(x: &[T], ok: impl Fn(T) -> bool) -> Option<usize> {
+    for (b, block) in x.chunks(CHECK_BLOCK).enumerate() {
+        if block.iter().fold(true, |all, &v| all & ok(v)) {
+            continue;
+        }
+        if let Some(i) = block.iter().position(|&v| !ok(v)) {
+            return Some(b * CHECK_BLOCK + i);
+        }
+    }
+    None
+}
+
 /// Checks untyped input data of `arg` as values of type `V` for a model of `precision`:
 /// whole samples of `per_sample` values, each value accepted by `ok` (`why` says why one is
-/// not). The check is a branch-free pass per block (it runs at SIMD width: inputs are large
-/// and the check precedes every run); only a failing block is searched for the element.
+/// not), found by [`first_invalid`].
 pub(crate) fn check_input<'a, V: EngineValue>(
     data: Data<'a>,
     arg: &str,
@@ -140,17 +154,9 @@ pub(crate) fn check_input<'a, V: EngineValue>(
             format!("has {} elements, not a multiple of {per_sample}", x.len()),
         ));
     }
-    for (b, block) in x.chunks(CHECK_BLOCK).enumerate() {
-        if block.iter().fold(true, |all, &v| all & ok(v)) {
-            continue;
-        }
-        if let Some(i) = block.iter().position(|&v| !ok(v)) {
-            let m = why(block[i]);
-            return Err(SnnError::arg(
-                arg,
-                format!("element {}: {m}", b * CHECK_BLOCK + i),
-            ));
-        }
+    if let Some(i) = first_invalid(x, &ok) {
+        let m = why(x[i]);
+        return Err(SnnError::arg(arg, format!("element {i}: {m}")));
     }
     Ok(x)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::batch::Engine;
 use super::compile::compile;
-use super::compiled::{Compiled, RunInput};
+use super::compiled::{first_invalid, Compiled, RunInput};
 use super::result::RunResult;
 use super::stream::StreamState;
 use super::value::Data;
@@ -129,15 +129,7 @@ impl Model {
             return Ok(());
         }
         let (lo, hi) = self.input_range();
-        // A branch-free pass first (SIMD width; the check precedes every run), then the
-        // search for the first element out of range only if there is one.
-        let inside = |v: i32| (v >= lo) & (v <= hi);
-        if x.chunks(4096)
-            .all(|c| c.iter().fold(true, |a, &v| a & inside(v)))
-        {
-            return Ok(());
-        }
-        match x.iter().position(|&v| !inside(v)) {
+        match first_invalid(x, |v: i32| (v >= lo) & (v <= hi)) {
             None => Ok(()),
             Some(i) => Err(SnnError::arg(
                 "x",

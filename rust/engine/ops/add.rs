@@ -4,7 +4,7 @@
 //! partial sum leaves int32 is the sum redone in the wide type, which decides exactly whether
 //! the result fits (a sum of three or more may leave int32 on the way and come back).
 
-use super::{narrow_into, split_values};
+use super::{narrow_into, split_values, PAR_MIN_VALUES};
 use crate::engine::network::{Kind, Node};
 use crate::engine::state::{Buf, SampleOut, Scratch};
 use crate::engine::step::StepCtx;
@@ -49,9 +49,13 @@ pub(crate) fn run_add<'b, V: EngineValue>(
         // Dense terms without maps split across the team by ranges; otherwise one piece.
         let ranged = ins.iter().all(|t| t.0 != Kind::Sparse && t.1.is_none());
         let ok = if ranged {
-            split_values(cx.team, out, 1, &|o: &mut [i32], first: usize| {
-                sum_i32(o, &ins, first)
-            })
+            split_values(
+                cx.team,
+                out,
+                1,
+                PAR_MIN_VALUES,
+                &|o: &mut [i32], first: usize| sum_i32(o, &ins, first),
+            )
         } else {
             Some(sum_i32(out, &ins, 0))
         };

@@ -1,9 +1,7 @@
 //! Conv2d nodes: the active inputs of a step through the kernel, by scatter when few are active
 //! and by gather (output-stationary) when many are (`crate::kernels::conv`; same results).
 
-use std::sync::Mutex;
-
-use super::{count_weighted, narrow_into, needs_wide, wide_bias};
+use super::{count_weighted, narrow_into, needs_wide, split_values, wide_bias};
 use crate::engine::network::{ConvOp, Kind, Node};
 use crate::engine::state::{Buf, SampleOut, Scratch};
 use crate::engine::step::StepCtx;
@@ -99,20 +97,12 @@ fn by_positions<A: Send>(
     g: &kernels::Geom,
     run: &(dyn Fn(&mut [A], usize) + Sync),
 ) -> bool {
-    if team.width() < 2 {
-        run(acc, 0);
-        return true;
-    }
-    let per = (g.ho * g.wo).div_ceil(team.width());
-    let parts: Vec<Mutex<Option<&mut [A]>>> = acc
-        .chunks_mut(per * g.co)
-        .map(|a| Mutex::new(Some(a)))
-        .collect();
-    team.split(&|k| {
-        if let Some(a) = parts.get(k).and_then(|p| p.lock().ok()?.take()) {
-            run(a, k * per);
-        }
+    // whole positions per part (`co` values each); the caller chose the team by the step's work
+    split_values(team, acc, g.co, 0, &|a: &mut [A], first: usize| {
+        run(a, first / g.co.max(1));
+        true
     })
+    .is_some()
 }
 
 /// A part of a conv step panicked on a helper thread (its outputs are incomplete).

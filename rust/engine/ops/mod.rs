@@ -23,16 +23,18 @@ use crate::numeric::{Precision, Value};
 pub(crate) const PAR_MIN_VALUES: usize = 1 << 14;
 
 /// Runs `f(part, first)` over `out` in one piece, or split in ranges (multiples of `align`
-/// values; `first` is a range's first index) across `team` when it is large enough. Returns
-/// `Some(false)` if any part returned `false`, `None` if a part panicked on a helper thread.
+/// values; `first` is a range's first index) across `team` when it has at least `min` values.
+/// Returns `Some(false)` if any part returned `false`, `None` if a part panicked on a helper
+/// thread.
 pub(crate) fn split_values<T: Send>(
     team: &Team,
     out: &mut [T],
     align: usize,
+    min: usize,
     f: &(dyn Fn(&mut [T], usize) -> bool + Sync),
 ) -> Option<bool> {
     let (n, width) = (out.len(), team.width());
-    if width < 2 || n < PAR_MIN_VALUES {
+    if width < 2 || n < min || n == 0 {
         return Some(f(out, 0));
     }
     let per = n.div_ceil(width).div_ceil(align.max(1)) * align.max(1);

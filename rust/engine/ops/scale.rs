@@ -1,6 +1,6 @@
 //! Scale nodes: a per-channel fixed-point (int) or float rescale.
 
-use super::{overflow, split_values};
+use super::{overflow, split_values, PAR_MIN_VALUES};
 use crate::engine::network::{Kind, Node, ScaleOp};
 use crate::engine::state::{Buf, SampleOut};
 use crate::engine::step::StepCtx;
@@ -48,9 +48,15 @@ pub(crate) fn run_scale<V: EngineValue>(
         };
         outb.dirty = true;
         let x = &inb.d;
-        let ok = split_values(cx.team, &mut outb.d, p, &|o: &mut [V], first: usize| {
-            scale_dense(o, &x[first..first + o.len()], p, &op.mul, &op.shift, op.f)
-        })
+        let ok = split_values(
+            cx.team,
+            &mut outb.d,
+            p,
+            PAR_MIN_VALUES,
+            &|o: &mut [V], first: usize| {
+                scale_dense(o, &x[first..first + o.len()], p, &op.mul, &op.shift, op.f)
+            },
+        )
         .ok_or_else(|| SnnError::Internal(format!("a thread of node '{}' failed", node.name)))?;
         if !ok {
             let k = (0..node.len)
